@@ -1,0 +1,1 @@
+"""The sds command-line tool."""

@@ -1,0 +1,1 @@
+"""Native async client library (librados-like)."""

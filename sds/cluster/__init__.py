@@ -1,0 +1,1 @@
+"""Local clusters of real daemon processes (like vstart.sh)."""

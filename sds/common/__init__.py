@@ -1,0 +1,1 @@
+"""Shared building blocks: errors, config, logging, messenger, auth."""

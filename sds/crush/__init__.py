@@ -1,0 +1,1 @@
+"""CRUSH placement: pure functions from an OSDMap to PG locations."""

@@ -1,0 +1,1 @@
+"""Manager daemon: cluster statistics and health."""

@@ -1,0 +1,1 @@
+"""Monitor daemon: cluster maps replicated with Paxos."""

@@ -1,0 +1,1 @@
+"""OSD daemon: stores, replicates and serves objects."""

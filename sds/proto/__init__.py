@@ -1,0 +1,1 @@
+"""Generated protobuf modules (python -m sds.proto.build regenerates them)."""
