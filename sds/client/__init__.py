@@ -1,1 +1,5 @@
-"""Native async client library (librados-like)."""
+"""Native async client library (librados-like): `Rados`, `IoCtx`, and a sync wrapper."""
+
+from sds.client.rados import IoCtx, ObjectStat, Rados
+
+__all__ = ["IoCtx", "ObjectStat", "Rados"]

@@ -53,6 +53,7 @@ _LN_ONE = 0x1000000000000  # crush_ln() scale: 2**48 corresponds to ln == 0
 #   _RH_LH[2k]   ~ 2**48 / (1 + k/128)
 #   _RH_LH[2k+1] ~ 2**48 * log2(1 + k/128)
 #   _LL[k]       ~ 2**48 * log2(1 + k/2**15)
+# fmt: off
 _RH_LH = (
     0x0001000000000000, 0x0000000000000000, 0x0000FE03F80FE040, 0x000002DFCA16DDE1,
     0x0000FC0FC0FC0FC1, 0x000005B9E5A170B4, 0x0000FA232CF25214, 0x0000088E68EA899A,
@@ -187,3 +188,309 @@ _LL = (
     0x000002C8E1E891F6, 0x000002CBBF023FC2, 0x000002CE9C163E6E, 0x000002D179248E13,
     0x000002D4562D2EC6, 0x000002D73330209D, 0x000002DA102D63B0, 0x000002DCED24F814,
 )
+# fmt: on
+
+
+def crush_ln(xin: int) -> int:
+    """Ceph's ``crush_ln``: about ``2**44 * log2(xin + 1)`` for ``0 <= xin <= 0xffff``."""
+    x = xin + 1
+    iexpon = 15
+    if not x & 0x18000:
+        # Normalise so the top set bit is bit 15 (Ceph: clz(x) - 16 bits).
+        bits = 16 - (x & 0x1FFFF).bit_length()
+        x <<= bits
+        iexpon = 15 - bits
+    index1 = (x >> 8) << 1
+    rh = _RH_LH[index1 - 256]  # ~ 2**56 / index1
+    lh = _RH_LH[index1 + 1 - 256]  # ~ 2**48 * log2(index1 / 256)
+    xl64 = (x * rh) >> 48
+    ll = _LL[xl64 & 0xFF]
+    return (iexpon << 44) + ((lh + ll) >> 4)
+
+
+def _build_neg_ln() -> tuple[int, ...]:
+    table = tuple(_LN_ONE - crush_ln(u) for u in range(0x10000))
+    assert min(table) >= 0
+    return table
+
+
+# _NEG_LN[u] == -(crush_ln(u) - 2**48) >= 0.  A straw2 draw is
+# div64_s64(crush_ln(u) - 2**48, weight), which truncates toward zero, so
+# draw == -(_NEG_LN[u] // weight) and the winner has the smallest quotient.
+_NEG_LN: tuple[int, ...] = _build_neg_ln()
+
+_OP_TAKE = 0
+_OP_CHOOSE = 1
+_OP_CHOOSELEAF = 2
+_OP_EMIT = 3
+_OPS = {
+    "take": _OP_TAKE,
+    "choose_firstn": _OP_CHOOSE,
+    "chooseleaf_firstn": _OP_CHOOSELEAF,
+    "emit": _OP_EMIT,
+}
+
+
+class _Bucket:
+    """A straw2 bucket reduced to what the mapper reads."""
+
+    __slots__ = ("id", "type_id", "size", "first", "pairs")
+
+    def __init__(self, bucket_id: int, type_id: int, items: Sequence[tuple[int, int]]):
+        self.id = bucket_id
+        self.type_id = type_id
+        self.size = len(items)
+        self.first = items[0][0] if items else 0
+        # Weight-0 items can never win unless every item weighs 0, in which
+        # case Ceph returns the first item.
+        self.pairs = tuple((item, weight) for item, weight in items if weight > 0)
+
+    def choose(self, x: int, r: int) -> int:
+        pairs = self.pairs
+        if not pairs:
+            return self.first
+        neg_ln = _NEG_LN
+        best_item = 0
+        best_q = -1
+        for item, weight in pairs:
+            q = neg_ln[hash32_3(x, item, r) & 0xFFFF] // weight
+            if best_q < 0 or q < best_q:
+                best_q = q
+                best_item = item
+        return best_item
+
+
+class CompiledCrush:
+    """Lookup structures for one CRUSH map; immutable once built.
+
+    Build one per map version and reuse it for every mapping.  Raises
+    ``ValueError`` for maps the mapper cannot run safely (unknown types or
+    ops, dangling item ids, cycles).
+    """
+
+    __slots__ = ("types", "type_ids", "buckets", "max_devices", "rules", "tries", "names")
+
+    def __init__(self, crush: CrushMap):
+        self.types: tuple[str, ...] = tuple(crush.types) or ("osd",)
+        self.type_ids = {name: i for i, name in enumerate(self.types)}
+        device_ids = {d.id for d in crush.devices}
+        for b in crush.buckets:
+            device_ids.update(it.id for it in b.items if it.id >= 0)
+        self.max_devices = max(device_ids) + 1 if device_ids else 0
+        self.names: dict[int, str] = {d.id: d.name for d in crush.devices}
+        self.buckets: dict[int, _Bucket] = {}
+        for b in crush.buckets:
+            if b.id >= 0:
+                raise ValueError(f"bucket {b.name!r} has non-negative id {b.id}")
+            if b.id in self.buckets:
+                raise ValueError(f"duplicate bucket id {b.id}")
+            type_id = self.type_ids.get(b.type)
+            if not type_id:  # unknown, or the device type (index 0)
+                raise ValueError(f"bucket {b.name!r} has invalid type {b.type!r}")
+            self.buckets[b.id] = _Bucket(b.id, type_id, [(it.id, it.weight) for it in b.items])
+            self.names[b.id] = b.name
+        self._check_children()
+        self.tries = crush.choose_total_tries or DEFAULT_CHOOSE_TOTAL_TRIES
+        self.rules: dict[int, tuple[tuple[int, int, int], ...]] = {}
+        for rule in crush.rules:
+            self.rules[rule.id] = tuple(self._compile_step(rule.name, s) for s in rule.steps)
+
+    def _check_children(self) -> None:
+        parents: dict[int, int] = {}
+        for b in self.buckets.values():
+            for item, _ in b.pairs:
+                if item < 0 and item not in self.buckets:
+                    raise ValueError(f"bucket {b.id} contains unknown bucket {item}")
+        for b in self.buckets.values():
+            for item in self._all_items(b.id):
+                if item < 0:
+                    if item in parents:
+                        raise ValueError(f"bucket {item} has two parents")
+                    parents[item] = b.id
+        for start in self.buckets:  # walk up; a cycle never reaches a root
+            seen = {start}
+            node = start
+            while node in parents:
+                node = parents[node]
+                if node in seen:
+                    raise ValueError(f"cycle in CRUSH hierarchy at bucket {node}")
+                seen.add(node)
+
+    def _all_items(self, bucket_id: int) -> list[int]:
+        b = self.buckets[bucket_id]
+        items = [item for item, _ in b.pairs]
+        if b.size and not b.pairs:
+            items.append(b.first)
+        return items
+
+    def _compile_step(self, rule_name: str, step) -> tuple[int, int, int]:
+        op = _OPS.get(step.op)
+        if op is None:
+            raise ValueError(f"rule {rule_name!r}: unsupported step {step.op!r}")
+        if op == _OP_TAKE:
+            if step.item not in self.buckets and not 0 <= step.item < self.max_devices:
+                raise ValueError(f"rule {rule_name!r}: take of unknown item {step.item}")
+            return (op, step.item, 0)
+        if op in (_OP_CHOOSE, _OP_CHOOSELEAF):
+            type_id = self.type_ids.get(step.type)
+            if type_id is None:
+                raise ValueError(f"rule {rule_name!r}: unknown type {step.type!r}")
+            return (op, step.num, type_id)
+        return (op, 0, 0)
+
+    # -- mapping ---------------------------------------------------------
+
+    def do_rule(
+        self,
+        rule_id: int,
+        x: int,
+        result_max: int,
+        reweights: Mapping[int, int] | None = None,
+    ) -> list[int]:
+        """Map input ``x`` through rule ``rule_id`` to at most ``result_max`` items.
+
+        ``reweights`` maps device id to 16.16 reweight; a device missing from
+        it is out.  ``None`` means every device is fully in.  An unknown rule
+        maps to ``[]`` (as in Ceph), so a bad pool shows up as inactive PGs
+        rather than crashing the daemons that compute placement.
+        """
+        steps = self.rules.get(rule_id)
+        if steps is None or result_max <= 0:
+            return []
+        x &= 0xFFFFFFFF
+        result: list[int] = []
+        work: list[int] = []
+        for op, arg1, arg2 in steps:
+            if op == _OP_TAKE:
+                work = [arg1]
+            elif op == _OP_EMIT:
+                result.extend(work[: result_max - len(result)])
+                work = []
+            else:
+                work = self._choose_step(
+                    work, op == _OP_CHOOSELEAF, arg1, arg2, x, result_max, reweights
+                )
+        return result
+
+    def _choose_step(self, work, leaf, num, type_id, x, result_max, reweights) -> list[int]:
+        out_all: list[int] = []
+        for take in work:
+            numrep = num if num > 0 else num + result_max
+            if numrep <= 0 or take not in self.buckets:
+                continue
+            out: list[int] = []
+            out2: list[int] = [] if leaf else None
+            self._choose_firstn(
+                take,
+                reweights,
+                x,
+                numrep,
+                type_id,
+                out,
+                result_max - len(out_all),
+                self.tries + 1,
+                out2,
+                0,
+            )
+            out_all.extend(out2 if leaf else out)
+        return out_all
+
+    def _choose_firstn(
+        self, bucket_id, reweights, x, numrep, type_id, out, count, tries, out2, parent_r
+    ):
+        """Ceph's crush_choose_firstn with optimal tunables; appends to ``out``/``out2``.
+
+        ``out`` holds the items chosen so far at this level (the collision
+        set); with ``out2`` given (chooseleaf) each accepted item also gets
+        one leaf appended to ``out2``, searched with a single try.  Each
+        replica gets up to ``tries`` full descents with ``r = rep + ftotal``.
+        """
+        for rep in range(numrep):
+            if count <= 0:
+                break
+            for ftotal in range(tries):
+                r = rep + parent_r + ftotal
+                item = self._descend(bucket_id, x, r, type_id)
+                if item is _SKIP:
+                    break  # malformed map below this bucket: skip the replica
+                if item is None or item in out:
+                    continue  # empty bucket or collision: descend again
+                leaf = item
+                if out2 is not None and item < 0:
+                    before = len(out2)
+                    self._choose_firstn(item, reweights, x, 1, 0, out2, count, 1, None, r)
+                    if len(out2) == before:
+                        continue  # no usable leaf under this bucket
+                    leaf = out2.pop()
+                if item >= 0 and _is_out(reweights, item, x):
+                    continue
+                out.append(item)
+                if out2 is not None:
+                    out2.append(leaf)
+                count -= 1
+                break
+
+    def _descend(self, bucket_id: int, x: int, r: int, type_id: int):
+        """Walk down from ``bucket_id`` to an item of ``type_id``.
+
+        Returns the item, ``None`` for an empty bucket (retry) or ``_SKIP``
+        when the walk hits an item that cannot lead to the wanted type.
+        """
+        bucket = self.buckets[bucket_id]
+        while True:
+            if bucket.size == 0:
+                return None
+            item = bucket.choose(x, r)
+            if item >= 0:
+                if type_id != 0 or item >= self.max_devices:
+                    return _SKIP
+                return item
+            child = self.buckets.get(item)
+            if child is None:
+                return _SKIP
+            if child.type_id == type_id:
+                return item
+            bucket = child
+
+
+_SKIP = object()
+
+
+def _is_out(reweights: Mapping[int, int] | None, item: int, x: int) -> bool:
+    if reweights is None:
+        return False
+    weight = reweights.get(item, 0)
+    if weight >= WEIGHT_ONE:
+        return False
+    if weight <= 0:
+        return True
+    return (hash32_2(x, item) & 0xFFFF) >= weight
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_serialized(blob: bytes) -> CompiledCrush:
+    crush = CrushMap()
+    crush.ParseFromString(blob)
+    return CompiledCrush(crush)
+
+
+def compile_crush(crush: CrushMap | CompiledCrush) -> CompiledCrush:
+    """Return a CompiledCrush for ``crush``, reusing one built for identical content."""
+    if isinstance(crush, CompiledCrush):
+        return crush
+    return _compile_serialized(crush.SerializeToString(deterministic=True))
+
+
+def do_rule(
+    crush: CrushMap | CompiledCrush,
+    rule_id: int,
+    x: int,
+    result_max: int,
+    reweights: Mapping[int, int] | None = None,
+) -> list[int]:
+    """Pure CRUSH mapping; see :meth:`CompiledCrush.do_rule`.
+
+    Passing a ``CrushMap`` compiles it (cached by content); hot paths should
+    hold a :class:`CompiledCrush` instead.
+    """
+    return compile_crush(crush).do_rule(rule_id, x, result_max, reweights)

@@ -2,8 +2,8 @@
 
 Same semantics as every ObjectStore (see base.py). Atomicity comes from an undo log: each
 object or meta key is saved before its first change in a transaction, and restored in
-reverse order if any op fails. Each object keeps a CRC32C of its whole data, verified on
-every read, so corruption tests run against both stores (`_corrupt_for_test`).
+reverse order if any op fails. Each object keeps a CRC32C per 64 KiB block, verified on
+every read of that block, so corruption tests run against both stores (`_corrupt_for_test`).
 `apply` never awaits, so a simulation stays deterministic.
 """
 
@@ -24,13 +24,15 @@ from sds.common.errors import (
 )
 from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
 
+CSUM_BLOCK = 64 * 1024
+
 
 class _Obj:
-    __slots__ = ("data", "crc", "mtime", "version", "xattrs", "omap")
+    __slots__ = ("data", "crcs", "mtime", "version", "xattrs", "omap")
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self.crc = crc32c(b"")
+        self.crcs: list[int] = []  # CRC32C of each CSUM_BLOCK-sized piece of data
         self.mtime = 0.0
         self.version = 0
         self.xattrs: dict[str, bytes] = {}
@@ -39,13 +41,27 @@ class _Obj:
     def copy(self) -> _Obj:
         o = _Obj()
         o.data = bytearray(self.data)
-        o.crc, o.mtime, o.version = self.crc, self.mtime, self.version
+        o.crcs, o.mtime, o.version = list(self.crcs), self.mtime, self.version
         o.xattrs = dict(self.xattrs)
         o.omap = dict(self.omap)
         return o
 
-    def reseal(self) -> None:
-        self.crc = crc32c(self.data)
+    def reseal(self, lo: int = 0, hi: int | None = None) -> None:
+        """Recompute the checksums of the blocks overlapping data[lo:hi]."""
+        n = len(self.data)
+        nblocks = -(-n // CSUM_BLOCK)
+        del self.crcs[nblocks:]
+        self.crcs.extend([0] * (nblocks - len(self.crcs)))
+        hi = n if hi is None else min(hi, n)
+        mv = memoryview(self.data)
+        for b in range(lo // CSUM_BLOCK, -(-hi // CSUM_BLOCK)):
+            self.crcs[b] = crc32c(mv[b * CSUM_BLOCK:(b + 1) * CSUM_BLOCK])
+
+    def verify(self, lo: int, hi: int) -> None:
+        mv = memoryview(self.data)
+        for b in range(lo // CSUM_BLOCK, -(-hi // CSUM_BLOCK)):
+            if crc32c(mv[b * CSUM_BLOCK:(b + 1) * CSUM_BLOCK]) != self.crcs[b]:
+                raise ChecksumError(f"block {b}: data checksum mismatch")
 
 
 class _Coll:
@@ -181,20 +197,21 @@ class MemoryStore(ObjectStore):
         elif k == TxnOp.WRITE:
             if len(data):
                 end = op.offset + len(data)
-                if end > len(o.data):
-                    o.data.extend(bytes(end - len(o.data)))
+                old = len(o.data)
+                if end > old:
+                    o.data.extend(bytes(end - old))
                 o.data[op.offset:end] = data
-                o.reseal()
+                o.reseal(min(old, op.offset), end)
         elif k == TxnOp.WRITE_FULL:
             o.data = bytearray(data)
             o.reseal()
         elif k == TxnOp.TRUNCATE:
-            size = op.length
-            if size < len(o.data):
+            size, old = op.length, len(o.data)
+            if size < old:
                 del o.data[size:]
             else:
-                o.data.extend(bytes(size - len(o.data)))
-            o.reseal()
+                o.data.extend(bytes(size - old))
+            o.reseal(min(size, old) // CSUM_BLOCK * CSUM_BLOCK, max(size, old))
         elif k == TxnOp.SETXATTR:
             o.xattrs[op.name] = op.value
         elif k == TxnOp.OMAP_SET:
@@ -210,15 +227,16 @@ class MemoryStore(ObjectStore):
             raise NotFound(f"object {coll}/{oid}")
         return o
 
-    def _verified(self, o: _Obj, coll: str, oid: str) -> bytearray:
-        if crc32c(o.data) != o.crc:
-            raise ChecksumError(f"object {coll}/{oid}: data checksum mismatch")
-        return o.data
-
     def read(self, coll: str, oid: str, offset: int = 0, length: int | None = None) -> bytes:
-        data = self._verified(self._get(coll, oid), coll, oid)
-        end = len(data) if length is None else min(len(data), offset + length)
-        return bytes(data[offset:end]) if offset < end else b""
+        o = self._get(coll, oid)
+        end = len(o.data) if length is None else min(len(o.data), offset + length)
+        if offset >= end:
+            return b""
+        try:
+            o.verify(offset, end)
+        except ChecksumError as e:
+            raise ChecksumError(f"object {coll}/{oid}: {e}") from None
+        return bytes(o.data[offset:end])
 
     def stat(self, coll: str, oid: str) -> ObjectStat:
         o = self._get(coll, oid)
@@ -264,8 +282,7 @@ class MemoryStore(ObjectStore):
         return [(k, meta[k]) for k in keys]
 
     def deep_scrub_object(self, coll: str, oid: str) -> int:
-        o = self._get(coll, oid)
-        return crc32c(self._verified(o, coll, oid))
+        return crc32c(self.read(coll, oid))
 
     def statfs(self) -> dict[str, int]:
         used = objects = 0

@@ -1,0 +1,100 @@
+"""Object-store micro-benchmark: write_full and read of 4 KiB and 4 MiB objects.
+
+    python benchmarks/bench_store.py [--dir DIR] [--seconds 2] [--modes lmdb,extent,auto]
+
+Modes: `lmdb` keeps all data inline in LMDB (threshold = infinity), `extent` puts every
+write in a copy-on-write extent file (threshold = 1 byte), `auto` is the default threshold
+(sds.osd.store.durable.DEFAULT_EXTENT_THRESHOLD), `memory` is MemoryStore. Each write is
+one transaction (write_full + touch) applied by `concurrency` concurrent tasks, so
+concurrency > 1 measures group commit. Reads are synchronous, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+
+from sds.osd.store.base import Transaction
+from sds.osd.store.durable import DEFAULT_EXTENT_THRESHOLD, DurableStore
+from sds.osd.store.memory import MemoryStore
+
+KiB, MiB = 1 << 10, 1 << 20
+THRESHOLDS = {"lmdb": 1 << 62, "extent": 1, "auto": DEFAULT_EXTENT_THRESHOLD}
+
+
+async def bench_writes(store, size: int, concurrency: int, seconds: float, nobjs: int):
+    payload = os.urandom(size)
+    await store.apply(Transaction().create_collection("b"))
+    deadline = time.perf_counter() + seconds
+    count = 0
+
+    async def worker(w: int) -> None:
+        nonlocal count
+        i = w
+        while time.perf_counter() < deadline:
+            oid = f"obj{i % nobjs}"
+            await store.apply(Transaction().write_full("b", oid, payload).touch("b", oid, 1.0, i))
+            count += 1
+            i += concurrency
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return count, time.perf_counter() - t0
+
+
+def bench_reads(store, size: int, seconds: float, nobjs: int):
+    deadline = time.perf_counter() + seconds
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() < deadline:
+        data = store.read("b", f"obj{count % nobjs}")
+        assert len(data) == size
+        count += 1
+    return count, time.perf_counter() - t0
+
+
+async def run_case(mode: str, size: int, concurrency: int, seconds: float, base: str):
+    path = tempfile.mkdtemp(dir=base)
+    store = MemoryStore() if mode == "memory" else DurableStore(path, extent_threshold=THRESHOLDS[mode])
+    nobjs = 64 if size >= MiB else 4096
+    try:
+        n, dt = await bench_writes(store, size, concurrency, seconds, nobjs)
+        commits = getattr(store, "commits", n) or 1
+        w = (n / dt, n * size / dt / 1e6, n / commits)
+        r = None
+        if concurrency == 1:
+            rn, rdt = bench_reads(store, size, seconds / 2, min(nobjs, n))
+            r = (rn / rdt, rn * size / rdt / 1e6)
+        return w, r
+    finally:
+        await store.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default=None, help="where to create stores (default: a temp dir)")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--modes", default="lmdb,extent,auto")
+    args = ap.parse_args()
+    base = tempfile.mkdtemp(prefix="bench_store.", dir=args.dir)
+    print(f"{'mode':7} {'size':>6} {'conc':>4} {'write ops/s':>12} {'write MB/s':>11} "
+          f"{'txn/commit':>10} {'read ops/s':>11} {'read MB/s':>10}")
+    try:
+        for mode in args.modes.split(","):
+            for size in (4 * KiB, 4 * MiB):
+                for conc in (1, 16):
+                    (wops, wmb, per), r = await run_case(mode, size, conc, args.seconds, base)
+                    rtxt = f"{r[0]:11,.0f} {r[1]:10,.0f}" if r else f"{'':11} {'':10}"
+                    label = f"{size // KiB}K" if size < MiB else f"{size // MiB}M"
+                    print(f"{mode:7} {label:>6} {conc:4d} {wops:12,.0f} {wmb:11,.1f} "
+                          f"{per:10.1f} {rtxt}", flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,161 @@
+"""A session with the monitors: map subscription and admin commands.
+
+Used by clients, OSDs and the manager alike. It keeps one subscribed connection to
+some monitor, re-made on another monitor when it breaks, applies the pushed OSDMap
+incrementals (and auth updates for daemons), and wakes waiters on every new epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import random
+from collections.abc import Callable
+
+from sds.common.config import Config
+from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
+from sds.common.messenger import Connection, Messenger
+from sds.common.osdmap import apply_incremental
+from sds.crush.placement import PlacementTable
+from sds.proto import maps_pb2, mon_pb2
+from sds.proto import messenger_pb2 as mpb
+
+FATAL_CODES = (errno.EPERM, errno.EACCES)  # a wrong key will not get better by retrying
+
+
+class MonClient:
+    def __init__(self, config: Config, messenger: Messenger, want_auth: bool = False,
+                 on_osdmap: Callable[[maps_pb2.OsdMap], None] | None = None):
+        self.config = config
+        self.messenger = messenger
+        self.want_auth = want_auth
+        self.on_osdmap = on_osdmap
+        self.osdmap = maps_pb2.OsdMap()
+        self.auth: dict[str, maps_pb2.AuthEntity] = {}
+        self.timeout = float(config.get("client_mon_timeout"))
+        self._placement: PlacementTable | None = None
+        self._changed = asyncio.Event()
+        self._conn: Connection | None = None
+        self._lock = asyncio.Lock()
+        messenger.register(mpb.MON_MAPS, self._on_maps)
+
+    async def connect(self, timeout: float | None = None) -> None:
+        await self.session(timeout or self.timeout)
+
+    async def session(self, timeout: float) -> Connection:
+        """A subscribed monitor connection, made again if the old one broke."""
+        async with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                return self._conn
+            addrs = list(self.config.mon_addrs)
+            random.shuffle(addrs)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            last_error: Exception | None = None
+            while True:
+                for addr in addrs:
+                    try:
+                        return await self._subscribe(addr)
+                    except SdsError as e:
+                        if e.code in FATAL_CODES:
+                            raise
+                        last_error = e
+                if loop.time() > deadline:
+                    raise Unavailable(f"no monitor reachable at {','.join(addrs)}: {last_error}")
+                await asyncio.sleep(0.2)
+
+    async def _subscribe(self, addr: str) -> Connection:
+        conn = await self.messenger.connect(addr, timeout=2.0)
+        sub = mon_pb2.MonSubscribe(osdmap=True, osdmap_since=self.osdmap.epoch,
+                                   auth=self.want_auth)
+        resp = await conn.call(mpb.MON_SUBSCRIBE, sub, timeout=3.0)
+        self.apply(resp.parse(mon_pb2.MonMaps))
+        self._conn = conn
+        return conn
+
+    async def _on_maps(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
+        maps = mon_pb2.MonMaps()
+        maps.ParseFromString(env.payload)
+        self.apply(maps)
+
+    def apply(self, maps: mon_pb2.MonMaps) -> None:
+        if maps.has_auth_full:
+            self.auth = {e.name: e for e in maps.auth_full}
+        for entity in maps.auth_inc.set:
+            self.auth[entity.name] = entity
+        for name in maps.auth_inc.removed:
+            self.auth.pop(name, None)
+        osdmap = self.osdmap
+        if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > osdmap.epoch:
+            osdmap = maps.full_osdmap
+        for inc in maps.osdmap_incs:
+            if inc.epoch == osdmap.epoch + 1:
+                osdmap = apply_incremental(osdmap, inc)
+        if osdmap.epoch != self.osdmap.epoch:
+            self.osdmap = osdmap
+            self._placement = None
+            self._changed.set()
+            self._changed = asyncio.Event()
+            if self.on_osdmap is not None:
+                self.on_osdmap(osdmap)
+
+    def key_lookup(self, entity: str) -> tuple[bytes, dict[str, str]] | None:
+        found = self.auth.get(entity)
+        return (found.key, dict(found.caps)) if found is not None else None
+
+    @property
+    def placement(self) -> PlacementTable:
+        if self._placement is None or self._placement.epoch != self.osdmap.epoch:
+            self._placement = PlacementTable(self.osdmap)
+        return self._placement
+
+    async def wait_for_map_change(self, timeout: float) -> bool:
+        """Wait for a newer OSDMap, or for `timeout`; re-subscribes if the mon went away."""
+        event = self._changed
+        try:
+            await self.session(timeout)
+        except SdsError:
+            await asyncio.sleep(min(timeout, 0.5))
+            return False
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def wait_for_epoch(self, epoch: int, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.osdmap.epoch < epoch:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimedOut(f"OSDMap epoch {epoch} did not arrive (have {self.osdmap.epoch})")
+            await self.wait_for_map_change(remaining)
+
+    async def command(self, cmd: dict, timeout: float | None = None) -> dict:
+        """Run a command on some monitor, moving to another one if it fails."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        while True:
+            try:
+                conn = await self.session(max(0.1, deadline - loop.time()))
+                resp = await conn.call(mpb.MON_COMMAND,
+                                       mon_pb2.MonCommand(cmd_json=json.dumps(cmd)),
+                                       timeout=max(0.1, deadline - loop.time()))
+                reply = resp.parse(mon_pb2.MonCommandReply)
+                out = json.loads(reply.out_json) if reply.out_json else {}
+                epoch = out.get("osdmap_epoch") if isinstance(out, dict) else None
+                if epoch:
+                    await self.wait_for_epoch(int(epoch), max(0.1, deadline - loop.time()))
+                return out
+            except (ConnectionLost, Unavailable, Retry, TimedOut):
+                if loop.time() >= deadline:
+                    raise
+                self.drop()
+                await asyncio.sleep(0.2)
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self.messenger.drop(self._conn.addr)
+            self._conn = None

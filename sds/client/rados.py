@@ -1,0 +1,251 @@
+"""The native async client: talks to monitors for maps and to OSDs for objects.
+
+Clients place objects themselves: object -> PG by hash, PG -> OSDs by CRUSH over the
+OSDMap they subscribe to; no lookup service sits on the data path. An op goes to the
+PG's primary with the client's map epoch; when the OSD says the map moved (EAGAIN), or
+the primary is unreachable, the client waits for a newer map and resends the same
+request id, which the OSD recognises (resends are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sds.client.monclient import MonClient
+from sds.common.config import Config, find_conf
+from sds.common.errors import (
+    ConnectionLost,
+    NotFound,
+    Retry,
+    TimedOut,
+)
+from sds.common.keyring import Keyring
+from sds.common.messenger import Messenger, Response
+from sds.common.osdmap import pool_by_name
+from sds.crush.placement import PlacementTable, object_to_pg
+from sds.proto import maps_pb2, osd_pb2
+from sds.proto import messenger_pb2 as mpb
+
+log = logging.getLogger("sds.client")
+
+Op = osd_pb2.OsdOp
+
+
+@dataclass
+class ObjectStat:
+    size: int
+    mtime: float
+    version: int
+
+
+class Rados:
+    """A connection to one cluster as one entity (default client.admin)."""
+
+    def __init__(self, conf_path: str | os.PathLike | None = None, entity: str = "client.admin",
+                 keyring: str | os.PathLike | None = None, config: Config | None = None,
+                 key: bytes | None = None):
+        self.config = config or Config(find_conf(str(conf_path) if conf_path else None), entity)
+        self.entity = entity
+        if key is None:
+            path = keyring or self.config.get("keyring")
+            key = Keyring.load(self.config.resolve_path(path)).key_of(entity)
+        self.messenger = Messenger(entity, key)
+        self.monc = MonClient(self.config, self.messenger)
+        self._tids = itertools.count(1)
+        self.client_id = f"{entity}.{socket.gethostname()}.{os.getpid()}.{random.getrandbits(32):08x}"
+        self.op_timeout = float(self.config.get("client_op_timeout"))
+
+    async def __aenter__(self) -> Rados:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def connect(self, timeout: float | None = None) -> None:
+        await self.monc.connect(timeout)
+
+    async def close(self) -> None:
+        await self.messenger.close()
+
+    @property
+    def osdmap(self) -> maps_pb2.OsdMap:
+        return self.monc.osdmap
+
+    @property
+    def placement(self) -> PlacementTable:
+        return self.monc.placement
+
+    async def wait_for_map_change(self, timeout: float) -> bool:
+        return await self.monc.wait_for_map_change(timeout)
+
+    async def wait_for_epoch(self, epoch: int, timeout: float = 10.0) -> None:
+        await self.monc.wait_for_epoch(epoch, timeout)
+
+    async def mon_command(self, cmd: dict, timeout: float | None = None) -> dict:
+        """Run an admin command on the monitors (any mon; writes reach the leader)."""
+        return await self.monc.command(cmd, timeout)
+
+    # -- pools -------------------------------------------------------------------
+    async def pool_create(self, name: str, pg_num: int | None = None, size: int | None = None,
+                          min_size: int | None = None) -> dict:
+        cmd: dict = {"prefix": "osd pool create", "pool": name}
+        for key, value in (("pg_num", pg_num), ("size", size), ("min_size", min_size)):
+            if value is not None:
+                cmd[key] = value
+        return await self.mon_command(cmd)
+
+    async def pool_delete(self, name: str) -> dict:
+        return await self.mon_command({"prefix": "osd pool rm", "pool": name, "pool2": name,
+                                       "confirm": True})
+
+    async def pool_list(self) -> list[str]:
+        return [p.name for p in self.osdmap.pools]
+
+    async def pool_get(self, name: str, var: str = "all") -> dict:
+        return await self.mon_command({"prefix": "osd pool get", "pool": name, "var": var})
+
+    async def pool_set(self, name: str, var: str, val) -> dict:
+        return await self.mon_command({"prefix": "osd pool set", "pool": name, "var": var,
+                                       "val": str(val)})
+
+    def ioctx(self, pool_name: str) -> IoCtx:
+        pool_by_name(self.osdmap, pool_name)
+        return IoCtx(self, pool_name)
+
+    # -- object ops ----------------------------------------------------------------
+    async def _osd_call(self, pool_name: str, op: osd_pb2.OsdOp, data: bytes | memoryview = b"",
+                        pg: int | None = None) -> Response:
+        """Send one op to the primary of its PG, following map changes until it is done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.op_timeout
+        op.client = self.client_id
+        op.tid = next(self._tids)
+        reason = "no attempt made"
+        while True:
+            pool = pool_by_name(self.osdmap, pool_name)
+            op.pool = pool.id
+            op.pg = pg if pg is not None else object_to_pg(pool, op.oid)
+            primary = self.placement.primary(pool.id, op.pg)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimedOut(f"op on {pool_name}/{op.oid} did not complete in "
+                               f"{self.op_timeout:g}s: {reason}")
+            if primary is None:
+                reason = f"PG {pool.id}.{op.pg:x} has no up OSD"
+                await self.wait_for_map_change(min(remaining, 1.0))
+                continue
+            addr = next(o.addr for o in self.osdmap.osds if o.id == primary)
+            epoch = self.osdmap.epoch
+            try:
+                conn = await self.messenger.connect(addr, timeout=min(remaining, 3.0))
+                return await conn.call(mpb.OSD_OP, op, data, epoch=epoch, timeout=remaining)
+            except Retry as e:
+                reason = f"osd.{primary}: {e}"
+                await self.wait_for_map_change(min(remaining, 0.5))
+            except ConnectionLost as e:
+                reason = f"osd.{primary} unreachable: {e}"
+                await self.wait_for_map_change(min(remaining, 0.5))
+
+
+class IoCtx:
+    """Object operations within one pool (like librados' IoCtx)."""
+
+    def __init__(self, rados: Rados, pool_name: str):
+        self.rados = rados
+        self.pool_name = pool_name
+
+    async def _call(self, code: int, oid: str, data: bytes | memoryview = b"", **fields) -> Response:
+        return await self.rados._osd_call(self.pool_name, Op(code=code, oid=oid, **fields), data)
+
+    @staticmethod
+    def _reply(resp: Response) -> osd_pb2.OsdOpReply:
+        return resp.parse(osd_pb2.OsdOpReply)
+
+    async def write_full(self, oid: str, data: bytes | memoryview) -> None:
+        await self._call(Op.WRITE_FULL, oid, data)
+
+    async def write(self, oid: str, data: bytes | memoryview, offset: int = 0) -> None:
+        await self._call(Op.WRITE, oid, data, offset=offset)
+
+    async def append(self, oid: str, data: bytes | memoryview) -> None:
+        await self._call(Op.APPEND, oid, data)
+
+    async def read(self, oid: str, length: int | None = None, offset: int = 0) -> bytes:
+        resp = await self._call(Op.READ, oid, offset=offset, length=length or 0)
+        return bytes(resp.data)
+
+    async def truncate(self, oid: str, size: int) -> None:
+        await self._call(Op.TRUNCATE, oid, offset=size)
+
+    async def remove(self, oid: str) -> None:
+        await self._call(Op.REMOVE, oid)
+
+    async def create(self, oid: str, exclusive: bool = True) -> None:
+        await self._call(Op.CREATE, oid, exclusive=exclusive)
+
+    async def stat(self, oid: str) -> ObjectStat:
+        reply = self._reply(await self._call(Op.STAT, oid))
+        return ObjectStat(reply.size, reply.mtime, reply.version)
+
+    async def getxattr(self, oid: str, name: str) -> bytes:
+        return self._reply(await self._call(Op.GETXATTR, oid, name=name)).value
+
+    async def setxattr(self, oid: str, name: str, value: bytes) -> None:
+        await self._call(Op.SETXATTR, oid, name=name, value=value)
+
+    async def rmxattr(self, oid: str, name: str) -> None:
+        await self._call(Op.RMXATTR, oid, name=name)
+
+    async def getxattrs(self, oid: str) -> dict[str, bytes]:
+        reply = self._reply(await self._call(Op.GETXATTRS, oid))
+        return {kv.key.decode(): kv.value for kv in reply.kvs}
+
+    async def omap_get(self, oid: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        reply = self._reply(await self._call(Op.OMAP_GET, oid, keys=keys))
+        return {kv.key: kv.value for kv in reply.kvs}
+
+    async def omap_set(self, oid: str, kvs: dict[bytes, bytes]) -> None:
+        items = [osd_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()]
+        await self._call(Op.OMAP_SET, oid, kvs=items)
+
+    async def omap_rm(self, oid: str, keys: list[bytes]) -> None:
+        await self._call(Op.OMAP_RM, oid, keys=keys)
+
+    async def omap_clear(self, oid: str) -> None:
+        await self._call(Op.OMAP_CLEAR, oid)
+
+    async def omap_list(self, oid: str, start_after: bytes = b"", max_entries: int = 1000,
+                        prefix: bytes = b"") -> tuple[list[tuple[bytes, bytes]], bool]:
+        reply = self._reply(await self._call(Op.OMAP_LIST, oid, start_after=start_after,
+                                             max=max_entries, prefix=prefix))
+        return [(kv.key, kv.value) for kv in reply.kvs], reply.more
+
+    async def list_objects(self, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every object of the pool, PG by PG, in pages (like `rados ls`)."""
+        pool = pool_by_name(self.rados.osdmap, self.pool_name)
+        for pg in range(pool.pg_num):
+            cursor = ""
+            while True:
+                op = Op(code=Op.LIST, oid=cursor, max=page_size)
+                resp = await self.rados._osd_call(self.pool_name, op, pg=pg)
+                reply = self._reply(resp)
+                for name in reply.names:
+                    yield name
+                if not reply.more or not reply.names:
+                    break
+                cursor = reply.names[-1]
+
+    async def exists(self, oid: str) -> bool:
+        try:
+            await self.stat(oid)
+            return True
+        except NotFound:
+            return False

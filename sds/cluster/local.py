@@ -1,0 +1,693 @@
+"""A local cluster of real daemon processes on loopback, like Ceph's vstart.sh.
+
+Layout of a cluster directory (default `~/.sds/cluster`, or $SDS_CLUSTER_DIR):
+
+    sds.conf          [global] + one section per daemon ([mon.0], [osd.0], [mgr.x])
+    keyring           mode 0600: mon., client.admin, osd.N, mgr.x
+    mon.0/ osd.0/ ... data dirs; each holds <name>.pid and, while serving, <name>.addr
+    out/<name>.log    the daemon's structured log
+    out/<name>.out    its stdout/stderr (tracebacks before logging is up land here)
+
+The daemons in a cluster are the sections of sds.conf named `<role>.<id>`; the
+directory is the whole state, so any process can stop or inspect a cluster that
+another one started. Each daemon runs as
+`python -m sds daemon ROLE --id ID --conf DIR/sds.conf` in its own session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from sds.common.config import LAST_CLUSTER_FILE, Config
+from sds.common.daemon import pid_alive
+from sds.common.errors import AlreadyExists, InvalidArgument, NotFound, TimedOut
+from sds.common.keyring import Keyring
+from sds.common.options import OPTIONS
+
+ROLES = ("mon", "osd", "mgr", "mds", "gateway", "csi")
+DAEMON_SECTION = re.compile(rf"^({'|'.join(ROLES)})\.([A-Za-z0-9_-]+)$")
+STOP_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0
+LOG_TAIL_LINES = 30
+ALL_CAPS = "allow *"
+
+Progress = Callable[[str], Any] | None
+
+# Popen objects of daemons started by this process: polled to reap them, so an exited
+# child is never mistaken for a live one (a zombie still answers kill(pid, 0)).
+_children: dict[int, subprocess.Popen] = {}
+_children_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------- paths and names
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("SDS_CLUSTER_DIR") or Path.home() / ".sds" / "cluster")
+
+
+def resolve_dir(dir: str | os.PathLike | None) -> Path:
+    """Explicit dir, else $SDS_CLUSTER_DIR, else the cluster started last, else the default."""
+    if dir is not None:
+        return Path(dir).expanduser().resolve()
+    if not os.environ.get("SDS_CLUSTER_DIR") and LAST_CLUSTER_FILE.exists():
+        last = Path(LAST_CLUSTER_FILE.read_text().strip())
+        if (last / "sds.conf").exists():
+            return last
+    return default_dir().expanduser().resolve()
+
+
+def conf_path(dir: str | os.PathLike) -> Path:
+    return Path(dir) / "sds.conf"
+
+
+def _split(name: str) -> tuple[str, str]:
+    m = DAEMON_SECTION.match(name)
+    if not m:
+        raise InvalidArgument(f"not a daemon name: {name!r} (expected e.g. osd.0)")
+    return m.group(1), m.group(2)
+
+
+def daemon_names(dir: str | os.PathLike, role: str | None = None) -> list[str]:
+    """Daemons of the cluster in `dir`, mons first, in the order of sds.conf."""
+    conf = conf_path(dir)
+    if not conf.exists():
+        return []
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(conf)
+    names = [s for s in parser.sections() if DAEMON_SECTION.match(s)]
+    if role is not None:
+        names = [n for n in names if n.split(".", 1)[0] == role]
+    return sorted(names, key=lambda n: ROLES.index(n.split(".", 1)[0]))
+
+
+def _daemon_files(dir: Path, name: str) -> dict[str, Path]:
+    cfg = Config(conf_path(dir), name)
+    data = cfg.get("data_dir")
+    data_dir = cfg.resolve_path(data) if data else dir / name
+    log = cfg.get("log_file")
+    return {
+        "data_dir": data_dir,
+        "pid": data_dir / f"{name}.pid",
+        "addr": data_dir / f"{name}.addr",
+        "log": cfg.resolve_path(log) if log else data_dir / f"{name}.log",
+        "out": dir / "out" / f"{name}.out",
+    }
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def daemon_cmdline_info(argv: list[str]) -> tuple[str, str, str] | None:
+    """(role, id, conf) if argv is `... -m sds daemon ROLE --id ID --conf CONF`."""
+    for i in range(len(argv) - 2):
+        if argv[i : i + 3] == ["-m", "sds", "daemon"]:
+            rest = argv[i + 3 :]
+            if not rest:
+                return None
+            opts = dict(zip(rest[1::2], rest[2::2], strict=False))
+            return rest[0], opts.get("--id", ""), opts.get("--conf", "")
+    return None
+
+
+def _is_ours(pid: int, dir: Path, name: str) -> bool:
+    info = daemon_cmdline_info(_cmdline(pid))
+    if info is None:
+        return False
+    role, daemon_id, conf = info
+    return f"{role}.{daemon_id}" == name and _same_path(conf, conf_path(dir))
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    with _children_lock:
+        child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        with _children_lock:
+            _children.pop(pid, None)
+        return False
+    return pid_alive(pid)
+
+
+def daemon_pid(dir: str | os.PathLike, name: str) -> int | None:
+    """Pid of the daemon if it is running (alive and started with this cluster's conf)."""
+    pid = _recorded_pid(Path(dir), name)
+    if pid and _alive(pid) and _is_ours(pid, Path(dir), name):
+        return pid
+    return None
+
+
+def _recorded_pid(dir: Path, name: str) -> int | None:
+    try:
+        return int(_daemon_files(dir, name)["pid"].read_text().strip() or 0) or None
+    except (OSError, ValueError, NotFound):
+        return None
+
+
+def find_daemon_processes(conf_under: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """(pid, name, conf) of every live `-m sds daemon` process whose conf is under a path."""
+    base = Path(conf_under).resolve()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        info = daemon_cmdline_info(_cmdline(pid))
+        if info is None or pid == os.getpid():
+            continue
+        role, daemon_id, conf = info
+        try:
+            resolved = Path(conf).resolve()
+        except OSError:
+            continue
+        if (resolved == base or base in resolved.parents) and _alive(pid):
+            found.append((pid, f"{role}.{daemon_id}", str(resolved)))
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if sig == signal.SIGKILL and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)  # the daemon leads its own session: take helpers too
+        else:
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: Iterable[int], timeout_s: float) -> set[int]:
+    """Wait until the pids have exited; returns those still alive at the deadline."""
+    left = set(pids)
+    deadline = time.monotonic() + timeout_s
+    while left:
+        left = {p for p in left if _alive(p)}
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return left
+
+
+def daemon_argv(role: str, daemon_id: str, conf: Path) -> list[str]:
+    return [sys.executable, "-m", "sds", "daemon", role, "--id", daemon_id, "--conf", str(conf)]
+
+
+def start_daemon(dir: str | os.PathLike, name: str) -> int:
+    """Start one daemon of the cluster in the background; returns its pid."""
+    dir = Path(dir).resolve()
+    role, daemon_id = _split(name)
+    if name not in daemon_names(dir):
+        raise NotFound(f"{name} is not in {conf_path(dir)}")
+    running = daemon_pid(dir, name)
+    if running:
+        raise AlreadyExists(f"{name} is already running (pid {running})")
+    files = _daemon_files(dir, name)
+    files["data_dir"].mkdir(parents=True, exist_ok=True)
+    files["out"].parent.mkdir(parents=True, exist_ok=True)
+    argv = daemon_argv(role, daemon_id, conf_path(dir))
+    with open(files["out"], "ab") as out:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 start_new_session=True, close_fds=True)
+    with _children_lock:
+        _children[child.pid] = child
+    tmp = files["pid"].with_name(files["pid"].name + ".tmp")
+    tmp.write_text(f"{child.pid}\n")
+    os.replace(tmp, files["pid"])
+    return child.pid
+
+
+def stop_daemon(dir: str | os.PathLike, name: str, sig: int = signal.SIGTERM,
+                timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Send `sig`; for TERM/INT/KILL wait for the exit (SIGKILL after timeout_s).
+
+    Other signals (SIGSTOP, SIGCONT) are sent and not waited for. Returns whether
+    the daemon was running.
+    """
+    pid = daemon_pid(dir, name)
+    if pid is None:
+        return False
+    _signal(pid, sig)
+    if sig not in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+        return True
+    if sig != signal.SIGKILL and _wait_gone([pid], timeout_s):
+        _signal(pid, signal.SIGCONT)
+        _signal(pid, signal.SIGKILL)
+    if _wait_gone([pid], timeout_s):
+        raise TimedOut(f"{name} (pid {pid}) survived SIGKILL")
+    return True
+
+
+def kill_daemon(dir: str | os.PathLike, name: str) -> bool:
+    """kill -9 one daemon and wait until it is gone."""
+    return stop_daemon(dir, name, signal.SIGKILL)
+
+
+def daemon_addr(dir: str | os.PathLike, name: str) -> str:
+    """The address the daemon serves on: its .addr file, else its configured addr."""
+    dir = Path(dir)
+    with contextlib.suppress(OSError):
+        addr = _daemon_files(dir, name)["addr"].read_text().strip()
+        if addr:
+            return addr
+    addr = Config(conf_path(dir), name).get("addr")
+    return "" if addr.endswith(":0") else addr
+
+
+def log_tail(dir: str | os.PathLike, name: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of the daemon's log and of its stdout/stderr."""
+    files = _daemon_files(Path(dir), name)
+    parts = []
+    for key in ("log", "out"):
+        with contextlib.suppress(OSError):
+            text = files[key].read_text(errors="replace").splitlines()[-lines:]
+            if text:
+                parts.append(f"--- {files[key]} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n".join(parts) or f"--- {name}: no log output"
+
+
+# ---------------------------------------------------------------- status and down
+
+
+def cluster_status(dir: str | os.PathLike | None = None) -> list[dict]:
+    """One entry per daemon: name, addr, pid, data_dir, running."""
+    d = resolve_dir(dir)
+    result = []
+    for name in daemon_names(d):
+        pid = daemon_pid(d, name)
+        result.append({
+            "name": name,
+            "addr": daemon_addr(d, name) if pid else "",
+            "pid": pid,
+            "data_dir": str(_daemon_files(d, name)["data_dir"]),
+            "running": pid is not None,
+        })
+    return result
+
+
+def cluster_down(dir: str | os.PathLike | None = None,
+                 timeout_s: float = STOP_TIMEOUT_S) -> dict:
+    """SIGTERM every daemon, SIGKILL what is left after timeout_s. Idempotent."""
+    d = resolve_dir(dir)
+    targets: dict[int, str] = {}
+    for name in daemon_names(d):
+        pid = daemon_pid(d, name)
+        if pid:
+            targets[pid] = name
+    if d.exists():  # strays whose pidfile was lost or overwritten
+        for pid, name, conf in find_daemon_processes(d):
+            if _same_path(conf, conf_path(d)):
+                targets.setdefault(pid, name)
+    for pid in targets:
+        _signal(pid, signal.SIGTERM)
+    left = _wait_gone(targets, timeout_s)
+    for pid in left:
+        _signal(pid, signal.SIGCONT)
+        _signal(pid, signal.SIGKILL)
+    still = _wait_gone(left, 5.0)
+    return {
+        "dir": str(d),
+        "stopped": sorted(targets[p] for p in targets if p not in left),
+        "killed": sorted(targets[p] for p in left),
+        "survivors": sorted(targets[p] for p in still),
+    }
+
+
+# ---------------------------------------------------------------- creating a cluster
+
+
+def pick_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct ports the kernel calls free now (all sockets held open until all picked)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _conf_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_option(name: str) -> None:
+    if name not in OPTIONS:
+        raise InvalidArgument(f"unknown option {name!r} in extra_conf")
+
+
+def _merge_extra(sections: dict[str, dict[str, str]], extra: dict | None) -> None:
+    """extra_conf: {option: value} goes to [global]; {section: {option: value}} to a section."""
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict):
+            for opt, v in value.items():
+                _check_option(opt)
+                sections.setdefault(key, {})[opt] = _conf_value(v)
+        else:
+            _check_option(key)
+            sections["global"][key] = _conf_value(value)
+
+
+def render_conf(sections: dict[str, dict[str, str]]) -> str:
+    lines = ["# Written by `sds cluster up`. The daemons are the [role.id] sections.", ""]
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {v}" for k, v in options.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = True,
+                        extra_conf: dict | None = None) -> list[str]:
+    """Create the directory layout, sds.conf and keyring; returns the daemon names."""
+    if mons < 1 or osds < 0:
+        raise InvalidArgument("a cluster needs at least one mon and no negative OSD count")
+    host = "127.0.0.1"
+    ports = pick_free_ports(mons + (1 if mgr else 0), host)
+    mon_addrs = [f"{host}:{p}" for p in ports[:mons]]
+    mgr_addr = f"{host}:{ports[mons]}" if mgr else ""
+    out = dir / "out"
+    glob = {"fsid": str(uuid.uuid4()), "mon_host": ",".join(mon_addrs),
+            "keyring": str(dir / "keyring")}
+    if mgr:
+        glob["mgr_addr"] = mgr_addr
+    glob["osd_crush_failure_domain"] = "osd"  # every OSD of a local cluster shares one host
+    sections: dict[str, dict[str, str]] = {"global": glob}
+    keyring = Keyring()
+    keyring.add("mon.", caps={"mon": ALL_CAPS})
+    keyring.add("client.admin", caps={s: ALL_CAPS for s in ("mon", "osd", "mgr", "mds")})
+    for rank, addr in enumerate(mon_addrs):
+        sections[f"mon.{rank}"] = {"addr": addr}
+    hostname = socket.gethostname()
+    for i in range(osds):
+        sections[f"osd.{i}"] = {"osd_host": hostname}
+        keyring.add(f"osd.{i}", caps={"mon": "allow profile osd", "osd": ALL_CAPS,
+                                      "mgr": "allow profile osd"})
+    if mgr:
+        sections["mgr.x"] = {"addr": mgr_addr}
+        keyring.add("mgr.x", caps={"mon": "allow profile mgr", "osd": ALL_CAPS,
+                                   "mds": ALL_CAPS})
+    names = [s for s in sections if s != "global"]
+    for name in names:
+        sections[name] = {"data_dir": str(dir / name), **sections[name],
+                          "log_file": str(out / f"{name}.log")}
+        (dir / name).mkdir(parents=True, exist_ok=True)
+    _merge_extra(sections, extra_conf)
+    out.mkdir(parents=True, exist_ok=True)
+    keyring.save(dir / "keyring")
+    tmp = dir / "sds.conf.tmp"
+    tmp.write_text(render_conf(sections))
+    os.replace(tmp, dir / "sds.conf")
+    return names
+
+
+def _prepare_dir(dir: Path) -> None:
+    """Refuse a running cluster; clear a stopped one; refuse a dir that is not ours."""
+    running = [s for s in cluster_status(dir) if s["running"]]
+    if running:
+        first = running[0]
+        raise AlreadyExists(
+            f"a cluster is already running in {dir} ({first['name']} pid {first['pid']}); "
+            f"stop it with `sds cluster down --dir {dir}`")
+    if not dir.exists():
+        dir.mkdir(parents=True)
+        return
+    entries = list(dir.iterdir())
+    if entries and not (dir / "sds.conf").exists():
+        raise InvalidArgument(f"{dir} is not empty and holds no sds.conf: not clearing it")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _run_coro(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="sds-cluster-probe")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _probe_status(conf: Path, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
+    from sds.client import Rados
+
+    async def ask() -> Any:
+        async with Rados(str(conf)) as r:
+            return await r.mon_command({"prefix": "status"})
+
+    return _as_dict(await asyncio.wait_for(ask(), timeout_s))
+
+
+def _as_dict(reply: Any) -> dict:
+    if isinstance(reply, tuple | list):  # (ret, out, outs) librados style
+        reply = next((x for x in reply if isinstance(x, dict | str | bytes) and x), {})
+    if isinstance(reply, bytes | str):
+        reply = json.loads(reply or "{}")
+    if not isinstance(reply, dict):
+        raise TypeError(f"unexpected status reply {reply!r}")
+    return reply
+
+
+def status_counts(st: dict) -> tuple[int, int]:
+    """(mons in quorum, OSDs up) from a `status` reply, tolerant of Ceph's shapes."""
+    quorum = st.get("quorum")
+    if quorum is None:
+        quorum = st.get("quorum_names")
+    if quorum is None:
+        quorum = (st.get("monmap") or {}).get("quorum", [])
+    osdmap = st.get("osdmap") or {}
+    if isinstance(osdmap.get("osdmap"), dict):
+        osdmap = osdmap["osdmap"]
+    up = osdmap.get("num_up_osds", osdmap.get("up", 0))
+    return len(quorum) if isinstance(quorum, list | tuple) else int(quorum or 0), int(up or 0)
+
+
+def wait_healthy(dir: str | os.PathLike, mons: int, osds: int, timeout_s: float = 60,
+                 progress: Progress = print) -> float:
+    """Poll `status` until all mons are in quorum and all OSDs up; returns the seconds taken."""
+    dir = Path(dir)
+    conf = conf_path(dir)
+    started = time.monotonic()
+    deadline = started + timeout_s
+    state = "no answer yet"
+    while True:
+        tick = time.monotonic()
+        try:
+            budget = min(PROBE_TIMEOUT_S, max(0.2, deadline - time.monotonic()))
+            in_quorum, up = status_counts(_run_coro(_probe_status(conf, budget)))
+            state = f"quorum {in_quorum}/{mons}, osds up {up}/{osds}"
+            if in_quorum >= mons and up >= osds:
+                return time.monotonic() - started
+        except Exception as e:  # noqa: BLE001 - anything means "not ready yet"
+            state = f"not ready: {type(e).__name__}: {e}"[:200]
+        dead = [n for n in daemon_names(dir) if daemon_pid(dir, n) is None]
+        if dead:
+            raise TimedOut(f"daemons exited during start-up: {', '.join(dead)}\n"
+                           + _tails(dir, dead))
+        elapsed = time.monotonic() - started
+        if progress:
+            progress(f"waiting for cluster ({elapsed:.0f}s): {state}")
+        if time.monotonic() >= deadline:
+            raise TimedOut(f"cluster in {dir} not up after {timeout_s:.0f}s ({state})\n"
+                           + _tails(dir, daemon_names(dir)))
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+
+def _tails(dir: Path, names: Iterable[str]) -> str:
+    return "\n".join(log_tail(dir, n) for n in names)
+
+
+def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 3,
+               mgr: bool = True, progress: Progress = print, timeout: float = 60,
+               extra_conf: dict | None = None, wait_healthy: bool = True,
+               remember: bool = True) -> dict:
+    """Create and start a local cluster; on any failure, stop what was started and raise.
+
+    `remember=False` leaves ~/.sds/last-cluster alone (tests). Returns
+    {"dir", "conf", "seconds_to_healthy", "daemons": [status entries]}.
+    """
+    d = Path(dir).expanduser().resolve() if dir is not None else default_dir().resolve()
+    _prepare_dir(d)
+    t0 = time.monotonic()
+    try:
+        names = write_cluster_files(d, osds=osds, mons=mons, mgr=mgr, extra_conf=extra_conf)
+        for name in names:
+            pid = start_daemon(d, name)
+            if progress:
+                progress(f"started {name} (pid {pid})")
+        if remember:
+            LAST_CLUSTER_FILE.parent.mkdir(parents=True, exist_ok=True)
+            LAST_CLUSTER_FILE.write_text(f"{d}\n")
+        seconds = None
+        if wait_healthy:
+            _wait_healthy(d, mons, osds, timeout, progress)
+            seconds = round(time.monotonic() - t0, 3)
+            if progress:
+                progress(f"cluster up in {seconds:.1f}s: {d / 'sds.conf'}")
+    except BaseException:
+        cluster_down(d)
+        raise
+    return {"dir": str(d), "conf": str(conf_path(d)), "seconds_to_healthy": seconds,
+            "daemons": cluster_status(d)}
+
+
+_wait_healthy = wait_healthy
+
+
+def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = True) -> str:
+    """Add osd.N (next free id by default): key in the keyring, conf section, data dir.
+
+    The monitors only accept the OSD once its key is in their auth database too: the
+    keyring file is not re-read by a running cluster, so register the key (e.g. the
+    mon command `auth add`) before expecting the new OSD to boot.
+    """
+    d = Path(dir).resolve()
+    conf = conf_path(d)
+    if not conf.exists():
+        raise NotFound(f"no cluster in {d}")
+    existing = {int(n.split(".")[1]) for n in daemon_names(d, "osd") if n.split(".")[1].isdigit()}
+    if osd_id is None:
+        osd_id = max(existing, default=-1) + 1
+    name = f"osd.{osd_id}"
+    if osd_id in existing:
+        raise AlreadyExists(f"{name} already exists in {conf}")
+    cfg = Config(conf, "client.admin")
+    keyring_path = cfg.resolve_path(cfg.get("keyring") or str(d / "keyring"))
+    keyring = Keyring.load(keyring_path) if keyring_path.exists() else Keyring()
+    keyring.add(name, caps={"mon": "allow profile osd", "osd": ALL_CAPS,
+                            "mgr": "allow profile osd"})
+    keyring.save(keyring_path)
+    (d / name).mkdir(parents=True, exist_ok=True)
+    section = {"data_dir": str(d / name), "osd_host": socket.gethostname(),
+               "log_file": str(d / "out" / f"{name}.log")}
+    with open(conf, "a") as f:
+        f.write("\n" + render_conf({name: section}).split("\n", 2)[2])
+    if start:
+        start_daemon(d, name)
+    return name
+
+
+def key_of(dir: str | os.PathLike, entity: str) -> bytes:
+    cfg = Config(conf_path(dir), "client.admin")
+    return Keyring.load(cfg.resolve_path(cfg.get("keyring"))).key_of(entity)
+
+
+# ---------------------------------------------------------------- object wrapper
+
+
+class LocalCluster:
+    """One cluster directory and the operations on it (used by tests and `sds cluster`)."""
+
+    def __init__(self, dir: str | os.PathLike | None = None):
+        self.dir = resolve_dir(dir)
+        self.info: dict = {}
+
+    @property
+    def conf(self) -> Path:
+        return conf_path(self.dir)
+
+    def up(self, **kwargs: Any) -> dict:
+        self.info = cluster_up(self.dir, **kwargs)
+        return self.info
+
+    def down(self) -> dict:
+        return cluster_down(self.dir)
+
+    def status(self) -> list[dict]:
+        return cluster_status(self.dir)
+
+    def names(self, role: str | None = None) -> list[str]:
+        return daemon_names(self.dir, role)
+
+    def start(self, name: str) -> int:
+        return start_daemon(self.dir, name)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> bool:
+        return stop_daemon(self.dir, name, sig)
+
+    def kill(self, name: str) -> bool:
+        return kill_daemon(self.dir, name)
+
+    def restart(self, name: str) -> int:
+        self.stop(name)
+        return self.start(name)
+
+    def pid(self, name: str) -> int | None:
+        return daemon_pid(self.dir, name)
+
+    def addr(self, name: str) -> str:
+        return daemon_addr(self.dir, name)
+
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
+        return log_tail(self.dir, name, lines)
+
+    def add_osd(self, osd_id: int | None = None, start: bool = True) -> str:
+        return add_osd(self.dir, osd_id, start)
+
+    def key(self, entity: str) -> bytes:
+        return key_of(self.dir, entity)
+
+    def wait_healthy(self, timeout_s: float = 60, progress: Progress = None) -> float:
+        return wait_healthy(self.dir, len(self.names("mon")), len(self.names("osd")),
+                            timeout_s, progress)
+
+    def config(self, entity: str = "client.admin") -> Config:
+        return Config(self.conf, entity)
+
+    def rados(self) -> Any:
+        """A client for this cluster: `async with cluster.rados() as r: ...`."""
+        from sds.client import Rados
+
+        return Rados(str(self.conf))
+
+    def __repr__(self) -> str:
+        return f"LocalCluster({str(self.dir)!r})"

@@ -1,0 +1,234 @@
+"""The life of a daemon process, shared by every role (mon, osd, mgr, mds, ...).
+
+`run_daemon("osd", "1", "sds.conf")`:
+  1. reads the config as entity `osd.1`, makes its data dir, opens its log
+     (`log_file`, default `<data_dir>/osd.1.log`);
+  2. writes `<data_dir>/osd.1.pid` (refusing if another live process holds it);
+  3. on uvloop, imports `sds.osd.daemon` and calls its `create(config, daemon_id)`,
+     which returns a `Daemon`;
+  4. `await daemon.start()` (binds sockets, returns once serving), then writes
+     `<data_dir>/osd.1.addr` with `daemon.addr`;
+  5. `await daemon.run()` until SIGTERM/SIGINT, then `await daemon.stop()`;
+  6. removes the pid and addr files. Exit code 0 after a signal, 1 when start
+     fails or run crashes (logged as one line, with the traceback folded in).
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from sds.common.config import Config
+from sds.common.errors import AlreadyExists
+from sds.common.log import log_event, setup_logging
+
+STOP_TIMEOUT_S = 8.0  # `sds cluster down` sends SIGKILL after 10 s
+
+log = logging.getLogger("sds.daemon")
+
+
+class Daemon(abc.ABC):
+    """What a role's `create(config, daemon_id)` returns.
+
+    `start()` binds sockets and returns once serving, with `addr` set to the bound
+    "host:port". `run()` serves until cancelled; the default just waits, for daemons
+    whose work all lives in tasks started by `start()`. `stop()` releases everything
+    `start()` acquired, in reverse order, and must be safe to call after a partial start.
+    """
+
+    role: str = ""
+
+    def __init__(self, config: Config, daemon_id: str):
+        self.config = config
+        self.daemon_id = str(daemon_id)
+        self.addr = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}.{self.daemon_id}"
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+
+def daemon_paths(config: Config, role: str, daemon_id: str) -> dict[str, Path]:
+    """data_dir, pid, addr and log paths of one daemon, as run_daemon uses them."""
+    name = f"{role}.{daemon_id}"
+    data_dir = config.get("data_dir")
+    if data_dir:
+        data = config.resolve_path(data_dir)
+    elif config.path is not None:
+        data = config.path.parent / name
+    else:
+        data = Path.cwd() / name
+    log_file = config.get("log_file")
+    return {
+        "data_dir": data,
+        "pid": data / f"{name}.pid",
+        "addr": data / f"{name}.addr",
+        "log": config.resolve_path(log_file) if log_file else data / f"{name}.log",
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process (not a zombie) has this pid."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _claim_pidfile(path: Path) -> None:
+    """Write our pid, unless a different live process holds the file."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        other = int(path.read_text().strip() or 0)
+        if other != os.getpid() and pid_alive(other):
+            raise AlreadyExists(f"{path} names running process {other}")
+    write_atomic(path, f"{os.getpid()}\n")
+
+
+def _release(path: Path, pidfile: Path) -> None:
+    """Remove a pid/addr file, but only while the pidfile still names this process."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(pidfile.read_text().strip() or 0) == os.getpid():
+            path.unlink()
+
+
+async def _serve(role: str, daemon_id: str, config: Config, paths: dict[str, Path]) -> int:
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signal.Signals(signum).name)
+        stop_requested.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    module = importlib.import_module(f"sds.{role}.daemon")
+    daemon: Any = module.create(config, daemon_id)
+    try:
+        await daemon.start()
+    except Exception as e:
+        log_event(log, "daemon_start_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
+                  exc_info=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(daemon.stop(), STOP_TIMEOUT_S)
+        return 1
+    write_atomic(paths["addr"], f"{daemon.addr}\n")
+    log_event(log, "daemon_serving", addr=daemon.addr)
+
+    run = getattr(daemon, "run", None)
+    run_task = asyncio.create_task(run() if run else stop_requested.wait(), name="daemon.run")
+    stop_task = asyncio.create_task(stop_requested.wait(), name="daemon.stop_requested")
+    await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if run_task.done() and not stop_task.done():
+        exc = run_task.exception() if not run_task.cancelled() else None
+        if exc is not None:
+            log_event(log, "daemon_crashed", level="ERROR",
+                      error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            code = 1
+        else:
+            log_event(log, "daemon_run_returned")
+    else:
+        log_event(log, "daemon_stopping", signal=received[0] if received else None)
+    stop_task.cancel()
+    try:
+        await asyncio.wait_for(daemon.stop(), STOP_TIMEOUT_S)
+    except Exception as e:
+        log_event(log, "daemon_stop_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
+                  exc_info=True)
+        code = code or 1
+    run_task.cancel()
+    with contextlib.suppress(BaseException):
+        await run_task
+    return code
+
+
+def _run_loop(coro: Any) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run_daemon(role: str, daemon_id: str, conf_path: str) -> int:
+    """Run one daemon process to completion; returns the process exit code."""
+    name = f"{role}.{daemon_id}"
+    try:
+        config = Config(conf_path, name)
+        paths = daemon_paths(config, role, daemon_id)
+        paths["data_dir"].mkdir(parents=True, exist_ok=True)
+        paths["log"].parent.mkdir(parents=True, exist_ok=True)
+        setup_logging(name, str(paths["log"]), config.get("log_level"))
+    except Exception as e:
+        print(f"{name}: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    log_event(log, "daemon_start", role=role, id=daemon_id, pid=os.getpid(),
+              conf=str(Path(conf_path).resolve()), data_dir=str(paths["data_dir"]))
+    try:
+        _claim_pidfile(paths["pid"])
+    except AlreadyExists as e:
+        log_event(log, "daemon_already_running", level="ERROR", error=str(e))
+        print(f"{name}: already running: {e}", file=sys.stderr)
+        return 1
+    code = 1
+    try:
+        code = _run_loop(_serve(role, daemon_id, config, paths))
+    except Exception as e:
+        log_event(log, "daemon_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
+                  exc_info=True)
+        code = 1
+    finally:
+        _release(paths["addr"], paths["pid"])
+        _release(paths["pid"], paths["pid"])
+        log_event(log, "daemon_exit", code=code)
+        logging.shutdown()
+    return code
+
+
+def daemon_main(role: str, argv: list[str] | None = None) -> int:
+    """`main()` of a role: `sds-<role> --id N --conf sds.conf`."""
+    parser = argparse.ArgumentParser(prog=f"sds-{role}", description=f"run one {role} daemon")
+    parser.add_argument("--id", required=True, help="daemon id, e.g. 0")
+    parser.add_argument("--conf", required=True, help="path of sds.conf")
+    args = parser.parse_args(argv)
+    return run_daemon(role, args.id, args.conf)
+
+
+if __name__ == "__main__":  # python -m sds.common.daemon ROLE --id N --conf PATH
+    sys.exit(daemon_main(sys.argv[1], sys.argv[2:]))

@@ -1,0 +1,164 @@
+"""Object -> PG -> OSDs, computed by every client and daemon from the OSDMap.
+
+* object -> PG: ``stable_mod(str_hash_rjenkins(name), pg_num, pg_mask)``, so
+  growing ``pg_num`` splits PGs instead of reshuffling every object.
+* PG -> OSDs: CRUSH on ``pg_seed(pool, pg) = hash32_2(pg, pool)`` (Ceph's
+  "hashpspool" seed), then down OSDs are dropped with order kept; the first
+  remaining OSD is the primary.
+
+A :class:`PlacementTable` is a pure function of one OSDMap epoch.  Keep one per
+epoch; it maps a pool's PGs the first time that pool is asked about.
+"""
+
+from __future__ import annotations
+
+from sds.crush.hash import hash32_2, str_hash_rjenkins
+from sds.crush.mapper import WEIGHT_ONE, CompiledCrush
+from sds.proto.maps_pb2 import OsdMap, Pool
+
+__all__ = [
+    "PlacementTable",
+    "object_hash",
+    "object_to_pg",
+    "parse_pg_name",
+    "pg_mask",
+    "pg_name",
+    "pg_seed",
+    "stable_mod",
+]
+
+
+def object_hash(name: str) -> int:
+    """32-bit hash of an object name (Ceph's rjenkins string hash of its UTF-8)."""
+    return str_hash_rjenkins(name.encode("utf-8"))
+
+
+def stable_mod(x: int, b: int, bmask: int) -> int:
+    """Ceph's ``ceph_stable_mod``: ``x mod b`` that stays put as ``b`` grows.
+
+    ``bmask`` is ``pg_mask(b)``.  Results are always ``< b``; when ``b``
+    grows, a value either keeps its bucket or moves to ``old + 2**k``.
+    """
+    if (x & bmask) < b:
+        return x & bmask
+    return x & (bmask >> 1)
+
+
+def pg_mask(pg_num: int) -> int:
+    """Smallest ``2**n - 1`` that is ``>= pg_num - 1``."""
+    if pg_num <= 0:
+        raise ValueError(f"pg_num must be > 0, got {pg_num}")
+    return (1 << (pg_num - 1).bit_length()) - 1
+
+
+def object_to_pg(pool: Pool, name: str) -> int:
+    """The PG (0 <= pg < pool.pg_num) that holds object ``name`` in ``pool``."""
+    return stable_mod(object_hash(name), pool.pg_num, pg_mask(pool.pg_num))
+
+
+def pg_seed(pool_id: int, pg: int) -> int:
+    """The CRUSH input for a PG: different pools place the same PG number differently."""
+    return hash32_2(pg, pool_id)
+
+
+def pg_name(pool_id: int, pg: int) -> str:
+    """``"<pool>.<pg in hex>"``, e.g. ``pg_name(1, 31) == "1.1f"``."""
+    return f"{pool_id}.{pg:x}"
+
+
+def parse_pg_name(s: str) -> tuple[int, int]:
+    """Inverse of :func:`pg_name`; raises ValueError for malformed names."""
+    pool_s, sep, pg_s = s.strip().partition(".")
+    if not sep or not pool_s or not pg_s:
+        raise ValueError(f"bad PG name {s!r}: expected <pool>.<hex pg>")
+    try:
+        pool_id, pg = int(pool_s, 10), int(pg_s, 16)
+    except ValueError:
+        raise ValueError(f"bad PG name {s!r}: expected <pool>.<hex pg>") from None
+    if pool_id < 0 or pg < 0:
+        raise ValueError(f"bad PG name {s!r}: negative number")
+    return pool_id, pg
+
+
+def _effective_reweight(info) -> int:
+    """16.16 weight CRUSH sees for an OSD: 0 when out; unset (0) while in means 1.0."""
+    if not getattr(info, "in"):  # "in" is a Python keyword
+        return 0
+    if info.reweight == 0:
+        return WEIGHT_ONE
+    return min(info.reweight, WEIGHT_ONE)
+
+
+class PlacementTable:
+    """PG -> OSD lists for one OSDMap epoch, mapped lazily per pool and cached.
+
+    ``pg_up`` is the CRUSH result with down OSDs removed (order kept), so it
+    may be shorter than the pool size, or empty.
+    """
+
+    def __init__(self, osdmap: OsdMap):
+        self.epoch: int = osdmap.epoch
+        self._crush = CompiledCrush(osdmap.crush)
+        self._pools: dict[int, Pool] = {p.id: p for p in osdmap.pools}
+        self._reweights: dict[int, int] = {o.id: _effective_reweight(o) for o in osdmap.osds}
+        self._up: frozenset[int] = frozenset(o.id for o in osdmap.osds if o.up)
+        self._raw: dict[int, list[list[int]]] = {}
+        self._upsets: dict[int, list[list[int]]] = {}
+
+    @property
+    def crush(self) -> CompiledCrush:
+        return self._crush
+
+    def pool(self, pool_id: int) -> Pool:
+        try:
+            return self._pools[pool_id]
+        except KeyError:
+            raise KeyError(f"no pool {pool_id} in osdmap epoch {self.epoch}") from None
+
+    def _map_pool(self, pool_id: int) -> list[list[int]]:
+        ups = self._upsets.get(pool_id)
+        if ups is None:
+            pool = self.pool(pool_id)
+            crush, reweights, up = self._crush, self._reweights, self._up
+            raw = [
+                crush.do_rule(pool.crush_rule, pg_seed(pool_id, pg), pool.size, reweights)
+                for pg in range(pool.pg_num)
+            ]
+            ups = [[o for o in osds if o in up] for osds in raw]
+            self._raw[pool_id] = raw
+            self._upsets[pool_id] = ups
+        return ups
+
+    def _check_pg(self, pool_id: int, pg: int, n: int) -> None:
+        if not 0 <= pg < n:
+            raise KeyError(f"pg {pg_name(pool_id, pg)} does not exist (pg_num {n})")
+
+    def pg_raw(self, pool_id: int, pg: int) -> list[int]:
+        """The CRUSH result before down OSDs are removed."""
+        ups = self._map_pool(pool_id)
+        self._check_pg(pool_id, pg, len(ups))
+        return list(self._raw[pool_id][pg])
+
+    def pg_up(self, pool_id: int, pg: int) -> list[int]:
+        """Up OSDs for the PG in CRUSH order; the first is the primary."""
+        ups = self._map_pool(pool_id)
+        self._check_pg(pool_id, pg, len(ups))
+        return list(ups[pg])
+
+    def primary(self, pool_id: int, pg: int) -> int | None:
+        up = self.pg_up(pool_id, pg)
+        return up[0] if up else None
+
+    def locate(self, pool_id: int, name: str) -> tuple[int, list[int]]:
+        """``(pg, up OSDs)`` for an object name in a pool."""
+        pg = object_to_pg(self.pool(pool_id), name)
+        return pg, self.pg_up(pool_id, pg)
+
+    def pgs_of_osd(self, osd_id: int) -> list[tuple[int, int]]:
+        """All ``(pool_id, pg)`` whose up set contains ``osd_id``, sorted."""
+        found = []
+        for pool_id in sorted(self._pools):
+            for pg, up in enumerate(self._map_pool(pool_id)):
+                if osd_id in up:
+                    found.append((pool_id, pg))
+        return found

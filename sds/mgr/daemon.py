@@ -1,0 +1,113 @@
+"""The manager daemon: gathers OSD statistics into one digest for the monitors.
+
+OSDs send their PG states and usage every few seconds; the manager keeps the latest
+report of each OSD, derives cluster-wide PG state counts, per-pool and per-OSD usage
+and I/O rates, and hands that digest to every monitor (`mgr report`), where
+`sds status`, `sds df` and health checks read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from sds.client.monclient import MonClient
+from sds.common.config import Config
+from sds.common.daemon import Daemon
+from sds.common.errors import PermissionDenied, SdsError
+from sds.common.keyring import Keyring
+from sds.common.messenger import Connection, Messenger
+from sds.crush.placement import pg_name
+from sds.proto import messenger_pb2 as mpb
+from sds.proto import mon_pb2
+
+log = logging.getLogger("sds.mgr")
+
+REPORT_INTERVAL_S = 2.0
+STALE_AFTER_S = 30.0
+
+
+def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
+                 now: float) -> dict:
+    """Cluster digest from the latest report of each OSD (schema in sds.mon.commands)."""
+    pgs, osds, pools = [], {}, {}
+    ops = bytes_in = bytes_out = 0
+    for osd_id, (stamp, st) in sorted(reports.items()):
+        if now - stamp > STALE_AFTER_S:
+            continue
+        osds[str(osd_id)] = {"total_bytes": st.total_bytes, "used_bytes": st.used_bytes,
+                             "objects": st.num_objects, "num_pgs": len(st.pgs)}
+        ops, bytes_in, bytes_out = ops + st.ops, bytes_in + st.op_bytes_in, \
+            bytes_out + st.op_bytes_out
+        for pg in st.pgs:
+            pgs.append({"pgid": pg_name(pg.pool, pg.pg), "state": pg.state,
+                        "objects": pg.num_objects, "bytes": pg.num_bytes,
+                        "up": list(pg.acting), "acting": list(pg.acting),
+                        "primary": osd_id, "reason": pg.reason})
+            usage = pools.setdefault(str(pg.pool), {"objects": 0, "bytes": 0})
+            usage["objects"] += pg.num_objects
+            usage["bytes"] += pg.num_bytes
+    totals = {"ops": ops, "bytes_in": bytes_in, "bytes_out": bytes_out}
+    io = {"read_bytes_sec": 0.0, "write_bytes_sec": 0.0, "ops_sec": 0.0}
+    if previous and now > previous["stamp"]:
+        dt = now - previous["stamp"]
+        prev = previous.get("totals", totals)
+        io = {"read_bytes_sec": max(0, bytes_out - prev["bytes_out"]) / dt,
+              "write_bytes_sec": max(0, bytes_in - prev["bytes_in"]) / dt,
+              "ops_sec": max(0, ops - prev["ops"]) / dt}
+    return {"stamp": now, "pgs": pgs, "osds": osds, "pools": pools, "io": io, "totals": totals}
+
+
+class MgrDaemon(Daemon):
+    role = "mgr"
+
+    def __init__(self, config: Config, daemon_id: str):
+        super().__init__(config, daemon_id)
+        self.entity = f"mgr.{daemon_id}"
+        self.keyring = Keyring.load(config.resolve_path(config.get("keyring")))
+        self.reports: dict[int, tuple[float, mon_pb2.OsdStats]] = {}
+        self.digest: dict | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.messenger: Messenger | None = None
+        self.monc: MonClient | None = None
+
+    async def start(self) -> None:
+        self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
+                                   key_lookup=lambda e: self.monc.key_lookup(e))
+        self.monc = MonClient(self.config, self.messenger, want_auth=True)
+        self.messenger.register(mpb.MON_STATS, self._on_stats)
+        addr = self.config.get("mgr_addr") or self.config.get("addr")
+        self.addr = await self.messenger.listen(addr)
+        await self.monc.connect(timeout=60)
+        self.tasks.append(asyncio.create_task(self._report_loop()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.messenger is not None:
+            await self.messenger.close()
+
+    async def _on_stats(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
+        if conn.peer.role != "osd":
+            raise PermissionDenied("only OSDs report statistics")
+        st = mon_pb2.OsdStats()
+        st.ParseFromString(env.payload)
+        self.reports[st.osd] = (time.time(), st)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            self.digest = build_digest(self.reports, self.digest, time.time())
+            for addr in self.config.mon_addrs:
+                with contextlib.suppress(SdsError):
+                    conn = await self.messenger.connect(addr, timeout=1.0)
+                    await conn.call(mpb.MON_COMMAND, mon_pb2.MonCommand(
+                        cmd_json=json.dumps({"prefix": "mgr report", "digest": self.digest})),
+                        timeout=2.0)
+
+
+def create(config: Config, daemon_id: str) -> MgrDaemon:
+    return MgrDaemon(config, daemon_id)

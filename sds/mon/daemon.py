@@ -1,0 +1,331 @@
+"""The monitor daemon: a thin asyncio driver around the pure consensus core.
+
+It feeds the core with clock ticks and peer messages, makes `Ready.persist` durable in
+LMDB before sending `Ready.messages`, applies committed values to the maps, pushes map
+updates to subscribers, and serves admin commands (writes on the leader; peons forward).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+
+from sds.common.config import Config
+from sds.common.daemon import Daemon
+from sds.common.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    Retry,
+    SdsError,
+    TimedOut,
+    Unavailable,
+)
+from sds.common.keyring import Keyring
+from sds.common.messenger import Connection, Messenger
+from sds.mon import commands, genesis, paxos, paxos_wire
+from sds.mon.state import MonState
+from sds.mon.store import MonStore
+from sds.proto import maps_pb2, mon_pb2
+from sds.proto import messenger_pb2 as mpb
+
+log = logging.getLogger("sds.mon")
+
+GENESIS_KEY = "mon/genesis"
+PROPOSAL_WAIT_S = 15.0
+PEER_QUEUE_MAX = 1000
+
+
+class Subscriber:
+    def __init__(self, conn: Connection, osdmap: bool, auth: bool):
+        self.conn = conn
+        self.osdmap = osdmap
+        self.auth = auth
+
+
+class MonDaemon(Daemon):
+    role = "mon"
+
+    def __init__(self, config: Config, daemon_id: str):
+        super().__init__(config, daemon_id)
+        self.rank = int(daemon_id)
+        self.mon_addrs = config.mon_addrs
+        if not 0 <= self.rank < len(self.mon_addrs):
+            raise InvalidArgument(f"mon.{self.rank} has no address in mon_host")
+        self.data_dir = config.resolve_path(config.get("data_dir") or f"mon.{daemon_id}")
+        self.keyring = Keyring.load(config.resolve_path(config.get("keyring")))
+        self.store: MonStore | None = None
+        self.core: paxos.MonitorCore | None = None
+        self.state: MonState | None = None
+        self.messenger: Messenger | None = None
+        self.digest: dict | None = None
+        self.subscribers: list[Subscriber] = []
+        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._peer_queues: dict[int, asyncio.Queue] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._waiting: deque[tuple[bytes, asyncio.Future]] = deque()
+        self._command_lock = asyncio.Lock()
+        timing = paxos.Timing(
+            election_timeout=float(config.get("mon_election_timeout")),
+            lease=float(config.get("mon_lease")),
+            lease_renew=float(config.get("mon_lease_renew")),
+        )
+        self.timing = timing
+        self.tick_interval = float(config.get("mon_tick_interval"))
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = MonStore(self.data_dir / "store")
+        self.state = self._load_state()
+        ranks = list(range(len(self.mon_addrs)))
+        self.core = paxos.MonitorCore(self.rank, ranks, self.store.load(), self.timing)
+        for version in range(1, self.core.last_committed + 1):
+            value = self.core.committed_value(version)
+            if value is not None:
+                self.state.apply(version, value)
+        self.messenger = Messenger("mon.", self.keyring.key_of("mon."),
+                                   key_lookup=self.state.key_lookup,
+                                   epoch=lambda: self.state.osdmap.epoch)
+        self.messenger.register(mpb.PAXOS, self._on_paxos)
+        self.messenger.register(mpb.MON_COMMAND, self._on_command)
+        self.messenger.register(mpb.MON_SUBSCRIBE, self._on_subscribe)
+        self.addr = await self.messenger.listen(self.mon_addrs[self.rank])
+        for rank in ranks:
+            if rank != self.rank:
+                self._peer_queues[rank] = asyncio.Queue(PEER_QUEUE_MAX)
+                self._tasks.append(asyncio.create_task(self._peer_sender(rank)))
+        self._inbox.put_nowait(("start", None))
+        self._tasks.append(asyncio.create_task(self._driver()))
+        self._tasks.append(asyncio.create_task(self._ticker()))
+        log.info("mon.%d listening on %s, last_committed %d", self.rank, self.addr,
+                 self.core.last_committed)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.messenger is not None:
+            await self.messenger.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _load_state(self) -> MonState:
+        """Genesis maps are computed once, at the first boot, and kept in the store."""
+        raw = self.store.get(GENESIS_KEY)
+        if raw is None:
+            fsid = self.config.get("fsid")
+            osdmap = genesis.initial_osdmap(fsid, self.config.get("osd_crush_failure_domain"),
+                                            time.time())
+            monmap = genesis.initial_monmap(fsid, self.mon_addrs)
+            auth = genesis.initial_auth(self.keyring)
+            gen = mon_pb2.MonMaps(full_osdmap=osdmap, monmap=monmap, has_auth_full=True)
+            gen.auth_full.extend(auth.values())
+            raw = gen.SerializeToString()
+            self.store.put(GENESIS_KEY, raw)
+        gen = mon_pb2.MonMaps()
+        gen.ParseFromString(raw)
+        return MonState(gen.full_osdmap, {e.name: e for e in gen.auth_full}, gen.monmap)
+
+    # -- consensus driver ------------------------------------------------------------
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self._inbox.put_nowait(("tick", None))
+
+    async def _driver(self) -> None:
+        """The only task that touches the core: one input at a time, effects in order."""
+        loop = asyncio.get_running_loop()
+        while True:
+            kind, arg = await self._inbox.get()
+            now = time.time()
+            try:
+                if kind == "tick":
+                    ready = self.core.tick(now)
+                elif kind == "start":
+                    ready = self.core.start(now)
+                elif kind == "msg":
+                    ready = self.core.step(arg, now)
+                else:
+                    value, fut = arg
+                    try:
+                        ready = self.core.propose(value, now)
+                    except SdsError as e:
+                        if not fut.done():
+                            fut.set_exception(e)
+                        continue
+                    self._waiting.append((value, fut))
+            except Exception:
+                log.exception("consensus core failed on %s", kind)
+                continue
+            if ready.persist:
+                await loop.run_in_executor(None, self.store.write, ready.persist)
+            for msg in ready.messages:
+                queue = self._peer_queues.get(msg.dst)
+                if queue is not None and not queue.full():
+                    queue.put_nowait(msg)
+            for version, value in ready.committed:
+                self._on_committed(version, value)
+            if not self.core.is_leader:
+                self._fail_waiting(Retry("monitor lost leadership; retry"))
+
+    async def _peer_sender(self, rank: int) -> None:
+        """Ships messages to one peer; a dead peer only loses its own messages."""
+        queue = self._peer_queues[rank]
+        addr = self.mon_addrs[rank]
+        while True:
+            msg = await queue.get()
+            try:
+                conn = await self.messenger.connect(addr, timeout=1.0)
+                await conn.send(mpb.PAXOS, paxos_wire.encode(msg))
+            except SdsError:
+                await asyncio.sleep(0.05)
+
+    async def _on_paxos(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
+        if conn.peer.entity != "mon.":
+            raise PermissionDenied("only monitors speak Paxos")
+        self._inbox.put_nowait(("msg", paxos_wire.decode(env.payload)))
+
+    def _on_committed(self, version: int, value: bytes) -> None:
+        update = self.state.apply(version, value)
+        while self._waiting and self._waiting[0][0] == value:
+            _, fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(version)
+            break
+        self._publish(update)
+
+    def _fail_waiting(self, error: SdsError) -> None:
+        while self._waiting:
+            _, fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_exception(error)
+
+    async def propose(self, update: maps_pb2.MapUpdate) -> int:
+        """Propose one map change and wait until it is committed; returns its version."""
+        fut = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(("propose", (update.SerializeToString(), fut)))
+        try:
+            return await asyncio.wait_for(fut, PROPOSAL_WAIT_S)
+        except TimeoutError:
+            raise TimedOut("the monitors did not commit the change in time") from None
+
+    # -- subscriptions -----------------------------------------------------------------
+    def _publish(self, update: maps_pb2.MapUpdate) -> None:
+        which = update.WhichOneof("change")
+        maps = mon_pb2.MonMaps()
+        if which == "osdmap":
+            maps.osdmap_incs.append(update.osdmap)
+        elif which == "auth":
+            maps.auth_inc.CopyFrom(update.auth)
+        elif which == "monmap":
+            maps.monmap.CopyFrom(update.monmap)
+        for sub in list(self.subscribers):
+            if sub.conn.closed:
+                self.subscribers.remove(sub)
+                continue
+            if (which == "osdmap" and sub.osdmap) or (which == "auth" and sub.auth):
+                asyncio.create_task(self._push(sub, maps))
+
+    async def _push(self, sub: Subscriber, maps: mon_pb2.MonMaps) -> None:
+        with contextlib.suppress(SdsError):
+            await sub.conn.send(mpb.MON_MAPS, maps)
+
+    def _maps_since(self, since: int, auth: bool) -> mon_pb2.MonMaps:
+        maps = mon_pb2.MonMaps(monmap=self.state.monmap)
+        incs = self.state.incrementals_since(since) if since else None
+        if incs is None:
+            maps.full_osdmap.CopyFrom(self.state.osdmap)
+        else:
+            maps.osdmap_incs.extend(incs)
+        if auth:
+            maps.has_auth_full = True
+            maps.auth_full.extend(self.state.auth.values())
+        return maps
+
+    async def _on_subscribe(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        sub = mon_pb2.MonSubscribe()
+        sub.ParseFromString(env.payload)
+        if sub.auth and conn.peer.role not in ("osd", "mgr", "mon", "mds"):
+            raise PermissionDenied(f"{conn.peer.entity} may not read the auth database")
+        self.subscribers = [s for s in self.subscribers if s.conn is not conn]
+        self.subscribers.append(Subscriber(conn, sub.osdmap, sub.auth))
+        return self._maps_since(sub.osdmap_since, sub.auth)
+
+    # -- commands --------------------------------------------------------------------------
+    def _view(self) -> commands.MonView:
+        status = self.core.status()
+        status["names"] = {m.rank: m.name for m in self.state.monmap.mons}
+        return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
+                                monmap=self.state.monmap, mon_status=status,
+                                digest=self.digest, config=self.config, now=time.time())
+
+    async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        req = mon_pb2.MonCommand()
+        req.ParseFromString(env.payload)
+        try:
+            cmd = json.loads(req.cmd_json)
+        except ValueError:
+            raise InvalidArgument("command is not valid JSON") from None
+        if not isinstance(cmd, dict) or not isinstance(cmd.get("prefix"), str):
+            raise InvalidArgument("command needs a string 'prefix'")
+        prefix = cmd["prefix"]
+        self._authorize(conn, cmd)
+        if prefix == "mgr report":
+            self.digest = cmd.get("digest")
+            return mon_pb2.MonCommandReply(out_json="{}")
+        if commands.is_write(prefix):
+            out = await self._write_command(conn, env, cmd)
+        else:
+            if not self.core.readable(time.time()):
+                raise Unavailable(f"mon.{self.rank} is not in quorum")
+            out = commands.handle(self._view(), cmd).output
+        return mon_pb2.MonCommandReply(out_json=json.dumps(out))
+
+    def _authorize(self, conn: Connection, cmd: dict) -> None:
+        prefix = cmd["prefix"]
+        peer = conn.peer
+        if peer.role == "mon":  # a peon forwarding what it already authorized
+            return
+        if prefix in ("osd boot",):
+            if peer.entity != f"osd.{cmd.get('id')}":
+                raise PermissionDenied(f"{peer.entity} may not boot osd.{cmd.get('id')}")
+            return
+        if prefix == "mgr report":
+            if peer.role not in ("mgr", "mon"):
+                raise PermissionDenied("only the manager reports statistics")
+            return
+        if prefix == "osd down" and peer.role == "osd":
+            if cmd.get("ids") != [int(peer.entity.split(".")[1])]:
+                raise PermissionDenied("an OSD may only mark itself down")
+            return
+        peer.require("mon", "w" if commands.is_write(prefix) else "r")
+
+    async def _write_command(self, conn: Connection, env: mpb.Envelope, cmd: dict) -> dict:
+        if not self.core.is_leader:
+            return await self._forward(env, cmd)
+        async with self._command_lock:
+            result = commands.handle(self._view(), cmd)
+            out = dict(result.output)
+            if result.update is not None:
+                await self.propose(result.update)
+                out["osdmap_epoch"] = self.state.osdmap.epoch
+            return out
+
+    async def _forward(self, env: mpb.Envelope, cmd: dict) -> dict:
+        leader = self.core.leader
+        if leader is None or leader == self.rank:
+            raise Unavailable("no monitor quorum: cannot change maps now")
+        conn = await self.messenger.connect(self.mon_addrs[leader], timeout=2.0)
+        resp = await conn.call(mpb.MON_COMMAND, env.payload, timeout=PROPOSAL_WAIT_S + 2)
+        reply = resp.parse(mon_pb2.MonCommandReply)
+        return json.loads(reply.out_json) if reply.out_json else {}
+
+
+def create(config: Config, daemon_id: str) -> MonDaemon:
+    return MonDaemon(config, daemon_id)

@@ -1,0 +1,279 @@
+"""The OSD daemon: serves client ops for the PGs it is primary of, replicates, peers.
+
+Boot: open the store, listen, subscribe to the monitors (OSDMap and the auth database
+used to verify peers), announce itself with `osd boot`, and follow every new map:
+PGs whose acting set or membership changed start a new interval and peer again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+
+from sds.client.monclient import MonClient
+from sds.common.config import Config
+from sds.common.daemon import Daemon
+from sds.common.errors import (
+    ConnectionLost,
+    NotFound,
+    PermissionDenied,
+    Retry,
+    SdsError,
+    Unavailable,
+)
+from sds.common.keyring import Keyring
+from sds.common.messenger import Connection, Messenger, Response
+from sds.common.osdmap import find_osd, pool_by_id
+from sds.osd import ops
+from sds.osd.pg import PG
+from sds.osd.store.durable import DurableStore
+from sds.proto import maps_pb2, mon_pb2, osd_pb2
+from sds.proto import messenger_pb2 as mpb
+
+log = logging.getLogger("sds.osd")
+
+MAP_CATCH_UP_S = 5.0
+
+
+class OsdDaemon(Daemon):
+    role = "osd"
+
+    def __init__(self, config: Config, daemon_id: str):
+        super().__init__(config, daemon_id)
+        self.osd_id = int(daemon_id)
+        self.entity = f"osd.{self.osd_id}"
+        self.data_dir = config.resolve_path(config.get("data_dir") or self.entity)
+        self.keyring = Keyring.load(config.resolve_path(config.get("keyring")))
+        self.op_timeout = float(config.get("osd_op_timeout"))
+        self.store: DurableStore | None = None
+        self.messenger: Messenger | None = None
+        self.monc: MonClient | None = None
+        self.pgs: dict[tuple[int, int], PG] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0}
+        self.uuid = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.uuid = self._identity()
+        self.store = DurableStore(self.data_dir / "store")
+        self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
+                                   key_lookup=self._key_lookup, epoch=lambda: self.osdmap.epoch)
+        self.monc = MonClient(self.config, self.messenger, want_auth=True,
+                              on_osdmap=self._on_osdmap)
+        for msg_type, handler in ((mpb.OSD_OP, self._on_op), (mpb.OSD_REPOP, self._on_repop),
+                                  (mpb.OSD_PG_QUERY, self._on_pg_query),
+                                  (mpb.OSD_PG_PUSH, self._on_pg_push),
+                                  (mpb.OSD_PG_PULL, self._on_pg_pull),
+                                  (mpb.PING, self._on_ping)):
+            self.messenger.register(msg_type, handler)
+        self.addr = await self.messenger.listen(self.config.get("addr"))
+        await self.monc.connect(timeout=60)
+        await self._boot()
+        self.tasks.append(asyncio.create_task(self._keep_mon_session()))
+        self.tasks.append(asyncio.create_task(self._report_stats()))
+        log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
+
+    async def stop(self) -> None:
+        """Tell the monitors we are going away, so clients stop waiting for us."""
+        if self.monc is not None and self.osdmap.epoch:
+            with contextlib.suppress(SdsError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.monc.command(
+                    {"prefix": "osd down", "ids": [self.osd_id]}, timeout=2.0), 3.0)
+        for task in self.tasks:
+            task.cancel()
+        for pg in self.pgs.values():
+            if pg.peering_task is not None:
+                pg.peering_task.cancel()
+        if self.messenger is not None:
+            await self.messenger.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _identity(self) -> str:
+        path = self.data_dir / "uuid"
+        if not path.exists():
+            path.write_text(str(uuid.uuid4()))
+        return path.read_text().strip()
+
+    async def _boot(self) -> None:
+        host = self.config.get("osd_host") or socket.gethostname()
+        cmd = {"prefix": "osd boot", "id": self.osd_id, "addr": self.addr, "host": host,
+               "weight": float(self.config.get("osd_weight")), "uuid": self.uuid}
+        deadline = time.monotonic() + 60
+        while True:
+            await self.monc.command(cmd, timeout=30)
+            me = find_osd(self.osdmap, self.osd_id)
+            if me is not None and me.up and me.addr == self.addr:
+                return
+            if time.monotonic() > deadline:
+                raise SdsError("the monitors did not mark this OSD up")
+            await self.monc.wait_for_map_change(1.0)
+
+    async def _keep_mon_session(self) -> None:
+        while True:
+            with contextlib.suppress(SdsError):
+                await self.monc.session(10.0)
+                me = find_osd(self.osdmap, self.osd_id)
+                if me is not None and (not me.up or me.addr != self.addr):
+                    log.warning("marked down in epoch %d while alive; booting again",
+                                self.osdmap.epoch)
+                    await self._boot()
+            await asyncio.sleep(1.0)
+
+    @property
+    def osdmap(self) -> maps_pb2.OsdMap:
+        return self.monc.osdmap if self.monc is not None else maps_pb2.OsdMap()
+
+    def _key_lookup(self, entity: str):
+        return self.monc.key_lookup(entity) if self.monc is not None else None
+
+    # -- maps and PGs ---------------------------------------------------------------------------
+    def _on_osdmap(self, osdmap: maps_pb2.OsdMap) -> None:
+        placement = self.monc.placement
+        up_from = {o.id: o.up_from for o in osdmap.osds}
+        mine = set(placement.pgs_of_osd(self.osd_id))
+        for pool in osdmap.pools:
+            for ps in range(pool.pg_num):
+                key = (pool.id, ps)
+                if key not in mine and key not in self.pgs:
+                    continue
+                pg = self.pgs.get(key)
+                if pg is None:
+                    pg = self.pgs[key] = PG(self, pool.id, ps)
+                pg.on_map(placement.pg_up(pool.id, ps), up_from, osdmap.epoch)
+        live = {p.id for p in osdmap.pools}
+        for key in [k for k in self.pgs if k[0] not in live]:
+            self.pgs.pop(key).on_map([], {}, osdmap.epoch)
+
+    async def call_osd(self, osd_id: int, msg_type: int, payload, data=None,
+                       timeout: float = 10.0) -> Response:
+        info = find_osd(self.osdmap, osd_id)
+        if info is None or not info.up:
+            raise ConnectionLost(f"osd.{osd_id} is not up")
+        conn = await self.messenger.connect(info.addr, timeout=min(timeout, 3.0))
+        return await conn.call(msg_type, payload, data, epoch=self.osdmap.epoch, timeout=timeout)
+
+    def perf_add(self, **counts: int) -> None:
+        for key, value in counts.items():
+            self.perf[key] += value
+
+    async def _pg_for(self, pool_id: int, ps: int, client_epoch: int) -> PG:
+        """The PG if we are its primary under the newest map we can get, else Retry."""
+        if client_epoch > self.osdmap.epoch:
+            with contextlib.suppress(SdsError):
+                await self.monc.wait_for_epoch(client_epoch, MAP_CATCH_UP_S)
+        pg = self.pgs.get((pool_id, ps))
+        if pg is None or not pg.is_primary:
+            raise Retry(f"osd.{self.osd_id} is not primary of {pool_id}.{ps:x} "
+                        f"in epoch {self.osdmap.epoch}")
+        return pg
+
+    # -- handlers ---------------------------------------------------------------------------------
+    async def _on_ping(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        return env.payload
+
+    async def _on_op(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        op = osd_pb2.OsdOp()
+        op.ParseFromString(env.payload)
+        is_read = ops.is_read(op.code)
+        conn.peer.require("osd", "r" if is_read else "w")
+        deadline = time.monotonic() + self.op_timeout
+        pg = await self._pg_for(op.pool, op.pg, env.epoch)
+        await pg.wait_active(deadline)
+        self.perf["ops"] += 1
+        if is_read:
+            reply, out = ops.execute_read(self.store, pg.coll, op)
+            self.perf_add(reads=1, bytes_out=len(out))
+            return reply, out
+        self._check_min_size(pg)
+        return await pg.do_write(op, data, env.epoch, deadline)
+
+    def _check_min_size(self, pg: PG) -> None:
+        pool = pool_by_id(self.osdmap, pg.pool_id)
+        if len(pg.acting) < pool.min_size:
+            raise Unavailable(f"pg {pg.coll} has {len(pg.acting)} replicas up, fewer than "
+                              f"min_size {pool.min_size}: writes are refused")
+
+    def _replica_pg(self, pool_id: int, ps: int, conn: Connection) -> PG:
+        if conn.peer.role != "osd":
+            raise PermissionDenied("only OSDs may send replication traffic")
+        pg = self.pgs.get((pool_id, ps))
+        if pg is None:
+            pg = self.pgs[(pool_id, ps)] = PG(self, pool_id, ps)
+        return pg
+
+    async def _on_repop(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        repop = osd_pb2.RepOp()
+        repop.ParseFromString(env.payload)
+        pg = self._replica_pg(repop.pool, repop.pg, conn)
+        await pg.ensure_collection()
+        await pg.apply_repop(repop, data)
+
+    async def _on_pg_query(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        query = osd_pb2.PgQuery()
+        query.ParseFromString(env.payload)
+        pg = self._replica_pg(query.pool, query.pg, conn)
+        return pg.query_reply(query)
+
+    async def _on_pg_push(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        state = osd_pb2.ObjectState()
+        state.ParseFromString(env.payload)
+        pg = self._replica_pg(state.pool, state.pg, conn)
+        await pg.ensure_collection()
+        await pg.apply_object_state(state, data, list(state.log))
+
+    async def _on_pg_pull(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        state = osd_pb2.ObjectState()
+        state.ParseFromString(env.payload)
+        pg = self._replica_pg(state.pool, state.pg, conn)
+        if not self.store.collection_exists(pg.coll):
+            raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
+        return pg.object_state(state.oid)
+
+    # -- statistics ---------------------------------------------------------------------------------
+    def stats(self) -> mon_pb2.OsdStats:
+        fs = self.store.statfs()
+        st = mon_pb2.OsdStats(osd=self.osd_id, epoch=self.osdmap.epoch,
+                              total_bytes=fs.get("total_bytes", 0),
+                              used_bytes=fs.get("used_bytes", 0),
+                              num_objects=fs.get("objects", 0), ops=self.perf["ops"],
+                              op_bytes_in=self.perf["bytes_in"],
+                              op_bytes_out=self.perf["bytes_out"])
+        for (pool_id, ps), pg in sorted(self.pgs.items()):
+            if not pg.is_primary:
+                continue
+            try:
+                pool = pool_by_id(self.osdmap, pool_id)
+            except NotFound:
+                continue
+            objects = bytes_ = 0
+            if self.store.collection_exists(pg.coll):
+                names, _ = self.store.list_objects(pg.coll, max_entries=1 << 30)
+                objects = len(names)
+            st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(pool.size, len(pg.acting)),
+                       num_objects=objects, num_bytes=bytes_, last_v=pg.log.head,
+                       acting=pg.acting, reason=pg.reason)
+        return st
+
+    async def _report_stats(self) -> None:
+        interval = float(self.config.get("osd_stats_interval"))
+        mgr_addr = self.config.get("mgr_addr")
+        while True:
+            await asyncio.sleep(interval)
+            if not mgr_addr:
+                continue
+            try:
+                conn = await self.messenger.connect(mgr_addr, timeout=2.0)
+                await conn.send(mpb.MON_STATS, self.stats())
+            except SdsError as e:
+                log.debug("stats report to mgr failed: %s", e)
+
+
+def create(config: Config, daemon_id: str) -> OsdDaemon:
+    return OsdDaemon(config, daemon_id)

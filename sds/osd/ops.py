@@ -1,0 +1,105 @@
+"""Client object operations: reads served from the store, writes turned into transactions.
+
+A write op becomes a fully determined store transaction on the primary (an append
+becomes a write at the current size), so replicas apply exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+from sds.common.errors import AlreadyExists, InvalidArgument, NotFound
+from sds.osd.store.base import ObjectStore, Transaction
+from sds.proto import osd_pb2
+
+Op = osd_pb2.OsdOp
+READ_CODES = {Op.READ, Op.STAT, Op.GETXATTR, Op.GETXATTRS, Op.OMAP_GET, Op.OMAP_LIST, Op.LIST}
+MAX_OBJECT_BYTES = 1 << 40
+XATTR_NAME_MAX = 255
+
+
+def is_read(code: int) -> bool:
+    return code in READ_CODES
+
+
+def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,
+                 ) -> tuple[osd_pb2.OsdOpReply, bytes]:
+    reply = osd_pb2.OsdOpReply()
+    if op.code == Op.LIST:
+        names, more = store.list_objects(coll, start_after=op.oid, max_entries=op.max or 1000)
+        reply.names.extend(names)
+        reply.more = more
+        return reply, b""
+    st = store.stat(coll, op.oid)  # NotFound for a missing object
+    reply.size, reply.mtime, reply.version = st.size, st.mtime, st.version
+    data = b""
+    if op.code == Op.READ:
+        data = store.read(coll, op.oid, op.offset, op.length or None)
+    elif op.code == Op.GETXATTR:
+        reply.value = store.getxattr(coll, op.oid, op.name)
+    elif op.code == Op.GETXATTRS:
+        for name, value in sorted(store.getxattrs(coll, op.oid).items()):
+            reply.kvs.add(key=name.encode(), value=value)
+    elif op.code == Op.OMAP_GET:
+        for key, value in sorted(store.omap_get(coll, op.oid, list(op.keys)).items()):
+            reply.kvs.add(key=key, value=value)
+    elif op.code == Op.OMAP_LIST:
+        items, more = store.omap_list(coll, op.oid, start_after=op.start_after,
+                                      max_entries=op.max or 1000, prefix=op.prefix)
+        for key, value in items:
+            reply.kvs.add(key=key, value=value)
+        reply.more = more
+    return reply, data
+
+
+def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryview,
+                mtime: float, version: int) -> Transaction:
+    """The transaction for a write op, given the object's current state in `store`."""
+    oid = op.oid
+    exists = store.exists(coll, oid)
+    txn = Transaction()
+    code = op.code
+    if code == Op.REMOVE:
+        if not exists:
+            raise NotFound(f"object {oid} does not exist")
+        txn.remove(coll, oid)
+        return txn
+    if code in (Op.SETXATTR, Op.RMXATTR) and not op.name:
+        raise InvalidArgument("xattr name must not be empty")
+    if len(op.name) > XATTR_NAME_MAX:
+        raise InvalidArgument(f"xattr name longer than {XATTR_NAME_MAX} bytes")
+    if code == Op.CREATE and exists and op.exclusive:
+        raise AlreadyExists(f"object {oid} already exists")
+    if code in (Op.RMXATTR, Op.OMAP_RM, Op.OMAP_CLEAR, Op.TRUNCATE) and not exists:
+        raise NotFound(f"object {oid} does not exist")
+    if code == Op.RMXATTR:
+        store.getxattr(coll, oid, op.name)  # NoData when absent, like removexattr(2)
+    txn.touch(coll, oid, mtime, version)
+    if code == Op.WRITE_FULL:
+        txn.write_full(coll, oid, data)
+    elif code == Op.WRITE:
+        _check_size(op.offset + len(data))
+        txn.write(coll, oid, op.offset, data)
+    elif code == Op.APPEND:
+        size = store.stat(coll, oid).size if exists else 0
+        _check_size(size + len(data))
+        txn.write(coll, oid, size, data)
+    elif code == Op.TRUNCATE:
+        _check_size(op.offset)
+        txn.truncate(coll, oid, op.offset)
+    elif code == Op.SETXATTR:
+        txn.setxattr(coll, oid, op.name, op.value)
+    elif code == Op.RMXATTR:
+        txn.rmxattr(coll, oid, op.name)
+    elif code == Op.OMAP_SET:
+        txn.omap_set(coll, oid, {kv.key: kv.value for kv in op.kvs})
+    elif code == Op.OMAP_RM:
+        txn.omap_rm(coll, oid, list(op.keys))
+    elif code == Op.OMAP_CLEAR:
+        txn.omap_clear(coll, oid)
+    elif code != Op.CREATE:
+        raise InvalidArgument(f"unknown op code {code}")
+    return txn
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_OBJECT_BYTES:
+        raise InvalidArgument(f"object would exceed {MAX_OBJECT_BYTES} bytes")

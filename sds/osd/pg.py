@@ -1,0 +1,325 @@
+"""One placement group on one OSD: its log, its interval, peering and the write pipeline.
+
+Primary-copy replication: the primary orders writes (PG log version v), applies them
+locally and on every replica of the acting set in parallel, and acks the client only
+when all have committed. A new interval (acting set changed, or a member restarted)
+makes the primary peer again: it asks every member for its PG info and log, takes the
+longest history as authoritative, pulls what it lacks, pushes what the others lack,
+and only then serves ops again. Full peering state machine and backfill tuning: issue 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from sds.common.errors import ConnectionLost, Retry, TimedOut, Unavailable, from_code
+from sds.crush.placement import pg_name
+from sds.osd import ops
+from sds.osd.pglog import PgLog
+from sds.osd.store.base import Transaction
+from sds.proto import messenger_pb2 as mpb
+from sds.proto import osd_pb2
+
+if TYPE_CHECKING:
+    from sds.osd.daemon import OsdDaemon
+
+log = logging.getLogger("sds.osd.pg")
+
+PEER_RETRY_S = 0.5
+REPOP_TIMEOUT_S = 10.0
+
+
+class PG:
+    def __init__(self, osd: OsdDaemon, pool_id: int, ps: int):
+        self.osd = osd
+        self.pool_id = pool_id
+        self.ps = ps
+        self.coll = pg_name(pool_id, ps)
+        self.log = PgLog.load(osd.store, self.coll) if osd.store.collection_exists(self.coll) \
+            else PgLog(self.coll)
+        self.acting: list[int] = []
+        self.interval: tuple = ()
+        self.interval_epoch = 0
+        self.state = "creating"
+        self.reason = ""
+        self.active = asyncio.Event()
+        self.peering_task: asyncio.Task | None = None
+        self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
+        self.object_locks: dict[str, asyncio.Lock] = {}
+        self.next_v = self.log.head + 1
+        self.created = False
+        self._create_lock = asyncio.Lock()
+
+    @property
+    def is_primary(self) -> bool:
+        return bool(self.acting) and self.acting[0] == self.osd.osd_id
+
+    def replicas(self) -> list[int]:
+        return [o for o in self.acting if o != self.osd.osd_id]
+
+    # -- intervals ---------------------------------------------------------------------
+    def on_map(self, acting: list[int], up_from: dict[int, int], epoch: int) -> None:
+        """Start a new interval when the acting set or a member's incarnation changed."""
+        interval = tuple((o, up_from.get(o, 0)) for o in acting)
+        if interval == self.interval:
+            return
+        self.interval = interval
+        self.interval_epoch = epoch
+        self.acting = list(acting)
+        self.active.clear()
+        for fut in self.in_flight.values():
+            if not fut.done():
+                fut.set_exception(Retry(f"pg {self.coll} changed interval; resend"))
+        self.in_flight.clear()
+        if self.peering_task is not None:
+            self.peering_task.cancel()
+            self.peering_task = None
+        if self.is_primary:
+            self.state = "peering"
+            self.peering_task = asyncio.create_task(self._peer(interval))
+        else:
+            self.state = "replica" if self.osd.osd_id in acting else "stray"
+
+    async def ensure_collection(self) -> None:
+        """Create the PG's collection once, even when many messages race to do it."""
+        if self.created:
+            return
+        async with self._create_lock:
+            if not self.osd.store.collection_exists(self.coll):
+                await self.osd.store.apply(Transaction().create_collection(self.coll))
+            self.created = True
+
+    # -- peering -------------------------------------------------------------------------
+    async def _peer(self, interval: tuple) -> None:
+        try:
+            await self.ensure_collection()
+            infos = await self._gather_infos(interval)
+            auth_osd = max(infos, key=lambda o: (infos[o][0], o == self.osd.osd_id))
+            auth_head = infos[auth_osd][0]
+            if auth_head > self.log.head and auth_osd != self.osd.osd_id:
+                self.state = "peering+recovering"
+                await self._pull_from(auth_osd, infos[auth_osd])
+            for peer, (head, _tail, objects, _log) in infos.items():
+                if peer != self.osd.osd_id and head < self.log.head:
+                    self.state = "active+recovering"
+                    await self._push_to(peer, head, objects)
+            self.next_v = max(self.next_v, self.log.head + 1)
+            self.state = "active"
+            self.reason = ""
+            self.active.set()
+            log.debug("pg %s active at v%d", self.coll, self.log.head)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # keep trying: a PG must never stay silently stuck
+            log.warning("pg %s peering failed: %s", self.coll, e)
+            self.reason = f"peering failed: {e}"
+            await asyncio.sleep(PEER_RETRY_S)
+            if self.interval == interval:
+                self.peering_task = asyncio.create_task(self._peer(interval))
+
+    async def _gather_infos(self, interval: tuple) -> dict[int, tuple]:
+        """(head, tail, objects, log after our head) of every member; waits for silent ones."""
+        infos: dict[int, tuple] = {self.osd.osd_id: (self.log.head, self.log.tail, None, [])}
+        for peer in self.replicas():
+            while True:
+                try:
+                    reply = await self.osd.call_osd(peer, mpb.OSD_PG_QUERY, osd_pb2.PgQuery(
+                        pool=self.pool_id, pg=self.ps, since_v=self.log.head, list_objects=True),
+                        timeout=5.0)
+                    q = reply.parse(osd_pb2.PgQueryReply)
+                    infos[peer] = (q.info.last_v, q.info.log_tail_v, list(q.objects), list(q.log))
+                    break
+                except (ConnectionLost, TimedOut, Retry) as e:
+                    self.reason = f"waiting for osd.{peer} to answer peering: {e}"
+                    await asyncio.sleep(PEER_RETRY_S)
+        return infos
+
+    async def _pull_from(self, peer: int, info) -> None:
+        """Bring this primary up to the authoritative peer's history."""
+        head, tail, objects, entries = info
+        if self.log.covers(tail) and entries:
+            wanted = {e.oid for e in entries if e.v > self.log.head}
+        else:  # logs do not overlap: take every object the peer has, drop what it lacks
+            wanted = set(objects or [])
+            mine, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+            stale = set(mine) - wanted
+            if stale:
+                txn = Transaction()
+                for oid in stale:
+                    txn.remove(self.coll, oid)
+                await self.osd.store.apply(txn)
+        for oid in sorted(wanted):
+            resp = await self.osd.call_osd(peer, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
+                pool=self.pool_id, pg=self.ps, oid=oid), timeout=30.0)
+            await self.apply_object_state(resp.parse(osd_pb2.ObjectState), resp.data, [])
+        txn = Transaction()
+        for entry in entries:
+            if entry.v > self.log.head:
+                self.log.append(txn, entry)
+        self.log.head = max(self.log.head, head)
+        txn.set_meta(self.coll, b"head", str(self.log.head).encode())
+        await self.osd.store.apply(txn)
+
+    async def _push_to(self, peer: int, peer_head: int, peer_objects: list[str] | None) -> None:
+        """Send a lagging replica every object changed after its head (or everything)."""
+        if self.log.covers(peer_head):
+            changed = {e.oid for e in self.log.after(peer_head)}
+            removed_remote: set[str] = set()
+        else:
+            changed, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+            changed = set(changed)
+            removed_remote = set(peer_objects or []) - changed
+        entries = self.log.after(peer_head)
+        for oid in sorted(changed | removed_remote):
+            state, data = self.object_state(oid)
+            await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, state, data, timeout=30.0)
+        final = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid="", exists=False)
+        final.log.extend(entries)
+        await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, final, timeout=30.0)
+
+    def object_state(self, oid: str) -> tuple[osd_pb2.ObjectState, bytes]:
+        store = self.osd.store
+        state = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid=oid)
+        if not store.exists(self.coll, oid):
+            return state, b""
+        st = store.stat(self.coll, oid)
+        state.exists, state.mtime, state.version = True, st.mtime, st.version
+        for name, value in sorted(store.getxattrs(self.coll, oid).items()):
+            state.xattrs.add(key=name.encode(), value=value)
+        start = b""
+        while True:
+            items, more = store.omap_list(self.coll, oid, start_after=start, max_entries=10000)
+            for key, value in items:
+                state.omap.add(key=key, value=value)
+            if not more or not items:
+                break
+            start = items[-1][0]
+        return state, store.read(self.coll, oid)
+
+    async def apply_object_state(self, state: osd_pb2.ObjectState, data: memoryview,
+                                 entries: list[osd_pb2.PgLogEntry]) -> None:
+        """Replace an object with a pushed/pulled copy, recording the log entries given."""
+        txn = Transaction()
+        if state.oid:
+            txn.remove(self.coll, state.oid)
+            if state.exists:
+                txn.touch(self.coll, state.oid, state.mtime, state.version)
+                txn.write_full(self.coll, state.oid, data)
+                for kv in state.xattrs:
+                    txn.setxattr(self.coll, state.oid, kv.key.decode(), kv.value)
+                if state.omap:
+                    txn.omap_set(self.coll, state.oid, {kv.key: kv.value for kv in state.omap})
+        for entry in entries:
+            if entry.v > self.log.head or entry.v not in self.log.entries:
+                self.log.append(txn, entry)
+        if entries:
+            self.log.head = max(self.log.head, max(e.v for e in entries))
+            txn.set_meta(self.coll, b"head", str(self.log.head).encode())
+        await self.osd.store.apply(txn)
+        self.next_v = max(self.next_v, self.log.head + 1)
+
+    # -- client ops -------------------------------------------------------------------------
+    async def wait_active(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(self.active.wait(), max(0.01, remaining))
+        except TimeoutError:
+            raise Unavailable(f"pg {self.coll} is {self.state}"
+                              + (f": {self.reason}" if self.reason else "")) from None
+
+    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview, epoch: int,
+                       deadline: float) -> osd_pb2.OsdOpReply:
+        reqid = (op.client, op.tid)
+        pending = self.in_flight.get(reqid)
+        if pending is not None:
+            return await pending
+        done = self.log.by_reqid.get(reqid) if op.client else None
+        if done is not None:  # a resend of an op that already completed
+            return self._dup_reply(done)
+        lock = self.object_locks.setdefault(op.oid, asyncio.Lock())
+        async with lock:
+            interval = self.interval
+            fut = asyncio.get_running_loop().create_future()
+            if op.client:
+                self.in_flight[reqid] = fut
+            try:
+                reply = await self._replicate(op, data, epoch, interval, deadline)
+                if not fut.done():
+                    fut.set_result(reply)
+                return reply
+            except BaseException as e:
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, Exception) else Retry("cancelled"))
+                    fut.exception()  # consumed here; waiters re-raise it
+                raise
+            finally:
+                if self.in_flight.get(reqid) is fut:
+                    del self.in_flight[reqid]
+                if not lock.locked() or lock._waiters is None or not lock._waiters:
+                    self.object_locks.pop(op.oid, None)
+
+    def _dup_reply(self, entry: osd_pb2.PgLogEntry) -> osd_pb2.OsdOpReply:
+        if entry.result:
+            raise from_code(entry.result, "request already failed")
+        return osd_pb2.OsdOpReply(version=entry.v)
+
+    async def _replicate(self, op, data, epoch, interval, deadline) -> osd_pb2.OsdOpReply:
+        v = self.next_v
+        self.next_v += 1
+        txn = ops.build_write(self.osd.store, self.coll, op, data, time.time(), v)
+        entry = osd_pb2.PgLogEntry(epoch=epoch, v=v, oid=op.oid, client=op.client, tid=op.tid,
+                                   delete=op.code == osd_pb2.OsdOp.REMOVE)
+        self.log.append(txn, entry)
+        txn.set_meta(self.coll, b"head", str(v).encode())
+        wire_txn, segments = txn.to_wire()
+        repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, entry=entry, txn=wire_txn)
+        tasks = [self.osd.store.apply(txn)]
+        tasks += [self._send_repop(peer, repop, segments, interval, deadline)
+                  for peer in self.replicas()]
+        await asyncio.gather(*tasks)
+        self.osd.perf_add(writes=1, bytes_in=len(data))
+        return osd_pb2.OsdOpReply(version=v)
+
+    async def _send_repop(self, peer: int, repop, segments, interval, deadline) -> None:
+        """Deliver one repop, retrying until the replica commits or the interval ends."""
+        while True:
+            if self.interval != interval:
+                raise Retry(f"pg {self.coll} changed interval; resend")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"pg {self.coll}: osd.{peer} did not commit the write in time")
+            try:
+                await self.osd.call_osd(peer, mpb.OSD_REPOP, repop, segments,
+                                        timeout=min(remaining, REPOP_TIMEOUT_S))
+                return
+            except (ConnectionLost, TimedOut) as e:
+                self.reason = f"waiting for osd.{peer}: {e}"
+                await asyncio.sleep(min(PEER_RETRY_S, max(0.0, remaining)))
+
+    async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
+        if repop.entry.v in self.log.entries:
+            return  # a resend we already applied
+        txn = Transaction.from_wire(repop.txn, data)
+        self.log._remember(repop.entry)
+        await self.osd.store.apply(txn)
+
+    def query_reply(self, query: osd_pb2.PgQuery) -> osd_pb2.PgQueryReply:
+        reply = osd_pb2.PgQueryReply()
+        reply.info.pool, reply.info.pg = self.pool_id, self.ps
+        reply.info.last_v, reply.info.log_tail_v = self.log.head, self.log.tail
+        reply.log.extend(self.log.after(query.since_v))
+        if query.list_objects and self.osd.store.collection_exists(self.coll):
+            names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+            reply.objects.extend(names)
+        return reply
+
+    def pg_state(self, pool_size: int, up_count: int) -> str:
+        if self.state != "active":
+            return self.state
+        if len(self.acting) < pool_size:
+            return "active+undersized+degraded"
+        return "active+clean"
+
