@@ -125,6 +125,33 @@ def _release(path: Path, pidfile: Path) -> None:
             path.unlink()
 
 
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+async def _stop(daemon: Any) -> int:
+    try:
+        await asyncio.wait_for(daemon.stop(), STOP_TIMEOUT_S)
+    except Exception as e:
+        log_event(log, "daemon_stop_failed", level="ERROR", error=_error(e), exc_info=e)
+        return 1
+    return 0
+
+
+async def _until_stopped(aw: Any, stop_requested: asyncio.Event) -> asyncio.Task | None:
+    """Run `aw` until it finishes or a stop is requested; the task if it finished first."""
+    task = asyncio.ensure_future(aw)
+    waiter = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done() and not stop_requested.is_set():
+        return task
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    return None
+
+
 async def _serve(role: str, daemon_id: str, config: Config, paths: dict[str, Path]) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -139,43 +166,30 @@ async def _serve(role: str, daemon_id: str, config: Config, paths: dict[str, Pat
 
     module = importlib.import_module(f"sds.{role}.daemon")
     daemon: Any = module.create(config, daemon_id)
-    try:
-        await daemon.start()
-    except Exception as e:
-        log_event(log, "daemon_start_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
-                  exc_info=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(daemon.stop(), STOP_TIMEOUT_S)
+    started = await _until_stopped(daemon.start(), stop_requested)
+    if started is None:  # a signal came while starting
+        log_event(log, "daemon_stopping", signal=received[0], during="start")
+        return await _stop(daemon)
+    e = asyncio.CancelledError("start cancelled") if started.cancelled() else started.exception()
+    if e is not None:
+        log_event(log, "daemon_start_failed", level="ERROR", error=_error(e), exc_info=e)
+        await _stop(daemon)
         return 1
     write_atomic(paths["addr"], f"{daemon.addr}\n")
     log_event(log, "daemon_serving", addr=daemon.addr)
 
     run = getattr(daemon, "run", None)
-    run_task = asyncio.create_task(run() if run else stop_requested.wait(), name="daemon.run")
-    stop_task = asyncio.create_task(stop_requested.wait(), name="daemon.stop_requested")
-    await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finished = await _until_stopped(run() if run else stop_requested.wait(), stop_requested)
     code = 0
-    if run_task.done() and not stop_task.done():
-        exc = run_task.exception() if not run_task.cancelled() else None
-        if exc is not None:
-            log_event(log, "daemon_crashed", level="ERROR",
-                      error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-            code = 1
-        else:
-            log_event(log, "daemon_run_returned")
-    else:
+    if finished is None:
         log_event(log, "daemon_stopping", signal=received[0] if received else None)
-    stop_task.cancel()
-    try:
-        await asyncio.wait_for(daemon.stop(), STOP_TIMEOUT_S)
-    except Exception as e:
-        log_event(log, "daemon_stop_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
-                  exc_info=True)
-        code = code or 1
-    run_task.cancel()
-    with contextlib.suppress(BaseException):
-        await run_task
-    return code
+    elif finished.cancelled() or finished.exception() is None:
+        log_event(log, "daemon_run_returned")
+    else:
+        e = finished.exception()
+        log_event(log, "daemon_crashed", level="ERROR", error=_error(e), exc_info=e)
+        code = 1
+    return await _stop(daemon) or code
 
 
 def _run_loop(coro: Any) -> int:
@@ -210,8 +224,7 @@ def run_daemon(role: str, daemon_id: str, conf_path: str) -> int:
     try:
         code = _run_loop(_serve(role, daemon_id, config, paths))
     except Exception as e:
-        log_event(log, "daemon_failed", level="ERROR", error=f"{type(e).__name__}: {e}",
-                  exc_info=True)
+        log_event(log, "daemon_failed", level="ERROR", error=_error(e), exc_info=True)
         code = 1
     finally:
         _release(paths["addr"], paths["pid"])

@@ -351,8 +351,13 @@ class Messenger:
         if pending is None:
             pending = asyncio.get_running_loop().create_task(self._open(addr, timeout))
             self._connecting[addr] = pending
-            pending.add_done_callback(lambda _f: self._connecting.pop(addr, None))
+            pending.add_done_callback(lambda f: self._connect_done(addr, f))
         return await asyncio.shield(pending)
+
+    def _connect_done(self, addr: str, fut: asyncio.Future) -> None:
+        self._connecting.pop(addr, None)
+        if not fut.cancelled():
+            fut.exception()  # retrieved here: the waiters that are still there re-raise it
 
     async def _open(self, addr: str, timeout: float) -> Connection:
         host, port = parse_addr(addr)

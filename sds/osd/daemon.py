@@ -93,7 +93,7 @@ class OsdDaemon(Daemon):
         if self.messenger is not None:
             await self.messenger.close()
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
 
     def _identity(self) -> str:
         path = self.data_dir / "uuid"

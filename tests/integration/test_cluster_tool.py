@@ -8,6 +8,7 @@ an SDS daemon stand in for one, and the lifecycle is driven through a fake role.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import logging
 import os
 import re
@@ -244,8 +245,15 @@ FAKE_ROLE = textwrap.dedent("""
         async def start(self):
             if os.environ.get("FAIL_START"):
                 raise RuntimeError("cannot bind")
+            if os.environ.get("SLOW_START"):
+                open(sys.argv[1] + ".starting", "w").write("1")
+                await asyncio.sleep(60)
             self.server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
             self.addr = "127.0.0.1:%d" % self.server.sockets[0].getsockname()[1]
+        async def run(self):
+            if os.environ.get("CRASH_RUN"):
+                raise OSError("disk on fire")
+            await asyncio.Event().wait()
         async def stop(self):
             if hasattr(self, "server"):
                 self.server.close()
@@ -311,6 +319,33 @@ def test_daemon_start_failure_exits_1_with_one_line(tmp_path):
         proc.wait()
 
 
+def test_daemon_signal_during_slow_start_stops_it(tmp_path):
+    proc = _run_fake(tmp_path, SLOW_START="1")
+    try:
+        _wait_for(tmp_path / "sds.conf.starting")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert proc.stdout.read().strip() == "stopped"
+        log = (tmp_path / "fake.7" / "fake.7.log").read_text()
+        assert "daemon_stopping signal=SIGTERM during=start" in log
+        assert "daemon_serving" not in log
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_daemon_crash_in_run_exits_1(tmp_path):
+    proc = _run_fake(tmp_path, CRASH_RUN="1")
+    try:
+        assert proc.wait(10) == 1
+        assert proc.stdout.read().strip() == "stopped"
+        log = (tmp_path / "fake.7" / "fake.7.log").read_text()
+        assert " ERROR daemon_crashed " in log and "disk on fire" in log
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # ---------------------------------------------------------------- log format
 
 
@@ -342,6 +377,8 @@ def test_log_line_format_and_redaction(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("sds.__main__") is None,
+                    reason="`python -m sds daemon ...` needs sds/__main__.py")
 def test_cluster_up_down(tmp_path):
     info = local.cluster_up(tmp_path, osds=3, mons=3, progress=None, remember=False,
                             timeout=90)

@@ -47,6 +47,7 @@ class Faults:
     crash: float = 0.0          # per Ready: crash right after persisting and sending it
     restart_max_s: float = 3.0  # a crashed monitor restarts within this
     partition: float = 0.0      # per chaos step
+    power_loss: float = 0.0     # per chaos step: crash a random majority at once
     propose: float = 0.5        # per chaos step
 
     @classmethod
@@ -56,7 +57,8 @@ class Faults:
                    long_delay=rng.choice([0.0, 0.01, 0.05]),
                    crash=rng.choice([0.0, 0.002, 0.01, 0.03]),
                    restart_max_s=rng.choice([0.5, 3.0, 10.0]),
-                   partition=rng.choice([0.0, 0.02, 0.1]), propose=rng.choice([0.3, 0.8]))
+                   partition=rng.choice([0.0, 0.02, 0.1]), propose=rng.choice([0.3, 0.8]),
+                   power_loss=rng.choice([0.0, 0.0, 0.01, 0.03]))
 
 
 @dataclass(order=True)
@@ -117,9 +119,13 @@ class Sim:
                 store[key] = value
         for version, value in ready.committed:
             self._check_commit(rank, version, value)
-        for msg in ready.messages:
+        messages = ready.messages
+        crash = bool(ready.persist) and self.rng.random() < self.faults.crash
+        if crash:  # the process dies after persisting, having sent only some messages
+            messages = messages[:self.rng.randint(0, len(messages))]
+        for msg in messages:
             self._send(msg)
-        if ready.persist and self.rng.random() < self.faults.crash:
+        if crash:
             self.crash(rank)
 
     def _check_commit(self, rank: int, version: int, value: bytes) -> None:
@@ -175,6 +181,10 @@ class Sim:
         f, rng = self.faults, self.rng
         if rng.random() < f.propose:
             self._client_burst()
+        if rng.random() < f.power_loss:
+            for rank in rng.sample(self.ranks, len(self.ranks) // 2 + 1):
+                if self.nodes[rank] is not None:
+                    self.crash(rank)
         if rng.random() < f.partition:
             self.partition()
         elif self.blocked and rng.random() < 0.1:
@@ -226,7 +236,11 @@ class Sim:
         self.apply(rank, node.start(self.now))
 
     def partition(self) -> None:
+        """Random split; half of the time the leader is cut off with at most one peer."""
         side = {r for r in self.ranks if self.rng.random() < 0.5}
+        leaders = [r for r, n in self.nodes.items() if n is not None and n.role == LEADER]
+        if leaders and self.rng.random() < 0.5:
+            side = {leaders[0], self.rng.choice(self.ranks)}
         self.blocked = {frozenset((a, b)) for a in side for b in self.ranks if b not in side}
         self._log(f"partition {sorted(side)} | {sorted(set(self.ranks) - side)}")
 

@@ -316,6 +316,8 @@ class DurableStore(ObjectStore):
         t = ctx.t
         for op, data in txn.items():
             k = op.kind
+            if k == TxnOp.NOOP:
+                continue
             if k == TxnOp.CREATE_COLLECTION:
                 ck = _ckey(op.coll)
                 if not t.put(ck, b"", db=self._colls, overwrite=False):
@@ -592,8 +594,12 @@ class DurableStore(ObjectStore):
                     pos = bstart + hi
         if pos < end:
             pieces.append(bytes(end - pos))
-        if len(pieces) == 1 and isinstance(pieces[0], bytes):
-            return pieces[0]
+        if len(pieces) == 1:
+            p = pieces[0]
+            if isinstance(p, bytes):
+                return p
+            if isinstance(p.obj, bytes) and len(p) == len(p.obj):  # a whole pread buffer
+                return p.obj
         return b"".join(pieces)
 
     def _read_extent_run(self, recs, i: int, ok: bytes) -> tuple[list, int]:

@@ -148,6 +148,8 @@ class MemoryStore(ObjectStore):
 
     def _do(self, op, data: memoryview | None, undo: _Undo) -> None:  # noqa: C901
         k = op.kind
+        if k == TxnOp.NOOP:
+            return
         if k == TxnOp.CREATE_COLLECTION:
             if op.coll in self._colls:
                 raise AlreadyExists(f"collection {op.coll!r}")

@@ -1,0 +1,7 @@
+"""`python -m sds ...` runs the `sds` command line."""
+
+import sys
+
+from sds.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,433 @@
+"""Every `sds` subcommand, declared once with `@cli(...)`.
+
+A command names its word path(s) (``"pool create"``, ``"osd pool create"``), its
+arguments (argparse specs) and its docstring (the help). Cluster commands are
+coroutines `fn(ctx, rados, args) -> Output` that get a connected Rados; local
+commands (`daemon`, `cluster ...`) are plain functions `fn(ctx, args)`. Each
+returns the JSON-able data and its plain rendering (`format.py`), so
+`--format json` and the human output always carry the same facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TextIO
+
+from sds.cli import bench as bench_mod
+from sds.cli import format as fmt
+from sds.common.errors import InvalidArgument
+
+
+@dataclass
+class Output:
+    data: Any = None          # printed as JSON with --format json; None prints nothing
+    text: str | None = None   # printed in plain format; None prints nothing
+    code: int = 0             # exit code
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    stdin: BinaryIO
+    stdout: TextIO
+    stderr: TextIO
+
+    @property
+    def json(self) -> bool:
+        return getattr(self.args, "format", "plain") == "json"
+
+    @property
+    def progress_out(self) -> TextIO:
+        """Progress goes to stdout in plain format, to stderr when stdout carries JSON."""
+        return self.stderr if self.json else self.stdout
+
+    def write_bytes(self, data: bytes) -> None:
+        self.stdout.flush()
+        binary = getattr(self.stdout, "buffer", None)
+        if binary is None:
+            raise InvalidArgument("cannot write binary data to this output")
+        binary.write(data)
+        binary.flush()
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    kwargs: dict
+
+
+def arg(*flags: str, **kwargs: Any) -> Arg:
+    return Arg(flags, kwargs)
+
+
+@dataclass
+class CliCommand:
+    paths: list[tuple[str, ...]]
+    fn: Callable
+    args: list[Arg]
+    help: str
+    description: str
+    needs_rados: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+COMMANDS: list[CliCommand] = []
+
+
+def cli(*paths: str, args: tuple[Arg, ...] = (), rados: bool = True):
+    """Register a subcommand under one or more word paths; docstring = help."""
+
+    def register(fn: Callable) -> Callable:
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        COMMANDS.append(CliCommand(
+            [tuple(p.split()) for p in paths], fn, list(args),
+            doc.splitlines()[0] if doc else "", doc, needs_rados=rados))
+        return fn
+
+    return register
+
+
+def mon(prefix: str, **fields: Any) -> dict:
+    return {"prefix": prefix, **{k: v for k, v in fields.items() if v is not None}}
+
+
+# ---------------------------------------------------------------- cluster state
+
+@cli("status")
+async def status(ctx: Context, rados, a) -> Output:
+    """Cluster overview: health, monitors, OSDs, pools, PGs and usage."""
+    data = await rados.mon_command(mon("status"))
+    return Output(data, fmt.status(data))
+
+
+@cli("health", args=(arg("detail", nargs="?", choices=["detail"]),))
+async def health(ctx: Context, rados, a) -> Output:
+    """Health status and failing checks; `health detail` explains each one."""
+    detail = a.detail == "detail"
+    data = await rados.mon_command(mon("health detail" if detail else "health"))
+    return Output(data, fmt.health(data, detail))
+
+
+@cli("mon stat")
+async def mon_stat(ctx: Context, rados, a) -> Output:
+    """Monitors, quorum and leader."""
+    data = await rados.mon_command(mon("mon stat"))
+    return Output(data, fmt.mon_stat(data))
+
+
+@cli("osd tree")
+async def osd_tree(ctx: Context, rados, a) -> Output:
+    """The CRUSH hierarchy with OSD status, weights and reweights."""
+    data = await rados.mon_command(mon("osd tree"))
+    return Output(data, fmt.osd_tree(data))
+
+
+@cli("osd ls")
+async def osd_ls(ctx: Context, rados, a) -> Output:
+    """OSD ids."""
+    data = await rados.mon_command(mon("osd ls"))
+    return Output(data, fmt.osd_ls(data))
+
+
+@cli("osd dump")
+async def osd_dump(ctx: Context, rados, a) -> Output:
+    """The OSDMap: pools, OSD states and addresses, CRUSH rules."""
+    data = await rados.mon_command(mon("osd dump"))
+    return Output(data, fmt.osd_dump(data))
+
+
+@cli("osd df")
+async def osd_df(ctx: Context, rados, a) -> Output:
+    """Per-OSD capacity, usage and PG count."""
+    data = await rados.mon_command(mon("osd df"))
+    return Output(data, fmt.osd_df(data))
+
+
+@cli("osd map", args=(arg("pool"), arg("object")))
+async def osd_map(ctx: Context, rados, a) -> Output:
+    """Where an object lives: PG, up/acting OSDs and primary."""
+    data = await rados.mon_command(mon("osd map", pool=a.pool, object=a.object))
+    return Output(data, fmt.osd_map(data))
+
+
+def _ids(values: list[str]) -> list[int]:
+    ids = []
+    for v in values:
+        text = v[4:] if v.startswith("osd.") else v
+        if not text.isdigit():
+            raise InvalidArgument(f"'{v}' is not an OSD id (use e.g. 3 or osd.3)")
+        ids.append(int(text))
+    return ids
+
+
+_IDS = (arg("ids", nargs="+", metavar="ID"),)
+
+
+@cli("osd down", args=_IDS)
+async def osd_down(ctx: Context, rados, a) -> Output:
+    """Mark OSDs down (a running OSD marks itself up again)."""
+    data = await rados.mon_command(mon("osd down", ids=_ids(a.ids)))
+    return Output(data, fmt.osd_mark(data))
+
+
+@cli("osd out", args=_IDS)
+async def osd_out(ctx: Context, rados, a) -> Output:
+    """Mark OSDs out: their data moves to other OSDs."""
+    data = await rados.mon_command(mon("osd out", ids=_ids(a.ids)))
+    return Output(data, fmt.osd_mark(data))
+
+
+@cli("osd in", args=_IDS)
+async def osd_in(ctx: Context, rados, a) -> Output:
+    """Mark OSDs in again."""
+    data = await rados.mon_command(mon("osd in", ids=_ids(a.ids)))
+    return Output(data, fmt.osd_mark(data))
+
+
+@cli("df")
+async def df(ctx: Context, rados, a) -> Output:
+    """Cluster capacity and per-pool usage."""
+    data = await rados.mon_command(mon("df"))
+    return Output(data, fmt.df(data))
+
+
+# ---------------------------------------------------------------- pools
+
+@cli("pool create", "osd pool create", args=(
+    arg("pool", metavar="NAME"),
+    arg("pg_num", nargs="?", type=int, metavar="PG_NUM"),
+    arg("--size", type=int, help="replicas (default osd_pool_default_size)"),
+    arg("--min-size", type=int, dest="min_size", help="replicas needed to accept writes"),
+    arg("--crush-rule", dest="crush_rule", help="CRUSH rule name (default replicated_rule)"),
+    arg("--application", help="application tag, e.g. rbd, cephfs, rgw"),
+))
+async def pool_create(ctx: Context, rados, a) -> Output:
+    """Create a replicated pool (an existing pool is left unchanged)."""
+    data = await rados.mon_command(mon("osd pool create", pool=a.pool, pg_num=a.pg_num,
+                                       size=a.size, min_size=a.min_size,
+                                       crush_rule=a.crush_rule, application=a.application))
+    return Output(data, fmt.pool_create(data))
+
+
+@cli("pool ls", "osd pool ls", args=(arg("detail", nargs="?", choices=["detail"]),))
+async def pool_ls(ctx: Context, rados, a) -> Output:
+    """Pool names; `pool ls detail` shows their settings."""
+    data = await rados.mon_command(mon("osd pool ls", detail="detail" if a.detail else None))
+    return Output(data, fmt.pool_ls(data))
+
+
+@cli("pool rm", "osd pool rm", "osd pool delete", args=(
+    arg("pool", metavar="NAME"),
+    arg("pool2", nargs="?", metavar="NAME", help="the name again, to confirm"),
+    arg("--yes-i-really-really-mean-it", dest="confirm", action="store_true",
+        help="confirm that all data of the pool is destroyed"),
+))
+async def pool_rm(ctx: Context, rados, a) -> Output:
+    """Delete a pool and all its data: `pool rm NAME NAME --yes-i-really-really-mean-it`."""
+    confirm = bool(a.confirm and a.pool2 is not None)
+    data = await rados.mon_command(mon("osd pool rm", pool=a.pool, pool2=a.pool2,
+                                       confirm=confirm or None))
+    return Output(data, fmt.pool_rm(data))
+
+
+@cli("pool get", "osd pool get", args=(arg("pool", metavar="NAME"), arg("var", metavar="VAR")))
+async def pool_get(ctx: Context, rados, a) -> Output:
+    """One pool setting (size, min_size, pg_num, crush_rule, application) or `all`."""
+    data = await rados.mon_command(mon("osd pool get", pool=a.pool, var=a.var))
+    return Output(data, fmt.pool_get(data))
+
+
+@cli("pool set", "osd pool set", args=(arg("pool", metavar="NAME"), arg("var", metavar="VAR"),
+                                       arg("val", metavar="VAL")))
+async def pool_set(ctx: Context, rados, a) -> Output:
+    """Change a pool setting: size, min_size, crush_rule, application."""
+    data = await rados.mon_command(mon("osd pool set", pool=a.pool, var=a.var, val=a.val))
+    return Output(data, fmt.pool_set(data))
+
+
+# ---------------------------------------------------------------- auth
+
+@cli("auth ls")
+async def auth_ls(ctx: Context, rados, a) -> Output:
+    """Entities and their capabilities (keys are not shown)."""
+    data = await rados.mon_command(mon("auth ls"))
+    return Output(data, fmt.auth_ls(data))
+
+
+@cli("auth get", args=(arg("entity"),))
+async def auth_get(ctx: Context, rados, a) -> Output:
+    """One entity in keyring format, with its secret key."""
+    data = await rados.mon_command(mon("auth get", entity=a.entity))
+    return Output(data, fmt.auth_get(data))
+
+
+# ---------------------------------------------------------------- objects
+
+_OBJ = (arg("pool"), arg("object"))
+
+
+@cli("put", args=_OBJ + (arg("file", metavar="FILE", help="file to store, or - for stdin"),))
+async def put(ctx: Context, rados, a) -> Output:
+    """Store a file (or stdin) as an object."""
+    ioctx = rados.ioctx(a.pool)
+    if a.file == "-":
+        data = ctx.stdin.read()
+    else:
+        with open(a.file, "rb") as f:
+            data = f.read()
+    await ioctx.write_full(a.object, data)
+    return Output({"pool": a.pool, "object": a.object, "bytes": len(data)})
+
+
+@cli("get", args=_OBJ + (arg("file", metavar="FILE", help="where to write, or - for stdout"),))
+async def get(ctx: Context, rados, a) -> Output:
+    """Read an object into a file (or stdout)."""
+    ioctx = rados.ioctx(a.pool)
+    data = await ioctx.read(a.object)
+    if a.file == "-":
+        ctx.write_bytes(data)
+        return Output()
+    with open(a.file, "wb") as f:
+        f.write(data)
+    return Output({"pool": a.pool, "object": a.object, "bytes": len(data), "file": a.file})
+
+
+@cli("rm", args=_OBJ)
+async def rm(ctx: Context, rados, a) -> Output:
+    """Remove an object."""
+    await rados.ioctx(a.pool).remove(a.object)
+    return Output({"pool": a.pool, "object": a.object, "removed": True})
+
+
+@cli("ls", args=(arg("pool"),))
+async def ls(ctx: Context, rados, a) -> Output:
+    """List the objects of a pool."""
+    names = [name async for name in rados.ioctx(a.pool).list_objects()]
+    return Output({"pool": a.pool, "objects": names}, "\n".join(names) if names else None)
+
+
+@cli("stat", args=_OBJ)
+async def stat(ctx: Context, rados, a) -> Output:
+    """Size, modification time and version of an object."""
+    st = await rados.ioctx(a.pool).stat(a.object)
+    data = {"pool": a.pool, "object": a.object, "size": st.size, "mtime": st.mtime,
+            "version": st.version}
+    return Output(data, fmt.object_stat(data))
+
+
+# ---------------------------------------------------------------- bench
+
+def _size_arg(text: str) -> int:
+    try:
+        return bench_mod.parse_size(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
+    return int(text)
+
+
+@cli("bench", args=(
+    arg("pool"),
+    arg("seconds", type=_positive_float, metavar="SECONDS"),
+    arg("mode", choices=bench_mod.MODES),
+    arg("-b", "--block-size", dest="block_size", type=_size_arg,
+        default=bench_mod.DEFAULT_OBJECT_SIZE, help="object size: 4096, 4K, 4M (default 4M)"),
+    arg("-t", "--concurrent-ios", dest="concurrency", type=_positive_int,
+        default=bench_mod.DEFAULT_CONCURRENCY, help="operations in flight (default 16)"),
+    arg("--no-cleanup", dest="no_cleanup", action="store_true",
+        help="keep the written objects for a later seq/rand run"),
+))
+async def bench(ctx: Context, rados, a) -> Output:
+    """Measure write/seq/rand throughput, IOPS and latency, like `rados bench`."""
+    ioctx = rados.ioctx(a.pool)
+    summary = await bench_mod.run(ioctx, a.pool, a.mode, a.seconds, a.block_size, a.concurrency,
+                                  a.no_cleanup, out=ctx.progress_out)
+    return Output(summary, bench_mod.summary_text(summary))
+
+
+@cli("cleanup", args=(arg("pool"),))
+async def cleanup(ctx: Context, rados, a) -> Output:
+    """Remove the objects a `bench ... write --no-cleanup` left in a pool."""
+    data = await bench_mod.cleanup(rados.ioctx(a.pool), a.pool)
+    return Output(data, f"removed {data['removed']} benchmark objects from pool '{a.pool}'")
+
+
+# ---------------------------------------------------------------- local daemons
+
+@cli("daemon", rados=False, args=(
+    arg("role", choices=["mon", "osd", "mgr", "mds", "gateway", "csi"]),
+    arg("--id", required=True, dest="daemon_id", help="daemon id, e.g. 0"),
+    arg("-f", "--foreground", action="store_true", help="stay in the foreground (always)"),
+))
+def daemon(ctx: Context, a) -> Output:
+    """Run one daemon process (used by `sds cluster up` and service managers)."""
+    from sds.common.config import find_conf
+    from sds.common.daemon import run_daemon
+
+    conf = str(find_conf(getattr(a, "conf", None)))
+    return Output(code=run_daemon(a.role, a.daemon_id, conf))
+
+
+_DIR = arg("--dir", default=None, help="cluster directory (default: the last one started)")
+
+
+@cli("cluster up", rados=False, args=(
+    _DIR,
+    arg("--osds", type=int, default=3, help="number of OSDs (default 3)"),
+    arg("--mons", type=int, default=3, help="number of monitors (default 3)"),
+))
+def cluster_up(ctx: Context, a) -> Output:
+    """Create and start a local cluster (mons, OSDs, mgr) in a directory."""
+    from sds.cluster import local
+
+    if a.osds < 1 or a.mons < 1:
+        raise InvalidArgument("a cluster needs at least one OSD and one monitor")
+
+    def progress(line: str) -> None:
+        print(line, file=ctx.progress_out, flush=True)
+
+    result = local.cluster_up(a.dir, osds=a.osds, mons=a.mons, progress=progress)
+    daemons = result.get("daemons") or local.cluster_status(result.get("dir", a.dir))
+    text = fmt.cluster_status(daemons)
+    if result.get("conf"):
+        text += f"\n\nconfig: {result['conf']}  (or: export SDS_CONF={result['conf']})"
+    return Output({**result, "daemons": daemons}, text)
+
+
+@cli("cluster down", rados=False, args=(_DIR,))
+def cluster_down(ctx: Context, a) -> Output:
+    """Stop every daemon of a local cluster."""
+    from sds.cluster import local
+
+    result = local.cluster_down(a.dir)
+    stopped = result.get("stopped", []) + result.get("killed", [])
+    text = f"stopped {len(stopped)} daemons" + (f": {', '.join(stopped)}" if stopped else "")
+    if result.get("survivors"):
+        text += f"\nstill running: {', '.join(result['survivors'])}"
+    return Output(result, text, code=1 if result.get("survivors") else 0)
+
+
+@cli("cluster status", rados=False, args=(_DIR,))
+def cluster_status(ctx: Context, a) -> Output:
+    """The daemons of a local cluster: address, pid, running."""
+    from sds.cluster import local
+
+    daemons = local.cluster_status(a.dir)
+    return Output({"daemons": daemons}, fmt.cluster_status(daemons))

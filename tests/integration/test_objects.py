@@ -1,0 +1,188 @@
+"""Object operations against a real 3-mon/3-OSD cluster of separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from sds.client import Rados
+from sds.common.errors import (
+    AlreadyExists,
+    AuthError,
+    InvalidArgument,
+    NoData,
+    NotFound,
+    PermissionDenied,
+)
+from sds.common.keyring import Keyring
+
+pytestmark = pytest.mark.integration
+
+POOL = "objects"
+
+
+@pytest.fixture(scope="module")
+def pool(cluster_module):
+    async def create():
+        async with Rados(cluster_module.conf) as r:
+            await r.pool_create(POOL, pg_num=16, size=3)
+    asyncio.run(create())
+    return cluster_module
+
+
+async def test_write_read_stat_remove(pool):
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        await io.write_full("a", b"hello world")
+        assert await io.read("a") == b"hello world"
+        assert await io.read("a", length=5, offset=6) == b"world"
+        assert await io.read("a", offset=100) == b""
+        st = await io.stat("a")
+        assert st.size == 11 and st.mtime > 0
+        await io.write("a", b"W", offset=6)
+        assert await io.read("a") == b"hello World"
+        await io.append("a", b"!")
+        assert await io.read("a") == b"hello World!"
+        await io.truncate("a", 5)
+        assert await io.read("a") == b"hello"
+        await io.truncate("a", 8)
+        assert await io.read("a") == b"hello\0\0\0"
+        await io.remove("a")
+        with pytest.raises(NotFound):
+            await io.read("a")
+        with pytest.raises(NotFound):
+            await io.remove("a")
+
+
+async def test_sparse_zero_and_large_objects(pool):
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        await io.write_full("empty", b"")
+        assert await io.read("empty") == b""
+        assert (await io.stat("empty")).size == 0
+        await io.write("sparse", b"end", offset=1 << 20)
+        data = await io.read("sparse")
+        assert len(data) == (1 << 20) + 3 and data[:1 << 20] == bytes(1 << 20)
+        big = os.urandom(4 << 20)
+        await io.write_full("big", big)
+        assert await io.read("big") == big
+        await io.write("big", b"x" * 10, offset=(2 << 20) - 5)
+        expected = big[:(2 << 20) - 5] + b"x" * 10 + big[(2 << 20) + 5:]
+        assert hashlib.sha256(await io.read("big")).digest() == hashlib.sha256(expected).digest()
+
+
+async def test_exclusive_create(pool):
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        await io.create("excl")
+        with pytest.raises(AlreadyExists):
+            await io.create("excl")
+        await io.create("excl", exclusive=False)
+
+
+async def test_xattrs_edge_cases(pool):
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        await io.write_full("x", b"data")
+        await io.setxattr("x", "user.empty", b"")
+        await io.setxattr("x", "user.bin", bytes(range(256)))
+        assert await io.getxattr("x", "user.empty") == b""
+        assert await io.getxattrs("x") == {"user.empty": b"", "user.bin": bytes(range(256))}
+        await io.rmxattr("x", "user.bin")
+        with pytest.raises(NoData):
+            await io.getxattr("x", "user.bin")
+        with pytest.raises(NoData):
+            await io.rmxattr("x", "user.bin")
+        with pytest.raises(InvalidArgument):
+            await io.setxattr("x", "", b"v")
+        with pytest.raises(NotFound):
+            await io.getxattr("missing", "user.empty")
+
+
+async def test_omap_edge_cases(pool):
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        keys = {b"\x00": b"zero", b"\xff\xfe": b"", b"a": b"1", b"b/c": b"2" * 1000}
+        await io.omap_set("dir", keys)
+        assert await io.omap_get("dir", list(keys) + [b"missing"]) == keys
+        items, more = await io.omap_list("dir")
+        assert [k for k, _ in items] == sorted(keys) and not more
+        items, more = await io.omap_list("dir", max_entries=2)
+        assert len(items) == 2 and more
+        rest, more = await io.omap_list("dir", start_after=items[-1][0])
+        assert [k for k, _ in items + rest] == sorted(keys) and not more
+        items, _ = await io.omap_list("dir", prefix=b"b")
+        assert items == [(b"b/c", b"2" * 1000)]
+        await io.omap_rm("dir", [b"\x00", b"not-there"])
+        assert b"\x00" not in await io.omap_get("dir", [b"\x00"])
+        await io.omap_clear("dir")
+        assert (await io.omap_list("dir"))[0] == []
+        assert (await io.stat("dir")).size == 0
+
+
+async def test_list_objects_pages(pool):
+    async with Rados(pool.conf) as r:
+        await r.pool_create("listing", pg_num=4)
+        io = r.ioctx("listing")
+        names = {f"obj/{i:04d} with space" for i in range(250)}
+        await asyncio.gather(*(io.write_full(n, n.encode()) for n in names))
+        listed = [n async for n in io.list_objects(page_size=7)]
+        assert sorted(listed) == sorted(names)
+
+
+async def test_eight_concurrent_clients(pool):
+    async def client(i: int) -> dict[str, bytes]:
+        async with Rados(pool.conf) as r:
+            io = r.ioctx(POOL)
+            written = {}
+            for j in range(40):
+                name, data = f"c{i}-{j}", os.urandom(1000 + 97 * j)
+                await io.write_full(name, data)
+                written[name] = data
+            await asyncio.gather(*(io.append("shared-log", f"{i}:{j};".encode())
+                                   for j in range(10)))
+            return written
+
+    results = await asyncio.gather(*(client(i) for i in range(8)))
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        for written in results:
+            for name, data in written.items():
+                assert await io.read(name) == data
+        log = (await io.read("shared-log")).decode()
+        entries = [e for e in log.split(";") if e]
+        assert sorted(entries) == sorted(f"{i}:{j}" for i in range(8) for j in range(10))
+
+
+async def test_missing_pool_and_bad_input(pool):
+    async with Rados(pool.conf) as r:
+        with pytest.raises(NotFound):
+            r.ioctx("no-such-pool")
+        with pytest.raises(InvalidArgument):
+            await r.pool_create("bad", size=0)
+
+
+async def test_wrong_key_is_refused(pool, tmp_path):
+    keyring = Keyring()
+    keyring.add("client.admin")  # a fresh random key: wrong
+    keyring.save(tmp_path / "bad.keyring")
+    with pytest.raises(AuthError):
+        async with Rados(pool.conf, keyring=tmp_path / "bad.keyring") as r:
+            await r.mon_command({"prefix": "status"})
+    keyring = Keyring()
+    keyring.add("client.nobody")
+    keyring.save(tmp_path / "nobody.keyring")
+    with pytest.raises(AuthError):
+        async with Rados(pool.conf, entity="client.nobody", keyring=tmp_path / "nobody.keyring"):
+            pass
+
+
+async def test_daemon_key_cannot_impersonate_another_osd(pool):
+    conf_keyring = Keyring.load(pool.dir / "keyring")
+    async with Rados(pool.conf, entity="osd.1", key=conf_keyring.key_of("osd.1")) as r:
+        with pytest.raises(PermissionDenied):
+            await r.mon_command({"prefix": "osd boot", "id": 0, "addr": "127.0.0.1:1",
+                                 "host": "h", "weight": 1.0, "uuid": "x"})
