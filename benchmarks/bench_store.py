@@ -1,6 +1,7 @@
 """Object-store micro-benchmark: write_full and read of 4 KiB and 4 MiB objects.
 
     python benchmarks/bench_store.py [--dir DIR] [--seconds 1] [--repeat 3] [--modes lmdb,extent,auto]
+        [--sizes 4K,4M]
 
 Modes: `lmdb` keeps all data inline in LMDB (threshold = infinity), `extent` puts every
 write in a copy-on-write extent file (threshold = 1 byte), `auto` is the default threshold
@@ -93,7 +94,7 @@ def baselines(base: str, seconds: float) -> None:
 async def run_case(mode: str, size: int, concurrency: int, seconds: float, base: str):
     path = tempfile.mkdtemp(dir=base)
     store = MemoryStore() if mode == "memory" else DurableStore(path, extent_threshold=THRESHOLDS[mode])
-    nobjs = 64 if size >= MiB else 4096
+    nobjs = max(16, min(4096, (256 * MiB) // size))
     try:
         n, dt = await bench_writes(store, size, concurrency, seconds, nobjs)
         commits = getattr(store, "commits", n) or 1
@@ -114,6 +115,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--modes", default="lmdb,extent,auto")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--sizes", default="4K,4M", help="object sizes, e.g. 4K,256K,4M")
     ap.add_argument("--repeat", type=int, default=3, help="median of this many interleaved runs")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="bench_store.", dir=args.dir)
@@ -122,7 +124,8 @@ async def main() -> None:
         baselines(base, args.seconds)
     print(f"{'mode':7} {'size':>6} {'conc':>4} {'write ops/s':>12} {'write MB/s':>11} "
           f"{'txn/commit':>10} {'read ops/s':>11} {'read MB/s':>10}")
-    cases = [(m, sz, c) for sz in (4 * KiB, 4 * MiB) for c in (1, 16)
+    sizes = [int(x[:-1]) * (MiB if x[-1] in "Mm" else KiB) for x in args.sizes.split(",")]
+    cases = [(m, sz, c) for sz in sizes for c in (1, 16)
              for m in args.modes.split(",")]
     results: dict[tuple, list] = {case: [] for case in cases}
     try:
@@ -135,7 +138,7 @@ async def main() -> None:
             reads = sorted((r for _, r in runs if r), key=lambda r: r[0])
             r = reads[len(reads) // 2] if reads else None
             rtxt = f"{r[0]:11,.0f} {r[1]:10,.0f}" if r else f"{'':11} {'':10}"
-            label = f"{size // KiB}K" if size < MiB else f"{size // MiB}M"
+            label = f"{size // KiB}K" if size % MiB else f"{size // MiB}M"
             print(f"{mode:7} {label:>6} {conc:4d} {wops:12,.0f} {wmb:11,.1f} "
                   f"{per:10.1f} {rtxt}", flush=True)
     finally:

@@ -82,6 +82,8 @@ def summarize(mode: str, object_size: int, concurrency: int, elapsed: float,
     lat = sorted(latencies)
     ops = len(lat)
     elapsed = max(elapsed, 1e-9)
+    if not per_second_mb and ops:  # shorter than a second: one sample, the whole run
+        per_second_mb = [total_bytes / MB / elapsed]
 
     def ms(value: float) -> float:
         return round(value * 1000.0, 3)
@@ -201,7 +203,7 @@ async def _with_progress(rec: Recorder, body: Awaitable[None], out: TextIO | Non
                 print(HEADER, file=out, flush=True)
             await asyncio.sleep(max(0.0, start + sec + 1 - rec.clock()))
             sec += 1
-            line = rec.tick(sec - 1, rec.clock() - start)
+            line = rec.tick(sec, rec.clock() - start)
             if out is not None:
                 print(line, file=out, flush=True)
 

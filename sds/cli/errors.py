@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 HINTS: dict[type[SdsError], str] = {
     ConnectionLost: "is the cluster running? try `sds cluster status`",
     TimedOut: "is the cluster running and in quorum? try `sds cluster status`",
-    Unavailable: "see `sds health detail`",
+    Unavailable: "check `sds cluster status` and `sds health detail`",
 }
 
 

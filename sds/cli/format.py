@@ -42,7 +42,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: Sequence[
     for row in cells:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    right = [headers[i] not in left and all(_is_number(r[i]) for r in rows if i < len(r))
+    right = [headers[i] not in left
+             and all(_is_number(r[i]) or r[i] == "" for r in rows if i < len(r))
              for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:

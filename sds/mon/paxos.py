@@ -360,8 +360,10 @@ class MonitorCore:
             self._send("propose_election", msg.src)
 
     def _defer(self, candidate: int, now: float) -> None:
+        """Ack `candidate`; wait twice the election timeout for its victory, so that a
+        candidate that started its timer when we did gets to declare it first."""
         if self._leader_acked != candidate:
-            self._deadline = now + self.timing.election_timeout
+            self._deadline = now + 2 * self.timing.election_timeout
         self._electing_me, self._acked_me = False, set()
         self._leader_acked = candidate
         self._send("ack_election", candidate)
@@ -472,11 +474,13 @@ class MonitorCore:
         else:
             self._become_active(now)
 
-    def _catch_up(self, peer: int) -> None:
+    def _catch_up(self, peer: int) -> bool:
         known = self._peer_lc.get(peer, 0)
-        if known < self.last_committed:
-            self._send("commit", peer, values=self._values_after(known),
-                       last_committed=self.last_committed)
+        if known >= self.last_committed:
+            return False
+        self._send("commit", peer, values=self._values_after(known),
+                   last_committed=self.last_committed)
+        return True
 
     def _become_active(self, now: float) -> None:
         self.paxos_state = ACTIVE
@@ -531,8 +535,11 @@ class MonitorCore:
         self.lease_expire = now + self.timing.lease
         self._renew_at = now + self.timing.lease_renew
         for peer in self._peons():
-            self._send("lease", peer, last_committed=self.last_committed,
-                       first_committed=self.first_committed, lease_expire=self.lease_expire)
+            self._send_lease(peer)
+
+    def _send_lease(self, peer: int) -> None:
+        self._send("lease", peer, last_committed=self.last_committed,
+                   first_committed=self.first_committed, lease_expire=self.lease_expire)
 
     def _resend(self, now: float) -> None:
         """Repeat collect/begin to silent peons: both are idempotent, and a lost message
@@ -550,7 +557,8 @@ class MonitorCore:
             return
         self._ack_at[msg.src] = now
         self._peer_lc[msg.src] = msg.last_committed
-        self._catch_up(msg.src)
+        if self._catch_up(msg.src) and self.paxos_state == ACTIVE:
+            self._send_lease(msg.src)  # it refused the lease while behind: offer it again
 
     def _tick_leader(self, now: float) -> None:
         if self.paxos_state != ACTIVE:

@@ -132,7 +132,7 @@ async def test_osd_kill9_and_restart_under_writes(cluster):
         await wait_for(lambda: _all_clean(r), 30, "all PGs active+clean")
 
     cluster.down()
-    assert_replicas_identical(cluster, checker.acked)
+    await assert_replicas_identical(cluster, checker.acked)
 
 
 async def _osd_up(r: Rados, osd_id: int) -> bool:
@@ -148,7 +148,7 @@ async def _all_clean(r: Rados) -> bool:
     return total == st["pgmap"]["num_pgs"] and clean == total
 
 
-def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
+async def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
     """Open each OSD's store (daemons stopped) and compare every acknowledged object."""
     copies: dict[str, list[bytes]] = {name: [] for name in acked}
     for osd in ("osd.0", "osd.1", "osd.2"):
@@ -160,6 +160,6 @@ def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
                     if name in copies:
                         copies[name].append(store.read(coll, name))
         finally:
-            asyncio.run(store.close())
+            await store.close()
     for name, data in acked.items():
         assert copies[name] == [data] * 3, f"{name}: replicas differ or are missing"

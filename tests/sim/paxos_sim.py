@@ -34,6 +34,7 @@ from sds.mon.paxos import (
 
 TICK_S = 0.1
 HEAL_DEADLINE_S = 60.0
+TRACE_TAIL = 300
 
 
 @dataclass
@@ -55,8 +56,8 @@ class Faults:
         return cls(loss=rng.choice([0.0, 0.02, 0.1, 0.3]), dup=rng.choice([0.0, 0.05, 0.2]),
                    delay_max_s=rng.choice([0.005, 0.05, 0.5]),
                    long_delay=rng.choice([0.0, 0.01, 0.05]),
-                   crash=rng.choice([0.0, 0.002, 0.01, 0.03]),
-                   restart_max_s=rng.choice([0.5, 3.0, 10.0]),
+                   crash=rng.choice([0.0, 0.002, 0.01, 0.03, 0.1]),
+                   restart_max_s=rng.choice([0.5, 3.0, 10.0, 20.0]),
                    partition=rng.choice([0.0, 0.02, 0.1]), propose=rng.choice([0.3, 0.8]),
                    power_loss=rng.choice([0.0, 0.0, 0.01, 0.03]))
 
@@ -275,11 +276,24 @@ class Sim:
 
 
 def run_seed(seed: int, n: int, fault_s: float = 30.0, trace: bool = False) -> Sim:
-    """Fault phase, then heal and require a fresh value to commit everywhere."""
+    """Fault phase, then heal and require a fresh value to commit everywhere.
+
+    With `trace`, a failure carries the last TRACE_TAIL simulator events as an exception note.
+    """
     sim = Sim(seed, n, trace=trace)
-    sim.run_until(fault_s)
-    sim.heal()
-    final = f"final-{seed}".encode()
+    try:
+        sim.run_until(fault_s)
+        sim.heal()
+        _converge(sim, f"final-{seed}".encode())
+    except AssertionError as exc:
+        if sim.trace is not None:
+            exc.add_note("\n".join(sim.trace[-TRACE_TAIL:]))
+        raise
+    return sim
+
+
+def _converge(sim: Sim, final: bytes) -> None:
+    """Liveness: within HEAL_DEADLINE_S a leader commits `final` and every log converges."""
     proposed_at = None
     deadline = sim.now + HEAL_DEADLINE_S
     while not sim.converged(final):
@@ -292,4 +306,3 @@ def run_seed(seed: int, n: int, fault_s: float = 30.0, trace: bool = False) -> S
             proposed_at = sim.now
         sim.run_until(sim.now + 0.25)
     sim.check_final()
-    return sim

@@ -391,6 +391,8 @@ def test_summarize():
                                "p50": 2.5, "p95": 3.85, "p99": 3.97}
     assert s["bandwidth_max_mb_s"] == 3.0 and s["bandwidth_min_mb_s"] == 1.0
     assert s["bandwidth_stddev_mb_s"] == pytest.approx(1.414, abs=1e-3)
+    short = bench.summarize("seq", 1 << 20, 1, 0.5, [0.1], 1 << 20, [])
+    assert short["bandwidth_max_mb_s"] == short["bandwidth_min_mb_s"] == 2.0
     empty = bench.summarize("seq", 10, 1, 0.0, [], 0, [])
     assert empty["iops"] == 0 and empty["latency_ms"]["p99"] == 0.0
     text = bench.summary_text(s)

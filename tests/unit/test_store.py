@@ -28,7 +28,7 @@ from sds.common.errors import (
     NotFound,
 )
 from sds.osd.store.base import ObjectStat, Transaction
-from sds.osd.store.durable import BLOCK, DurableStore
+from sds.osd.store.durable import BLOCK, POOL_MAX_FILES, DurableStore
 from sds.osd.store.memory import MemoryStore
 
 MiB = 1 << 20
@@ -489,9 +489,17 @@ async def test_partial_write_is_not_rewrite_and_cow(tmp_path):
     assert s._block_location(C, "big", 0)[0] != ext_path
     assert os.path.exists(ext_path)  # still holds blocks 2 MiB..4 MiB
     await s.apply(T().write_full(C, "big", b"tiny"))
-    assert not os.path.exists(ext_path)
+    free = {os.path.join(s._ext_dir, f"{e:016x}") for _, e in s._pool}
+    assert ext_path in free  # unreferenced now: kept only as reusable free space
     assert s.read(C, "big") == b"tiny" and s.fsck() == []
-    assert os.listdir(os.path.join(str(tmp_path), "ext")) == []
+    # the next large write reuses a free file (overwrite of allocated blocks, no new file)
+    files = set(os.listdir(s._ext_dir))
+    await s.apply(T().write_full(C, "big2", b"r" * 3 * MiB))
+    assert set(os.listdir(s._ext_dir)) == files and s._block_location(C, "big2", 0)[0] in free
+    assert s.read(C, "big2") == b"r" * 3 * MiB and s.fsck() == []
+    await s.close()
+    s = DurableStore(str(tmp_path))  # free files survive a restart as free space
+    assert s.fsck() == [] and s.read(C, "big2") == b"r" * 3 * MiB
     await s.close()
 
 
@@ -602,6 +610,7 @@ async def test_crash_sigkill_at_random_moments(tmp_path):
                 await model.apply(build_crash_txn(j))
             model_last = last
             assert store.fsck() == []
+            assert len(store._pool) <= POOL_MAX_FILES
             _assert_same(store, model, "c")
         finally:
             await store.close()
