@@ -7,7 +7,8 @@ Modes: `lmdb` keeps all data inline in LMDB (threshold = infinity), `extent` put
 write in a copy-on-write extent file (threshold = 1 byte), `auto` is the default threshold
 (sds.osd.store.durable.DEFAULT_EXTENT_THRESHOLD), `memory` is MemoryStore. Each write is
 one transaction (write_full + touch) applied by `concurrency` concurrent tasks, so
-concurrency > 1 measures group commit. Reads are synchronous, one at a time.
+concurrency > 1 measures group commit. Pattern `new` writes a new object each time (like
+`rados bench write`); `overwrite` cycles over 16 objects (freed extents get reused). Reads are synchronous, one at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ KiB, MiB = 1 << 10, 1 << 20
 THRESHOLDS = {"lmdb": 1 << 62, "extent": 1, "auto": DEFAULT_EXTENT_THRESHOLD}
 
 
-async def bench_writes(store, size: int, concurrency: int, seconds: float, nobjs: int):
+async def bench_writes(store, size: int, concurrency: int, seconds: float, nobjs: int | None):
     payload = os.urandom(size)
     await store.apply(Transaction().create_collection("b"))
     deadline = time.perf_counter() + seconds
@@ -37,7 +38,7 @@ async def bench_writes(store, size: int, concurrency: int, seconds: float, nobjs
         nonlocal count
         i = w
         while time.perf_counter() < deadline:
-            oid = f"obj{i % nobjs}"
+            oid = f"obj{i % nobjs if nobjs else i}"
             await store.apply(Transaction().write_full("b", oid, payload).touch("b", oid, 1.0, i))
             count += 1
             i += concurrency
@@ -91,17 +92,17 @@ def baselines(base: str, seconds: float) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-async def run_case(mode: str, size: int, concurrency: int, seconds: float, base: str):
+async def run_case(mode: str, size: int, concurrency: int, pattern: str, seconds: float, base: str):
     path = tempfile.mkdtemp(dir=base)
     store = MemoryStore() if mode == "memory" else DurableStore(path, extent_threshold=THRESHOLDS[mode])
-    nobjs = max(16, min(4096, (256 * MiB) // size))
+    nobjs = 16 if pattern == "overwrite" else None
     try:
         n, dt = await bench_writes(store, size, concurrency, seconds, nobjs)
         commits = getattr(store, "commits", n) or 1
         w = (n / dt, n * size / dt / 1e6, n / commits)
         r = None
         if concurrency == 1:
-            rn, rdt = bench_reads(store, size, seconds / 2, min(nobjs, n))
+            rn, rdt = bench_reads(store, size, seconds / 2, min(nobjs or n, n))
             r = (rn / rdt, rn * size / rdt / 1e6)
         return w, r
     finally:
@@ -115,6 +116,8 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--modes", default="lmdb,extent,auto")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--patterns", default="new,overwrite",
+                    help="new: every write creates an object; overwrite: cycle over 16 objects")
     ap.add_argument("--sizes", default="4K,4M", help="object sizes, e.g. 4K,256K,4M")
     ap.add_argument("--repeat", type=int, default=3, help="median of this many interleaved runs")
     args = ap.parse_args()
@@ -122,24 +125,24 @@ async def main() -> None:
     print(f"load average: {os.getloadavg()[0]:.2f} (other work on this machine skews figures)")
     if not args.no_baseline:
         baselines(base, args.seconds)
-    print(f"{'mode':7} {'size':>6} {'conc':>4} {'write ops/s':>12} {'write MB/s':>11} "
+    print(f"{'mode':7} {'size':>6} {'conc':>4} {'objects':>9} {'write ops/s':>12} {'write MB/s':>11} "
           f"{'txn/commit':>10} {'read ops/s':>11} {'read MB/s':>10}")
     sizes = [int(x[:-1]) * (MiB if x[-1] in "Mm" else KiB) for x in args.sizes.split(",")]
-    cases = [(m, sz, c) for sz in sizes for c in (1, 16)
+    cases = [(m, sz, c, p) for sz in sizes for p in args.patterns.split(",") for c in (1, 16)
              for m in args.modes.split(",")]
     results: dict[tuple, list] = {case: [] for case in cases}
     try:
         for _ in range(args.repeat):  # interleaved, so load bursts hit every mode alike
             for case in cases:
                 results[case].append(await run_case(*case, args.seconds, base))
-        for (mode, size, conc), runs in results.items():
+        for (mode, size, conc, pattern), runs in results.items():
             runs.sort(key=lambda r: r[0][0])
             (wops, wmb, per), _ = runs[len(runs) // 2]
             reads = sorted((r for _, r in runs if r), key=lambda r: r[0])
             r = reads[len(reads) // 2] if reads else None
             rtxt = f"{r[0]:11,.0f} {r[1]:10,.0f}" if r else f"{'':11} {'':10}"
             label = f"{size // KiB}K" if size % MiB else f"{size // MiB}M"
-            print(f"{mode:7} {label:>6} {conc:4d} {wops:12,.0f} {wmb:11,.1f} "
+            print(f"{mode:7} {label:>6} {conc:4d} {pattern:>9} {wops:12,.0f} {wmb:11,.1f} "
                   f"{per:10.1f} {rtxt}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
-import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,16 +33,13 @@ from sds.common.errors import (
     TimedOut,
     from_code,
 )
+from sds.common.frames import FrameProtocol
 from sds.proto import messenger_pb2 as mpb
 
 log = logging.getLogger("sds.messenger")
 
-HEADER = struct.Struct("!II")
-MAX_ENVELOPE = 64 << 20
-MAX_DATA = 256 << 20
 PROTOCOL_VERSION = 1
 HANDSHAKE_TIMEOUT_S = 10.0
-WRITE_HIGH_WATER = 8 << 20
 
 MsgType = mpb.MsgType
 Data = bytes | bytearray | memoryview
@@ -99,47 +96,32 @@ def parse_addr(addr: str) -> tuple[str, int]:
 class Connection:
     """One authenticated stream; multiplexes requests in both directions."""
 
-    def __init__(self, messenger: Messenger, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, peer: auth.Peer, addr: str):
+    def __init__(self, messenger: Messenger, proto: FrameProtocol, addr: str):
         self.messenger = messenger
-        self.reader = reader
-        self.writer = writer
-        self.peer = peer
+        self.proto = proto
+        self.peer = auth.Peer("")
         self.addr = addr
         self.closed = False
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._ids = itertools.count(1)
-        self._reader_task: asyncio.Task | None = None
+        self._handshake: asyncio.Queue = asyncio.Queue()
+        self._open = False
         self._handler_tasks: set[asyncio.Task] = set()
         self.on_close: list[Callable[[Connection], None]] = []
-
-    def start(self) -> None:
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        proto.attach(self._on_frame, self._on_lost)
 
     # -- sending ------------------------------------------------------------------
-    def _write_frame(self, env: mpb.Envelope, data: Data | list[Data] | None) -> None:
+    def _write(self, env: mpb.Envelope, data: Data | list[Data] | None) -> None:
         if self.closed:
             raise ConnectionLost(f"connection to {self.peer.entity} at {self.addr} is closed")
-        env_bytes = env.SerializeToString()
-        segs = _segments(data)
-        size = sum(len(s) for s in segs)
-        self.writer.writelines([HEADER.pack(len(env_bytes), size), env_bytes, *segs])
-
-    async def _drain(self) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-            try:
-                await self.writer.drain()
-            except (ConnectionError, RuntimeError) as e:
-                self._shutdown(e)
-                raise ConnectionLost(str(e)) from e
+        self.proto.write_frame(env, _segments(data))
 
     async def send(self, msg_type: int, payload: Payload = None, data: Data | list[Data] | None = None,
                    epoch: int = 0) -> None:
         """One-way message: no reply expected."""
-        env = mpb.Envelope(type=msg_type, epoch=epoch, payload=_encode_payload(payload))
-        self._write_frame(env, data)
-        await self._drain()
+        self._write(mpb.Envelope(type=msg_type, epoch=epoch, payload=_encode_payload(payload)),
+                    data)
+        await self.proto.drain()
 
     async def call(self, msg_type: int, payload: Payload = None, data: Data | list[Data] | None = None,
                    epoch: int = 0, timeout: float | None = 30.0) -> Response:
@@ -148,10 +130,9 @@ class Connection:
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         try:
-            env = mpb.Envelope(type=msg_type, req_id=req_id, epoch=epoch,
-                               payload=_encode_payload(payload))
-            self._write_frame(env, data)
-            await self._drain()
+            self._write(mpb.Envelope(type=msg_type, req_id=req_id, epoch=epoch,
+                                     payload=_encode_payload(payload)), data)
+            await self.proto.drain()
             if timeout is None:
                 resp = await fut
             else:
@@ -167,73 +148,65 @@ class Connection:
             raise from_code(resp.envelope.err, resp.envelope.err_msg)
         return resp
 
-    async def _reply(self, req: mpb.Envelope, result: HandlerResult, epoch: int) -> None:
-        payload, data = result if isinstance(result, tuple) else (result, None)
-        env = mpb.Envelope(type=req.type, req_id=req.req_id, reply=True, epoch=epoch,
-                           payload=_encode_payload(payload))
-        self._write_frame(env, data)
-        await self._drain()
-
-    async def _reply_error(self, req: mpb.Envelope, code: int, message: str) -> None:
-        env = mpb.Envelope(type=req.type, req_id=req.req_id, reply=True, err=code, err_msg=message)
-        self._write_frame(env, None)
-        await self._drain()
-
     # -- receiving ----------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        error: BaseException | None = None
-        try:
-            while True:
-                env, data = await read_frame(self.reader)
-                if env.reply:
-                    fut = self._pending.get(env.req_id)
-                    if fut is not None and not fut.done():
-                        fut.set_result(Response(env, data))
-                else:
-                    task = asyncio.get_running_loop().create_task(self._dispatch(env, data))
-                    self._handler_tasks.add(task)
-                    task.add_done_callback(self._handler_tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
-            error = e
-        except asyncio.CancelledError:
-            error = ConnectionLost("connection closed")
-        except SdsError as e:
-            log.warning("bad frame from %s: %s", self.peer.entity, e)
-            error = e
-        finally:
-            self._shutdown(error)
+    def _on_frame(self, env: mpb.Envelope, data: memoryview) -> None:
+        if not self._open:
+            self._handshake.put_nowait((env, data))
+        elif env.reply:
+            fut = self._pending.get(env.req_id)
+            if fut is not None and not fut.done():
+                fut.set_result(Response(env, data))
+        else:
+            task = asyncio.get_running_loop().create_task(self._dispatch(env, data))
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+
+    async def _next_handshake_frame(self) -> tuple[mpb.Envelope, memoryview]:
+        item = await self._handshake.get()
+        if item is None:
+            raise ConnectionLost("connection closed during the handshake")
+        return item
 
     async def _dispatch(self, env: mpb.Envelope, data: memoryview) -> None:
         handler = self.messenger.handlers.get(env.type)
         try:
             if handler is None:
-                raise InvalidArgument(f"{self.messenger.entity} does not handle "
-                                      f"{mpb.MsgType.Name(env.type) if env.type in mpb.MsgType.values() else env.type}")
+                raise InvalidArgument(f"{self.messenger.entity} does not handle message type "
+                                      f"{env.type}")
             result = await handler(self, env, data)
-            if env.req_id:
-                await self._reply(env, result, self.messenger.epoch())
+            if env.req_id and not self.closed:
+                payload, out = result if isinstance(result, tuple) else (result, None)
+                self._write(mpb.Envelope(type=env.type, req_id=env.req_id, reply=True,
+                                         epoch=self.messenger.epoch(),
+                                         payload=_encode_payload(payload)), out)
+                await self.proto.drain()
         except SdsError as e:
-            if env.req_id and not self.closed:
-                with contextlib.suppress(SdsError):
-                    await self._reply_error(env, e.code, str(e))
+            self._reply_error(env, e.code, str(e))
         except Exception as e:  # a bug in a handler must not kill the connection silently
-            log.exception("handler for %s failed", mpb.MsgType.Name(env.type))
-            if env.req_id and not self.closed:
-                with contextlib.suppress(SdsError):
-                    await self._reply_error(env, 5, f"internal error: {type(e).__name__}: {e}")
+            log.exception("handler for message type %d failed", env.type)
+            self._reply_error(env, errno.EIO, f"internal error: {type(e).__name__}: {e}")
+
+    def _reply_error(self, env: mpb.Envelope, code: int, message: str) -> None:
+        if env.req_id and not self.closed:
+            with contextlib.suppress(SdsError):
+                self._write(mpb.Envelope(type=env.type, req_id=env.req_id, reply=True,
+                                         err=code, err_msg=message), None)
+
+    def _on_lost(self, error: BaseException | None) -> None:
+        self._shutdown(error)
 
     def _shutdown(self, error: BaseException | None) -> None:
         if self.closed:
             return
         self.closed = True
-        exc = ConnectionLost(f"connection to {self.peer.entity} at {self.addr} lost"
+        self._handshake.put_nowait(None)
+        exc = ConnectionLost(f"connection to {self.peer.entity or 'peer'} at {self.addr} lost"
                              + (f": {error}" if error and str(error) else ""))
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(exc)
         self._pending.clear()
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.proto.abort()
         for cb in self.on_close:
             with contextlib.suppress(Exception):
                 cb(self)
@@ -241,28 +214,12 @@ class Connection:
 
     async def close(self) -> None:
         self._shutdown(None)
-        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
-            self._reader_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader_task
         for task in list(self._handler_tasks):
             task.cancel()
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[mpb.Envelope, memoryview]:
-    header = await reader.readexactly(HEADER.size)
-    env_len, data_len = HEADER.unpack(header)
-    if env_len > MAX_ENVELOPE or data_len > MAX_DATA:
-        raise InvalidArgument(f"frame too large ({env_len}+{data_len} bytes)")
-    env = mpb.Envelope()
-    env.ParseFromString(await reader.readexactly(env_len))
-    data = memoryview(await reader.readexactly(data_len)) if data_len else memoryview(b"")
-    return env, data
-
-
-def _frame(msg_type: int, payload: ProtoMessage) -> list[bytes]:
-    env = mpb.Envelope(type=msg_type, payload=payload.SerializeToString()).SerializeToString()
-    return [HEADER.pack(len(env), 0), env]
+def _handshake_frame(msg_type: int, payload: ProtoMessage) -> mpb.Envelope:
+    return mpb.Envelope(type=msg_type, payload=payload.SerializeToString())
 
 
 class Messenger:
@@ -292,35 +249,34 @@ class Messenger:
     # -- server side --------------------------------------------------------------
     async def listen(self, addr: str) -> str:
         host, port = parse_addr(addr)
-        self.server = await asyncio.start_server(self._accept, host, port, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: FrameProtocol(on_made=self._accepted), host, port)
         sock_host, sock_port = self.server.sockets[0].getsockname()[:2]
         self.addr = f"{sock_host}:{sock_port}"
         return self.addr
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handshakes.add(task)
-        try:
-            peer = await asyncio.wait_for(self._server_handshake(reader, writer), HANDSHAKE_TIMEOUT_S)
-        except (AuthError, TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError,
-                SdsError) as e:
-            log.info("refused connection from %s: %s", writer.get_extra_info("peername"), e)
-            writer.close()
-            return
-        finally:
-            if task is not None:
-                self._handshakes.discard(task)
-        peername = writer.get_extra_info("peername")
-        conn = Connection(self, reader, writer, peer, f"{peername[0]}:{peername[1]}")
-        self._all.add(conn)
-        conn.start()
+    def _accepted(self, proto: FrameProtocol) -> None:
+        conn = Connection(self, proto, proto.peername())
+        task = asyncio.get_running_loop().create_task(self._serve_handshake(conn))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
 
-    async def _server_handshake(self, reader, writer) -> auth.Peer:
+    async def _serve_handshake(self, conn: Connection) -> None:
+        try:
+            await asyncio.wait_for(self._server_handshake(conn), HANDSHAKE_TIMEOUT_S)
+        except (SdsError, TimeoutError) as e:
+            log.info("refused connection from %s: %s", conn.addr, e)
+            conn.proto.transport.close()
+            conn._shutdown(e)
+            return
+        self._all.add(conn)
+
+    async def _server_handshake(self, conn: Connection) -> None:
         nonce = auth.new_nonce()
-        writer.writelines(_frame(mpb.HELLO, mpb.Hello(entity=self.entity, nonce=nonce,
-                                                      protocol=PROTOCOL_VERSION)))
-        env, _ = await read_frame(reader)
+        conn.proto.write_frame(_handshake_frame(mpb.HELLO, mpb.Hello(
+            entity=self.entity, nonce=nonce, protocol=PROTOCOL_VERSION)), [])
+        env, _ = await conn._next_handshake_frame()
         if env.type != mpb.AUTH_REQUEST:
             raise AuthError("expected an authentication request")
         req = mpb.AuthRequest()
@@ -328,18 +284,18 @@ class Messenger:
         found = self.key_lookup(req.entity) if self.key_lookup else None
         if found is None or not auth.verify(
                 auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity), req.proof):
-            writer.writelines(_frame(mpb.AUTH_REPLY, mpb.AuthReply(
+            conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, mpb.AuthReply(
                 ok=False, err=f"authentication failed for {req.entity or '(no name)'}: "
-                              "unknown entity or wrong key")))
-            await writer.drain()
+                              "unknown entity or wrong key")), [])
+            await asyncio.sleep(0)  # let the refusal leave before the close
             raise AuthError(f"authentication failed for {req.entity!r}")
         key, caps = found
         reply = mpb.AuthReply(ok=True, proof=auth.proof(key, b"server", nonce, req.client_nonce,
                                                         req.entity))
         reply.caps.update(caps)
-        writer.writelines(_frame(mpb.AUTH_REPLY, reply))
-        await writer.drain()
-        return auth.Peer(req.entity, dict(caps))
+        conn.peer = auth.Peer(req.entity, dict(caps))
+        conn._open = True
+        conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, reply), [])
 
     # -- client side --------------------------------------------------------------
     async def connect(self, addr: str, timeout: float = 10.0) -> Connection:
@@ -361,34 +317,33 @@ class Messenger:
 
     async def _open(self, addr: str, timeout: float) -> Connection:
         host, port = parse_addr(addr)
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=1 << 20), timeout)
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(FrameProtocol, host, port), timeout)
         except (OSError, TimeoutError) as e:
             raise ConnectionLost(f"cannot connect to {addr}: {e or 'timed out'}") from None
+        conn = Connection(self, proto, addr)
         try:
-            server_entity = await asyncio.wait_for(self._client_handshake(reader, writer), timeout)
+            await asyncio.wait_for(self._client_handshake(conn), timeout)
         except BaseException as e:
-            writer.close()
-            if isinstance(e, (TimeoutError, asyncio.IncompleteReadError, ConnectionError)):
-                raise ConnectionLost(f"handshake with {addr} failed: {e or 'timed out'}") from None
+            conn._shutdown(e if isinstance(e, Exception) else None)
+            if isinstance(e, TimeoutError):
+                raise ConnectionLost(f"handshake with {addr} timed out") from None
             raise
-        conn = Connection(self, reader, writer, auth.Peer(server_entity), addr)
         self._outgoing[addr] = conn
         self._all.add(conn)
-        conn.start()
         return conn
 
-    async def _client_handshake(self, reader, writer) -> str:
-        env, _ = await read_frame(reader)
+    async def _client_handshake(self, conn: Connection) -> None:
+        env, _ = await conn._next_handshake_frame()
         hello = mpb.Hello()
         hello.ParseFromString(env.payload)
         client_nonce = auth.new_nonce()
-        writer.writelines(_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
+        conn.proto.write_frame(_handshake_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
             entity=self.entity, client_nonce=client_nonce,
-            proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity))))
-        await writer.drain()
-        env, _ = await read_frame(reader)
+            proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity))), [])
+        env, _ = await conn._next_handshake_frame()
         reply = mpb.AuthReply()
         reply.ParseFromString(env.payload)
         if not reply.ok:
@@ -396,7 +351,8 @@ class Messenger:
         expected = auth.proof(self.key, b"server", hello.nonce, client_nonce, self.entity)
         if not auth.verify(expected, reply.proof):
             raise AuthError(f"{hello.entity} could not prove it knows our key")
-        return hello.entity
+        conn.peer = auth.Peer(hello.entity)
+        conn._open = True
 
     async def call(self, addr: str, msg_type: int, payload: Payload = None,
                    data: Data | list[Data] | None = None, epoch: int = 0,

@@ -37,7 +37,11 @@ Paxos (Ceph Paxos.cc)
     until its lease expires, or a leader missing a peon's `lease_ack` for a whole lease period,
     calls a new election. Lease expiry is absolute time on the leader's clock, so monitors
     must have roughly synchronised clocks (as in Ceph); the peon also caps it at its own
-    now + lease.
+    now + lease. Within one election epoch a peon with a lease is never behind its leader
+    (it drops the lease on `begin`, and refuses one while lagging or holding a newer
+    accepted value). As in Ceph, leases are not fenced across epochs: a peon cut off from
+    everyone but its old leader may serve reads up to one lease period old while a new
+    quorum already commits. Writes are never affected.
 
 Catch-up: committed values are final, so any message carrying them (`last`, `begin`,
 `commit`) is applied whatever its epoch, in version order from last_committed+1. A leader
@@ -269,9 +273,10 @@ class MonitorCore:
         return self._take()
 
     def readable(self, now: float) -> bool:
-        """True when local reads are current: active leader, or peon holding a valid lease."""
+        """True when local reads see the latest committed state: a leader past recovery
+        (its in-flight value is not committed yet), or a peon holding a valid lease."""
         if self.role == LEADER:
-            return self.paxos_state == ACTIVE
+            return self.paxos_state in (ACTIVE, UPDATING)
         return self.role == PEON and self.paxos_state == ACTIVE and now < self.lease_expire
 
     def committed_value(self, version: int) -> bytes | None:
@@ -474,13 +479,13 @@ class MonitorCore:
         else:
             self._become_active(now)
 
-    def _catch_up(self, peer: int) -> bool:
+    def _catch_up(self, peer: int) -> None:
         known = self._peer_lc.get(peer, 0)
         if known >= self.last_committed:
-            return False
+            return
+        lease = self.lease_expire if self.paxos_state == ACTIVE else 0.0
         self._send("commit", peer, values=self._values_after(known),
-                   last_committed=self.last_committed)
-        return True
+                   last_committed=self.last_committed, lease_expire=lease)
 
     def _become_active(self, now: float) -> None:
         self.paxos_state = ACTIVE
@@ -546,10 +551,10 @@ class MonitorCore:
         would otherwise cost a whole proposal_timeout and an election."""
         self._resend_at = now + self.timing.lease_renew
         if self.paxos_state == RECOVERING:
-            for peer in set(self._peons()) - self._promised:
+            for peer in sorted(set(self._peons()) - self._promised):
                 self._send_collect(peer)
         else:
-            for peer in set(self._peons()) - self._accepted:
+            for peer in sorted(set(self._peons()) - self._accepted):
                 self._send_begin(peer)
 
     def _handle_lease_ack(self, msg: Message, now: float) -> None:
@@ -557,8 +562,7 @@ class MonitorCore:
             return
         self._ack_at[msg.src] = now
         self._peer_lc[msg.src] = msg.last_committed
-        if self._catch_up(msg.src) and self.paxos_state == ACTIVE:
-            self._send_lease(msg.src)  # it refused the lease while behind: offer it again
+        self._catch_up(msg.src)  # carries the lease it refused while behind
 
     def _tick_leader(self, now: float) -> None:
         if self.paxos_state != ACTIVE:
@@ -608,19 +612,29 @@ class MonitorCore:
 
     def _handle_commit(self, msg: Message, now: float) -> None:
         self._store_committed(msg.values)  # committed values are final, whoever sent them
-        if self._from_leader(msg):
-            self._deadline = now + self.timing.proposal_timeout
+        if not self._from_leader(msg):
+            return
+        self._deadline = max(self._deadline, now + self.timing.proposal_timeout)
+        if msg.lease_expire:
+            self._take_lease(msg, now)
 
     def _handle_lease(self, msg: Message, now: float) -> None:
         if not self._from_leader(msg):
             return
         self._deadline = now + self.timing.lease
-        if self.last_committed >= msg.last_committed:  # a lagging peon must not serve reads
+        self._take_lease(msg, now)
+        self._send("lease_ack", msg.src, last_committed=self.last_committed,
+                   lease_expire=msg.lease_expire)
+
+    def _take_lease(self, msg: Message, now: float) -> None:
+        """Serve reads only at the leader's state: not while lagging behind its
+        last_committed, nor while holding a newer accepted value (the lease was sent
+        before that begin and arrived late)."""
+        newer = self._uncommitted and self._uncommitted.version > msg.last_committed
+        if self.last_committed >= msg.last_committed and not newer:
             self.paxos_state = ACTIVE
             self.lease_expire = min(msg.lease_expire, now + self.timing.lease)
             self._deadline = self.lease_expire  # silence from here on means trouble
-        self._send("lease_ack", msg.src, last_committed=self.last_committed,
-                   lease_expire=msg.lease_expire)
 
     _HANDLERS = {
         "propose_election": _handle_propose,

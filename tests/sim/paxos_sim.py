@@ -10,6 +10,8 @@ Checkers run after every Ready (TigerBeetle VOPR / FoundationDB style):
     restarts (tracked in `chosen`);
   * order and durability: each node commits versions in order 1, 2, 3... and has persisted
     a committed value before reporting it, so its log is always a prefix of `chosen`;
+  * leases: a peon that may serve reads is not behind what its leader committed in the
+    same election epoch (leases are not fenced across epochs, as in Ceph: see paxos.py);
 and after healing, liveness: a leader is elected, a fresh value commits, and every node's
 log converges to `chosen` within bounded simulated time.
 """
@@ -24,6 +26,7 @@ from sds.common.errors import Busy
 from sds.mon.paxos import (
     ACTIVE,
     LEADER,
+    PEON,
     Message,
     MonitorCore,
     NotLeader,
@@ -128,6 +131,7 @@ class Sim:
             self._send(msg)
         if crash:
             self.crash(rank)
+        self._check_leases()
 
     def _check_commit(self, rank: int, version: int, value: bytes) -> None:
         self._log(f"mon.{rank} commits v{version} {value!r}")
@@ -139,6 +143,18 @@ class Sim:
         if self.durable[rank].get(value_key(version)) != value:
             raise SafetyViolation(f"mon.{rank} reported v{version} before persisting it")
         self.applied[rank] = version
+
+    def _check_leases(self) -> None:
+        """A peon serving reads is never behind what its leader committed in that epoch."""
+        for rank, node in self.nodes.items():
+            if node is None or node.role != PEON or not node.readable(self.now):
+                continue
+            leader = self.nodes[node.leader]
+            if (leader is not None and leader.is_leader
+                    and leader.election_epoch == node.election_epoch
+                    and leader.last_committed > node.last_committed):
+                raise SafetyViolation(f"mon.{rank} readable at v{node.last_committed} but its "
+                                      f"leader committed v{leader.last_committed}")
 
     def _send(self, msg: Message) -> None:
         f = self.faults
