@@ -149,9 +149,11 @@ class Rados:
                 return await conn.call(mpb.OSD_OP, op, data, epoch=epoch, timeout=remaining)
             except Retry as e:
                 reason = f"osd.{primary}: {e}"
+                log.debug("op %s/%s tid %d: retry: %s", pool_name, op.oid, op.tid, reason)
                 await self.wait_for_map_change(min(remaining, 0.5))
             except ConnectionLost as e:
                 reason = f"osd.{primary} unreachable: {e}"
+                log.debug("op %s/%s tid %d: %s", pool_name, op.oid, op.tid, reason)
                 await self.wait_for_map_change(min(remaining, 0.5))
 
 

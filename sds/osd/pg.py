@@ -77,6 +77,7 @@ class PG:
         if self.peering_task is not None:
             self.peering_task.cancel()
             self.peering_task = None
+        log.debug("pg %s new interval %s in epoch %d", self.coll, interval, epoch)
         if self.is_primary:
             self.state = "peering"
             self.peering_task = asyncio.create_task(self._peer(interval))
@@ -110,7 +111,7 @@ class PG:
             self.state = "active"
             self.reason = ""
             self.active.set()
-            log.debug("pg %s active at v%d", self.coll, self.log.head)
+            log.debug("pg %s active at v%d acting %s", self.coll, self.log.head, self.acting)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # keep trying: a PG must never stay silently stuck

@@ -119,15 +119,19 @@ async def test_osd_kill9_and_restart_under_writes(cluster):
         writer = asyncio.create_task(checker.writer(io, "obj", stop))
         await asyncio.sleep(1.5)
         before = len(checker.acked)
+        booted_in = _osd(r, 1).up_from
         cluster.kill("osd.1")
         await asyncio.sleep(2.0)
         cluster.start("osd.1")
-        await wait_for(lambda: _osd_up(r, 1), 30, "osd.1 to come back up")
+        await wait_for(lambda: _rebooted(r, 1, booted_in), 30, "osd.1 to boot again")
         during = len(checker.acked)
-        await asyncio.sleep(3.0)
+
+        async def progressing():
+            return len(checker.acked) > during + 20
+        await wait_for(progressing, 30, "writes to resume after the restart")
         stop.set()
         await asyncio.wait_for(writer, 60)
-        assert len(checker.acked) > during > before > 0, "writes resumed after the restart"
+        assert len(checker.acked) > during >= before > 0
         await checker.verify(io)
         await wait_for(lambda: _all_clean(r), 30, "all PGs active+clean")
 
@@ -135,9 +139,15 @@ async def test_osd_kill9_and_restart_under_writes(cluster):
     await assert_replicas_identical(cluster, checker.acked)
 
 
-async def _osd_up(r: Rados, osd_id: int) -> bool:
+def _osd(r: Rados, osd_id: int):
+    return next(o for o in r.osdmap.osds if o.id == osd_id)
+
+
+async def _rebooted(r: Rados, osd_id: int, booted_in: int) -> bool:
+    """True once the OSD booted again (a new up_from epoch), not merely 'still up'."""
     await r.wait_for_map_change(0.5)
-    return any(o.id == osd_id and o.up for o in r.osdmap.osds)
+    osd = _osd(r, osd_id)
+    return osd.up and osd.up_from > booted_in
 
 
 async def _all_clean(r: Rados) -> bool:

@@ -151,7 +151,8 @@ async def test_large_objects_and_partial_writes(h):
     big = bytearray(rng.randbytes(4 * MiB))
     await s.apply(T().write_full(C, "big", big))
     assert s.read(C, "big") == big
-    for off, n in ((1 * MiB, 4096), (BLOCK - 3, 10), (4 * MiB - 1, 5), (123_457, 300_000)):
+    for off, n in ((1 * MiB, 4096), (BLOCK - 3, 10), (4 * MiB - 1, 5), (123_457, 300_000),
+                   (2 * MiB + 1, 600_000)):
         chunk = rng.randbytes(n)
         await s.apply(T().write(C, "big", off, chunk))
         end = off + n
@@ -169,7 +170,7 @@ async def test_large_objects_and_partial_writes(h):
 
 async def test_remove_and_missing_noops(h):
     s = h.store
-    await s.apply(T().write(C, "o", 0, b"x" * 400_000).setxattr(C, "o", "a", b"1"))
+    await s.apply(T().write(C, "o", 0, b"x" * 600_000).setxattr(C, "o", "a", b"1"))
     await s.apply(T().omap_set(C, "o", {b"k": b"v"}))
     await s.apply(T().remove(C, "o"))
     assert not s.exists(C, "o")
@@ -214,7 +215,7 @@ async def test_txn_is_atomic_on_error(h):
     s = h.store
     await s.apply(T().write_full(C, "o", b"before").set_meta(C, b"m", b"old"))
     bad = T().write_full(C, "o", b"after" * 100_000).set_meta(C, b"m", b"new").write(C, "p", 0, b"p")
-    bad.create_collection("c2").write(C, "q", 0, b"q" * 500_000).write("missing", "o", 0, b"x")
+    bad.create_collection("c2").write(C, "q", 0, b"q" * 700_000).write("missing", "o", 0, b"x")
     with pytest.raises(NotFound):
         await s.apply(bad)
     assert s.read(C, "o") == b"before" and s.get_meta(C, b"m") == b"old"
@@ -375,13 +376,13 @@ async def test_concurrent_applies_all_durable(h):
 
 async def test_failing_txn_in_batch_aborts_alone(h):
     s = h.store
-    good = [s.apply(T().write_full(C, f"g{i}", b"x" * (i * 100_000))) for i in range(5)]
-    bad = s.apply(T().write_full(C, "bad", b"y" * 400_000).touch("missing", "o"))
+    good = [s.apply(T().write_full(C, f"g{i}", b"x" * (i * 200_000))) for i in range(5)]
+    bad = s.apply(T().write_full(C, "bad", b"y" * 600_000).touch("missing", "o"))
     res = await asyncio.gather(*good[:2], bad, *good[2:], return_exceptions=True)
     assert isinstance(res[2], NotFound)
     assert all(r is None for i, r in enumerate(res) if i != 2)
     assert not s.exists(C, "bad")
-    assert all(s.read(C, f"g{i}") == b"x" * (i * 100_000) for i in range(5))
+    assert all(s.read(C, f"g{i}") == b"x" * (i * 200_000) for i in range(5))
     if h.kind == "durable":
         assert s.fsck() == []
 
@@ -395,7 +396,8 @@ async def test_random_ops_match_model(h):
         t = T()
         for _ in range(rng.randint(1, 4)):
             _random_op(rng, t, C, [f"o{i}" for i in range(4)], big=2 * MiB)
-        await h.store.apply(t)
+        env, segs = t.to_wire()  # the store under test gets the zero-copy wire form
+        await h.store.apply(Transaction.from_wire(env, b"".join(segs)))
         await model.apply(t)
         if step % 20 == 19:
             await h.reopen()
@@ -525,9 +527,9 @@ def _random_op(rng: random.Random, t: Transaction, coll: str, objs: list[str], b
     oid = rng.choice(objs)
     r = rng.random()
     if r < 0.15:
-        t.write_full(coll, oid, rng.randbytes(rng.choice([0, 100, 5000, 300_000, big])))
+        t.write_full(coll, oid, rng.randbytes(rng.choice([0, 100, 5000, 300_000, 600_000, big])))
     elif r < 0.5:
-        n = rng.choice([1, 10, 4096, 70_000, 300_000, 1 * MiB])
+        n = rng.choice([1, 10, 4096, 70_000, 300_000, 600_000, 1 * MiB])
         t.write(coll, oid, rng.randrange(0, big + BLOCK), rng.randbytes(n))
     elif r < 0.6:
         t.truncate(coll, oid, rng.randrange(0, big))
