@@ -9,6 +9,8 @@ write in a copy-on-write extent file (threshold = 1 byte), `auto` is the default
 one transaction (write_full + touch) applied by `concurrency` concurrent tasks, so
 concurrency > 1 measures group commit. Pattern `new` writes a new object each time (like
 `rados bench write`); `overwrite` cycles over 16 objects (freed extents get reused). Reads are synchronous, one at a time.
+CPU-s/GB is user + sys CPU seconds of the whole process (all threads) per GB moved: on a
+2-core box shared by 3 OSDs and a client it bounds cluster throughput more than MB/s does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -26,6 +29,12 @@ from sds.osd.store.memory import MemoryStore
 
 KiB, MiB = 1 << 10, 1 << 20
 THRESHOLDS = {"lmdb": 1 << 62, "extent": 1, "auto": DEFAULT_EXTENT_THRESHOLD}
+
+
+def cpu_seconds() -> float:
+    """user + sys CPU of this process, all threads (writer, sync pool, preallocation)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 async def bench_writes(store, size: int, concurrency: int, seconds: float, nobjs: int | None):
@@ -97,13 +106,16 @@ async def run_case(mode: str, size: int, concurrency: int, pattern: str, seconds
     store = MemoryStore() if mode == "memory" else DurableStore(path, extent_threshold=THRESHOLDS[mode])
     nobjs = 16 if pattern == "overwrite" else None
     try:
+        c0 = cpu_seconds()
         n, dt = await bench_writes(store, size, concurrency, seconds, nobjs)
+        wcpu = (cpu_seconds() - c0) / (n * size / 1e9)
         commits = getattr(store, "commits", n) or 1
-        w = (n / dt, n * size / dt / 1e6, n / commits)
+        w = (n / dt, n * size / dt / 1e6, n / commits, wcpu)
         r = None
         if concurrency == 1:
+            c0 = cpu_seconds()
             rn, rdt = bench_reads(store, size, seconds / 2, min(nobjs or n, n))
-            r = (rn / rdt, rn * size / rdt / 1e6)
+            r = (rn / rdt, rn * size / rdt / 1e6, (cpu_seconds() - c0) / (rn * size / 1e9))
         return w, r
     finally:
         await store.close()
@@ -126,7 +138,7 @@ async def main() -> None:
     if not args.no_baseline:
         baselines(base, args.seconds)
     print(f"{'mode':7} {'size':>6} {'conc':>4} {'objects':>9} {'write ops/s':>12} {'write MB/s':>11} "
-          f"{'txn/commit':>10} {'read ops/s':>11} {'read MB/s':>10}")
+          f"{'txn/commit':>10} {'wCPU-s/GB':>9} {'read ops/s':>11} {'read MB/s':>10} {'rCPU-s/GB':>9}")
     sizes = [int(x[:-1]) * (MiB if x[-1] in "Mm" else KiB) for x in args.sizes.split(",")]
     cases = [(m, sz, c, p) for sz in sizes for p in args.patterns.split(",") for c in (1, 16)
              for m in args.modes.split(",")]
@@ -137,13 +149,18 @@ async def main() -> None:
                 results[case].append(await run_case(*case, args.seconds, base))
         for (mode, size, conc, pattern), runs in results.items():
             runs.sort(key=lambda r: r[0][0])
-            (wops, wmb, per), _ = runs[len(runs) // 2]
+            (wops, wmb, per, _), _ = runs[len(runs) // 2]
+            wcpu = sorted(w[3] for w, _ in runs)[len(runs) // 2]  # median on its own
             reads = sorted((r for _, r in runs if r), key=lambda r: r[0])
             r = reads[len(reads) // 2] if reads else None
-            rtxt = f"{r[0]:11,.0f} {r[1]:10,.0f}" if r else f"{'':11} {'':10}"
+            if r:
+                rcpu = sorted(x[2] for x in reads)[len(reads) // 2]
+                rtxt = f"{r[0]:11,.0f} {r[1]:10,.0f} {rcpu:9.2f}"
+            else:
+                rtxt = f"{'':11} {'':10} {'':9}"
             label = f"{size // KiB}K" if size % MiB else f"{size // MiB}M"
             print(f"{mode:7} {label:>6} {conc:4d} {pattern:>9} {wops:12,.0f} {wmb:11,.1f} "
-                  f"{per:10.1f} {rtxt}", flush=True)
+                  f"{per:10.1f} {wcpu:9.2f} {rtxt}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

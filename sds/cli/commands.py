@@ -406,9 +406,12 @@ def cluster_up(ctx: Context, a) -> Output:
     result = local.cluster_up(a.dir, osds=a.osds, mons=a.mons, progress=progress)
     daemons = result.get("daemons") or local.cluster_status(result.get("dir", a.dir))
     text = fmt.cluster_status(daemons)
+    status = local.probe_status(result["conf"]) if result.get("conf") else {}
+    if status:
+        text += "\n\n" + fmt.status(status)
     if result.get("conf"):
         text += f"\n\nconfig: {result['conf']}  (or: export SDS_CONF={result['conf']})"
-    return Output({**result, "daemons": daemons}, text)
+    return Output({**result, "daemons": daemons, "status": status}, text)
 
 
 @cli("cluster down", rados=False, args=(_DIR,))

@@ -487,6 +487,14 @@ async def _probe_status(conf: Path, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
     return _as_dict(await asyncio.wait_for(ask(), timeout_s))
 
 
+def probe_status(conf: str | os.PathLike) -> dict:
+    """`sds status` of a running cluster, or {} when it cannot be had right now."""
+    try:
+        return _run_coro(_probe_status(Path(conf)))
+    except Exception:  # noqa: BLE001 - the status is a courtesy after start-up
+        return {}
+
+
 def _as_dict(reply: Any) -> dict:
     if isinstance(reply, tuple | list):  # (ret, out, outs) librados style
         reply = next((x for x in reply if isinstance(x, dict | str | bytes) and x), {})

@@ -34,14 +34,15 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
                  now: float) -> dict:
     """Cluster digest from the latest report of each OSD (schema in sds.mon.commands)."""
     pgs, osds, pools = [], {}, {}
-    ops = bytes_in = bytes_out = 0
+    totals = {"reads": 0, "writes": 0, "bytes_in": 0, "bytes_out": 0}
     for osd_id, (stamp, st) in sorted(reports.items()):
         if now - stamp > STALE_AFTER_S:
             continue
         osds[str(osd_id)] = {"total_bytes": st.total_bytes, "used_bytes": st.used_bytes,
                              "objects": st.num_objects, "num_pgs": len(st.pgs)}
-        ops, bytes_in, bytes_out = ops + st.ops, bytes_in + st.op_bytes_in, \
-            bytes_out + st.op_bytes_out
+        for key, value in (("reads", st.read_ops), ("writes", st.write_ops),
+                           ("bytes_in", st.op_bytes_in), ("bytes_out", st.op_bytes_out)):
+            totals[key] += value
         for pg in st.pgs:
             pgs.append({"pgid": pg_name(pg.pool, pg.pg), "state": pg.state,
                         "objects": pg.num_objects, "bytes": pg.num_bytes,
@@ -50,14 +51,16 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
             usage = pools.setdefault(str(pg.pool), {"objects": 0, "bytes": 0})
             usage["objects"] += pg.num_objects
             usage["bytes"] += pg.num_bytes
-    totals = {"ops": ops, "bytes_in": bytes_in, "bytes_out": bytes_out}
-    io = {"read_bytes_sec": 0.0, "write_bytes_sec": 0.0, "ops_sec": 0.0}
+    io = {"read_bytes_sec": 0.0, "write_bytes_sec": 0.0, "read_ops_sec": 0.0,
+          "write_ops_sec": 0.0}
     if previous and now > previous["stamp"]:
         dt = now - previous["stamp"]
         prev = previous.get("totals", totals)
-        io = {"read_bytes_sec": max(0, bytes_out - prev["bytes_out"]) / dt,
-              "write_bytes_sec": max(0, bytes_in - prev["bytes_in"]) / dt,
-              "ops_sec": max(0, ops - prev["ops"]) / dt}
+
+        def rate(key: str) -> float:
+            return max(0, totals[key] - prev.get(key, 0)) / dt
+        io = {"read_bytes_sec": rate("bytes_out"), "write_bytes_sec": rate("bytes_in"),
+              "read_ops_sec": rate("reads"), "write_ops_sec": rate("writes")}
     return {"stamp": now, "pgs": pgs, "osds": osds, "pools": pools, "io": io, "totals": totals}
 
 

@@ -56,6 +56,7 @@ class OsdDaemon(Daemon):
         self.tasks: list[asyncio.Task] = []
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0}
         self.uuid = ""
+        self._usage_cache: dict[str, tuple[int, int, int]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -244,7 +245,8 @@ class OsdDaemon(Daemon):
                               used_bytes=fs.get("used_bytes", 0),
                               num_objects=fs.get("objects", 0), ops=self.perf["ops"],
                               op_bytes_in=self.perf["bytes_in"],
-                              op_bytes_out=self.perf["bytes_out"])
+                              op_bytes_out=self.perf["bytes_out"],
+                              read_ops=self.perf["reads"], write_ops=self.perf["writes"])
         for (pool_id, ps), pg in sorted(self.pgs.items()):
             if not pg.is_primary:
                 continue
@@ -252,14 +254,26 @@ class OsdDaemon(Daemon):
                 pool = pool_by_id(self.osdmap, pool_id)
             except NotFound:
                 continue
-            objects = bytes_ = 0
-            if self.store.collection_exists(pg.coll):
-                names, _ = self.store.list_objects(pg.coll, max_entries=1 << 30)
-                objects = len(names)
+            objects, bytes_ = self._pg_usage(pg)
             st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(pool.size, len(pg.acting)),
                        num_objects=objects, num_bytes=bytes_, last_v=pg.log.head,
                        acting=pg.acting, reason=pg.reason)
         return st
+
+    def _pg_usage(self, pg: PG) -> tuple[int, int]:
+        """(objects, bytes) of a PG, recounted only when its log moved since the last time."""
+        cached = self._usage_cache.get(pg.coll)
+        if cached is not None and cached[0] == pg.log.head:
+            return cached[1], cached[2]
+        objects = bytes_ = 0
+        if self.store.collection_exists(pg.coll):
+            names, _ = self.store.list_objects(pg.coll, max_entries=1 << 30)
+            objects = len(names)
+            for name in names:
+                with contextlib.suppress(SdsError):
+                    bytes_ += self.store.stat(pg.coll, name).size
+        self._usage_cache[pg.coll] = (pg.log.head, objects, bytes_)
+        return objects, bytes_
 
     async def _report_stats(self) -> None:
         interval = float(self.config.get("osd_stats_interval"))
