@@ -186,3 +186,14 @@ async def test_daemon_key_cannot_impersonate_another_osd(pool):
         with pytest.raises(PermissionDenied):
             await r.mon_command({"prefix": "osd boot", "id": 0, "addr": "127.0.0.1:1",
                                  "host": "h", "weight": 1.0, "uuid": "x"})
+
+
+def test_sync_wrapper(pool):
+    from sds.client import SyncRados
+
+    with SyncRados(str(pool.conf)) as r:
+        io = r.ioctx(POOL)
+        io.write_full("sync-obj", b"sync data")
+        assert io.read("sync-obj") == b"sync data"
+        assert "sync-obj" in io.list_objects()
+        assert POOL in r.pool_list()
