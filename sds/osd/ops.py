@@ -28,7 +28,10 @@ def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,
         reply.names.extend(names)
         reply.more = more
         return reply, b""
-    st = store.stat(coll, op.oid)  # NotFound for a missing object
+    try:
+        st = store.stat(coll, op.oid)
+    except NotFound:
+        raise NotFound(f"object '{op.oid}' does not exist") from None
     reply.size, reply.mtime, reply.version = st.size, st.mtime, st.version
     data = b""
     if op.code == Op.READ:

@@ -37,6 +37,7 @@ from sds.mon.paxos import (
 
 TICK_S = 0.1
 HEAL_DEADLINE_S = 60.0
+MAX_EVENTS = 50_000  # per run: a message storm is a bug, not a slow test
 TRACE_TAIL = 300
 
 
@@ -176,6 +177,8 @@ class Sim:
         assert end >= self.now
         while self._events and self._events[0].time <= end:
             event = heapq.heappop(self._events)
+            if event.seq > MAX_EVENTS:
+                raise AssertionError(f"more than {MAX_EVENTS} events: message storm")
             self.now = event.time
             getattr(self, f"_on_{event.kind}")(event)
         self.now = end

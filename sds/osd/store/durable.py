@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
+import mmap
 import os
 import struct
 import threading
@@ -97,6 +99,9 @@ POOL_MAX_BYTES = 512 * 1024 * 1024
 POOL_SLACK_BYTES = 1024 * 1024
 PREALLOC_FILES = 8  # fallocated 4 MiB files kept ready in the pool for new large objects
 PREALLOC_BYTES = 4 * 1024 * 1024
+DIO_ALIGN = 4096  # file offset / length granularity of O_DIRECT I/O (ext4 block size)
+DIO_INFLIGHT_BYTES = 32 * 1024 * 1024  # aligned write buffers handed to unfinished writes
+DIO_KEEP_BYTES = 32 * 1024 * 1024  # free aligned write buffers kept (already faulted in)
 
 _ONODE = struct.Struct(">QdQ")
 _INLINE_HDR = struct.Struct(">BI")
@@ -128,12 +133,99 @@ def _inline_rec(content) -> bytes:
     return _INLINE_HDR.pack(_K_INLINE, crc32c(content)) + bytes(content)
 
 
+def _align_up(n: int, a: int = DIO_ALIGN) -> int:
+    return (n + a - 1) & -a
+
+
+def _pwrite_all(fd: int, bufs: list, pos: int) -> None:
+    """Write the buffers back to back at `pos`, going on after short writes. Every piece
+    handed to the kernel starts where an earlier one ended, so O_DIRECT alignment holds
+    as long as the kernel returns whole blocks (it does)."""
+    for i in range(0, len(bufs), 512):  # IOV_MAX is 1024
+        chunk = [memoryview(c) for c in bufs[i:i + 512]]
+        while chunk:
+            got = os.pwritev(fd, chunk, pos)
+            if got <= 0:
+                raise OSError(errno.EIO, "extent write made no progress")
+            pos += got
+            while chunk and got >= len(chunk[0]):
+                got -= len(chunk.pop(0))
+            if got:
+                chunk[0] = chunk[0][got:]
+
+
+class _AlignedBuffers:
+    """Page-aligned anonymous mmap buffers for O_DIRECT writes. They are reused, not freed:
+    the first touch of a new page is the dominant cost of a buffered 4 MiB write in this
+    VM (the kernel copy into fresh page-cache pages), and would be again for new buffers.
+    `get` blocks while DIO_INFLIGHT_BYTES are handed out (bounding memory); one buffer of
+    any size is always granted when none is out."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._free: list[mmap.mmap] = []  # sorted by size
+        self._free_bytes = 0
+        self._out = 0
+
+    def get(self, n: int) -> mmap.mmap:
+        with self._cv:
+            while self._out and self._out + n > DIO_INFLIGHT_BYTES:
+                self._cv.wait()
+            for i, b in enumerate(self._free):
+                if len(b) >= n:
+                    self._free.pop(i)
+                    self._free_bytes -= len(b)
+                    self._out += len(b)
+                    return b
+            size = _align_up(n, 256 * 1024)
+            self._out += size
+        return mmap.mmap(-1, size)
+
+    def put(self, b: mmap.mmap) -> None:
+        drop = []
+        with self._cv:
+            self._out -= len(b)
+            self._free.append(b)
+            self._free.sort(key=len)
+            self._free_bytes += len(b)
+            while self._free_bytes > DIO_KEEP_BYTES:  # drop the smallest first
+                d = self._free.pop(0)
+                self._free_bytes -= len(d)
+                drop.append(d)
+            self._cv.notify_all()
+        for d in drop:
+            try:
+                d.close()
+            except BufferError:  # a view still exists; the mapping goes with it
+                pass
+
+    def close(self) -> None:
+        with self._cv:
+            free, self._free, self._free_bytes = self._free, [], 0
+        for b in free:
+            try:
+                b.close()
+            except BufferError:
+                pass
+
+
+class _NewExtent:
+    """An extent written by the current batch: its write (+ fdatasync) runs on the sync
+    pool as `job`; it is durable when the job has finished without error."""
+
+    __slots__ = ("ext_id", "fd", "new", "job")
+
+    def __init__(self, ext_id: int, fd: int, new: bool) -> None:
+        self.ext_id, self.fd, self.new = ext_id, fd, new
+        self.job: concurrent.futures.Future | None = None
+
+
 class _Ctx:
     """State of one client transaction inside a batch (one nested LMDB txn)."""
 
     def __init__(self, t: lmdb.Transaction) -> None:
         self.t = t
-        self.created: list[tuple[int, int, bool]] = []  # (extent id, fd, new file), unsynced
+        self.created: list[_NewExtent] = []  # written by this txn, not yet known durable
         self.refdelta: dict[int, int] = {}
         self.freed: list[int] = []
         self.d_objects = 0
@@ -146,7 +238,7 @@ class DurableStore(ObjectStore):
     def __init__(
         self, path: str, *, extent_threshold: int = DEFAULT_EXTENT_THRESHOLD,
         map_size: int = 1 << 36, capacity_bytes: int | None = None,
-        prealloc_files: int = PREALLOC_FILES,
+        prealloc_files: int = PREALLOC_FILES, direct_io: bool | None = None,
     ) -> None:
         self.path = path
         self._ext_dir = os.path.join(path, "ext")
@@ -164,6 +256,14 @@ class DurableStore(ObjectStore):
         self._xattr, self._omap, self._meta = h["xattr"], h["omap"], h["meta"]
         self._extref, self._sys = h["extref"], h["sys"]
         self._next_ext = 1
+        # O_DIRECT for extent data unless the filesystem refuses it (tmpfs: EINVAL), or
+        # direct_io=False. "buffered" is the fallback; both write the same layout.
+        self.direct_io = self._probe_direct() if direct_io is None else direct_io
+        self.io_mode = "direct" if self.direct_io else "buffered"
+        self._dflag = os.O_DIRECT if self.direct_io else 0
+        self._wbufs = _AlignedBuffers()
+        self._writing: dict[int, _NewExtent] = {}  # extents of the batch (writer thread)
+        self._rbuf = threading.local()  # per-thread aligned read buffer (O_DIRECT reads)
         self._pool_lock = threading.Lock()
         self._pool: list[tuple[int, int]] = []  # (file size, extent id): free, reusable files
         self._pool_bytes = 0
@@ -180,6 +280,25 @@ class DurableStore(ObjectStore):
         self.commits = 0  # number of LMDB commits (group-commit statistics)
 
     # -- startup -----------------------------------------------------------------------
+    def _probe_direct(self) -> bool:
+        """Can this filesystem do O_DIRECT writes and reads of 4 KiB-aligned buffers?"""
+        if not hasattr(os, "O_DIRECT"):
+            return False
+        path = os.path.join(self._ext_dir, ".odirect-probe")  # not an extent name
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+        except OSError:
+            return False
+        buf = mmap.mmap(-1, DIO_ALIGN)
+        try:
+            return os.pwrite(fd, buf, 0) == DIO_ALIGN and os.preadv(fd, [buf], 0) == DIO_ALIGN
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+            os.unlink(path)
+            buf.close()
+
     def _startup_cleanup(self) -> None:
         """Extent files no committed record refers to (crash leftovers, the free pool of the
         last run) go back to the free pool up to its bounds; the rest are removed."""
@@ -246,7 +365,7 @@ class DurableStore(ObjectStore):
     def _commit_batch(self, txns: list[Transaction]) -> tuple[list, list[int]]:
         """Writer thread: apply every txn in a nested txn, sync extents, one LMDB commit."""
         results: list[BaseException | None] = []
-        created: list[tuple[int, int, bool]] = []
+        created: list[_NewExtent] = []
         freed: list[int] = []
         wtxn = self._env.begin(write=True)
         try:
@@ -269,7 +388,7 @@ class DurableStore(ObjectStore):
                 freed += ctx.freed
                 results.append(None)
             if created:
-                self._sync_extents([fd for _, fd, _ in created], any(n for _, _, n in created))
+                self._sync_extents(created)
             wtxn.commit()
             self.commits += 1
         except BaseException:
@@ -277,27 +396,42 @@ class DurableStore(ObjectStore):
             self._discard_extents(created)
             raise
         finally:
-            for _, fd, _ in created:
+            self._writing.clear()
+            for ext in created:
                 try:
-                    os.close(fd)
+                    os.close(ext.fd)
                 except OSError:
                     pass
         return results, freed
 
-    def _sync_extents(self, fds: list[int], new_files: bool) -> None:
-        """Make new extents (and new names) durable; fsyncs run in parallel (measured 1.7x
-        faster than one after another for 16 x 4 MiB on this disk)."""
-        dfd = os.open(self._ext_dir, os.O_RDONLY | os.O_DIRECTORY) if new_files else -1
+    def _sync_extents(self, created: list[_NewExtent]) -> None:
+        """Wait until every extent of the batch is written and fdatasync'd (jobs started by
+        `_put_extent`, running in parallel: measured 1.7x faster than one after another for
+        16 x 4 MiB on this disk), and fsync the directory if new names were made."""
+        dfd = -1
+        if any(ext.new for ext in created):
+            dfd = os.open(self._ext_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            jobs = [self._sync_pool.submit(os.fdatasync, fd) for fd in fds[1:]]
             if dfd >= 0:
-                jobs.append(self._sync_pool.submit(os.fsync, dfd))
-            os.fdatasync(fds[0])
-            for j in jobs:
-                j.result()
+                os.fsync(dfd)
+            for ext in created:
+                if ext.job is not None:
+                    ext.job.result()
         finally:
             if dfd >= 0:
                 os.close(dfd)
+
+    def _write_job(self, fd: int, bufs: list, wbuf: mmap.mmap | None) -> None:
+        """Sync-pool thread: write one extent and make its data durable. fdatasync stays
+        needed with O_DIRECT: the disk has a volatile write cache, and a write into
+        fallocated (unwritten) or new blocks changes allocation metadata."""
+        try:
+            _pwrite_all(fd, bufs, 0)
+            del bufs
+            os.fdatasync(fd)
+        finally:
+            if wbuf is not None:
+                self._wbufs.put(wbuf)
 
     def _alloc_extent(self, nbytes: int) -> tuple[int, int, bool]:
         """(extent id, writable fd, is a new file). Prefer a free pooled file at least as
@@ -319,8 +453,9 @@ class DurableStore(ObjectStore):
         self._maybe_prealloc()
         path = os.path.join(self._ext_dir, _ext_name(ext_id))
         if best >= 0:
-            return ext_id, os.open(path, os.O_WRONLY), False
-        return ext_id, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), True
+            return ext_id, os.open(path, os.O_WRONLY | self._dflag), False
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | self._dflag
+        return ext_id, os.open(path, flags, 0o644), True
 
     def _maybe_prealloc(self) -> None:
         """Keep `prealloc_files` fallocated 4 MiB files in the pool, made in the background:
@@ -380,13 +515,15 @@ class DurableStore(ObjectStore):
                 return
         os.unlink(path)
 
-    def _discard_extents(self, created: list[tuple[int, int, bool]]) -> None:
-        for ext_id, fd, _ in created:
+    def _discard_extents(self, created: list[_NewExtent]) -> None:
+        for ext in created:
+            if ext.job is not None:
+                concurrent.futures.wait([ext.job])  # its outcome no longer matters
             try:
-                os.close(fd)
+                os.close(ext.fd)
             except OSError:
                 pass
-            self._recycle(ext_id)
+            self._recycle(ext.ext_id)
         created.clear()
 
     def _release_extents(self, freed: list[int]) -> None:
@@ -411,9 +548,9 @@ class DurableStore(ObjectStore):
                 ctx.freed.append(ext_id)
             else:
                 t.put(k, _U64.pack(n), db=self._extref)
-        for ext_id, _, _ in ctx.created:  # written and superseded inside the same txn
-            if ctx.refdelta.get(ext_id, 0) == 0:
-                ctx.freed.append(ext_id)
+        for ext in ctx.created:  # written and superseded inside the same txn
+            if ctx.refdelta.get(ext.ext_id, 0) == 0:
+                ctx.freed.append(ext.ext_id)
         for key, d in ((b"objects", ctx.d_objects), (b"bytes", ctx.d_bytes)):
             if d:
                 raw = t.get(key, db=self._sys)
@@ -573,6 +710,9 @@ class DurableStore(ObjectStore):
         if rec[0] == _K_INLINE:
             return self._check_inline(rec, key)
         _, ext_id, off, length, crc = _EXT_REC.unpack(rec)
+        pending = self._writing.get(ext_id)
+        if pending is not None and pending.job is not None:  # written earlier in this batch
+            pending.job.result()
         try:
             fd = os.open(os.path.join(self._ext_dir, _ext_name(ext_id)), os.O_RDONLY)
         except FileNotFoundError:
@@ -624,28 +764,66 @@ class DurableStore(ObjectStore):
                 t.put(key, _inline_rec(content), db=self._data)
 
     def _put_extent(self, ctx: _Ctx, blocks: list[tuple[bytes, object]]) -> None:
-        bufs = [c for _, c in blocks]
-        total = sum(len(c) for c in bufs)
+        """Write the blocks back to back into free extent space and point their records at
+        it. Only the last block can be shorter than BLOCK, so every block starts at a
+        multiple of BLOCK in the extent. The write (+ fdatasync) starts now on the sync
+        pool, overlapping the rest of the batch; `_sync_extents` waits for it.
+
+        O_DIRECT mode: the blocks are copied once into a reused page-aligned buffer, the
+        tail padded with zeros to DIO_ALIGN (records keep the real lengths), and written
+        from there: no page-cache copy, and the buffer is free again once written."""
+        total = sum(len(c) for _, c in blocks)
         ext_id, fd, is_new = self._alloc_extent(total)
-        ctx.created.append((ext_id, fd, is_new))
-        pos = 0
-        for i in range(0, len(bufs), 512):  # IOV_MAX is 1024
-            chunk = bufs[i:i + 512]
-            want = sum(len(c) for c in chunk)
-            got = os.pwritev(fd, chunk, pos)
-            if got != want:  # short write: finish with plain writes
-                rest = memoryview(b"".join(bytes(c) for c in chunk))[got:]
-                while rest:
-                    rest = rest[os.pwrite(fd, rest, pos + want - len(rest)):]
-            pos += want
+        ext = _NewExtent(ext_id, fd, is_new)
+        ctx.created.append(ext)
+        self._writing[ext_id] = ext
+        wbuf = None
+        if self.direct_io:
+            padded = _align_up(total)
+            wbuf = self._wbufs.get(padded)
+            mv = memoryview(wbuf)
+            try:
+                pos = 0
+                for _, content in blocks:
+                    mv[pos:pos + len(content)] = content
+                    pos += len(content)
+                mv[total:padded] = bytes(padded - total)
+                contents = [mv[o:o + len(c)] for o, c in self._offsets(blocks)]
+                iov = [mv[:padded]]
+            except BaseException:
+                del mv
+                self._wbufs.put(wbuf)
+                raise
+        else:
+            contents = [c for _, c in blocks]
+            iov = contents
         off = 0
-        for key, content in blocks:
+        recs = []
+        for (key, _), content in zip(blocks, contents, strict=True):
             n = len(content)
-            rec = _EXT_REC.pack(_K_EXTENT, ext_id, off, n, crc32c(content))
-            ctx.t.put(key, rec, db=self._data)
+            recs.append((key, _EXT_REC.pack(_K_EXTENT, ext_id, off, n, crc32c(content))))
             off += n
-        assert off == total
+        del contents
+        if wbuf is not None:
+            del mv
+        try:
+            ext.job = self._sync_pool.submit(self._write_job, fd, iov, wbuf)
+        except BaseException:
+            if wbuf is not None:
+                del iov
+                self._wbufs.put(wbuf)
+            raise
+        del iov
+        for key, rec in recs:
+            ctx.t.put(key, rec, db=self._data)
         ctx.refdelta[ext_id] = ctx.refdelta.get(ext_id, 0) + len(blocks)
+
+    @staticmethod
+    def _offsets(blocks: list[tuple[bytes, object]]):
+        off = 0
+        for _, c in blocks:
+            yield off, c
+            off += len(c)
 
     # -- reads (event-loop thread) --------------------------------------------------------
     def _onode_get(self, t: lmdb.Transaction, coll: str, oid: str) -> tuple[int, float, int]:
@@ -660,7 +838,8 @@ class DurableStore(ObjectStore):
             if len(self._rfds) >= _MAX_READ_FDS:
                 os.close(self._rfds.pop(next(iter(self._rfds))))
             try:
-                fd = os.open(os.path.join(self._ext_dir, _ext_name(ext_id)), os.O_RDONLY)
+                path = os.path.join(self._ext_dir, _ext_name(ext_id))
+                fd = os.open(path, os.O_RDONLY | self._dflag)
             except FileNotFoundError:
                 raise ChecksumError(f"extent {ext_id:x} missing") from None
             self._rfds[ext_id] = fd
@@ -727,7 +906,7 @@ class DurableStore(ObjectStore):
             if n != BLOCK:
                 break
         total = expect_off - off0
-        buf = os.pread(self._rfd(ext_id), total, off0)
+        buf = self._pread(self._rfd(ext_id), total, off0)
         if len(buf) != total:
             raise ChecksumError(f"extent {ext_id:x} truncated")
         mv = memoryview(buf)
@@ -738,6 +917,29 @@ class DurableStore(ObjectStore):
                 raise ChecksumError(f"block {ok!r}#{idx}: extent {ext_id:x} checksum mismatch")
             out.append((idx, content))
         return out, i
+
+    def _pread(self, fd: int, n: int, off: int) -> bytes:
+        """n bytes at off (fewer at end of file). O_DIRECT mode: read the covering aligned
+        range into this thread's reused page-aligned buffer, then copy the wanted bytes out
+        once. Measured for 4 MiB extents just written with O_DIRECT (so not in the page
+        cache): O_DIRECT 800-840 MB/s at 0.13-0.16 CPU-s/GB vs buffered 400 MB/s at
+        1.2 CPU-s/GB (page-cache fill into fresh pages; 0.27-0.36 once pages are recycled)."""
+        if not self.direct_io:
+            return os.pread(fd, n, off)
+        start = off & -DIO_ALIGN
+        want = _align_up(off + n) - start
+        rb = getattr(self._rbuf, "buf", None)
+        if rb is None or len(rb) < want:
+            if rb is not None:
+                rb.close()
+            rb = self._rbuf.buf = mmap.mmap(-1, _align_up(want, 1024 * 1024))
+        mv = memoryview(rb)
+        try:
+            got = os.preadv(fd, [mv[:want]], start)
+            lo = off - start
+            return bytes(mv[lo:max(lo, min(got, lo + n))])
+        finally:
+            mv.release()
 
     def read(self, coll: str, oid: str, offset: int = 0, length: int | None = None) -> bytes:
         with self._env.begin() as t:
@@ -862,6 +1064,7 @@ class DurableStore(ObjectStore):
         for fd in self._rfds.values():
             os.close(fd)
         self._rfds.clear()
+        self._wbufs.close()
         self._env.close()
 
     # -- checks and test hooks -------------------------------------------------------------
