@@ -192,14 +192,27 @@ class OsdDaemon(Daemon):
             reply, out = ops.execute_read(self.store, pg.coll, op)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
-        self._check_min_size(pg)
+        await self._wait_min_size(pg, deadline)
         return await pg.do_write(op, data, env.epoch, deadline)
 
-    def _check_min_size(self, pg: PG) -> None:
-        pool = pool_by_id(self.osdmap, pg.pool_id)
-        if len(pg.acting) < pool.min_size:
-            raise Unavailable(f"pg {pg.coll} has {len(pg.acting)} replicas up, fewer than "
-                              f"min_size {pool.min_size}: writes are refused")
+    async def _wait_min_size(self, pg: PG, deadline: float) -> None:
+        """Block a write while fewer than min_size replicas are up; never under-replicate."""
+        while True:
+            pool = pool_by_id(self.osdmap, pg.pool_id)
+            if len(pg.acting) >= pool.min_size:
+                return
+            reason = (f"pg {pg.coll} has {len(pg.acting)} of its {pool.size} replicas up "
+                      f"(osd {', '.join(map(str, pg.acting))}), fewer than min_size "
+                      f"{pool.min_size}")
+            pg.reason = reason
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"{reason}: write refused after waiting "
+                                  f"{self.op_timeout:g}s for replicas to come back")
+            await self.monc.wait_for_map_change(min(remaining, 1.0))
+            if not pg.is_primary:
+                raise Retry(f"osd.{self.osd_id} is no longer primary of {pg.coll}")
+            await pg.wait_active(deadline)
 
     def _replica_pg(self, pool_id: int, ps: int, conn: Connection) -> PG:
         if conn.peer.role != "osd":

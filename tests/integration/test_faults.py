@@ -173,3 +173,31 @@ async def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
             await store.close()
     for name, data in acked.items():
         assert copies[name] == [data] * 3, f"{name}: replicas differ or are missing"
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_op_timeout": 6})
+async def test_writes_block_below_min_size_then_fail_clearly(cluster):
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("minsize", pg_num=8, size=3, min_size=2)
+        io = r.ioctx("minsize")
+        await io.write_full("before", b"x")
+        cluster.stop("osd.1")
+        cluster.stop("osd.2")   # a clean stop marks each OSD down
+        await wait_for(lambda: _down(r, [1, 2]), 20, "osd.1 and osd.2 marked down")
+        started = time.monotonic()
+        with pytest.raises(SdsError, match="fewer than min_size 2"):
+            await io.write_full("refused", b"y")
+        assert time.monotonic() - started >= 5, "the write should block until osd_op_timeout"
+        assert await io.read("before") == b"x"  # reads still work with one replica
+
+        pending = asyncio.create_task(io.write_full("waits", b"z"))
+        await asyncio.sleep(1.0)
+        assert not pending.done(), "a write below min_size must wait, not ack"
+        cluster.start("osd.1")
+        await asyncio.wait_for(pending, 30)  # unblocks once two replicas are up again
+        assert await io.read("waits") == b"z"
+
+
+async def _down(r: Rados, ids: list[int]) -> bool:
+    await r.wait_for_map_change(0.5)
+    return all(not _osd(r, i).up for i in ids)

@@ -523,6 +523,8 @@ class DurableStore(ObjectStore):
                 os.close(ext.fd)
             except OSError:
                 pass
+            if self._writing.get(ext.ext_id) is ext:
+                del self._writing[ext.ext_id]
             self._recycle(ext.ext_id)
         created.clear()
 

@@ -1,0 +1,45 @@
+"""Map distribution and plain-words health on real clusters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sds.client import Rados
+from sds.proto import mon_pb2
+from sds.proto import messenger_pb2 as mpb
+
+pytestmark = pytest.mark.integration
+
+
+async def test_subscribers_get_incrementals_not_full_maps(cluster):
+    async with Rados(cluster.conf) as r:
+        epoch = r.osdmap.epoch
+        await r.pool_create("a", pg_num=4)
+        await r.pool_create("b", pg_num=4)
+        assert r.osdmap.epoch == epoch + 2
+        conn = await r.messenger.connect(r.config.mon_addrs[0])
+        resp = await conn.call(mpb.MON_SUBSCRIBE, mon_pb2.MonSubscribe(
+            osdmap=True, osdmap_since=epoch))
+        maps = resp.parse(mon_pb2.MonMaps)
+        assert not maps.HasField("full_osdmap")
+        assert [inc.epoch for inc in maps.osdmap_incs] == [epoch + 1, epoch + 2]
+        assert [p.name for p in maps.osdmap_incs[0].new_pools] == ["a"]
+
+
+@pytest.mark.cluster_opts(osds=2)
+def test_status_explains_single_host_and_unmet_size(cluster):
+    def sds(*args):
+        out = subprocess.run([sys.executable, "-m", "sds", "--conf", str(cluster.conf), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "failure domain is osd" in sds("status")
+    sds("pool", "create", "three", "8", "--size", "3")
+    health = json.loads(sds("health", "detail", "--format", "json"))
+    check = health["checks"]["POOL_SIZE_UNMET"]
+    assert "three" in json.dumps(check) and "3" in check["summary"]["message"]
