@@ -181,8 +181,13 @@ class IoCtx:
         await self._call(Op.APPEND, oid, data)
 
     async def read(self, oid: str, length: int | None = None, offset: int = 0) -> bytes:
+        """The bytes read; a large read is returned as the bytearray it was received into
+        (no copy), which compares equal to bytes."""
         resp = await self._call(Op.READ, oid, offset=offset, length=length or 0)
-        return bytes(resp.data)
+        data = resp.data
+        if isinstance(data.obj, bytearray) and data.nbytes == len(data.obj):
+            return data.obj  # type: ignore[return-value]
+        return bytes(data)
 
     async def truncate(self, oid: str, size: int) -> None:
         await self._call(Op.TRUNCATE, oid, offset=size)
