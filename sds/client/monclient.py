@@ -32,6 +32,8 @@ class MonClient:
         self.want_auth = want_auth
         self.on_osdmap = on_osdmap
         self.osdmap = maps_pb2.OsdMap()
+        self.pools: dict[str, maps_pb2.Pool] = {}   # by name, for this epoch
+        self.addrs: dict[int, str] = {}             # OSD id -> address, for this epoch
         self.auth: dict[str, maps_pb2.AuthEntity] = {}
         self.timeout = float(config.get("client_mon_timeout"))
         self._placement: PlacementTable | None = None
@@ -95,6 +97,8 @@ class MonClient:
         if osdmap.epoch != self.osdmap.epoch:
             self.osdmap = osdmap
             self._placement = None
+            self.pools = {p.name: p for p in osdmap.pools}
+            self.addrs = {o.id: o.addr for o in osdmap.osds}
             self._changed.set()
             self._changed = asyncio.Event()
             if self.on_osdmap is not None:

@@ -129,8 +129,9 @@ class Rados:
         op.client = self.client_id
         op.tid = next(self._tids)
         reason = "no attempt made"
+        monc = self.monc
         while True:
-            pool = pool_by_name(self.osdmap, pool_name)
+            pool = monc.pools.get(pool_name) or pool_by_name(monc.osdmap, pool_name)
             op.pool = pool.id
             op.pg = pg if pg is not None else object_to_pg(pool, op.oid)
             primary = self.placement.primary(pool.id, op.pg)
@@ -142,8 +143,8 @@ class Rados:
                 reason = f"PG {pool.id}.{op.pg:x} has no up OSD"
                 await self.wait_for_map_change(min(remaining, 1.0))
                 continue
-            addr = next(o.addr for o in self.osdmap.osds if o.id == primary)
-            epoch = self.osdmap.epoch
+            addr = monc.addrs[primary]
+            epoch = monc.osdmap.epoch
             try:
                 conn = await self.messenger.connect(addr, timeout=min(remaining, 3.0))
                 return await conn.call(mpb.OSD_OP, op, data, epoch=epoch, timeout=remaining)

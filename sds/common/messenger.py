@@ -133,15 +133,19 @@ class Connection:
             self._write(mpb.Envelope(type=msg_type, req_id=req_id, epoch=epoch,
                                      payload=_encode_payload(payload)), data)
             await self.proto.drain()
-            if timeout is None:
+            timer = None if timeout is None else \
+                asyncio.get_running_loop().call_later(timeout, _expire, fut)
+            try:
                 resp = await fut
-            else:
-                try:
-                    resp = await asyncio.wait_for(fut, timeout)
-                except TimeoutError:
+            except asyncio.CancelledError:
+                if timer is not None and fut.cancelled() and not _cancelled_by_caller(fut):
                     raise TimedOut(
                         f"{mpb.MsgType.Name(msg_type)} to {self.peer.entity} at {self.addr} "
                         f"got no reply in {timeout:g}s") from None
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
         finally:
             self._pending.pop(req_id, None)
         if resp.envelope.err:
@@ -216,6 +220,23 @@ class Connection:
         self._shutdown(None)
         for task in list(self._handler_tasks):
             task.cancel()
+
+
+_EXPIRED = "sds-messenger-timeout"
+
+
+def _expire(fut: asyncio.Future) -> None:
+    """Timer callback of Connection.call: cheaper than asyncio.wait_for on the hot path."""
+    if not fut.done():
+        fut.cancel(msg=_EXPIRED)
+
+
+def _cancelled_by_caller(fut: asyncio.Future) -> bool:
+    try:
+        fut.result()
+    except asyncio.CancelledError as e:
+        return _EXPIRED not in str(e.args[0] if e.args else "")
+    return True
 
 
 def _handshake_frame(msg_type: int, payload: ProtoMessage) -> mpb.Envelope:

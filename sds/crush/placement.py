@@ -12,6 +12,8 @@ epoch; it maps a pool's PGs the first time that pool is asked about.
 
 from __future__ import annotations
 
+import functools
+
 from sds.crush.hash import hash32_2, str_hash_rjenkins
 from sds.crush.mapper import WEIGHT_ONE, CompiledCrush
 from sds.proto.maps_pb2 import OsdMap, Pool
@@ -28,8 +30,11 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def object_hash(name: str) -> int:
-    """32-bit hash of an object name (Ceph's rjenkins string hash of its UTF-8)."""
+    """32-bit hash of an object name (Ceph's rjenkins string hash of its UTF-8).
+
+    Cached: it is pure, and hot objects are placed again and again on the client path."""
     return str_hash_rjenkins(name.encode("utf-8"))
 
 
