@@ -11,6 +11,7 @@ and only then serves ops again. Full peering state machine and backfill tuning: 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ class PG:
         self.active = asyncio.Event()
         self.peering_task: asyncio.Task | None = None
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
-        self.object_locks: dict[str, asyncio.Lock] = {}
+        self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
         self.next_v = self.log.head + 1
         self.created = False
         self._create_lock = asyncio.Lock()
@@ -235,32 +236,43 @@ class PG:
                        deadline: float) -> osd_pb2.OsdOpReply:
         reqid = (op.client, op.tid)
         pending = self.in_flight.get(reqid)
-        if pending is not None:
-            return await pending
+        if pending is not None:  # a resend while the original is still in progress
+            return await asyncio.shield(pending)
         done = self.log.by_reqid.get(reqid) if op.client else None
         if done is not None:  # a resend of an op that already completed
             return self._dup_reply(done)
-        lock = self.object_locks.setdefault(op.oid, asyncio.Lock())
-        async with lock:
-            interval = self.interval
-            fut = asyncio.get_running_loop().create_future()
-            if op.client:
-                self.in_flight[reqid] = fut
-            try:
-                reply = await self._replicate(op, data, epoch, interval, deadline)
-                if not fut.done():
-                    fut.set_result(reply)
-                return reply
-            except BaseException as e:
-                if not fut.done():
-                    fut.set_exception(e if isinstance(e, Exception) else Retry("cancelled"))
-                    fut.exception()  # consumed here; waiters re-raise it
-                raise
-            finally:
-                if self.in_flight.get(reqid) is fut:
-                    del self.in_flight[reqid]
-                if not lock.locked() or lock._waiters is None or not lock._waiters:
-                    self.object_locks.pop(op.oid, None)
+        fut = asyncio.get_running_loop().create_future()
+        if op.client:  # registered before queueing, so a resend waits for this one
+            self.in_flight[reqid] = fut
+        try:
+            async with self._object_lock(op.oid):
+                reply = await self._replicate(op, data, epoch, self.interval, deadline)
+            if not fut.done():
+                fut.set_result(reply)
+            return reply
+        except BaseException as e:
+            if not fut.done():
+                fut.set_exception(e if isinstance(e, Exception) else Retry("cancelled"))
+                fut.exception()  # consumed here; waiters re-raise it
+            raise
+        finally:
+            if self.in_flight.get(reqid) is fut:
+                del self.in_flight[reqid]
+
+    @contextlib.asynccontextmanager
+    async def _object_lock(self, oid: str):
+        """Writes to one object are applied in order; the lock lives while it is used."""
+        entry = self.object_locks.get(oid)
+        if entry is None:
+            entry = self.object_locks[oid] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.object_locks[oid]
 
     def _dup_reply(self, entry: osd_pb2.PgLogEntry) -> osd_pb2.OsdOpReply:
         if entry.result:
