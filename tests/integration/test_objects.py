@@ -197,3 +197,46 @@ def test_sync_wrapper(pool):
         assert io.read("sync-obj") == b"sync data"
         assert "sync-obj" in io.list_objects()
         assert POOL in r.pool_list()
+
+
+async def test_resent_ops_are_applied_once(pool):
+    """A resend carries the same request id (client, tid): the OSD must not apply it again."""
+    from sds.crush.placement import object_to_pg
+    from sds.proto import messenger_pb2 as mpb
+    from sds.proto import osd_pb2
+
+    async with Rados(pool.conf) as r:
+        io = r.ioctx(POOL)
+        await io.write_full("idem", b"")
+        p = r.monc.pools[POOL]
+        pg = object_to_pg(p, "idem")
+        conn = await r.messenger.connect(r.monc.addrs[r.placement.primary(p.id, pg)])
+
+        def append(tid: int):
+            op = osd_pb2.OsdOp(code=osd_pb2.OsdOp.APPEND, pool=p.id, pg=pg, oid="idem",
+                               client="client.test.resend", tid=tid)
+            return conn.call(mpb.OSD_OP, op, b"abc", epoch=r.osdmap.epoch)
+
+        for _ in range(3):           # resent after completion
+            await append(1)
+        await asyncio.gather(*(append(2) for _ in range(3)))   # resent while in flight
+        assert await io.read("idem") == b"abcabc"
+
+
+async def test_op_to_a_non_primary_is_refused_with_retry(pool):
+    from sds.common.errors import Retry
+    from sds.crush.placement import object_to_pg
+    from sds.proto import messenger_pb2 as mpb
+    from sds.proto import osd_pb2
+
+    async with Rados(pool.conf) as r:
+        p = r.monc.pools[POOL]
+        pg = object_to_pg(p, "elsewhere")
+        replica = r.placement.pg_up(p.id, pg)[1]
+        conn = await r.messenger.connect(r.monc.addrs[replica])
+        op = osd_pb2.OsdOp(code=osd_pb2.OsdOp.WRITE_FULL, pool=p.id, pg=pg, oid="elsewhere",
+                           client="client.test.misdirected", tid=1)
+        with pytest.raises(Retry, match="not primary"):
+            await conn.call(mpb.OSD_OP, op, b"x", epoch=r.osdmap.epoch)
+        with pytest.raises(NotFound):
+            await r.ioctx(POOL).read("elsewhere")

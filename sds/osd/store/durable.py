@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import functools
 import mmap
 import os
 import struct
@@ -113,6 +114,7 @@ _K_INLINE = 0
 _K_EXTENT = 1
 
 
+@functools.lru_cache(maxsize=4096)  # few collections, 4+ lookups per op
 def _ckey(coll: str) -> bytes:
     b = coll.encode()
     if not b or len(b) > 0xFFFF:
