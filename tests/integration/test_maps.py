@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from sds.client import Rados
-from sds.proto import mon_pb2
 from sds.proto import messenger_pb2 as mpb
+from sds.proto import mon_pb2
 
 pytestmark = pytest.mark.integration
 
