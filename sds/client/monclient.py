@@ -8,6 +8,7 @@ incrementals (and auth updates for daemons), and wakes waiters on every new epoc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import random
@@ -76,6 +77,10 @@ class MonClient:
         self._conn = conn
         return conn
 
+    async def _refill(self, addr: str) -> None:
+        with contextlib.suppress(SdsError):
+            await self._subscribe(addr)
+
     async def _on_maps(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
         maps = mon_pb2.MonMaps()
         maps.ParseFromString(env.payload)
@@ -91,9 +96,15 @@ class MonClient:
         osdmap = self.osdmap
         if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > osdmap.epoch:
             osdmap = maps.full_osdmap
+        gap = False
         for inc in maps.osdmap_incs:
             if inc.epoch == osdmap.epoch + 1:
                 osdmap = apply_incremental(osdmap, inc)
+            elif inc.epoch > osdmap.epoch + 1:
+                gap = True
+        if gap and self._conn is not None and not self._conn.closed:
+            # an incremental went missing: ask again from the epoch we have
+            asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
         if osdmap.epoch != self.osdmap.epoch:
             self.osdmap = osdmap
             self._placement = None
