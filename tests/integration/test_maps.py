@@ -43,3 +43,29 @@ def test_status_explains_single_host_and_unmet_size(cluster):
     health = json.loads(sds("health", "detail", "--format", "json"))
     check = health["checks"]["POOL_SIZE_UNMET"]
     assert "three" in json.dumps(check) and "3" in check["summary"]["message"]
+
+
+@pytest.mark.cluster_opts(mons=5, osds=3)
+async def test_five_monitors_survive_two_failures(cluster):
+    async with Rados(cluster.conf) as r:
+        stat = await r.mon_command({"prefix": "mon stat"})
+        assert sorted(stat["quorum"]) == [0, 1, 2, 3, 4]
+        cluster.kill("mon.0")   # the leader (lowest rank)
+        cluster.kill("mon.3")
+        out = await r.mon_command({"prefix": "osd pool create", "pool": "p5", "pg_num": 8},
+                                  timeout=30)
+        assert out["pool"] == "p5"
+        stat = await r.mon_command({"prefix": "mon stat"})
+        assert sorted(stat["quorum"]) == [1, 2, 4]
+        io = r.ioctx("p5")
+        await io.write_full("x", b"still works")
+        assert await io.read("x") == b"still works"
+
+
+@pytest.mark.cluster_opts(mons=1, osds=1)
+async def test_single_monitor_single_osd(cluster):
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("solo", pg_num=4, size=1)
+        io = r.ioctx("solo")
+        await io.write_full("x", b"one copy")
+        assert await io.read("x") == b"one copy"
