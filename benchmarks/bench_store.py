@@ -8,7 +8,9 @@ write in a copy-on-write extent file (threshold = 1 byte), `auto` is the default
 (sds.osd.store.durable.DEFAULT_EXTENT_THRESHOLD), `memory` is MemoryStore. Each write is
 one transaction (write_full + touch) applied by `concurrency` concurrent tasks, so
 concurrency > 1 measures group commit. Pattern `new` writes a new object each time (like
-`rados bench write`); `overwrite` cycles over 16 objects (freed extents get reused). Reads are synchronous, one at a time.
+`rados bench write`); `overwrite` cycles over 16 objects (freed extents get reused).
+Reads are synchronous, one at a time. Extent data is written and read with O_DIRECT where
+the filesystem allows it, so 4M reads come from the disk, not the page cache.
 CPU-s/GB is user + sys CPU seconds of the whole process (all threads) per GB moved: on a
 2-core box shared by 3 OSDs and a client it bounds cluster throughput more than MB/s does.
 """

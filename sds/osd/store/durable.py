@@ -25,15 +25,30 @@ only the blocks it covers, so a 4 KiB write into a 4 MiB object rewrites one 64 
 (inline), not the object.
 
 Copy-on-write and crash safety: a write op of >= `extent_threshold` bytes goes to extent
-space that no committed record references (a free pooled file or a new file), is
-fdatasync'd (plus a directory fsync for new names), and only then is the LMDB transaction
-that points at it committed. The commit is the one atomic switch: a crash before it leaves
-the old block records (the new space is unreferenced), after it the new ones. Extents
-whose refcount drops to 0 return to the free pool only after the commit that freed them is
-durable. On open, every unreferenced extent file goes back to the pool or is unlinked
+space that no committed record references (a free pooled file or a new file), is written
+and fdatasync'd by a sync-pool thread (started as soon as the op is applied, so writes of
+one batch overlap each other and the rest of the batch; plus a directory fsync for new
+names), and only then is the LMDB transaction that points at it committed. The commit is
+the one atomic switch: a crash before it leaves the old block records (the new space is
+unreferenced), after it the new ones. Extents whose refcount drops to 0 return to the free
+pool only after the commit that freed them is durable. On open, every unreferenced extent file goes back to the pool or is unlinked
 (startup cleanup), so a crash at any instant leaks nothing beyond the bounded pool. A
 background thread keeps PREALLOC_FILES fallocated 4 MiB files in the pool for new objects.
 `fsck()` checks all these invariants.
+
+Extent I/O uses O_DIRECT (`io_mode` "direct"), detected once at open by a probe write and
+read; where the filesystem refuses it (EINVAL, e.g. older tmpfs) or with direct_io=False,
+plain buffered I/O ("buffered", same on-disk layout; either mode reads the other's files).
+An extent's blocks are copied once into a reused page-aligned mmap buffer (already
+faulted in), the tail zero-padded to DIO_ALIGN (block records keep real lengths; every
+block starts at a multiple of BLOCK in its extent) and written at offset 0. fdatasync stays:
+the disk has a volatile write cache, and writes into fallocated (unwritten) or new blocks
+change allocation metadata. Reads of extent runs are O_DIRECT too, into a per-thread
+aligned scratch buffer, verified there and copied out once into the result. Why: buffered
+writes cost the kernel copy into fresh page-cache pages (copy_folio_from_iter_atomic, half
+of all CPU in a 3-OSD cluster bench: first touch of a guest page is very slow in this VM).
+The incoming data is never page aligned (it sits in a bytes object after its header), so
+the one copy stays. The cost: the page cache no longer serves re-reads of hot objects.
 
 Group commit: `apply` queues the transaction; one committer task hands every queued
 transaction to a single writer thread, which applies each in its own nested LMDB txn (a
@@ -60,6 +75,28 @@ own fdatasync); large writes in extents (faster reads, and under concurrency fas
 writes, most of all when freed extents are reused: overwriting allocated blocks needs no
 ext4 journal commit, 869 vs 212 MB/s for 4 MiB write+fdatasync measured directly).
 The crossover lies between 256 KiB and 1 MiB, so DEFAULT_EXTENT_THRESHOLD is 512 KiB.
+
+O_DIRECT, before (buffered) / after, same session, benchmarks/bench_store.py --modes auto,
+medians of 3 runs alternating old and new code (each itself a median of 3), load ~2.5-3.
+CPU-s/GB = user+sys CPU seconds of the process per GB written (or read):
+
+    case                     before MB/s  CPU-s/GB     after MB/s  CPU-s/GB
+    4M  conc 16  new              438       1.69          1,243       0.47
+    4M  conc 16  overwrite      1,231       0.54          1,511       0.47
+    4M  conc 1   new              288       2.79            619       0.81
+    4M  conc 1   overwrite      1,069       0.45            807       0.68
+    4M  re-read of 16 objects   4,730       0.20            814       0.35   (page cache gone)
+    4K  conc 16  new        12,810/s       13.6      11,598/s      13.9   (noise; unchanged)
+
+"Overwrite" reuses pooled files whose pages the old code still had in the page cache, so
+buffered writes there did not touch fresh pages; "new" (like `rados bench write`) did.
+Reads of objects not in the page cache (150 x 4 MiB written O_DIRECT, each read once, like
+`rados bench seq`): O_DIRECT 877 MB/s at 0.25 CPU-s/GB vs buffered 826 MB/s at 0.49
+(medians of 3), so reads use O_DIRECT. Reads are synchronous on the event loop, so
+concurrency does not change this. Raising SYNC_THREADS to 8 gave nothing (1.0 GB/s both).
+Small writes: the writer thread spends ~35 us/op on a 16-txn batch of 4 KiB write_full,
+~17 of them in LMDB itself (nested txns cost ~2 us); caching _ckey and one copy less per
+inline record saved ~2 us/op, below the end-to-end noise.
 """
 
 from __future__ import annotations
@@ -103,6 +140,7 @@ PREALLOC_BYTES = 4 * 1024 * 1024
 DIO_ALIGN = 4096  # file offset / length granularity of O_DIRECT I/O (ext4 block size)
 DIO_INFLIGHT_BYTES = 32 * 1024 * 1024  # aligned write buffers handed to unfinished writes
 DIO_KEEP_BYTES = 32 * 1024 * 1024  # free aligned write buffers kept (already faulted in)
+READ_KEEP_BYTES = 18 * 1024 * 1024  # largest per-thread read buffer kept (16 MiB reads)
 
 _ONODE = struct.Struct(">QdQ")
 _INLINE_HDR = struct.Struct(">BI")
@@ -132,7 +170,7 @@ def _ext_name(ext_id: int) -> str:
 
 
 def _inline_rec(content) -> bytes:
-    return _INLINE_HDR.pack(_K_INLINE, crc32c(content)) + bytes(content)
+    return b"".join((_INLINE_HDR.pack(_K_INLINE, crc32c(content)), content))  # one copy
 
 
 def _align_up(n: int, a: int = DIO_ALIGN) -> int:
@@ -349,7 +387,10 @@ class DurableStore(ObjectStore):
                     self._executor, self._commit_batch, txns
                 )
             except BaseException as e:  # the batch commit itself failed: all fail
-                err = NoSpace(str(e)) if isinstance(e, lmdb.MapFullError) else e
+                full = isinstance(e, lmdb.MapFullError) or (
+                    isinstance(e, OSError) and e.errno == errno.ENOSPC  # an extent write
+                )
+                err = NoSpace(str(e)) if full else e
                 for _, f in batch:
                     if not f.done():
                         f.set_exception(err)
@@ -904,6 +945,8 @@ class DurableStore(ObjectStore):
         Extent runs are read into it (O_DIRECT needs the alignment), verified there and
         copied out once into the result: one memmove per byte read, and no new pages
         (freshly allocated pages cost more than the copy in this VM)."""
+        if n > READ_KEEP_BYTES:  # a huge read: a buffer of its own, unmapped afterwards
+            return memoryview(mmap.mmap(-1, _align_up(n)))
         rb = getattr(self._rbuf, "buf", None)
         if rb is None or len(rb) < n:
             if rb is not None:
