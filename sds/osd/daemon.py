@@ -13,11 +13,13 @@ import logging
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from sds.client.monclient import MonClient
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
+    ChecksumError,
     ConnectionLost,
     NotFound,
     PermissionDenied,
@@ -37,6 +39,7 @@ from sds.proto import messenger_pb2 as mpb
 log = logging.getLogger("sds.osd")
 
 MAP_CATCH_UP_S = 5.0
+READER_THREADS = 4
 
 
 class OsdDaemon(Daemon):
@@ -57,6 +60,7 @@ class OsdDaemon(Daemon):
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0}
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int]] = {}
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,6 +97,7 @@ class OsdDaemon(Daemon):
                 pg.peering_task.cancel()
         if self.messenger is not None:
             await self.messenger.close()
+        self._readers.shutdown(wait=True)
         if self.store is not None:
             await self.store.close()
 
@@ -189,11 +194,23 @@ class OsdDaemon(Daemon):
         await pg.wait_active(deadline)
         self.perf["ops"] += 1
         if is_read:
-            reply, out = ops.execute_read(self.store, pg.coll, op)
+            reply, out = await self._read(pg, op)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
         await self._wait_min_size(pg, deadline)
         return await pg.do_write(op, data, env.epoch, deadline)
+
+    async def _read(self, pg: PG, op: osd_pb2.OsdOp):
+        """Small reads run inline; large ones in reader threads, so disk reads overlap."""
+        if op.code != osd_pb2.OsdOp.READ or not ops.is_large_read(self.store, pg.coll, op):
+            return ops.execute_read(self.store, pg.coll, op)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, ops.execute_read, self.store,
+                                              pg.coll, op)
+        except ChecksumError:
+            # the object may have been rewritten under the reader's snapshot: look again
+            return ops.execute_read(self.store, pg.coll, op)
 
     async def _wait_min_size(self, pg: PG, deadline: float) -> None:
         """Block a write while fewer than min_size replicas are up; never under-replicate."""

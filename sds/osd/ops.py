@@ -16,8 +16,22 @@ MAX_OBJECT_BYTES = 1 << 40
 XATTR_NAME_MAX = 255
 
 
+LARGE_READ_BYTES = 256 << 10
+
+
 def is_read(code: int) -> bool:
     return code in READ_CODES
+
+
+def is_large_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp) -> bool:
+    """Whether a READ will move enough bytes to be worth a reader thread."""
+    if op.length and op.length < LARGE_READ_BYTES:
+        return False
+    try:
+        size = store.stat(coll, op.oid).size
+    except NotFound:
+        return False
+    return size - op.offset >= LARGE_READ_BYTES
 
 
 def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,

@@ -310,6 +310,7 @@ class DurableStore(ObjectStore):
         self._pool_bytes = 0
         self._startup_cleanup()
         self._rfds: dict[int, int] = {}  # read fds, used only on the event-loop thread
+        self._owner_thread = threading.get_ident()
         self._pending: list[tuple[Transaction, asyncio.Future]] = []
         self._committer: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "sds-store-commit")
@@ -981,7 +982,18 @@ class DurableStore(ObjectStore):
         sv, cursor = scratch
         if cursor + want > len(sv):  # cannot happen for the size _read_range asks for
             raise AssertionError("read scratch buffer too small")
-        got = os.preadv(self._rfd(ext_id), [sv[cursor:cursor + want]], fstart)
+        if threading.get_ident() == self._owner_thread:
+            got = os.preadv(self._rfd(ext_id), [sv[cursor:cursor + want]], fstart)
+        else:  # a reader thread: its own fd, so the loop thread may close cached ones freely
+            try:
+                fd = os.open(os.path.join(self._ext_dir, _ext_name(ext_id)),
+                             os.O_RDONLY | self._rflag)
+            except FileNotFoundError:
+                raise ChecksumError(f"extent {ext_id:x} missing") from None
+            try:
+                got = os.preadv(fd, [sv[cursor:cursor + want]], fstart)
+            finally:
+                os.close(fd)
         lo = cursor + off0 - fstart
         if got < off0 - fstart + total:
             raise ChecksumError(f"extent {ext_id:x} truncated")
