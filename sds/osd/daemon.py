@@ -40,6 +40,7 @@ log = logging.getLogger("sds.osd")
 
 MAP_CATCH_UP_S = 5.0
 READER_THREADS = 4
+USAGE_RECOUNT_S = 15.0
 
 
 class OsdDaemon(Daemon):
@@ -59,7 +60,7 @@ class OsdDaemon(Daemon):
         self.tasks: list[asyncio.Task] = []
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0}
         self.uuid = ""
-        self._usage_cache: dict[str, tuple[int, int, int]] = {}
+        self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -291,9 +292,11 @@ class OsdDaemon(Daemon):
         return st
 
     def _pg_usage(self, pg: PG) -> tuple[int, int]:
-        """(objects, bytes) of a PG, recounted only when its log moved since the last time."""
+        """(objects, bytes) of a PG: recounted when its log moved, at most every USAGE_RECOUNT_S
+        (a full count under a write load would cost more than the writes)."""
         cached = self._usage_cache.get(pg.coll)
-        if cached is not None and cached[0] == pg.log.head:
+        now = time.monotonic()
+        if cached is not None and (cached[0] == pg.log.head or now - cached[3] < USAGE_RECOUNT_S):
             return cached[1], cached[2]
         objects = bytes_ = 0
         if self.store.collection_exists(pg.coll):
@@ -302,7 +305,7 @@ class OsdDaemon(Daemon):
             for name in names:
                 with contextlib.suppress(SdsError):
                     bytes_ += self.store.stat(pg.coll, name).size
-        self._usage_cache[pg.coll] = (pg.log.head, objects, bytes_)
+        self._usage_cache[pg.coll] = (pg.log.head, objects, bytes_, now)
         return objects, bytes_
 
     async def _report_stats(self) -> None:
