@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sds.common.config import LAST_CLUSTER_FILE, Config
-from sds.common.daemon import pid_alive
+from sds.common.daemon import daemon_paths, pid_alive
 from sds.common.errors import AlreadyExists, InvalidArgument, NotFound, TimedOut
 from sds.common.keyring import Keyring
 from sds.common.options import OPTIONS
@@ -98,17 +98,11 @@ def daemon_names(dir: str | os.PathLike, role: str | None = None) -> list[str]:
 
 
 def _daemon_files(dir: Path, name: str) -> dict[str, Path]:
-    cfg = Config(conf_path(dir), name)
-    data = cfg.get("data_dir")
-    data_dir = cfg.resolve_path(data) if data else dir / name
-    log = cfg.get("log_file")
-    return {
-        "data_dir": data_dir,
-        "pid": data_dir / f"{name}.pid",
-        "addr": data_dir / f"{name}.addr",
-        "log": cfg.resolve_path(log) if log else data_dir / f"{name}.log",
-        "out": dir / "out" / f"{name}.out",
-    }
+    """The daemon's files as run_daemon lays them out, plus its captured stdout/stderr."""
+    role, daemon_id = _split(name)
+    files = daemon_paths(Config(conf_path(dir), name), role, daemon_id)
+    files["out"] = dir / "out" / f"{name}.out"
+    return files
 
 
 # ---------------------------------------------------------------- processes
