@@ -42,6 +42,13 @@ OPTIONS: dict[str, Option] = {
         Option("osd_weight", float, 1.0, "CRUSH weight given to an OSD at its first boot"),
         Option("osd_host", str, "", "CRUSH host bucket of the OSD; default is the hostname"),
         Option("osd_stats_interval", float, 2.0, "seconds between statistics reports to the mgr"),
+        Option("osd_heartbeat_interval", float, 1.0, "seconds between pings to PG peers"),
+        Option("osd_heartbeat_grace", float, 20.0,
+               "seconds of peer silence before an OSD reports it failed"),
+        Option("mon_osd_min_down_reporters", int, 2,
+               "distinct OSDs that must report a peer before the mons mark it down"),
+        Option("mon_osd_down_out_interval", float, 600.0,
+               "seconds an OSD may stay down before the mons mark it out (0: never)"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),
         Option("client_mon_timeout", float, 15.0, "seconds a client waits for a monitor answer"),
     ]

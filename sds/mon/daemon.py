@@ -27,6 +27,7 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.mon import commands, genesis, paxos, paxos_wire
+from sds.mon.failures import FailureTracker
 from sds.mon.state import MonState
 from sds.mon.store import MonStore
 from sds.proto import maps_pb2, mon_pb2
@@ -75,6 +76,9 @@ class MonDaemon(Daemon):
         )
         self.timing = timing
         self.tick_interval = float(config.get("mon_tick_interval"))
+        self.failures = FailureTracker(float(config.get("osd_heartbeat_grace")),
+                                       int(config.get("mon_osd_min_down_reporters")))
+        self.down_out_interval = float(config.get("mon_osd_down_out_interval"))
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -101,6 +105,7 @@ class MonDaemon(Daemon):
         self._inbox.put_nowait(("start", None))
         self._tasks.append(asyncio.create_task(self._driver()))
         self._tasks.append(asyncio.create_task(self._ticker()))
+        self._tasks.append(asyncio.create_task(self._failure_ticker()))
         log.info("mon.%d listening on %s, last_committed %d", self.rank, self.addr,
                  self.core.last_committed)
 
@@ -279,7 +284,9 @@ class MonDaemon(Daemon):
         if prefix == "mgr report":
             self.digest = cmd.get("digest")
             return mon_pb2.MonCommandReply(out_json="{}")
-        if commands.is_write(prefix):
+        if prefix == "osd failure":
+            out = await self._failure_report(env, cmd)
+        elif commands.is_write(prefix):
             out = await self._write_command(conn, env, cmd)
         else:
             if not self.core.readable(time.time()):
@@ -300,6 +307,10 @@ class MonDaemon(Daemon):
             if peer.role not in ("mgr", "mon"):
                 raise PermissionDenied("only the manager reports statistics")
             return
+        if prefix == "osd failure":
+            if peer.entity != f"osd.{cmd.get('reporter')}":
+                raise PermissionDenied(f"{peer.entity} may only report failures as itself")
+            return
         if prefix == "osd down" and peer.role == "osd":
             if cmd.get("ids") != [int(peer.entity.split(".")[1])]:
                 raise PermissionDenied("an OSD may only mark itself down")
@@ -316,6 +327,40 @@ class MonDaemon(Daemon):
                 await self.propose(result.update)
                 out["osdmap_epoch"] = self.state.osdmap.epoch
             return out
+
+    async def _failure_report(self, env: mpb.Envelope, cmd: dict) -> dict:
+        """An OSD says a peer is silent; the leader marks it down once enough agree."""
+        if not self.core.is_leader:
+            return await self._forward(env, cmd)
+        try:
+            target, reporter = int(cmd["target"]), int(cmd["reporter"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidArgument("osd failure needs integer 'target' and 'reporter'") from None
+        self.failures.report(target, reporter, time.monotonic())
+        await self._apply_failures()
+        return {"target": target, "reporters": sorted(self.failures.reports.get(target, {}))}
+
+    async def _apply_failures(self) -> None:
+        """Leader: mark down what enough peers report, mark out what stayed down too long."""
+        now = time.monotonic()
+        async with self._command_lock:
+            down = self.failures.to_mark_down(self.state.osdmap, now)
+            out = self.failures.to_mark_out(self.state.osdmap, now, self.down_out_interval)
+            for prefix, ids in (("osd down", down), ("osd out", out)):
+                if not ids:
+                    continue
+                log.warning("marking osd %s %s", ids, prefix.split()[1])
+                result = commands.handle(self._view(), {"prefix": prefix, "ids": ids})
+                if result.update is not None:
+                    await self.propose(result.update)
+
+    async def _failure_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.failures.observe(self.state.osdmap, time.monotonic())
+            if self.core.is_leader and self.core.readable(time.time()):
+                with contextlib.suppress(SdsError):
+                    await self._apply_failures()
 
     async def _forward(self, env: mpb.Envelope, cmd: dict) -> dict:
         leader = self.core.leader

@@ -83,6 +83,7 @@ class OsdDaemon(Daemon):
         await self._boot()
         self.tasks.append(asyncio.create_task(self._keep_mon_session()))
         self.tasks.append(asyncio.create_task(self._report_stats()))
+        self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
 
     async def stop(self) -> None:
@@ -267,6 +268,43 @@ class OsdDaemon(Daemon):
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
         return pg.object_state(state.oid)
+
+    # -- heartbeats ----------------------------------------------------------------------------
+    def heartbeat_peers(self) -> set[int]:
+        """Up OSDs that share an acting set with us."""
+        peers = {o for pg in self.pgs.values() if self.osd_id in pg.acting for o in pg.acting}
+        up = {o.id for o in self.osdmap.osds if o.up}
+        return (peers & up) - {self.osd_id}
+
+    async def _heartbeat_loop(self) -> None:
+        interval = float(self.config.get("osd_heartbeat_interval"))
+        grace = float(self.config.get("osd_heartbeat_grace"))
+        last_ok: dict[int, float] = {}
+        while True:
+            await asyncio.sleep(interval)
+            peers = self.heartbeat_peers()
+            now = time.monotonic()
+            for peer in list(last_ok):
+                if peer not in peers:
+                    del last_ok[peer]
+            for peer in peers:
+                last_ok.setdefault(peer, now)
+                asyncio.create_task(self._ping(peer, interval, last_ok))
+            for peer, seen in last_ok.items():
+                if now - seen > grace:
+                    asyncio.create_task(self._report_failure(peer, now - seen))
+
+    async def _ping(self, peer: int, timeout: float, last_ok: dict[int, float]) -> None:
+        with contextlib.suppress(SdsError):
+            await self.call_osd(peer, mpb.PING, b"", timeout=max(timeout, 1.0))
+            if peer in last_ok:
+                last_ok[peer] = time.monotonic()
+
+    async def _report_failure(self, peer: int, silent_s: float) -> None:
+        log.warning("osd.%d silent for %.1fs: reporting it to the monitors", peer, silent_s)
+        with contextlib.suppress(SdsError):
+            await self.monc.command({"prefix": "osd failure", "target": peer,
+                                     "reporter": self.osd_id}, timeout=5.0)
 
     # -- statistics ---------------------------------------------------------------------------------
     def stats(self) -> mon_pb2.OsdStats:

@@ -242,3 +242,47 @@ async def test_flipped_byte_on_disk_gives_eio_never_wrong_data(cluster):
 async def _all_up(r: Rados) -> bool:
     await r.wait_for_map_change(0.5)
     return all(o.up for o in r.osdmap.osds)
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_heartbeat_grace": 3, "mon_osd_down_out_interval": 6})
+async def test_dead_osd_marked_down_then_out_while_writes_continue(cluster):
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("detect", pg_num=16, size=3, min_size=2)
+        io = r.ioctx("detect")
+        checker = AckChecker()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(checker.writer(io, "obj", stop))
+        await asyncio.sleep(1.0)
+        cluster.kill("osd.2")
+        killed = time.monotonic()
+        await wait_for(lambda: _down(r, [2]), 30, "osd.2 marked down")
+        marked_down = time.monotonic()
+        acked = len(checker.acked)
+
+        async def progressing():
+            return len(checker.acked) > acked + 20
+        await wait_for(progressing, 30, "writes to continue on the two remaining replicas")
+        await wait_for(lambda: _out(r, 2), 30, "osd.2 marked out")
+        marked_out = time.monotonic()
+        print(f"kill -> down {marked_down - killed:.1f}s (grace 3s), "
+              f"down -> out {marked_out - marked_down:.1f}s (interval 6s)")
+        cluster.start("osd.2")
+        await wait_for(lambda: _back_in(r, 2), 30, "osd.2 up and in again")
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(writer, 60)
+        await checker.verify(io)
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
+    cluster.down()
+    await assert_replicas_identical(cluster, checker.acked)
+
+
+async def _out(r: Rados, osd_id: int) -> bool:
+    await r.wait_for_map_change(0.5)
+    return not getattr(_osd(r, osd_id), "in")
+
+
+async def _back_in(r: Rados, osd_id: int) -> bool:
+    await r.wait_for_map_change(0.5)
+    osd = _osd(r, osd_id)
+    return osd.up and getattr(osd, "in")
