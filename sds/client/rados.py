@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import random
@@ -22,14 +23,15 @@ from sds.client.monclient import MonClient
 from sds.common.config import Config, find_conf
 from sds.common.errors import (
     ConnectionLost,
+    InvalidArgument,
     NotFound,
     Retry,
     TimedOut,
 )
 from sds.common.keyring import Keyring
 from sds.common.messenger import Messenger, Response
-from sds.common.osdmap import pool_by_name
-from sds.crush.placement import PlacementTable, object_to_pg
+from sds.common.osdmap import pool_by_id, pool_by_name
+from sds.crush.placement import PlacementTable, object_to_pg, parse_pg_name
 from sds.proto import maps_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -123,38 +125,58 @@ class Rados:
     # -- object ops ----------------------------------------------------------------
     async def _osd_call(self, pool_name: str, op: osd_pb2.OsdOp, data: bytes | memoryview = b"",
                         pg: int | None = None) -> Response:
-        """Send one op to the primary of its PG, following map changes until it is done."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.op_timeout
+        """Send one object op to the primary of its PG (same request id on every resend)."""
         op.client = self.client_id
         op.tid = next(self._tids)
-        reason = "no attempt made"
-        monc = self.monc
-        while True:
+
+        def locate() -> tuple[int, int]:
+            monc = self.monc
             pool = monc.pools.get(pool_name) or pool_by_name(monc.osdmap, pool_name)
             op.pool = pool.id
             op.pg = pg if pg is not None else object_to_pg(pool, op.oid)
-            primary = self.placement.primary(pool.id, op.pg)
+            return op.pool, op.pg
+
+        return await self._primary_call(locate, mpb.OSD_OP, op, data,
+                                        f"op on {pool_name}/{op.oid}")
+
+    async def pg_command(self, pgid: str, cmd: dict) -> dict:
+        """An admin command (query, scrub, deep-scrub, repair) run by the PG's primary."""
+        try:
+            pool_id, ps = parse_pg_name(pgid)
+        except ValueError:
+            raise InvalidArgument(f"'{pgid}' is not a PG id like 1.1f") from None
+        pool = pool_by_id(self.osdmap, pool_id)
+        if ps >= pool.pg_num:
+            raise NotFound(f"pool '{pool.name}' has no PG {pgid} (pg_num {pool.pg_num})")
+        req = osd_pb2.PgCommand(pool=pool_id, pg=ps, cmd_json=json.dumps(cmd))
+        resp = await self._primary_call(lambda: (pool_id, ps), mpb.OSD_PG_COMMAND, req, b"",
+                                        f"{cmd.get('prefix')} on pg {pgid}")
+        return json.loads(resp.parse(osd_pb2.PgCommandReply).out_json)
+
+    async def _primary_call(self, locate, msg_type: int, payload, data, what: str) -> Response:
+        """Send to the primary of the PG `locate()` names, following map changes until done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.op_timeout
+        reason = "no attempt made"
+        monc = self.monc
+        while True:
+            pool_id, pg = locate()
+            primary = self.placement.primary(pool_id, pg)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimedOut(f"op on {pool_name}/{op.oid} did not complete in "
-                               f"{self.op_timeout:g}s: {reason}")
+                raise TimedOut(f"{what} did not complete in {self.op_timeout:g}s: {reason}")
             if primary is None:
-                reason = f"PG {pool.id}.{op.pg:x} has no up OSD"
+                reason = f"PG {pool_id}.{pg:x} has no up OSD"
                 await self.wait_for_map_change(min(remaining, 1.0))
                 continue
-            addr = monc.addrs[primary]
-            epoch = monc.osdmap.epoch
             try:
-                conn = await self.messenger.connect(addr, timeout=min(remaining, 3.0))
-                return await conn.call(mpb.OSD_OP, op, data, epoch=epoch, timeout=remaining)
-            except Retry as e:
+                conn = await self.messenger.connect(monc.addrs[primary],
+                                                    timeout=min(remaining, 3.0))
+                return await conn.call(msg_type, payload, data, epoch=monc.osdmap.epoch,
+                                       timeout=remaining)
+            except (Retry, ConnectionLost) as e:
                 reason = f"osd.{primary}: {e}"
-                log.debug("op %s/%s tid %d: retry: %s", pool_name, op.oid, op.tid, reason)
-                await self.wait_for_map_change(min(remaining, 0.5))
-            except ConnectionLost as e:
-                reason = f"osd.{primary} unreachable: {e}"
-                log.debug("op %s/%s tid %d: %s", pool_name, op.oid, op.tid, reason)
+                log.debug("%s: %s", what, reason)
                 await self.wait_for_map_change(min(remaining, 0.5))
 
 

@@ -49,6 +49,9 @@ OPTIONS: dict[str, Option] = {
                "distinct OSDs that must report a peer before the mons mark it down"),
         Option("mon_osd_down_out_interval", float, 600.0,
                "seconds an OSD may stay down before the mons mark it out (0: never)"),
+        Option("osd_scrub_interval", float, 86400.0, "seconds between light scrubs of a PG"),
+        Option("osd_deep_scrub_interval", float, 604800.0,
+               "seconds between deep scrubs (every byte checksummed) of a PG"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),
         Option("client_mon_timeout", float, 15.0, "seconds a client waits for a monitor answer"),
     ]

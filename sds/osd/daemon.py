@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -21,6 +22,7 @@ from sds.common.daemon import Daemon
 from sds.common.errors import (
     ChecksumError,
     ConnectionLost,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     Retry,
@@ -30,7 +32,7 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, pool_by_id
-from sds.osd import ops
+from sds.osd import ops, scrub
 from sds.osd.pg import PG
 from sds.osd.store.durable import DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
@@ -76,6 +78,8 @@ class OsdDaemon(Daemon):
                                   (mpb.OSD_PG_QUERY, self._on_pg_query),
                                   (mpb.OSD_PG_PUSH, self._on_pg_push),
                                   (mpb.OSD_PG_PULL, self._on_pg_pull),
+                                  (mpb.OSD_PG_SCRUB, self._on_pg_scrub),
+                                  (mpb.OSD_PG_COMMAND, self._on_pg_command),
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
@@ -84,6 +88,7 @@ class OsdDaemon(Daemon):
         self.tasks.append(asyncio.create_task(self._keep_mon_session()))
         self.tasks.append(asyncio.create_task(self._report_stats()))
         self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self.tasks.append(asyncio.create_task(self._scrub_scheduler()))
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
 
     async def stop(self) -> None:
@@ -202,16 +207,24 @@ class OsdDaemon(Daemon):
         await self._wait_min_size(pg, deadline)
         return await pg.do_write(op, data, env.epoch, deadline)
 
+    async def in_reader(self, fn, *args):
+        """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
     async def _read(self, pg: PG, op: osd_pb2.OsdOp):
-        """Small reads run inline; large ones in reader threads, so disk reads overlap."""
-        if op.code != osd_pb2.OsdOp.READ or not ops.is_large_read(self.store, pg.coll, op):
-            return ops.execute_read(self.store, pg.coll, op)
-        loop = asyncio.get_running_loop()
+        """Small reads run inline, large ones in reader threads. Bytes that fail their
+        checksum are never returned: the object is repaired from a replica and read again."""
         try:
-            return await loop.run_in_executor(self._readers, ops.execute_read, self.store,
-                                              pg.coll, op)
-        except ChecksumError:
-            # the object may have been rewritten under the reader's snapshot: look again
+            if op.code == osd_pb2.OsdOp.READ and ops.is_large_read(self.store, pg.coll, op):
+                try:
+                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op)
+                except ChecksumError:
+                    pass  # maybe rewritten under the reader's snapshot: look again inline
+            return ops.execute_read(self.store, pg.coll, op)
+        except ChecksumError as e:
+            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid, e)
+            if not await pg.repair_on_read(op.oid):
+                raise
             return ops.execute_read(self.store, pg.coll, op)
 
     async def _wait_min_size(self, pg: PG, deadline: float) -> None:
@@ -268,6 +281,53 @@ class OsdDaemon(Daemon):
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
         return pg.object_state(state.oid)
+
+    async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        req = osd_pb2.ScrubRequest()
+        req.ParseFromString(env.payload)
+        pg = self._replica_pg(req.pool, req.pg, conn)
+        return await self.in_reader(scrub.build_map, self.store, pg.coll, req.deep)
+
+    async def _on_pg_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        req = osd_pb2.PgCommand()
+        req.ParseFromString(env.payload)
+        try:
+            cmd = json.loads(req.cmd_json)
+            prefix = cmd["prefix"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidArgument("a PG command is a JSON object with a 'prefix'") from None
+        conn.peer.require("osd", "r" if prefix == "query" else "rwx")
+        pg = await self._pg_for(req.pool, req.pg, env.epoch)
+        if prefix == "query":
+            out = pg.query()
+        elif prefix in ("scrub", "deep-scrub"):
+            found = await pg.scrub(deep=prefix == "deep-scrub")
+            out = {"pgid": pg.coll, "deep": prefix == "deep-scrub",
+                   "inconsistent": [f.as_dict() for f in found]}
+        elif prefix == "repair":
+            out = {"pgid": pg.coll, "repaired": await pg.repair(),
+                   "inconsistent": [f.as_dict() for f in pg.inconsistent.values()]}
+        else:
+            raise InvalidArgument(f"unknown PG command '{prefix}' "
+                                  "(query, scrub, deep-scrub, repair)")
+        return osd_pb2.PgCommandReply(out_json=json.dumps(out))
+
+    async def _scrub_scheduler(self) -> None:
+        """Light and deep scrubs of the PGs we are primary of, when they are due."""
+        light = float(self.config.get("osd_scrub_interval"))
+        deep = float(self.config.get("osd_deep_scrub_interval"))
+        started = time.time()
+        while True:
+            await asyncio.sleep(min(light, deep, 60.0) / 4)
+            for pg in list(self.pgs.values()):
+                if not pg.is_primary or not pg.active.is_set():
+                    continue
+                now = time.time()
+                due_deep = now - (pg.last_deep_scrub or started) >= deep
+                due_light = now - (pg.last_scrub or started) >= light
+                if due_deep or due_light:
+                    with contextlib.suppress(SdsError):
+                        await pg.scrub(deep=due_deep)
 
     # -- heartbeats ----------------------------------------------------------------------------
     def heartbeat_peers(self) -> set[int]:
@@ -326,7 +386,8 @@ class OsdDaemon(Daemon):
             objects, bytes_ = self._pg_usage(pg)
             st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(pool.size, len(pg.acting)),
                        num_objects=objects, num_bytes=bytes_, last_v=pg.log.head,
-                       acting=pg.acting, reason=pg.reason)
+                       acting=pg.acting, reason=pg.reason, inconsistent=sorted(pg.inconsistent),
+                       last_scrub=pg.last_scrub, last_deep_scrub=pg.last_deep_scrub)
         return st
 
     def _pg_usage(self, pg: PG) -> tuple[int, int]:

@@ -16,9 +16,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from sds.common.errors import ConnectionLost, Retry, TimedOut, Unavailable, from_code
+from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable, from_code
 from sds.crush.placement import pg_name
-from sds.osd import ops
+from sds.osd import ops, scrub
 from sds.osd.pglog import PgLog
 from sds.osd.store.base import Transaction
 from sds.proto import messenger_pb2 as mpb
@@ -51,6 +51,10 @@ class PG:
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
         self.next_v = self.log.head + 1
+        self.inconsistent: dict[str, scrub.Inconsistency] = {}
+        self.last_scrub = 0.0
+        self.last_deep_scrub = 0.0
+        self.scrubbing = ""
         self.created = False
         self._create_lock = asyncio.Lock()
 
@@ -331,8 +335,105 @@ class PG:
 
     def pg_state(self, pool_size: int, up_count: int) -> str:
         if self.state != "active":
-            return self.state
-        if len(self.acting) < pool_size:
-            return "active+undersized+degraded"
-        return "active+clean"
+            state = self.state
+        elif len(self.acting) < pool_size:
+            state = "active+undersized+degraded"
+        else:
+            state = "active+clean"
+        if self.scrubbing:
+            state += "+" + self.scrubbing
+        if self.inconsistent:
+            state += "+inconsistent"
+        return state
+
+    # -- scrub and repair ---------------------------------------------------------------------
+    async def scrub(self, deep: bool) -> list[scrub.Inconsistency]:
+        """Compare every member's copy of the PG; remembers and returns what differs."""
+        if not self.is_primary:
+            raise Retry(f"osd.{self.osd.osd_id} is not primary of {self.coll}")
+        await self.wait_active(time.monotonic() + 30)
+        interval = self.interval
+        self.scrubbing = "scrubbing+deep" if deep else "scrubbing"
+        try:
+            maps = {self.osd.osd_id: await self.osd.in_reader(
+                scrub.build_map, self.osd.store, self.coll, deep)}
+            for peer in self.replicas():
+                resp = await self.osd.call_osd(peer, mpb.OSD_PG_SCRUB, osd_pb2.ScrubRequest(
+                    pool=self.pool_id, pg=self.ps, deep=deep), timeout=600)
+                maps[peer] = resp.parse(osd_pb2.ScrubMap)
+        finally:
+            self.scrubbing = ""
+        if self.interval != interval:
+            raise Retry(f"pg {self.coll} changed interval during the scrub; scrub again")
+        findings = scrub.compare(maps, self.osd.osd_id, deep)
+        if deep or not findings:
+            self.inconsistent = {f.oid: f for f in findings}
+        else:  # a light scrub cannot clear what a deep scrub found
+            self.inconsistent.update({f.oid: f for f in findings})
+        now = time.time()
+        self.last_scrub = now
+        if deep:
+            self.last_deep_scrub = now
+        if findings:
+            log.warning("pg %s %sscrub: %d inconsistent objects: %s", self.coll,
+                        "deep-" if deep else "", len(findings),
+                        ", ".join(f.oid for f in findings[:10]))
+        return findings
+
+    async def repair(self) -> list[dict]:
+        """Deep-scrub, then overwrite every bad copy with the authoritative one."""
+        findings = await self.scrub(deep=True)
+        repaired = []
+        for finding in findings:
+            if not finding.good:
+                continue  # no readable copy anywhere: nothing to repair from
+            async with self._object_lock(finding.oid):
+                state, data = await self._fetch_copy(finding.oid, finding.good)
+                for osd in finding.bad:
+                    if osd == self.osd.osd_id:
+                        await self.apply_object_state(state, memoryview(data), [])
+                    else:
+                        await self.osd.call_osd(osd, mpb.OSD_PG_PUSH, state, data, timeout=60)
+            repaired.append(finding.as_dict())
+        if repaired:
+            await self.scrub(deep=True)
+        return repaired
+
+    async def _fetch_copy(self, oid: str, holders: list[int]) -> tuple[osd_pb2.ObjectState, bytes]:
+        if self.osd.osd_id in holders:
+            return self.object_state(oid)
+        resp = await self.osd.call_osd(holders[0], mpb.OSD_PG_PULL, osd_pb2.ObjectState(
+            pool=self.pool_id, pg=self.ps, oid=oid), timeout=60)
+        return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
+
+    async def repair_on_read(self, oid: str) -> bool:
+        """Our copy failed its checksum: replace it with a replica's copy of the same version."""
+        version = self.osd.store.stat(self.coll, oid).version
+        async with self._object_lock(oid):
+            for peer in self.replicas():
+                try:
+                    state, data = await self._fetch_copy(oid, [peer])
+                except SdsError as e:
+                    log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
+                                oid, e)
+                    continue
+                if state.exists and state.version == version:
+                    await self.apply_object_state(state, memoryview(data), [])
+                    log.warning("pg %s: repaired %s from osd.%d after a checksum error",
+                                self.coll, oid, peer)
+                    return True
+        self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
+        return False
+
+    def query(self) -> dict:
+        """Why the PG is in its state, for `sds pg PGID query`."""
+        pool = self.osd.osdmap.pools
+        size = next((p.size for p in pool if p.id == self.pool_id), 0)
+        return {"pgid": self.coll, "state": self.pg_state(size, len(self.acting)),
+                "acting": self.acting, "up": self.acting, "primary": self.osd.osd_id,
+                "reason": self.reason, "interval_epoch": self.interval_epoch,
+                "last_update": self.log.head, "log_tail": self.log.tail,
+                "log_entries": len(self.log.entries),
+                "last_scrub": self.last_scrub, "last_deep_scrub": self.last_deep_scrub,
+                "inconsistent": [f.as_dict() for f in self.inconsistent.values()]}
 

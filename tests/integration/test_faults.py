@@ -203,40 +203,76 @@ async def _down(r: Rados, ids: list[int]) -> bool:
     return all(not _osd(r, i).up for i in ids)
 
 
-async def test_flipped_byte_on_disk_gives_eio_never_wrong_data(cluster):
-    from sds.common.errors import ChecksumError
+ALL_DAEMONS = ("osd.0", "osd.1", "osd.2", "mgr.x", "mon.0", "mon.1", "mon.2")
+
+
+async def flip_byte_on_disk(cluster, osd: int, coll: str, oid: str, offset: int) -> None:
+    """Stop the cluster, flip one stored byte of `oid` in osd's store, start it again."""
+    for name in ALL_DAEMONS:
+        cluster.stop(name)
+    store = DurableStore(cluster.dir / f"osd.{osd}" / "store")
+    try:
+        path, at = store._block_location(coll, oid, offset)
+    finally:
+        await store.close()
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x5A]))
+    for name in reversed(ALL_DAEMONS):
+        cluster.start(name)
+
+
+async def _big_object(cluster, pool: str):
     from sds.crush.placement import object_to_pg, pg_name
 
     big = os.urandom(4 << 20)
     async with Rados(cluster.conf) as r:
-        await r.pool_create("scrubme", pg_num=8, size=3)
-        io = r.ioctx("scrubme")
+        await r.pool_create(pool, pg_num=8, size=3)
+        io = r.ioctx(pool)
         await io.write_full("victim", big)
         await io.write_full("bystander", b"fine")
-        p = r.monc.pools["scrubme"]
+        p = r.monc.pools[pool]
         pg = object_to_pg(p, "victim")
-        primary = r.placement.primary(p.id, pg)
-    for name in ("osd.0", "osd.1", "osd.2", "mgr.x", "mon.0", "mon.1", "mon.2"):
-        cluster.stop(name)
-    store = DurableStore(cluster.dir / f"osd.{primary}" / "store")
-    try:
-        path, offset = store._block_location(pg_name(p.id, pg), "victim", 1_000_000)
-    finally:
-        await store.close()
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x5A]))
-    for name in ("mon.0", "mon.1", "mon.2", "osd.0", "osd.1", "osd.2", "mgr.x"):
-        cluster.start(name)
+        return big, pg_name(p.id, pg), r.placement.pg_up(p.id, pg)
+
+
+async def test_corrupt_primary_copy_is_never_returned_and_repaired_on_read(cluster):
+    big, pgid, acting = await _big_object(cluster, "readrepair")
+    await flip_byte_on_disk(cluster, acting[0], pgid, "victim", 1_000_000)
     async with Rados(cluster.conf) as r:
         await wait_for(lambda: _all_up(r), 30, "all OSDs up again")
-        io = r.ioctx("scrubme")
-        with pytest.raises(ChecksumError):
-            await io.read("victim")
-        assert await io.read("victim", length=4096) == big[:4096]  # intact blocks still read
+        io = r.ioctx("readrepair")
+        assert await io.read("victim") == big       # served from a good replica, not EIO
         assert await io.read("bystander") == b"fine"
+        report = await r.pg_command(pgid, {"prefix": "deep-scrub"})
+        assert report["inconsistent"] == []          # the primary's copy was repaired
+
+
+async def test_deep_scrub_finds_corrupt_replica_and_repair_fixes_it(cluster):
+    big, pgid, acting = await _big_object(cluster, "scrubme")
+    replica = acting[2]
+    await flip_byte_on_disk(cluster, replica, pgid, "victim", 3_000_000)
+    async with Rados(cluster.conf) as r:
+        await wait_for(lambda: _all_up(r), 30, "all OSDs up again")
+        light = await r.pg_command(pgid, {"prefix": "scrub"})
+        assert light["inconsistent"] == []           # sizes and versions still agree
+        deep = await r.pg_command(pgid, {"prefix": "deep-scrub"})
+        [finding] = deep["inconsistent"]
+        assert finding["object"] == "victim" and list(finding["bad"]) == [f"osd.{replica}"]
+        query = await r.pg_command(pgid, {"prefix": "query"})
+        assert "inconsistent" in query["state"]
+        repaired = await r.pg_command(pgid, {"prefix": "repair"})
+        assert [f["object"] for f in repaired["repaired"]] == ["victim"]
+        assert repaired["inconsistent"] == []
+        assert await r.ioctx("scrubme").read("victim") == big
+    cluster.down()
+    store = DurableStore(cluster.dir / f"osd.{replica}" / "store")
+    try:
+        assert store.read(pgid, "victim") == big     # the replica's bytes are good again
+    finally:
+        await store.close()
 
 
 async def _all_up(r: Rados) -> bool:
