@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 
 from sds.cli import bench as bench_mod
 from sds.cli import format as fmt
-from sds.common.errors import InvalidArgument
+from sds.common.errors import InvalidArgument, NotFound
 
 
 @dataclass
@@ -151,6 +151,68 @@ async def osd_map(ctx: Context, rados, a) -> Output:
     """Where an object lives: PG, up/acting OSDs and primary."""
     data = await rados.mon_command(mon("osd map", pool=a.pool, object=a.object))
     return Output(data, fmt.osd_map(data))
+
+
+# ---------------------------------------------------------------- PGs (run by their primary)
+
+def _pg_report(data: dict) -> str:
+    found = data.get("inconsistent") or []
+    lines = [f"pg {data.get('pgid')}: " + (f"{len(found)} inconsistent objects" if found
+                                           else "no inconsistencies")]
+    for f in found:
+        bad = ", ".join(f"{osd} ({why})" for osd, why in f.get("bad", {}).items())
+        lines.append(f"    {f['object']}: bad copies on {bad}")
+    for f in data.get("repaired") or []:
+        lines.append(f"    repaired {f['object']}")
+    return "\n".join(lines)
+
+
+@cli("pg scrub", args=(arg("pgid"),))
+async def pg_scrub(ctx: Context, rados, a) -> Output:
+    """Light scrub: compare object lists, sizes and versions across the PG's replicas."""
+    data = await rados.pg_command(a.pgid, {"prefix": "scrub"})
+    return Output(data, _pg_report(data))
+
+
+@cli("pg deep-scrub", args=(arg("pgid"),))
+async def pg_deep_scrub(ctx: Context, rados, a) -> Output:
+    """Deep scrub: also compare the CRC32C of every replica's data, xattrs and omap."""
+    data = await rados.pg_command(a.pgid, {"prefix": "deep-scrub"})
+    return Output(data, _pg_report(data))
+
+
+@cli("pg repair", args=(arg("pgid"),))
+async def pg_repair(ctx: Context, rados, a) -> Output:
+    """Deep-scrub, then overwrite damaged copies with the authoritative one."""
+    data = await rados.pg_command(a.pgid, {"prefix": "repair"})
+    return Output(data, _pg_report(data))
+
+
+@cli("pg query", args=(arg("pgid"),))
+async def pg_query(ctx: Context, rados, a) -> Output:
+    """A PG's state and why (also spelled `sds pg PGID query`, like ceph)."""
+    data = await rados.pg_command(a.pgid, {"prefix": "query"})
+    return Output(data, fmt.to_json(data))
+
+
+@cli("osd deep-scrub", args=(arg("id"),))
+async def osd_deep_scrub(ctx: Context, rados, a) -> Output:
+    """Deep-scrub every PG the OSD is primary of."""
+    osd_id = _ids([a.id])[0]
+    if all(o.id != osd_id for o in rados.osdmap.osds):
+        raise NotFound(f"osd.{osd_id} does not exist")
+    results = []
+    for pool in rados.osdmap.pools:
+        for ps in range(pool.pg_num):
+            if rados.placement.primary(pool.id, ps) == osd_id:
+                pgid = f"{pool.id}.{ps:x}"
+                print(f"deep-scrubbing pg {pgid}", file=ctx.progress_out, flush=True)
+                results.append(await rados.pg_command(pgid, {"prefix": "deep-scrub"}))
+    bad = [r for r in results if r.get("inconsistent")]
+    text = f"osd.{osd_id}: deep-scrubbed {len(results)} PGs, {len(bad)} inconsistent"
+    if bad:
+        text += "\n" + "\n".join(_pg_report(r) for r in bad)
+    return Output({"osd": osd_id, "pgs": results}, text)
 
 
 def _ids(values: list[str]) -> list[int]:

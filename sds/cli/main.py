@@ -118,6 +118,14 @@ def _missing_subcommand(args: argparse.Namespace, parser: Parser) -> int:
     raise InvalidArgument(f"`sds {' '.join(group)}` needs a subcommand: {', '.join(names)}")
 
 
+def _ceph_spellings(argv: list[str]) -> list[str]:
+    """Accept `pg PGID query` (ceph's word order) as `pg query PGID`."""
+    for i in range(len(argv) - 2):
+        if argv[i] == "pg" and argv[i + 2] == "query" and "." in argv[i + 1]:
+            return argv[:i] + ["pg", "query", argv[i + 1]] + argv[i + 3:]
+    return argv
+
+
 def main(argv: list[str] | None = None, *, rados_factory: RadosFactory | None = None,
          stdin: BinaryIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None, *, rados_factory: RadosFactory | None = 
     stdin = stdin or sys.stdin.buffer
     parser = build_parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(_ceph_spellings(sys.argv[1:] if argv is None else argv))
         command: cmds.CliCommand | None = getattr(args, "_command", None)
         if command is None:
             return _missing_subcommand(args, parser)
