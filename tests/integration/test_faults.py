@@ -51,6 +51,19 @@ class AckChecker:
             await asyncio.gather(*(one(seq + i) for i in range(concurrency)))
             seq += concurrency
 
+    async def big_writer(self, io, prefix: str, stop: asyncio.Event) -> None:
+        """Overwrites a few 1 MiB objects (copy-on-write extents) until stopped."""
+        seq = 0
+        while not stop.is_set():
+            name = f"{prefix}-{seq % 4}"
+            data = self.payload(name, seq, 1 << 20)
+            try:
+                await io.write_full(name, data)
+                self.acked[name] = data
+            except SdsError:
+                self.failed += 1
+            seq += 1
+
     async def verify(self, io) -> None:
         for name, data in self.acked.items():
             got = await io.read(name)
@@ -322,3 +335,122 @@ async def _back_in(r: Rados, osd_id: int) -> bool:
     await r.wait_for_map_change(0.5)
     osd = _osd(r, osd_id)
     return osd.up and getattr(osd, "in")
+
+
+KILL_LOOPS = int(os.environ.get("SDS_FAULT_KILL_LOOPS", "20"))
+
+
+async def test_repeated_kill9_of_an_osd_mid_write_keeps_its_store_consistent(cluster):
+    """kill -9 the same OSD again and again while writes (small and 1 MiB) are in flight."""
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("crashloop", pg_num=8, size=3)
+        io = r.ioctx("crashloop")
+        checker = AckChecker()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(checker.writer(io, "obj", stop))
+        big_writer = asyncio.create_task(checker.big_writer(io, "big", stop))
+        for _ in range(KILL_LOOPS):
+            booted_in = _osd(r, 1).up_from
+            await asyncio.sleep(0.3)
+            cluster.kill("osd.1")
+            cluster.start("osd.1")
+            await wait_for(lambda b=booted_in: _rebooted(r, 1, b), 30, "osd.1 to boot again")
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(writer, big_writer), 120)
+        await checker.verify(io)
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
+        for pool in r.osdmap.pools:
+            for ps in range(pool.pg_num):
+                report = await r.pg_command(f"{pool.id}.{ps:x}", {"prefix": "deep-scrub"})
+                assert report["inconsistent"] == [], report
+    cluster.down()
+    for osd in ("osd.0", "osd.1", "osd.2"):
+        store = DurableStore(cluster.dir / osd / "store")
+        try:
+            assert store.fsck() == [], f"{osd} store inconsistent"
+        finally:
+            await store.close()
+    await assert_replicas_identical(cluster, checker.acked)
+
+
+THRASH_SECONDS = float(os.environ.get("SDS_THRASH_SECONDS", "25"))
+
+
+@pytest.mark.cluster_opts(osds=4, extra_conf={"osd_heartbeat_grace": 3,
+                                              "mon_osd_down_out_interval": 8})
+async def test_thrasher(cluster):
+    """Random kill -9/restart, stop/start, out/in of OSDs under load; then all must heal."""
+    import random
+
+    seed = int(os.environ.get("SDS_THRASH_SEED", "7"))
+    rng = random.Random(seed)
+    print(f"thrasher seed {seed} (SDS_THRASH_SEED={seed} replays the same actions)")
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("thrash", pg_num=16, size=3, min_size=2)
+        io = r.ioctx("thrash")
+        checker = AckChecker()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(checker.writer(io, "obj", stop))
+        dead: set[int] = set()
+        out: set[int] = set()
+        deadline = time.monotonic() + THRASH_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(1.0, 3.0))
+            victim = rng.randrange(4)
+            action = rng.choice(["kill", "restart", "out", "in"])
+            if action == "kill" and not dead:   # at most one OSD dead: min_size stays reachable
+                cluster.kill(f"osd.{victim}")
+                dead.add(victim)
+            elif action == "restart" and dead:
+                victim = dead.pop()
+                cluster.start(f"osd.{victim}")
+            elif action == "out" and len(out) < 1 and victim not in dead:
+                await r.mon_command({"prefix": "osd out", "ids": [victim]})
+                out.add(victim)
+            elif action == "in" and out:
+                victim = out.pop()
+                await r.mon_command({"prefix": "osd in", "ids": [victim]})
+            else:
+                continue
+            print(f"thrash: {action} osd.{victim}; dead {sorted(dead)} out {sorted(out)}")
+        for osd in dead:
+            cluster.start(f"osd.{osd}")
+        if out:
+            await r.mon_command({"prefix": "osd in", "ids": sorted(out)})
+        await wait_for(lambda: _all_up_and_in(r), 60, "every OSD up and in")
+        stop.set()
+        await asyncio.wait_for(writer, 120)
+        await checker.verify(io)
+        await wait_for(lambda: _all_clean(r), 90, "all PGs active+clean")
+        final = {name: r.placement.pg_up(r.monc.pools["thrash"].id,
+                                         _pg_of(r, "thrash", name)) for name in checker.acked}
+    cluster.down()
+    await assert_acting_copies_identical(cluster, "thrash", checker.acked, final)
+
+
+def _pg_of(r: Rados, pool: str, name: str) -> int:
+    from sds.crush.placement import object_to_pg
+    return object_to_pg(r.monc.pools[pool], name)
+
+
+async def _all_up_and_in(r: Rados) -> bool:
+    await r.wait_for_map_change(0.5)
+    return all(o.up and getattr(o, "in") for o in r.osdmap.osds)
+
+
+async def assert_acting_copies_identical(cluster, pool: str, acked: dict[str, bytes],
+                                         acting: dict[str, list[int]]) -> None:
+    """Every acked object is on each OSD of its final acting set, byte for byte."""
+    stores = {}
+    try:
+        for osd in sorted({o for osds in acting.values() for o in osds}):
+            stores[osd] = DurableStore(cluster.dir / f"osd.{osd}" / "store")
+        for name, data in acked.items():
+            for osd in acting[name]:
+                colls = [c for c in stores[osd].list_collections()
+                         if stores[osd].exists(c, name)]
+                assert colls, f"{name} missing on osd.{osd}"
+                assert stores[osd].read(colls[0], name) == data, f"{name} differs on osd.{osd}"
+    finally:
+        for store in stores.values():
+            await store.close()
