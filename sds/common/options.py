@@ -49,6 +49,8 @@ OPTIONS: dict[str, Option] = {
                "distinct OSDs that must report a peer before the mons mark it down"),
         Option("mon_osd_down_out_interval", float, 600.0,
                "seconds an OSD may stay down before the mons mark it out (0: never)"),
+        Option("osd_recovery_max_active", int, 3,
+               "objects an OSD recovers or backfills at once: the one recovery speed knob"),
         Option("osd_scrub_interval", float, 86400.0, "seconds between light scrubs of a PG"),
         Option("osd_deep_scrub_interval", float, 604800.0,
                "seconds between deep scrubs (every byte checksummed) of a PG"),

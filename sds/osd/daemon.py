@@ -60,7 +60,9 @@ class OsdDaemon(Daemon):
         self.monc: MonClient | None = None
         self.pgs: dict[tuple[int, int], PG] = {}
         self.tasks: list[asyncio.Task] = []
-        self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0}
+        self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0,
+                     "recovered_objects": 0}
+        self.recovery_slots = asyncio.Semaphore(int(config.get("osd_recovery_max_active")))
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
@@ -375,7 +377,8 @@ class OsdDaemon(Daemon):
                               num_objects=fs.get("objects", 0), ops=self.perf["ops"],
                               op_bytes_in=self.perf["bytes_in"],
                               op_bytes_out=self.perf["bytes_out"],
-                              read_ops=self.perf["reads"], write_ops=self.perf["writes"])
+                              read_ops=self.perf["reads"], write_ops=self.perf["writes"],
+                              recovered_objects=self.perf["recovered_objects"])
         for (pool_id, ps), pg in sorted(self.pgs.items()):
             if not pg.is_primary:
                 continue
@@ -387,7 +390,8 @@ class OsdDaemon(Daemon):
             st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(pool.size, len(pg.acting)),
                        num_objects=objects, num_bytes=bytes_, last_v=pg.log.head,
                        acting=pg.acting, reason=pg.reason, inconsistent=sorted(pg.inconsistent),
-                       last_scrub=pg.last_scrub, last_deep_scrub=pg.last_deep_scrub)
+                       last_scrub=pg.last_scrub, last_deep_scrub=pg.last_deep_scrub,
+                       recovery_total=pg.recovery_total, recovery_done=pg.recovery_done)
         return st
 
     def _pg_usage(self, pg: PG) -> tuple[int, int]:

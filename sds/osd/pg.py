@@ -55,6 +55,8 @@ class PG:
         self.last_scrub = 0.0
         self.last_deep_scrub = 0.0
         self.scrubbing = ""
+        self.recovery_total = 0   # objects to recover in this interval, and how many are done
+        self.recovery_done = 0
         self.created = False
         self._create_lock = asyncio.Lock()
 
@@ -100,6 +102,7 @@ class PG:
 
     # -- peering -------------------------------------------------------------------------
     async def _peer(self, interval: tuple) -> None:
+        self.recovery_total = self.recovery_done = 0
         try:
             await self.ensure_collection()
             infos = await self._gather_infos(interval)
@@ -157,10 +160,11 @@ class PG:
                 for oid in stale:
                     txn.remove(self.coll, oid)
                 await self.osd.store.apply(txn)
-        for oid in sorted(wanted):
+        async def pull(oid: str) -> None:
             resp = await self.osd.call_osd(peer, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
                 pool=self.pool_id, pg=self.ps, oid=oid), timeout=30.0)
             await self.apply_object_state(resp.parse(osd_pb2.ObjectState), resp.data, [])
+        await self._recover_all(sorted(wanted), pull)
         txn = Transaction()
         for entry in entries:
             if entry.v > self.log.head:
@@ -179,12 +183,24 @@ class PG:
             changed = set(changed)
             removed_remote = set(peer_objects or []) - changed
         entries = self.log.after(peer_head)
-        for oid in sorted(changed | removed_remote):
+        async def push(oid: str) -> None:
             state, data = self.object_state(oid)
             await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, state, data, timeout=30.0)
+        await self._recover_all(sorted(changed | removed_remote), push)
         final = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid="", exists=False)
         final.log.extend(entries)
         await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, final, timeout=30.0)
+
+    async def _recover_all(self, oids: list[str], recover_one) -> None:
+        """Recover objects concurrently, within the OSD-wide osd_recovery_max_active bound."""
+        self.recovery_total += len(oids)
+
+        async def one(oid: str) -> None:
+            async with self.osd.recovery_slots:
+                await recover_one(oid)
+            self.recovery_done += 1
+            self.osd.perf_add(recovered_objects=1)
+        await asyncio.gather(*(one(oid) for oid in oids))
 
     def object_state(self, oid: str) -> tuple[osd_pb2.ObjectState, bytes]:
         store = self.osd.store
