@@ -454,3 +454,33 @@ async def assert_acting_copies_identical(cluster, pool: str, acked: dict[str, by
     finally:
         for store in stores.values():
             await store.close()
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_heartbeat_grace": 3})
+async def test_leader_mon_killed_during_load_and_osd_failure(cluster):
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("monkill", pg_num=16, size=3, min_size=2)
+        io = r.ioctx("monkill")
+        checker = AckChecker()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(checker.writer(io, "obj", stop))
+        await asyncio.sleep(1.0)
+        leader = int((await r.mon_command({"prefix": "mon stat"}))["leader_rank"])
+        cluster.kill("osd.2")
+        await asyncio.sleep(0.5)
+        cluster.kill(f"mon.{leader}")
+        await wait_for(lambda: _down(r, [2]), 30, "osd.2 marked down by the new quorum")
+        stat = await r.mon_command({"prefix": "mon stat"})
+        assert leader not in stat["quorum"] and len(stat["quorum"]) == 2
+        acked = len(checker.acked)
+
+        async def progressing():
+            return len(checker.acked) > acked + 20
+        await wait_for(progressing, 30, "writes to continue with 2 mons and 2 OSDs")
+        cluster.start(f"mon.{leader}")
+        cluster.start("osd.2")
+        await wait_for(lambda: _back_in(r, 2), 30, "osd.2 back")
+        stop.set()
+        await asyncio.wait_for(writer, 60)
+        await checker.verify(io)
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
