@@ -37,7 +37,33 @@ def apply_incremental(osdmap: maps_pb2.OsdMap, inc: maps_pb2.OsdMapIncremental) 
     if inc.has_new_flags:
         del new.flags[:]
         new.flags.extend(inc.new_flags)
+    if inc.removed_pools or inc.new_pg_upmap_items or inc.removed_pg_upmap_items:
+        _apply_upmaps(new, inc)
     return new
+
+
+def _apply_upmaps(new: maps_pb2.OsdMap, inc: maps_pb2.OsdMapIncremental) -> None:
+    """Replace/remove upmap entries per pool/pg; drop those of pools that are gone."""
+    items = {(u.pool, u.pg): u for u in new.pg_upmap_items}
+    for u in inc.removed_pg_upmap_items:
+        items.pop((u.pool, u.pg), None)
+    for u in inc.new_pg_upmap_items:
+        items[(u.pool, u.pg)] = u
+    live = {p.id for p in new.pools}
+    keep = [items[k] for k in sorted(items) if k[0] in live and items[k].from_osd]
+    copies = []
+    for u in keep:
+        c = maps_pb2.PgUpmapItems()
+        c.CopyFrom(u)
+        copies.append(c)
+    del new.pg_upmap_items[:]
+    new.pg_upmap_items.extend(copies)
+
+
+def upmap_items(osdmap: maps_pb2.OsdMap) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """``{(pool, pg): [(from, to), ...]}`` of the map's upmap exceptions."""
+    return {(u.pool, u.pg): list(zip(u.from_osd, u.to_osd, strict=False))
+            for u in osdmap.pg_upmap_items}
 
 
 def pool_by_name(osdmap: maps_pb2.OsdMap, name: str) -> maps_pb2.Pool:

@@ -3,8 +3,9 @@
 * object -> PG: ``stable_mod(str_hash_rjenkins(name), pg_num, pg_mask)``, so
   growing ``pg_num`` splits PGs instead of reshuffling every object.
 * PG -> OSDs: CRUSH on ``pg_seed(pool, pg) = hash32_2(pg, pool)`` (Ceph's
-  "hashpspool" seed), then down OSDs are dropped with order kept; the first
-  remaining OSD is the primary.
+  "hashpspool" seed), then the PG's upmap exceptions (``pg_upmap_items``, set
+  by the balancer) replace some members, then down OSDs are dropped with order
+  kept; the first remaining OSD is the primary.
 
 A :class:`PlacementTable` is a pure function of one OSDMap epoch.  Keep one per
 epoch; it maps a pool's PGs the first time that pool is asked about.
@@ -13,13 +14,18 @@ epoch; it maps a pool's PGs the first time that pool is asked about.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from sds.crush.hash import hash32_2, str_hash_rjenkins
 from sds.crush.mapper import WEIGHT_ONE, CompiledCrush
+from sds.proto.crush_pb2 import CrushMap
 from sds.proto.maps_pb2 import OsdMap, Pool
 
 __all__ = [
     "PlacementTable",
+    "apply_upmap",
+    "crush_weights",
+    "domain_of",
     "object_hash",
     "object_to_pg",
     "parse_pg_name",
@@ -94,21 +100,109 @@ def _effective_reweight(info) -> int:
     return min(info.reweight, WEIGHT_ONE)
 
 
+def crush_weights(crush: CrushMap) -> dict[int, int]:
+    """16.16 CRUSH weight of every OSD placed in the hierarchy (first parent wins)."""
+    weights: dict[int, int] = {}
+    for b in crush.buckets:
+        for it in b.items:
+            if it.id >= 0:
+                weights.setdefault(it.id, it.weight)
+    return weights
+
+
+def _rule_domain(crush: CrushMap, rule_id: int) -> str:
+    for r in crush.rules:
+        if r.id == rule_id:
+            for op in ("chooseleaf_firstn", "choose_firstn"):
+                for step in r.steps:
+                    if step.op == op:
+                        return step.type
+    return crush.types[0] if crush.types else "osd"
+
+
+def domain_of(crush: CrushMap, domain_type: str) -> dict[int, int]:
+    """OSD id -> id of its ancestor bucket of ``domain_type`` (itself for the leaf type).
+
+    OSDs that are not in the hierarchy, or have no such ancestor, are their own domain.
+    """
+    parent: dict[int, int] = {}
+    for b in crush.buckets:
+        for it in b.items:
+            parent.setdefault(it.id, b.id)
+    types = {b.id: b.type for b in crush.buckets}
+    out: dict[int, int] = {}
+    for osd in (i for i in parent if i >= 0):
+        node = osd
+        seen = 0
+        while node in parent and types.get(node) != domain_type and seen <= len(types):
+            node = parent[node]
+            seen += 1
+        out[osd] = node if types.get(node) == domain_type else osd
+    return out
+
+
+def apply_upmap(raw: list[int], pairs, usable, domains: Mapping[int, int]) -> list[int]:
+    """Ceph's ``_apply_upmap`` for ``pg_upmap_items``, plus a failure-domain check.
+
+    Each ``(frm, to)`` in order replaces ``frm`` by ``to`` when ``frm`` is in the set,
+    ``to`` is not, ``to`` is usable (exists, up, in, nonzero weight) and ``to`` is not in
+    the failure domain of another member; otherwise the pair is ignored.
+    """
+    out = list(raw)
+    for frm, to in pairs:
+        if to in out or to not in usable:
+            continue
+        try:
+            pos = out.index(frm)
+        except ValueError:
+            continue
+        dom = domains.get(to, to)
+        if any(domains.get(o, o) == dom for i, o in enumerate(out) if i != pos):
+            continue
+        out[pos] = to
+    return out
+
+
 class PlacementTable:
     """PG -> OSD lists for one OSDMap epoch, mapped lazily per pool and cached.
 
-    ``pg_up`` is the CRUSH result with down OSDs removed (order kept), so it
-    may be shorter than the pool size, or empty.
+    ``pg_raw`` is the CRUSH result, ``pg_upmapped`` that with the upmap exceptions
+    applied, and ``pg_up`` the latter with down OSDs removed (order kept), so it may
+    be shorter than the pool size, or empty.
     """
 
     def __init__(self, osdmap: OsdMap):
         self.epoch: int = osdmap.epoch
+        self._crush_map = osdmap.crush
         self._crush = CompiledCrush(osdmap.crush)
         self._pools: dict[int, Pool] = {p.id: p for p in osdmap.pools}
         self._reweights: dict[int, int] = {o.id: _effective_reweight(o) for o in osdmap.osds}
         self._up: frozenset[int] = frozenset(o.id for o in osdmap.osds if o.up)
+        self._upmaps: dict[int, dict[int, list[tuple[int, int]]]] = {}
+        for u in osdmap.pg_upmap_items:
+            self._upmaps.setdefault(u.pool, {})[u.pg] = list(zip(u.from_osd, u.to_osd,
+                                                                 strict=False))
+        self._usable: frozenset[int] | None = None
+        self._domains: dict[str, dict[int, int]] = {}
         self._raw: dict[int, list[list[int]]] = {}
+        self._mapped: dict[int, list[list[int]]] = {}
         self._upsets: dict[int, list[list[int]]] = {}
+
+    def usable(self) -> frozenset[int]:
+        """OSDs that may receive data: up, in, with nonzero reweight and CRUSH weight."""
+        if self._usable is None:
+            weights = crush_weights(self._crush_map)
+            self._usable = frozenset(o for o in self._up
+                                     if self._reweights.get(o, 0) > 0 and weights.get(o, 0) > 0)
+        return self._usable
+
+    def domains(self, pool_id: int) -> dict[int, int]:
+        """OSD -> failure domain id for the pool's rule."""
+        kind = _rule_domain(self._crush_map, self.pool(pool_id).crush_rule)
+        found = self._domains.get(kind)
+        if found is None:
+            found = self._domains[kind] = domain_of(self._crush_map, kind)
+        return found
 
     @property
     def crush(self) -> CompiledCrush:
@@ -129,8 +223,17 @@ class PlacementTable:
                 crush.do_rule(pool.crush_rule, pg_seed(pool_id, pg), pool.size, reweights)
                 for pg in range(pool.pg_num)
             ]
-            ups = [[o for o in osds if o in up] for osds in raw]
+            mapped = raw
+            upmaps = self._upmaps.get(pool_id)
+            if upmaps:
+                usable, domains = self.usable(), self.domains(pool_id)
+                mapped = list(raw)
+                for pg, pairs in upmaps.items():
+                    if pg < len(mapped):
+                        mapped[pg] = apply_upmap(raw[pg], pairs, usable, domains)
+            ups = [[o for o in osds if o in up] for osds in mapped]
             self._raw[pool_id] = raw
+            self._mapped[pool_id] = mapped
             self._upsets[pool_id] = ups
         return ups
 
@@ -139,10 +242,16 @@ class PlacementTable:
             raise KeyError(f"pg {pg_name(pool_id, pg)} does not exist (pg_num {n})")
 
     def pg_raw(self, pool_id: int, pg: int) -> list[int]:
-        """The CRUSH result before down OSDs are removed."""
+        """The CRUSH result, before upmap exceptions and before down OSDs are removed."""
         ups = self._map_pool(pool_id)
         self._check_pg(pool_id, pg, len(ups))
         return list(self._raw[pool_id][pg])
+
+    def pg_upmapped(self, pool_id: int, pg: int) -> list[int]:
+        """The CRUSH result with the PG's upmap exceptions applied (down OSDs kept)."""
+        ups = self._map_pool(pool_id)
+        self._check_pg(pool_id, pg, len(ups))
+        return list(self._mapped[pool_id][pg])
 
     def pg_up(self, pool_id: int, pg: int) -> list[int]:
         """Up OSDs for the PG in CRUSH order; the first is the primary."""

@@ -4,6 +4,10 @@ OSDs send their PG states and usage every few seconds; the manager keeps the lat
 report of each OSD, derives cluster-wide PG state counts, per-pool and per-OSD usage
 and I/O rates, and hands that digest to every monitor (`mgr report`), where
 `sds status`, `sds df` and health checks read it.
+
+Like Ceph's mgr balancer module it also runs `osd balance` every BALANCE_INTERVAL_S
+while all PGs are active+clean, so PG counts per OSD stay within a few percent of
+each OSD's weight share (the monitors compute the plan; see sds.crush.balancer).
 """
 
 from __future__ import annotations
@@ -28,6 +32,21 @@ log = logging.getLogger("sds.mgr")
 
 REPORT_INTERVAL_S = 2.0
 STALE_AFTER_S = 30.0
+BALANCE_INTERVAL_S = 10.0  # 0 disables automatic balancing
+BALANCE_TIMEOUT_S = 20.0
+
+
+def ready_to_balance(osdmap, digest: dict | None) -> bool:
+    """True when the balancer may move PGs: a pool exists and every PG is active+clean
+    (or no PG has been reported yet, e.g. right after pool creation)."""
+    expected = {pg_name(p.id, pg) for p in osdmap.pools for pg in range(p.pg_num)}
+    if not expected:
+        return False
+    reported = (digest or {}).get("pgs") or []
+    if not reported:
+        return True
+    states = {p.get("pgid"): p.get("state") for p in reported}
+    return all(states.get(pgid) == "active+clean" for pgid in expected)
 
 
 def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
@@ -86,6 +105,8 @@ class MgrDaemon(Daemon):
         self.addr = await self.messenger.listen(addr)
         await self.monc.connect(timeout=60)
         self.tasks.append(asyncio.create_task(self._report_loop()))
+        if BALANCE_INTERVAL_S > 0:
+            self.tasks.append(asyncio.create_task(self._balance_loop()))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -110,6 +131,29 @@ class MgrDaemon(Daemon):
                     await conn.call(mpb.MON_COMMAND, mon_pb2.MonCommand(
                         cmd_json=json.dumps({"prefix": "mgr report", "digest": self.digest})),
                         timeout=2.0)
+
+    async def _balance_loop(self) -> None:
+        last_epoch = None
+        while True:
+            await asyncio.sleep(BALANCE_INTERVAL_S)
+            osdmap = self.monc.osdmap
+            # cheap when balanced: a map epoch already found balanced is not asked again
+            if osdmap.epoch == last_epoch or not ready_to_balance(osdmap, self.digest):
+                continue
+            try:
+                out = await self.monc.command({"prefix": "osd balance"},
+                                              timeout=BALANCE_TIMEOUT_S)
+            except SdsError as e:
+                log.warning("balancer: osd balance failed: %s", e)
+                continue
+            if out.get("changes"):
+                log.info("balancer: %d PG upmap changes (%s), max deviation %.3f -> %.3f, "
+                         "epoch %s", out["changes"], ", ".join(out.get("pgs", [])[:20]),
+                         out.get("max_deviation_before", 0), out.get("max_deviation_after", 0),
+                         out.get("osdmap_epoch"))
+                last_epoch = None
+            else:
+                last_epoch = osdmap.epoch
 
 
 def create(config: Config, daemon_id: str) -> MgrDaemon:

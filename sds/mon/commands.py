@@ -30,8 +30,8 @@ from sds.common.errors import (
     NotSupported,
     PermissionDenied,
 )
-from sds.crush import builder
-from sds.crush.placement import PlacementTable, object_to_pg, pg_name
+from sds.crush import balancer, builder
+from sds.crush.placement import PlacementTable, object_to_pg, parse_pg_name, pg_name
 from sds.proto import crush_pb2, maps_pb2
 
 MAX_PG_NUM = 65536
@@ -586,6 +586,10 @@ def cmd_osd_dump(view: MonView, cmd: dict) -> CommandResult:
         "crush_rules": [{"rule_id": r.id, "rule_name": r.name,
                          "failure_domain": builder.failure_domain(osdmap.crush, r.id)}
                         for r in osdmap.crush.rules],
+        "pg_upmap_items": [{"pgid": pg_name(u.pool, u.pg),
+                            "mappings": [{"from": a, "to": b}
+                                         for a, b in zip(u.from_osd, u.to_osd, strict=False)]}
+                           for u in osdmap.pg_upmap_items],
     })
 
 
@@ -681,6 +685,69 @@ def cmd_osd_map(view: MonView, cmd: dict) -> CommandResult:
         "pgid": pg_name(pool.id, pg), "up": up, "up_primary": primary,
         "acting": up, "acting_primary": primary,
     })
+
+
+# ---------------------------------------------------------------- balancer
+
+BALANCE_MAX_DEVIATION = 0.05
+BALANCE_MAX_CHANGES = 1000
+
+
+def _busy_pgs(view: MonView, table: PlacementTable) -> set[tuple[int, int]]:
+    """PGs the balancer must not move yet: reported not active+clean, or reported with
+    an acting set other than the current mapping (their peering has not caught up, so
+    a new member may still be filling; moving another replica could strand the data)."""
+    busy = set()
+    pools = {p.id: p for p in view.osdmap.pools}
+    for pg in (view.digest or {}).get("pgs", []):
+        try:
+            pool_id, ps = parse_pg_name(str(pg.get("pgid")))
+        except ValueError:
+            continue
+        if pool_id not in pools or ps >= pools[pool_id].pg_num:
+            continue
+        if pg.get("state") != "active+clean" or \
+                list(pg.get("acting", [])) != table.pg_up(pool_id, ps):
+            busy.add((pool_id, ps))
+    return busy
+
+
+@command("osd balance", write=True)
+def cmd_osd_balance(view: MonView, cmd: dict) -> CommandResult:
+    """Even out PG counts per OSD with upmap exceptions (Ceph's upmap balancer)."""
+    osdmap = view.osdmap
+    max_dev = _float(cmd, "max_deviation", BALANCE_MAX_DEVIATION)
+    max_changes = _int(cmd, "max_changes", BALANCE_MAX_CHANGES, 1, 1 << 20)
+    table = placement_for(osdmap)
+    before = balancer.distribution(osdmap, table).max_deviation
+    busy = _busy_pgs(view, table)
+    new_items, removed = balancer.plan(osdmap, max_dev, max_changes, table, busy)
+    out = {"changes": len(new_items) + len(removed), "updated": len(new_items),
+           "removed": len(removed), "skipped_busy_pgs": len(busy),
+           "max_deviation_before": round(before, 4),
+           "max_deviation_after": round(before, 4)}
+    if not new_items and not removed:
+        return CommandResult(out)
+    inc = om.next_incremental(osdmap, view.now)
+    inc.new_pg_upmap_items.extend(new_items)
+    for pool, pg in removed:
+        inc.removed_pg_upmap_items.add(pool=pool, pg=pg)
+    balanced = om.apply_incremental(osdmap, inc)  # the very map the commit will produce
+    after = balancer.distribution(balanced, placement_for(balanced)).max_deviation
+    out["max_deviation_after"] = round(after, 4)
+    out["pgs"] = [pg_name(u.pool, u.pg) for u in new_items] + \
+        [pg_name(pool, pg) for pool, pg in removed]
+    return CommandResult(out, _update(inc))
+
+
+@command("osd balance status")
+def cmd_osd_balance_status(view: MonView, cmd: dict) -> CommandResult:
+    """PG replicas per OSD against each OSD's weight share, and the worst deviation."""
+    table = placement_for(view.osdmap)
+    dist = balancer.distribution(view.osdmap, table)
+    return CommandResult({**dist.to_dict(), "upmap_items": len(view.osdmap.pg_upmap_items),
+                          "balanced_within": BALANCE_MAX_DEVIATION,
+                          "balanced": dist.max_deviation <= BALANCE_MAX_DEVIATION})
 
 
 # ---------------------------------------------------------------- pools

@@ -486,3 +486,77 @@ def test_status_ignores_stats_of_removed_pools(view):
     status = run(view, {"prefix": "status"})
     assert status["pgmap"]["num_pgs"] == 0 and status["pgmap"]["num_objects"] == 0
     assert status["pools"] == []
+
+
+# ---------------------------------------------------------------- balancer
+
+def test_osd_balance_and_status():
+    view = make_view()
+    for i in range(10):
+        boot(view, i, f"host{i}")
+    run(view, {"prefix": "osd pool create", "pool": "rbd", "pg_num": 334, "size": 3})
+    assert is_write("osd balance") and not is_write("osd balance status")
+    status = run(view, {"prefix": "osd balance status"})
+    assert status["total_replicas"] == 1002 and status["upmap_items"] == 0
+    assert [o["osd"] for o in status["osds"]] == list(range(10))
+    assert all(o["target"] == pytest.approx(100.2) for o in status["osds"])
+    before = status["max_deviation"]
+    assert before == max(abs(o["deviation"]) for o in status["osds"]) > 0.05
+    assert status["balanced"] is False
+    epoch = view.osdmap.epoch
+    out = run(view, {"prefix": "osd balance"})
+    assert view.osdmap.epoch == epoch + 1
+    assert out["changes"] > 0 and out["changes"] == len(view.osdmap.pg_upmap_items)
+    assert out["max_deviation_before"] == pytest.approx(before, abs=1e-4)
+    assert out["max_deviation_after"] <= 0.05
+    status = run(view, {"prefix": "osd balance status"})
+    assert status["balanced"] is True and status["upmap_items"] == out["changes"]
+    assert status["max_deviation"] == pytest.approx(out["max_deviation_after"], abs=1e-4)
+    # PG counts in `osd df` follow the upmaps
+    df = run(view, {"prefix": "osd df"})
+    assert {n["id"]: n["pgs"] for n in df["nodes"]} == {o["osd"]: o["pgs"]
+                                                        for o in status["osds"]}
+    # `osd dump` lists the exceptions
+    dump = run(view, {"prefix": "osd dump"})
+    assert len(dump["pg_upmap_items"]) == out["changes"]
+    first = dump["pg_upmap_items"][0]
+    assert first["pgid"].startswith("1.") and first["mappings"][0].keys() == {"from", "to"}
+    # already balanced: no map change
+    again = run(view, {"prefix": "osd balance"})
+    assert again["changes"] == 0 and view.osdmap.epoch == epoch + 1
+    # removing the pool drops its upmaps
+    run(view, {"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "confirm": True})
+    assert list(view.osdmap.pg_upmap_items) == []
+
+
+def test_osd_balance_without_pools_or_bad_args(view):
+    out = run(view, {"prefix": "osd balance"})
+    assert out["changes"] == 0 and out["max_deviation_before"] == 0
+    with pytest.raises(InvalidArgument):
+        run(view, {"prefix": "osd balance", "max_deviation": "lots"})
+    status = run(view, {"prefix": "osd balance status"})
+    assert status["total_replicas"] == 0 and status["max_deviation"] == 0
+
+
+def test_osd_balance_leaves_busy_pgs_alone():
+    view = make_view()
+    for i in range(10):
+        boot(view, i, f"host{i}")
+    run(view, {"prefix": "osd pool create", "pool": "rbd", "pg_num": 334, "size": 3})
+    table = commands.placement_for(view.osdmap)
+    pgs = [{"pgid": f"1.{pg:x}", "state": "active+recovering",
+            "acting": table.pg_up(1, pg)} for pg in range(334)]
+    view.digest = {"stamp": 1.0, "pgs": pgs, "osds": {}, "pools": {}}
+    out = run(view, {"prefix": "osd balance"})
+    assert out["changes"] == 0 and out["skipped_busy_pgs"] == 334
+    for p in pgs:  # clean, but reported with a stale acting set: still busy
+        p["state"], p["acting"] = "active+clean", list(reversed(p["acting"]))
+    assert run(view, {"prefix": "osd balance"})["changes"] == 0
+    for p in pgs:
+        p["acting"] = list(reversed(p["acting"]))
+    out = run(view, {"prefix": "osd balance"})
+    assert out["changes"] > 0 and out["skipped_busy_pgs"] == 0
+    # each PG moved at most one replica away from its current members
+    after = commands.placement_for(view.osdmap)
+    for u in view.osdmap.pg_upmap_items:
+        assert len(set(after.pg_up(1, u.pg)) - set(table.pg_up(1, u.pg))) == 1
