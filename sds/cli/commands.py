@@ -326,6 +326,104 @@ async def auth_get(ctx: Context, rados, a) -> Output:
     return Output(data, fmt.auth_get(data))
 
 
+@cli("auth get-or-create", args=(arg("entity"), arg("caps", nargs="*",
+                                  help="SERVICE CAP pairs, e.g. osd 'allow rw'")))
+async def auth_get_or_create(ctx: Context, rados, a) -> Output:
+    """An entity's key in keyring format, created with the given caps if missing."""
+    if len(a.caps) % 2:
+        raise InvalidArgument("caps come in pairs: SERVICE CAP (e.g. osd 'allow rw')")
+    caps = dict(zip(a.caps[::2], a.caps[1::2], strict=True))
+    data = await rados.mon_command(mon("auth get-or-create", entity=a.entity, caps=caps))
+    return Output(data, fmt.auth_get(data))
+
+
+# ---------------------------------------------------------------- maintenance
+
+@cli("osd set", args=(arg("flag"),))
+async def osd_set(ctx: Context, rados, a) -> Output:
+    """Set a cluster flag (noout: down OSDs are not marked out, for maintenance)."""
+    data = await rados.mon_command(mon("osd set", flag=a.flag))
+    return Output(data, f"{a.flag} is set" + ("" if data.get("changed") else " (already)"))
+
+
+@cli("osd unset", args=(arg("flag"),))
+async def osd_unset(ctx: Context, rados, a) -> Output:
+    """Clear a cluster flag."""
+    data = await rados.mon_command(mon("osd unset", flag=a.flag))
+    return Output(data, f"{a.flag} is unset" + ("" if data.get("changed") else " (already)"))
+
+
+@cli("osd reweight", args=(arg("id"), arg("weight", type=float)))
+async def osd_reweight(ctx: Context, rados, a) -> Output:
+    """Give an OSD a smaller share of data (0.0-1.0); data moves proportionally."""
+    data = await rados.mon_command(mon("osd reweight", ids=_ids([a.id]), weight=a.weight))
+    return Output(data, f"reweighted osd.{data['osd']} to {data['reweight']:.5f}")
+
+
+@cli("osd ok-to-stop", args=_IDS)
+async def osd_ok_to_stop(ctx: Context, rados, a) -> Output:
+    """Whether stopping these OSDs keeps every PG writable (exit 16 EBUSY if not)."""
+    data = await rados.mon_command(mon("osd ok-to-stop", ids=_ids(a.ids)))
+    return Output(data, data["message"])
+
+
+@cli("osd safe-to-destroy", args=_IDS)
+async def osd_safe_to_destroy(ctx: Context, rados, a) -> Output:
+    """Whether these OSDs hold no data still needed (exit 16 EBUSY if they do)."""
+    data = await rados.mon_command(mon("osd safe-to-destroy", ids=_ids(a.ids)))
+    return Output(data, data["message"])
+
+
+@cli("osd purge", args=(arg("id"), arg("--yes-i-really-mean-it", action="store_true",
+                                       dest="confirm")))
+async def osd_purge(ctx: Context, rados, a) -> Output:
+    """Remove a stopped OSD from the OSDMap, CRUSH and the auth database."""
+    data = await rados.mon_command(mon("osd purge", ids=_ids([a.id]), confirm=a.confirm))
+    return Output(data, f"purged osd.{data['purged']}")
+
+
+@cli("osd balance")
+async def osd_balance(ctx: Context, rados, a) -> Output:
+    """Even out PG replicas per OSD with upmap exceptions (the mgr also does this)."""
+    data = await rados.mon_command(mon("osd balance"))
+    return Output(data, f"{data.get('changes', 0)} PG moves; max deviation "
+                        f"{data.get('max_deviation_before', 0):.1%} -> "
+                        f"{data.get('max_deviation_after', 0):.1%}")
+
+
+@cli("osd balance status")
+async def osd_balance_status(ctx: Context, rados, a) -> Output:
+    """PG replicas per OSD against each OSD's weight share."""
+    data = await rados.mon_command(mon("osd balance status"))
+    return Output(data, fmt.to_json(data))
+
+
+@cli("pg stat")
+async def pg_stat(ctx: Context, rados, a) -> Output:
+    """PG counts by state, objects and bytes."""
+    data = await rados.mon_command(mon("pg stat"))
+    states = ", ".join(f"{s['count']} {s['state_name']}" for s in data["pgs_by_state"])
+    return Output(data, f"{data['num_pgs']} pgs: {states or 'none'}; {data['num_objects']} "
+                        f"objects, {fmt.human_bytes(data['num_bytes'])}")
+
+
+@cli("pg dump")
+async def pg_dump(ctx: Context, rados, a) -> Output:
+    """Every PG: state, objects, bytes, acting set, primary, last deep scrub."""
+    data = await rados.mon_command(mon("pg dump"))
+    return Output(data, fmt.pg_table(data["pg_stats"]))
+
+
+@cli("pg dump_stuck", args=(arg("states", nargs="*", help="inactive unclean degraded "
+                                                            "undersized stale"),
+                            arg("--threshold", type=float, default=None)))
+async def pg_dump_stuck(ctx: Context, rados, a) -> Output:
+    """PGs stuck in a bad state longer than the threshold (default 300 s)."""
+    data = await rados.mon_command(mon("pg dump_stuck", states=a.states or None,
+                                       threshold=a.threshold))
+    return Output(data, fmt.pg_table(data["stuck"]) if data["stuck"] else "no stuck pgs")
+
+
 # ---------------------------------------------------------------- objects
 
 _OBJ = (arg("pool"), arg("object"))
@@ -474,6 +572,16 @@ def cluster_up(ctx: Context, a) -> Output:
     if result.get("conf"):
         text += f"\n\nconfig: {result['conf']}  (or: export SDS_CONF={result['conf']})"
     return Output({**result, "daemons": daemons, "status": status}, text)
+
+
+@cli("osd add", rados=False, args=(_DIR, arg("--id", type=int, default=None,
+                                             help="OSD id (default: the next free one)")))
+def osd_add(ctx: Context, a) -> Output:
+    """Add an OSD to a local cluster: key, config, data directory, daemon; data rebalances."""
+    from sds.cluster import local
+
+    name = local.add_osd(local.resolve_dir(a.dir), a.id)
+    return Output({"added": name}, f"started {name}: CRUSH places data on it as it boots")
 
 
 @cli("cluster down", rados=False, args=(_DIR,))

@@ -104,6 +104,13 @@ def status(data: dict) -> str:
         lines += ["", "  io:",
                   f"    client: {human_bytes(io[0])}/s rd, {human_bytes(io[1])}/s wr, "
                   f"{io[2]:.0f} op/s rd, {io[3]:.0f} op/s wr"]
+    rec = data.get("recovery")
+    if rec:
+        eta = rec.get("eta_seconds")
+        lines += ["", "  progress:",
+                  f"    recovery: {rec['objects_left']} of {rec['objects_total']} objects left, "
+                  f"{rec['objects_per_sec']:.1f} objects/s, "
+                  + (f"ETA {eta:.0f}s" if eta is not None else "ETA unknown")]
     if data.get("notes"):
         lines += ["", "  notes:"] + [f"    {note}" for note in data["notes"]]
     return "\n".join(lines)
@@ -271,3 +278,13 @@ def cluster_status(daemons: list[dict]) -> str:
                  [[d["name"], d.get("addr") or "-", d.get("pid") or "-",
                    "yes" if d.get("running") else "no", d.get("data_dir", "")] for d in daemons],
                  left=["NAME", "ADDR", "PID", "RUNNING"])
+
+
+def pg_table(pgs: list[dict]) -> str:
+    rows = [(pg["pgid"], pg.get("state") or "unknown", pg.get("objects") or 0,
+             human_bytes(pg.get("bytes") or 0), str(pg.get("acting") or []),
+             pg.get("primary") if pg.get("primary") is not None else "-",
+             _time(pg["last_deep_scrub"]) if pg.get("last_deep_scrub") else "never")
+            for pg in pgs]
+    return table(("PG", "STATE", "OBJECTS", "BYTES", "ACTING", "PRIMARY", "DEEP SCRUB"), rows,
+                 left=("PG", "STATE", "ACTING"))

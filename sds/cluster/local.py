@@ -17,6 +17,7 @@ another one started. Each daemon runs as
 from __future__ import annotations
 
 import asyncio
+import base64
 import configparser
 import contextlib
 import json
@@ -471,6 +472,13 @@ def _run_coro(coro: Any) -> Any:
     return box["value"]
 
 
+async def _mon_command(conf: Path, cmd: dict) -> dict:
+    from sds.client import Rados
+
+    async with Rados(str(conf)) as r:
+        return await r.mon_command(cmd)
+
+
 async def _probe_status(conf: Path, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
     from sds.client import Rados
 
@@ -586,11 +594,11 @@ _wait_healthy = wait_healthy
 
 
 def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = True) -> str:
-    """Add osd.N (next free id by default): key in the keyring, conf section, data dir.
+    """Add osd.N (next free id by default) to a running cluster and start it.
 
-    The monitors only accept the OSD once its key is in their auth database too: the
-    keyring file is not re-read by a running cluster, so register the key (e.g. the
-    mon command `auth add`) before expecting the new OSD to boot.
+    The monitors create its key (`auth get-or-create`, so they accept it at once), the
+    key goes into the keyring file, the conf gets its section, and the new daemon boots
+    into CRUSH under this host with weight 1: data rebalances onto it.
     """
     d = Path(dir).resolve()
     conf = conf_path(d)
@@ -605,8 +613,10 @@ def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = Tru
     cfg = Config(conf, "client.admin")
     keyring_path = cfg.resolve_path(cfg.get("keyring") or str(d / "keyring"))
     keyring = Keyring.load(keyring_path) if keyring_path.exists() else Keyring()
-    keyring.add(name, caps={"mon": "allow profile osd", "osd": ALL_CAPS,
-                            "mgr": "allow profile osd"})
+    caps = {"mon": "allow profile osd", "osd": ALL_CAPS, "mgr": "allow profile osd"}
+    created = _run_coro(_mon_command(conf, {"prefix": "auth get-or-create", "entity": name,
+                                            "caps": caps}))
+    keyring.add(name, key=base64.b64decode(created["key"]), caps=caps)
     keyring.save(keyring_path)
     (d / name).mkdir(parents=True, exist_ok=True)
     section = {"data_dir": str(d / name), "osd_host": socket.gethostname(),

@@ -53,25 +53,31 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
                  now: float) -> dict:
     """Cluster digest from the latest report of each OSD (schema in sds.mon.commands)."""
     pgs, osds, pools = [], {}, {}
-    totals = {"reads": 0, "writes": 0, "bytes_in": 0, "bytes_out": 0}
+    totals = {"reads": 0, "writes": 0, "bytes_in": 0, "bytes_out": 0, "recovered": 0}
     for osd_id, (stamp, st) in sorted(reports.items()):
         if now - stamp > STALE_AFTER_S:
             continue
         osds[str(osd_id)] = {"total_bytes": st.total_bytes, "used_bytes": st.used_bytes,
                              "objects": st.num_objects, "num_pgs": len(st.pgs)}
         for key, value in (("reads", st.read_ops), ("writes", st.write_ops),
+                           ("recovered", st.recovered_objects),
                            ("bytes_in", st.op_bytes_in), ("bytes_out", st.op_bytes_out)):
             totals[key] += value
         for pg in st.pgs:
             pgs.append({"pgid": pg_name(pg.pool, pg.pg), "state": pg.state,
                         "objects": pg.num_objects, "bytes": pg.num_bytes,
                         "up": list(pg.acting), "acting": list(pg.acting),
-                        "primary": osd_id, "reason": pg.reason})
+                        "primary": osd_id, "reason": pg.reason,
+                        "inconsistent": list(pg.inconsistent),
+                        "last_scrub": pg.last_scrub, "last_deep_scrub": pg.last_deep_scrub,
+                        "recovery_total": pg.recovery_total,
+                        "recovery_done": pg.recovery_done,
+                        "stamp": stamp})
             usage = pools.setdefault(str(pg.pool), {"objects": 0, "bytes": 0})
             usage["objects"] += pg.num_objects
             usage["bytes"] += pg.num_bytes
     io = {"read_bytes_sec": 0.0, "write_bytes_sec": 0.0, "read_ops_sec": 0.0,
-          "write_ops_sec": 0.0}
+          "write_ops_sec": 0.0, "recovered_objects_sec": 0.0}
     if previous and now > previous["stamp"]:
         dt = now - previous["stamp"]
         prev = previous.get("totals", totals)
@@ -79,7 +85,8 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
         def rate(key: str) -> float:
             return max(0, totals[key] - prev.get(key, 0)) / dt
         io = {"read_bytes_sec": rate("bytes_out"), "write_bytes_sec": rate("bytes_in"),
-              "read_ops_sec": rate("reads"), "write_ops_sec": rate("writes")}
+              "read_ops_sec": rate("reads"), "write_ops_sec": rate("writes"),
+              "recovered_objects_sec": rate("recovered")}
     return {"stamp": now, "pgs": pgs, "osds": osds, "pools": pools, "io": io, "totals": totals}
 
 
@@ -92,6 +99,7 @@ class MgrDaemon(Daemon):
         self.keyring = Keyring.load(config.resolve_path(config.get("keyring")))
         self.reports: dict[int, tuple[float, mon_pb2.OsdStats]] = {}
         self.digest: dict | None = None
+        self._pg_since: dict[str, tuple[str, float]] = {}
         self.tasks: list[asyncio.Task] = []
         self.messenger: Messenger | None = None
         self.monc: MonClient | None = None
@@ -121,10 +129,22 @@ class MgrDaemon(Daemon):
         st.ParseFromString(env.payload)
         self.reports[st.osd] = (time.time(), st)
 
+    def _stamp_state_changes(self, digest: dict) -> None:
+        """Remember since when each PG has been in its state (for `pg dump_stuck`)."""
+        seen = {}
+        for pg in digest["pgs"]:
+            state, since = self._pg_since.get(pg["pgid"], (None, digest["stamp"]))
+            if state != pg["state"]:
+                since = digest["stamp"]
+            seen[pg["pgid"]] = (pg["state"], since)
+            pg["state_since"] = since
+        self._pg_since = seen
+
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
             self.digest = build_digest(self.reports, self.digest, time.time())
+            self._stamp_state_changes(self.digest)
             for addr in self.config.mon_addrs:
                 with contextlib.suppress(SdsError):
                     conn = await self.messenger.connect(addr, timeout=1.0)

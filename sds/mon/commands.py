@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sds.common import osdmap as om
@@ -59,6 +59,11 @@ class MonView:
 class CommandResult:
     output: dict
     update: maps_pb2.MapUpdate | None = None
+    more_updates: list[maps_pb2.MapUpdate] = field(default_factory=list)  # other maps, in order
+
+    def updates(self) -> list[maps_pb2.MapUpdate]:
+        """Every map change to propose, one Paxos value each (a value changes one map)."""
+        return ([self.update] if self.update is not None else []) + self.more_updates
 
 
 @dataclass(frozen=True)
@@ -439,9 +444,39 @@ def _pg_line(pgid: str, pg: dict, what: str) -> str:
     return line
 
 
+def _check_scrub_errors(view: MonView) -> list[HealthCheck]:
+    damaged = [(pgid, pg) for pgid, pg in sorted(_pg_states(view).items())
+               if pg.get("inconsistent") or "inconsistent" in _state_parts(pg.get("state", ""))]
+    if not damaged:
+        return []
+    objects = sum(len(pg.get("inconsistent") or []) for _, pg in damaged)
+    lines = [f"pg {pgid} is {pg.get('state')}, inconsistent objects: "
+             + ", ".join(pg.get("inconsistent") or ["(see `sds pg PGID query`)"])
+             for pgid, pg in damaged]
+    return [HealthCheck(
+        "PG_DAMAGED", ERR,
+        f"Possible data damage: {_plural(len(damaged), 'pg')} inconsistent, "
+        f"{_plural(objects, 'scrub error')}", len(damaged), lines,
+        "`sds pg repair PGID` rewrites the bad copies from a good replica")]
+
+
+def recovery_progress(view: MonView) -> dict | None:
+    """Objects still to recover or backfill, the rate, and an ETA (None when idle)."""
+    total = done = 0
+    for pg in _pg_states(view).values():
+        total += int(pg.get("recovery_total", 0))
+        done += int(pg.get("recovery_done", 0))
+    if total <= done:
+        return None
+    rate = float(((view.digest or {}).get("io") or {}).get("recovered_objects_sec", 0.0))
+    left = total - done
+    return {"objects_left": left, "objects_total": total, "objects_per_sec": rate,
+            "eta_seconds": (left / rate) if rate > 0 else None}
+
+
 def health_checks(view: MonView) -> list[HealthCheck]:
     return (_check_mons(view) + _check_osds(view) + _check_pgs(view)
-            + _check_pool_sizes(view))
+            + _check_scrub_errors(view) + _check_pool_sizes(view))
 
 
 def _health(view: MonView, detail: bool) -> dict:
@@ -544,6 +579,7 @@ def cmd_status(view: MonView, cmd: dict) -> CommandResult:
             "write_op_per_sec": io.get("write_ops_sec", 0),
         },
         "pools": [p.name for p in osdmap.pools],
+        "recovery": recovery_progress(view),
         "notes": _notes(view),
         "stats_stamp": (view.digest or {}).get("stamp"),
     })
@@ -967,3 +1003,7 @@ def cmd_auth_get(view: MonView, cmd: dict) -> CommandResult:
         raise NotFound(f"entity '{name}' does not exist (see `sds auth ls`)")
     return CommandResult({"entity": name, "key": base64.b64encode(entity.key).decode(),
                           "caps": dict(entity.caps)})
+
+
+# The other command modules register themselves with @command when imported.
+from sds.mon import osd_admin, pg_commands  # noqa: E402,F401

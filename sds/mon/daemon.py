@@ -323,8 +323,9 @@ class MonDaemon(Daemon):
         async with self._command_lock:
             result = commands.handle(self._view(), cmd)
             out = dict(result.output)
-            if result.update is not None:
-                await self.propose(result.update)
+            for update in result.updates():
+                await self.propose(update)
+            if result.updates():
                 out["osdmap_epoch"] = self.state.osdmap.epoch
             return out
 
@@ -351,8 +352,8 @@ class MonDaemon(Daemon):
                     continue
                 log.warning("marking osd %s %s", ids, prefix.split()[1])
                 result = commands.handle(self._view(), {"prefix": prefix, "ids": ids})
-                if result.update is not None:
-                    await self.propose(result.update)
+                for update in result.updates():
+                    await self.propose(update)
 
     async def _failure_ticker(self) -> None:
         while True:

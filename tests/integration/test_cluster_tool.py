@@ -114,17 +114,6 @@ def test_pick_free_ports_are_distinct_and_bindable():
             s.bind(("127.0.0.1", port))
 
 
-def test_add_osd_extends_conf_and_keyring(tmp_path):
-    local.write_cluster_files(tmp_path, osds=2, mons=1, mgr=False)
-    cluster = LocalCluster(tmp_path)
-    assert cluster.add_osd(start=False) == "osd.2"
-    assert cluster.names("osd") == ["osd.0", "osd.1", "osd.2"]
-    assert len(cluster.key("osd.2")) == 32
-    assert Config(cluster.conf, "osd.2").get("data_dir") == str(tmp_path / "osd.2")
-    with pytest.raises(AlreadyExists):
-        cluster.add_osd(1, start=False)
-
-
 # ---------------------------------------------------------------- processes
 
 

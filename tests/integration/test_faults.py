@@ -484,3 +484,40 @@ async def test_leader_mon_killed_during_load_and_osd_failure(cluster):
         await asyncio.wait_for(writer, 60)
         await checker.verify(io)
         await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
+
+
+async def test_add_a_fourth_osd_under_load(cluster):
+    """A new OSD joins CRUSH with its weight; only the PGs mapped to it move there."""
+    from sds.crush.placement import pg_name
+
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("grow", pg_num=32, size=3)
+        io = r.ioctx("grow")
+        checker = AckChecker()
+        stop = asyncio.Event()
+        writer = asyncio.create_task(checker.writer(io, "obj", stop))
+        await asyncio.sleep(1.0)
+        assert cluster.add_osd() == "osd.3"
+        await wait_for(lambda: _all_up(r), 30, "osd.3 up")
+        assert any(o.id == 3 and o.up for o in r.osdmap.osds)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(writer, 60)
+        await checker.verify(io)
+        await wait_for(lambda: _all_clean(r), 90, "all PGs active+clean after backfill")
+        pool = r.monc.pools["grow"]
+        on_new = {pg_name(pool.id, ps) for ps in range(pool.pg_num)
+                  if 3 in r.placement.pg_up(pool.id, ps)}
+        assert on_new, "CRUSH gives the new OSD some PGs"
+        final = {name: r.placement.pg_up(pool.id, _pg_of(r, "grow", name))
+                 for name in checker.acked}
+        tree = await r.mon_command({"prefix": "osd tree"})
+        assert any(n.get("name") == "osd.3" for n in tree["nodes"])
+    cluster.down()
+    await assert_acting_copies_identical(cluster, "grow", checker.acked, final)
+    store = DurableStore(cluster.dir / "osd.3" / "store")
+    try:
+        with_data = {c for c in store.list_collections() if store.list_objects(c)[0]}
+        assert with_data <= on_new, f"osd.3 got data of PGs not mapped to it: {with_data - on_new}"
+    finally:
+        await store.close()

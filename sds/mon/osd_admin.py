@@ -1,0 +1,196 @@
+"""Monitor commands for OSD maintenance: flags, reweight, stop/destroy checks, purge, keys.
+
+Pure like the rest of sds.mon.commands (view in, result out); registered by importing
+this module. The checks answer in plain words which PGs would suffer and why, so an
+admin can decide (users.md A2: unsafe maintenance is a top complaint).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from sds.common import osdmap as om
+from sds.common.errors import Busy, InvalidArgument, NotFound, PermissionDenied
+from sds.common.keyring import generate_key
+from sds.crush import builder
+from sds.crush.placement import pg_name
+from sds.mon.commands import (
+    CommandResult,
+    MonView,
+    _crush_copy,
+    _flag,
+    _float,
+    _ids,
+    _pg_states,
+    _plural,
+    _str,
+    _update,
+    command,
+    placement_for,
+)
+from sds.proto import maps_pb2
+
+KNOWN_FLAGS = ("noout", "noin", "nodown", "noscrub")
+
+
+def _set_flag(view: MonView, cmd: dict, on: bool) -> CommandResult:
+    flag = _str(cmd, "flag")
+    if flag not in KNOWN_FLAGS:
+        raise InvalidArgument(f"unknown flag '{flag}' (known: {', '.join(KNOWN_FLAGS)})")
+    flags = list(view.osdmap.flags)
+    if (flag in flags) == on:
+        return CommandResult({"flag": flag, "set": on, "changed": False})
+    flags = sorted(set(flags) | {flag}) if on else [f for f in flags if f != flag]
+    inc = om.next_incremental(view.osdmap, view.now)
+    inc.new_flags.extend(flags)
+    inc.has_new_flags = True
+    return CommandResult({"flag": flag, "set": on, "changed": True}, _update(inc))
+
+
+@command("osd set", write=True)
+def cmd_osd_set(view: MonView, cmd: dict) -> CommandResult:
+    """Set a cluster flag, e.g. noout: down OSDs are not marked out (for maintenance)."""
+    return _set_flag(view, cmd, True)
+
+
+@command("osd unset", write=True)
+def cmd_osd_unset(view: MonView, cmd: dict) -> CommandResult:
+    """Clear a cluster flag."""
+    return _set_flag(view, cmd, False)
+
+
+@command("osd reweight", write=True)
+def cmd_osd_reweight(view: MonView, cmd: dict) -> CommandResult:
+    """Override an OSD's share of data (0.0-1.0); CRUSH moves data proportionally."""
+    osd_id = _ids(cmd)[0]
+    weight = _float(cmd, "weight", None)
+    if not 0.0 <= weight <= 1.0:
+        raise InvalidArgument(f"reweight must be between 0 and 1, not {weight}")
+    osd = maps_pb2.OsdInfo()
+    osd.CopyFrom(om.osd_by_id(view.osdmap, osd_id))
+    osd.reweight = int(round(weight * om.FULL_WEIGHT))
+    inc = om.next_incremental(view.osdmap, view.now)
+    inc.new_osds.append(osd)
+    return CommandResult({"osd": osd_id, "reweight": weight}, _update(inc))
+
+
+def _pgs_with(view: MonView, ids: set[int]) -> list[tuple[str, maps_pb2.Pool, list[int]]]:
+    table = placement_for(view.osdmap)
+    found = []
+    for pool in view.osdmap.pools:
+        for ps in range(pool.pg_num):
+            up = table.pg_up(pool.id, ps)
+            if ids & set(up):
+                found.append((pg_name(pool.id, ps), pool, up))
+    return found
+
+
+@command("osd ok-to-stop")
+def cmd_osd_ok_to_stop(view: MonView, cmd: dict) -> CommandResult:
+    """Whether stopping these OSDs keeps every PG writable (>= min_size replicas)."""
+    ids = set(_ids(cmd))
+    for osd_id in ids:
+        om.osd_by_id(view.osdmap, osd_id)
+    states = _pg_states(view)
+    blocked, degraded = [], 0
+    for pgid, pool, up in _pgs_with(view, ids):
+        left = [o for o in up if o not in ids]
+        if len(left) < pool.min_size:
+            blocked.append(f"pg {pgid} (pool '{pool.name}') would keep {len(left)} of "
+                           f"{pool.size} replicas, below min_size {pool.min_size}")
+        elif "active" not in states.get(pgid, {}).get("state", "unknown"):
+            blocked.append(f"pg {pgid} is not active now "
+                           f"({states.get(pgid, {}).get('state', 'unknown')})")
+        else:
+            degraded += 1
+    names = ", ".join(f"osd.{i}" for i in sorted(ids))
+    if blocked:
+        raise Busy(f"stopping {names} would make {_plural(len(blocked), 'pg')} unavailable: "
+                   + "; ".join(blocked[:5]) + ("; ..." if len(blocked) > 5 else ""))
+    return CommandResult({"ok_to_stop": True, "osds": sorted(ids), "pgs_degraded": degraded,
+                          "message": f"{names} can be stopped: {degraded} PGs would run "
+                                     "degraded but stay writable"})
+
+
+@command("osd safe-to-destroy")
+def cmd_osd_safe_to_destroy(view: MonView, cmd: dict) -> CommandResult:
+    """Whether these OSDs hold no data that is not fully replicated elsewhere."""
+    ids = set(_ids(cmd))
+    reasons = []
+    for osd_id in sorted(ids):
+        osd = om.osd_by_id(view.osdmap, osd_id)
+        if om.is_in(osd):
+            reasons.append(f"osd.{osd_id} is still in: mark it out (`sds osd out {osd_id}`) "
+                           "and wait for backfill")
+    mapped = _pgs_with(view, ids)
+    if mapped:
+        reasons.append(f"{_plural(len(mapped), 'pg')} still map to them, e.g. {mapped[0][0]}")
+    unclean = [pgid for pgid, pg in sorted(_pg_states(view).items())
+               if pg.get("state") != "active+clean"]
+    if unclean:
+        reasons.append(f"{_plural(len(unclean), 'pg')} are not active+clean yet "
+                       f"(e.g. {unclean[0]}): data may still be moving")
+    if view.digest is None:
+        reasons.append("no PG statistics yet: cannot tell where data is")
+    names = ", ".join(f"osd.{i}" for i in sorted(ids))
+    if reasons:
+        raise Busy(f"{names} not safe to destroy: " + "; ".join(reasons))
+    return CommandResult({"safe_to_destroy": True, "osds": sorted(ids),
+                          "message": f"{names} hold no data that is needed"})
+
+
+@command("osd purge", write=True)
+def cmd_osd_purge(view: MonView, cmd: dict) -> CommandResult:
+    """Remove an OSD from the OSDMap, CRUSH and the auth database (needs confirm)."""
+    osd_id = _ids(cmd)[0]
+    osd = om.osd_by_id(view.osdmap, osd_id)
+    if not _flag(cmd, "confirm"):
+        raise PermissionDenied(f"purging osd.{osd_id} forgets it for good; check "
+                               f"`sds osd safe-to-destroy {osd_id}` and pass "
+                               "--yes-i-really-mean-it")
+    if osd.up:
+        raise Busy(f"osd.{osd_id} is up: stop it first")
+    inc = om.next_incremental(view.osdmap, view.now)
+    inc.removed_osds.append(osd_id)
+    crush = _crush_copy(view.osdmap)
+    if any(d.id == osd_id for d in crush.devices):
+        builder.remove_osd(crush, osd_id)
+        inc.new_crush.CopyFrom(crush)
+        inc.has_new_crush = True
+    more = []
+    entity = f"osd.{osd_id}"
+    if entity in view.auth:
+        more.append(maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(removed=[entity])))
+    return CommandResult({"purged": osd_id}, _update(inc), more)
+
+
+@command("auth get-or-create", write=True)
+def cmd_auth_get_or_create(view: MonView, cmd: dict) -> CommandResult:
+    """An entity's key, created (with the given caps) if it does not exist yet."""
+    name = _str(cmd, "entity")
+    if "." not in name or name.split(".", 1)[0] not in ("client", "osd", "mgr", "mds"):
+        raise InvalidArgument(f"entity '{name}' must look like client.NAME, osd.N, mgr.X or mds.X")
+    existing = view.auth.get(name)
+    if existing is not None:
+        return CommandResult({"entity": name, "key": base64.b64encode(existing.key).decode(),
+                              "caps": dict(existing.caps), "created": False})
+    caps = cmd.get("caps") or {}
+    if not isinstance(caps, dict) or not all(isinstance(v, str) for v in caps.values()):
+        raise InvalidArgument("caps must be an object like {\"osd\": \"allow rw\"}")
+    key = generate_key()
+    entity = maps_pb2.AuthEntity(name=name, key=key, caps=caps)
+    update = maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(set=[entity]))
+    return CommandResult({"entity": name, "key": base64.b64encode(key).decode(),
+                          "caps": dict(caps), "created": True}, update)
+
+
+@command("auth rm", write=True)
+def cmd_auth_rm(view: MonView, cmd: dict) -> CommandResult:
+    """Remove an entity: it can no longer authenticate."""
+    name = _str(cmd, "entity")
+    if name not in view.auth:
+        raise NotFound(f"entity '{name}' does not exist")
+    if name in ("client.admin", "mon."):
+        raise PermissionDenied(f"refusing to remove {name}: the cluster needs it")
+    return CommandResult({"entity": name, "removed": True},
+                         maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(removed=[name])))
