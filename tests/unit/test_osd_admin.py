@@ -4,13 +4,12 @@ PG summaries, as pure functions of a MonView."""
 from __future__ import annotations
 
 import pytest
+from test_mon_commands import boot, clean_digest, make_view
 
 from sds.common.errors import Busy, InvalidArgument, PermissionDenied
 from sds.common.osdmap import apply_incremental, osd_by_id
 from sds.mon.commands import handle
 from sds.proto import maps_pb2
-
-from test_mon_commands import boot, clean_digest, make_view
 
 
 def run(view, cmd):
