@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable, from_code
 from sds.crush.placement import pg_name
-from sds.osd import ops, scrub
+from sds.osd import logsync, ops, scrub
 from sds.osd.pglog import PgLog
 from sds.osd.store.base import Transaction
 from sds.proto import messenger_pb2 as mpb
@@ -105,16 +105,20 @@ class PG:
         self.recovery_total = self.recovery_done = 0
         try:
             await self.ensure_collection()
-            infos = await self._gather_infos(interval)
-            auth_osd = max(infos, key=lambda o: (infos[o][0], o == self.osd.osd_id))
-            auth_head = infos[auth_osd][0]
-            if auth_head > self.log.head and auth_osd != self.osd.osd_id:
+            views = await self._gather_logs(interval)
+            me = self.osd.osd_id
+            auth = logsync.choose_authoritative(views, me)
+            auth_view = views[auth]
+            if auth != me:  # the primary itself is behind or divergent: fix it first
                 self.state = "peering+recovering"
-                await self._pull_from(auth_osd, infos[auth_osd])
-            for peer, (head, _tail, objects, _log) in infos.items():
-                if peer != self.osd.osd_id and head < self.log.head:
-                    self.state = "active+recovering"
-                    await self._push_to(peer, head, objects)
+                await self._sync_self(auth, auth_view, views[me])
+            for peer, member in views.items():
+                if peer != me:
+                    sync = logsync.plan(auth_view, member)
+                    if sync.needed or member.head != auth_view.head:
+                        self.state = "peering+backfilling" if sync.backfill else \
+                            "peering+recovering"
+                        await self._sync_peer(peer, sync)
             self.next_v = max(self.next_v, self.log.head + 1)
             self.state = "active"
             self.reason = ""
@@ -129,66 +133,52 @@ class PG:
             if self.interval == interval:
                 self.peering_task = asyncio.create_task(self._peer(interval))
 
-    async def _gather_infos(self, interval: tuple) -> dict[int, tuple]:
-        """(head, tail, objects, log after our head) of every member; waits for silent ones."""
-        infos: dict[int, tuple] = {self.osd.osd_id: (self.log.head, self.log.tail, None, [])}
+    def _own_view(self) -> logsync.LogView:
+        names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+        return logsync.LogView.of(self.log.head, self.log.tail, self.log.after(0), names)
+
+    async def _gather_logs(self, interval: tuple) -> dict[int, logsync.LogView]:
+        """Every member's log, head, tail and listing; waits for members that are silent."""
+        views = {self.osd.osd_id: self._own_view()}
         for peer in self.replicas():
             while True:
                 try:
                     reply = await self.osd.call_osd(peer, mpb.OSD_PG_QUERY, osd_pb2.PgQuery(
-                        pool=self.pool_id, pg=self.ps, since_v=self.log.head, list_objects=True),
-                        timeout=5.0)
+                        pool=self.pool_id, pg=self.ps, since_v=0, list_objects=True),
+                        timeout=10.0)
                     q = reply.parse(osd_pb2.PgQueryReply)
-                    infos[peer] = (q.info.last_v, q.info.log_tail_v, list(q.objects), list(q.log))
+                    views[peer] = logsync.LogView.of(q.info.last_v, q.info.log_tail_v, q.log,
+                                                     list(q.objects))
                     break
                 except (ConnectionLost, TimedOut, Retry) as e:
                     self.reason = f"waiting for osd.{peer} to answer peering: {e}"
                     await asyncio.sleep(PEER_RETRY_S)
-        return infos
+        return views
 
-    async def _pull_from(self, peer: int, info) -> None:
-        """Bring this primary up to the authoritative peer's history."""
-        head, tail, objects, entries = info
-        if self.log.covers(tail) and entries:
-            wanted = {e.oid for e in entries if e.v > self.log.head}
-        else:  # logs do not overlap: take every object the peer has, drop what it lacks
-            wanted = set(objects or [])
-            mine, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
-            stale = set(mine) - wanted
-            if stale:
-                txn = Transaction()
-                for oid in stale:
-                    txn.remove(self.coll, oid)
-                await self.osd.store.apply(txn)
+    async def _sync_self(self, auth: int, auth_view: logsync.LogView,
+                         mine: logsync.LogView) -> None:
+        """Pull every object our log misses or diverges on, then adopt the authoritative log."""
+        sync = logsync.plan(auth_view, mine)
+
         async def pull(oid: str) -> None:
-            resp = await self.osd.call_osd(peer, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
+            resp = await self.osd.call_osd(auth, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
                 pool=self.pool_id, pg=self.ps, oid=oid), timeout=30.0)
             await self.apply_object_state(resp.parse(osd_pb2.ObjectState), resp.data, [])
-        await self._recover_all(sorted(wanted), pull)
+        await self._recover_all(sorted(sync.objects), pull)
         txn = Transaction()
-        for entry in entries:
-            if entry.v > self.log.head:
-                self.log.append(txn, entry)
-        self.log.head = max(self.log.head, head)
-        txn.set_meta(self.coll, b"head", str(self.log.head).encode())
+        self.log.replace(txn, list(auth_view.entries.values()), auth_view.head, auth_view.tail)
         await self.osd.store.apply(txn)
 
-    async def _push_to(self, peer: int, peer_head: int, peer_objects: list[str] | None) -> None:
-        """Send a lagging replica every object changed after its head (or everything)."""
-        if self.log.covers(peer_head):
-            changed = {e.oid for e in self.log.after(peer_head)}
-            removed_remote: set[str] = set()
-        else:
-            changed, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
-            changed = set(changed)
-            removed_remote = set(peer_objects or []) - changed
-        entries = self.log.after(peer_head)
+    async def _sync_peer(self, peer: int, sync: logsync.SyncPlan) -> None:
+        """Push what a member misses (or must roll back), then give it our log."""
         async def push(oid: str) -> None:
             state, data = self.object_state(oid)
             await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, state, data, timeout=30.0)
-        await self._recover_all(sorted(changed | removed_remote), push)
-        final = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid="", exists=False)
-        final.log.extend(entries)
+        await self._recover_all(sorted(sync.objects), push)
+        final = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid="", exists=False,
+                                    reset_log=True, log_head=self.log.head,
+                                    log_tail=self.log.tail)
+        final.log.extend(self.log.after(0))
         await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, final, timeout=30.0)
 
     async def _recover_all(self, oids: list[str], recover_one) -> None:
@@ -234,12 +224,15 @@ class PG:
                     txn.setxattr(self.coll, state.oid, kv.key.decode(), kv.value)
                 if state.omap:
                     txn.omap_set(self.coll, state.oid, {kv.key: kv.value for kv in state.omap})
-        for entry in entries:
-            if entry.v > self.log.head or entry.v not in self.log.entries:
-                self.log.append(txn, entry)
-        if entries:
-            self.log.head = max(self.log.head, max(e.v for e in entries))
-            txn.set_meta(self.coll, b"head", str(self.log.head).encode())
+        if state.reset_log:
+            self.log.replace(txn, entries, state.log_head, state.log_tail)
+        else:
+            for entry in entries:
+                if entry.v > self.log.head or entry.v not in self.log.entries:
+                    self.log.append(txn, entry)
+            if entries:
+                self.log.head = max(self.log.head, max(e.v for e in entries))
+                txn.set_meta(self.coll, b"head", str(self.log.head).encode())
         await self.osd.store.apply(txn)
         self.next_v = max(self.next_v, self.log.head + 1)
 
@@ -333,7 +326,8 @@ class PG:
                 await asyncio.sleep(min(PEER_RETRY_S, max(0.0, remaining)))
 
     async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
-        if repop.entry.v in self.log.entries:
+        known = self.log.entries.get(repop.entry.v)
+        if known is not None and logsync.same(known, repop.entry):
             return  # a resend we already applied
         txn = Transaction.from_wire(repop.txn, data)
         self.log._remember(repop.entry)

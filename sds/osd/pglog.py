@@ -58,6 +58,23 @@ class PgLog:
                 self.tail = v
             txn.set_meta(self.coll, b"log_tail", str(self.tail).encode())
 
+    def replace(self, txn: Transaction, entries: list[osd_pb2.PgLogEntry], head: int,
+                tail: int) -> None:
+        """Make this log a copy of the authoritative one (peering), in `txn`."""
+        wanted = {e.v: e for e in entries}
+        for v in list(self.entries):
+            if v not in wanted:
+                txn.rm_meta(self.coll, log_key(v))
+        for v, entry in wanted.items():
+            if v not in self.entries or self.entries[v] != entry:
+                txn.set_meta(self.coll, log_key(v), entry.SerializeToString())
+        self.entries, self.by_reqid, self.head, self.tail = {}, {}, 0, tail
+        for v in sorted(wanted):
+            self._remember(wanted[v])
+        self.head = max(head, self.head)
+        txn.set_meta(self.coll, b"head", str(self.head).encode())
+        txn.set_meta(self.coll, b"log_tail", str(tail).encode())
+
     def after(self, v: int) -> list[osd_pb2.PgLogEntry]:
         return [e for k, e in sorted(self.entries.items()) if k > v]
 
