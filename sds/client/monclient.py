@@ -106,6 +106,7 @@ class MonClient:
             # an incremental went missing: ask again from the epoch we have
             asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
         if osdmap.epoch != self.osdmap.epoch:
+            self._drop_dead_osds(self.osdmap, osdmap)
             self.osdmap = osdmap
             self._placement = None
             self.pools = {p.name: p for p in osdmap.pools}
@@ -114,6 +115,16 @@ class MonClient:
             self._changed = asyncio.Event()
             if self.on_osdmap is not None:
                 self.on_osdmap(osdmap)
+
+    def _drop_dead_osds(self, old: maps_pb2.OsdMap, new: maps_pb2.OsdMap) -> None:
+        """Close connections to OSDs the new map says are down or moved, so requests
+        waiting on them fail now and are resent to the new primary (a silent, partitioned
+        OSD would otherwise hold them until their timeout)."""
+        now = {o.id: o for o in new.osds}
+        for osd in old.osds:
+            cur = now.get(osd.id)
+            if osd.up and osd.addr and (cur is None or not cur.up or cur.addr != osd.addr):
+                self.messenger.drop(osd.addr)
 
     def key_lookup(self, entity: str) -> tuple[bytes, dict[str, str]] | None:
         found = self.auth.get(entity)

@@ -216,8 +216,11 @@ def daemon_argv(role: str, daemon_id: str, conf: Path) -> list[str]:
     return [sys.executable, "-m", "sds", "daemon", role, "--id", daemon_id, "--conf", str(conf)]
 
 
-def start_daemon(dir: str | os.PathLike, name: str) -> int:
-    """Start one daemon of the cluster in the background; returns its pid."""
+def start_daemon(dir: str | os.PathLike, name: str, cgroup: str | os.PathLike | None = None) -> int:
+    """Start one daemon of the cluster in the background; returns its pid.
+
+    `cgroup` (a cgroup v2 directory) puts the daemon in it from its first instruction, so
+    every socket it opens belongs to it: fault tests cut its traffic with iptables."""
     dir = Path(dir).resolve()
     role, daemon_id = _split(name)
     if name not in daemon_names(dir):
@@ -231,13 +234,23 @@ def start_daemon(dir: str | os.PathLike, name: str) -> int:
     argv = daemon_argv(role, daemon_id, conf_path(dir))
     with open(files["out"], "ab") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                 start_new_session=True, close_fds=True)
+                                 start_new_session=True, close_fds=True,
+                                 preexec_fn=_joiner(cgroup) if cgroup else None)
     with _children_lock:
         _children[child.pid] = child
     tmp = files["pid"].with_name(files["pid"].name + ".tmp")
     tmp.write_text(f"{child.pid}\n")
     os.replace(tmp, files["pid"])
     return child.pid
+
+
+def _joiner(cgroup: str | os.PathLike) -> Callable[[], None]:
+    procs = os.path.join(cgroup, "cgroup.procs")
+
+    def join() -> None:  # runs in the child between fork and exec
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    return join
 
 
 def stop_daemon(dir: str | os.PathLike, name: str, sig: int = signal.SIGTERM,
@@ -660,8 +673,8 @@ class LocalCluster:
     def names(self, role: str | None = None) -> list[str]:
         return daemon_names(self.dir, role)
 
-    def start(self, name: str) -> int:
-        return start_daemon(self.dir, name)
+    def start(self, name: str, cgroup: str | os.PathLike | None = None) -> int:
+        return start_daemon(self.dir, name, cgroup)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> bool:
         return stop_daemon(self.dir, name, sig)

@@ -7,6 +7,7 @@ contents, and (where the cluster is stopped) that all replicas are byte-identica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -521,3 +522,81 @@ async def test_add_a_fourth_osd_under_load(cluster):
         assert with_data <= on_new, f"osd.3 got data of PGs not mapped to it: {with_data - on_new}"
     finally:
         await store.close()
+
+
+CGROUP2_ROOT = "/sys/fs/cgroup/unified"
+
+
+@contextlib.contextmanager
+def isolated_cgroup(name: str):
+    """A cgroup v2 directory whose processes' outgoing packets can be dropped at will."""
+    import shutil
+    import subprocess
+
+    root = CGROUP2_ROOT if os.path.isdir(CGROUP2_ROOT) else "/sys/fs/cgroup"
+    if not os.path.exists(os.path.join(root, "cgroup.procs")) or not shutil.which("iptables"):
+        pytest.skip("needs cgroup v2 and iptables with the cgroup match")
+    path = os.path.join(root, name)
+    os.makedirs(path, exist_ok=True)
+    rule = ["OUTPUT", "-m", "cgroup", "--path", name, "-j", "DROP"]
+
+    def iptables(op: str) -> None:
+        subprocess.run(["iptables", op, *rule], check=True, capture_output=True)
+
+    class Partition:
+        def cut(self):
+            iptables("-A")
+
+        def heal(self):
+            subprocess.run(["iptables", "-D", *rule], capture_output=True)
+
+    part = Partition()
+    try:
+        yield path, part
+    finally:
+        part.heal()
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.2)
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_heartbeat_grace": 3})
+async def test_partitioned_osd_acks_nothing_and_rejoins_without_split_brain(cluster):
+    """Cut every packet osd.2 sends (a primary of some PGs) while clients write, then heal:
+    the minority acknowledges nothing, the majority carries on, nothing acked is lost."""
+    with isolated_cgroup(f"sds-test-{os.getpid()}") as (cgroup, partition):
+        cluster.stop("osd.2")
+        cluster.start("osd.2", cgroup=cgroup)
+        async with Rados(cluster.conf) as r:
+            await wait_for(lambda: _all_up(r), 30, "osd.2 up in its cgroup")
+            await r.pool_create("split", pg_num=16, size=3, min_size=2)
+            io = r.ioctx("split")
+            assert any(r.placement.primary(r.monc.pools["split"].id, ps) == 2
+                       for ps in range(16)), "osd.2 should be primary of some PGs"
+            checker = AckChecker()
+            stop = asyncio.Event()
+            writer = asyncio.create_task(checker.writer(io, "obj", stop, concurrency=8))
+            await asyncio.sleep(1.0)
+            partition.cut()
+            await wait_for(lambda: _down(r, [2]), 30, "the majority marking osd.2 down")
+            acked = len(checker.acked)
+
+            async def progressing():
+                return len(checker.acked) > acked + 20
+            await wait_for(progressing, 30, "writes to go on without osd.2")
+            await asyncio.sleep(2.0)
+            partition.heal()
+            await wait_for(lambda: _back_in(r, 2), 60, "osd.2 back after the partition")
+            stop.set()
+            await asyncio.wait_for(writer, 120)
+            await checker.verify(io)
+            await wait_for(lambda: _all_clean(r), 90, "all PGs active+clean")
+            for ps in range(16):
+                report = await r.pg_command(f"{r.monc.pools['split'].id}.{ps:x}",
+                                            {"prefix": "deep-scrub"})
+                assert report["inconsistent"] == [], report
+        cluster.down()
+    await assert_replicas_identical(cluster, checker.acked)
