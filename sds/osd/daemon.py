@@ -181,8 +181,12 @@ class OsdDaemon(Daemon):
     async def _pg_for(self, pool_id: int, ps: int, client_epoch: int) -> PG:
         """The PG if we are its primary under the newest map we can get, else Retry."""
         if client_epoch > self.osdmap.epoch:
-            with contextlib.suppress(SdsError):
+            try:
                 await self.monc.wait_for_epoch(client_epoch, MAP_CATCH_UP_S)
+            except SdsError:
+                # never act on a map older than the client's: we may no longer be primary
+                raise Retry(f"osd.{self.osd_id} has map epoch {self.osdmap.epoch}, "
+                            f"older than the client's {client_epoch}") from None
         pg = self.pgs.get((pool_id, ps))
         if pg is None or not pg.is_primary:
             raise Retry(f"osd.{self.osd_id} is not primary of {pool_id}.{ps:x} "
@@ -207,7 +211,8 @@ class OsdDaemon(Daemon):
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
         await self._wait_min_size(pg, deadline)
-        return await pg.do_write(op, data, env.epoch, deadline)
+        # the log entry carries OUR map epoch: it orders histories across intervals
+        return await pg.do_write(op, data, self.osdmap.epoch, deadline)
 
     async def in_reader(self, fn, *args):
         """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""
