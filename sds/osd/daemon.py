@@ -253,9 +253,15 @@ class OsdDaemon(Daemon):
                 raise Retry(f"osd.{self.osd_id} is no longer primary of {pg.coll}")
             await pg.wait_active(deadline)
 
-    def _replica_pg(self, pool_id: int, ps: int, conn: Connection) -> PG:
+    async def _replica_pg(self, pool_id: int, ps: int, conn: Connection,
+                          sender_epoch: int) -> PG:
+        """The PG for OSD-to-OSD traffic, after catching up with the sender's map (so a
+        stale primary's messages are judged against the interval we should be in)."""
         if conn.peer.role != "osd":
             raise PermissionDenied("only OSDs may send replication traffic")
+        if sender_epoch > self.osdmap.epoch:
+            with contextlib.suppress(SdsError):
+                await self.monc.wait_for_epoch(sender_epoch, MAP_CATCH_UP_S)
         pg = self.pgs.get((pool_id, ps))
         if pg is None:
             pg = self.pgs[(pool_id, ps)] = PG(self, pool_id, ps)
@@ -264,27 +270,28 @@ class OsdDaemon(Daemon):
     async def _on_repop(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         repop = osd_pb2.RepOp()
         repop.ParseFromString(env.payload)
-        pg = self._replica_pg(repop.pool, repop.pg, conn)
+        pg = await self._replica_pg(repop.pool, repop.pg, conn, env.epoch)
         await pg.ensure_collection()
         await pg.apply_repop(repop, data)
 
     async def _on_pg_query(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         query = osd_pb2.PgQuery()
         query.ParseFromString(env.payload)
-        pg = self._replica_pg(query.pool, query.pg, conn)
+        pg = await self._replica_pg(query.pool, query.pg, conn, env.epoch)
+        await pg.settle()
         return pg.query_reply(query)
 
     async def _on_pg_push(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         state = osd_pb2.ObjectState()
         state.ParseFromString(env.payload)
-        pg = self._replica_pg(state.pool, state.pg, conn)
+        pg = await self._replica_pg(state.pool, state.pg, conn, env.epoch)
         await pg.ensure_collection()
         await pg.apply_object_state(state, data, list(state.log))
 
     async def _on_pg_pull(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         state = osd_pb2.ObjectState()
         state.ParseFromString(env.payload)
-        pg = self._replica_pg(state.pool, state.pg, conn)
+        pg = await self._replica_pg(state.pool, state.pg, conn, env.epoch)
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
         return pg.object_state(state.oid)
@@ -292,7 +299,7 @@ class OsdDaemon(Daemon):
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()
         req.ParseFromString(env.payload)
-        pg = self._replica_pg(req.pool, req.pg, conn)
+        pg = await self._replica_pg(req.pool, req.pg, conn, env.epoch)
         return await self.in_reader(scrub.build_map, self.store, pg.coll, req.deep)
 
     async def _on_pg_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):

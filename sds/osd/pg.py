@@ -59,6 +59,7 @@ class PG:
         self.recovery_done = 0
         self.created = False
         self._create_lock = asyncio.Lock()
+        self._applying: set[asyncio.Task] = set()
 
     @property
     def is_primary(self) -> bool:
@@ -105,16 +106,22 @@ class PG:
         self.recovery_total = self.recovery_done = 0
         try:
             await self.ensure_collection()
+            await self.settle()
             views = await self._gather_logs(interval)
             me = self.osd.osd_id
             auth = logsync.choose_authoritative(views, me)
             auth_view = views[auth]
+            log.debug("pg %s peering: auth osd.%d last_update %s; members %s", self.coll, auth,
+                      auth_view.last_update(),
+                      {o: (v.last_update(), v.head, v.tail) for o, v in views.items()})
             if auth != me:  # the primary itself is behind or divergent: fix it first
                 self.state = "peering+recovering"
                 await self._sync_self(auth, auth_view, views[me])
             for peer, member in views.items():
                 if peer != me:
                     sync = logsync.plan(auth_view, member)
+                    log.debug("pg %s: osd.%d needs %s%s", self.coll, peer, sorted(sync.objects),
+                              " (backfill)" if sync.backfill else "")
                     if sync.needed or member.head != auth_view.head:
                         self.state = "peering+backfilling" if sync.backfill else \
                             "peering+recovering"
@@ -132,6 +139,21 @@ class PG:
             await asyncio.sleep(PEER_RETRY_S)
             if self.interval == interval:
                 self.peering_task = asyncio.create_task(self._peer(interval))
+
+    def _commit(self, txn: Transaction, then) -> asyncio.Task:
+        """Apply txn, then update memory (`then`); tracked so peering can wait for it."""
+        async def run() -> None:
+            await self.osd.store.apply(txn)
+            then()
+        task = asyncio.get_running_loop().create_task(run())
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait until every local write begun so far is committed and in the log."""
+        if self._applying:
+            await asyncio.wait(set(self._applying))
 
     def _own_view(self) -> logsync.LogView:
         names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
@@ -159,6 +181,7 @@ class PG:
                          mine: logsync.LogView) -> None:
         """Pull every object our log misses or diverges on, then adopt the authoritative log."""
         sync = logsync.plan(auth_view, mine)
+        log.debug("pg %s: primary pulls %s from osd.%d", self.coll, sorted(sync.objects), auth)
 
         async def pull(oid: str) -> None:
             resp = await self.osd.call_osd(auth, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
@@ -166,8 +189,9 @@ class PG:
             await self.apply_object_state(resp.parse(osd_pb2.ObjectState), resp.data, [])
         await self._recover_all(sorted(sync.objects), pull)
         txn = Transaction()
-        self.log.replace(txn, list(auth_view.entries.values()), auth_view.head, auth_view.tail)
-        await self.osd.store.apply(txn)
+        entries = list(auth_view.entries.values())
+        self.log.replace(txn, entries, auth_view.head, auth_view.tail)
+        await self._commit(txn, lambda: self.log.adopt(entries, auth_view.head, auth_view.tail))
 
     async def _sync_peer(self, peer: int, sync: logsync.SyncPlan) -> None:
         """Push what a member misses (or must roll back), then give it our log."""
@@ -226,14 +250,21 @@ class PG:
                     txn.omap_set(self.coll, state.oid, {kv.key: kv.value for kv in state.omap})
         if state.reset_log:
             self.log.replace(txn, entries, state.log_head, state.log_tail)
+
+            def done() -> None:
+                self.log.adopt(entries, state.log_head, state.log_tail)
         else:
-            for entry in entries:
-                if entry.v > self.log.head or entry.v not in self.log.entries:
-                    self.log.append(txn, entry)
+            new = [e for e in entries if e.v > self.log.head or e.v not in self.log.entries]
+            for entry in new:
+                self.log.append(txn, entry)
             if entries:
-                self.log.head = max(self.log.head, max(e.v for e in entries))
-                txn.set_meta(self.coll, b"head", str(self.log.head).encode())
-        await self.osd.store.apply(txn)
+                txn.set_meta(self.coll, b"head",
+                             str(max(self.log.head, max(e.v for e in entries))).encode())
+
+            def done() -> None:
+                for entry in new:
+                    self.log.remember(entry)
+        await self._commit(txn, done)
         self.next_v = max(self.next_v, self.log.head + 1)
 
     # -- client ops -------------------------------------------------------------------------
@@ -257,9 +288,12 @@ class PG:
         fut = asyncio.get_running_loop().create_future()
         if op.client:  # registered before queueing, so a resend waits for this one
             self.in_flight[reqid] = fut
+        interval = self.interval
         try:
             async with self._object_lock(op.oid):
-                reply = await self._replicate(op, data, epoch, self.interval, deadline)
+                if self.interval != interval or not self.active.is_set():
+                    raise Retry(f"pg {self.coll} changed interval; resend")
+                reply = await self._replicate(op, data, epoch, interval, deadline)
             if not fut.done():
                 fut.set_result(reply)
             return reply
@@ -300,9 +334,10 @@ class PG:
                                    delete=op.code == osd_pb2.OsdOp.REMOVE)
         self.log.append(txn, entry)
         txn.set_meta(self.coll, b"head", str(v).encode())
+        log.debug("pg %s write v%d e%d %s to %s", self.coll, v, epoch, op.oid, self.acting)
         wire_txn, segments = txn.to_wire()
         repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, entry=entry, txn=wire_txn)
-        tasks = [self.osd.store.apply(txn)]
+        tasks = [self._commit(txn, lambda: self.log.remember(entry))]
         tasks += [self._send_repop(peer, repop, segments, interval, deadline)
                   for peer in self.replicas()]
         await asyncio.gather(*tasks)
@@ -326,12 +361,14 @@ class PG:
                 await asyncio.sleep(min(PEER_RETRY_S, max(0.0, remaining)))
 
     async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
+        if repop.entry.epoch < self.interval_epoch:
+            raise Retry(f"pg {self.coll}: write from epoch {repop.entry.epoch} predates the "
+                        f"interval that began in epoch {self.interval_epoch}")
         known = self.log.entries.get(repop.entry.v)
         if known is not None and logsync.same(known, repop.entry):
             return  # a resend we already applied
         txn = Transaction.from_wire(repop.txn, data)
-        self.log._remember(repop.entry)
-        await self.osd.store.apply(txn)
+        await self._commit(txn, lambda: self.log.remember(repop.entry))
 
     def query_reply(self, query: osd_pb2.PgQuery) -> osd_pb2.PgQueryReply:
         reply = osd_pb2.PgQueryReply()

@@ -47,10 +47,12 @@ class PgLog:
         self.head = max(self.head, entry.v)
 
     def append(self, txn: Transaction, entry: osd_pb2.PgLogEntry) -> None:
-        """Record `entry` in `txn`, trimming the oldest entries when the log is long."""
+        """Record `entry` in `txn`, trimming the oldest entries when the log is long.
+
+        The in-memory log learns the entry only through `remember`, which callers run
+        once `txn` is committed: peering must never see an entry the store lacks."""
         txn.set_meta(self.coll, log_key(entry.v), entry.SerializeToString())
-        self._remember(entry)
-        if len(self.entries) > LOG_MAX_ENTRIES:
+        if len(self.entries) >= LOG_MAX_ENTRIES:
             for v in sorted(self.entries)[:LOG_TRIM_BATCH]:
                 old = self.entries.pop(v)
                 self.by_reqid.pop((old.client, old.tid), None)
@@ -60,7 +62,8 @@ class PgLog:
 
     def replace(self, txn: Transaction, entries: list[osd_pb2.PgLogEntry], head: int,
                 tail: int) -> None:
-        """Make this log a copy of the authoritative one (peering), in `txn`."""
+        """Stage, in `txn`, making this log a copy of the authoritative one (peering);
+        `adopt` updates memory once `txn` is committed."""
         wanted = {e.v: e for e in entries}
         for v in list(self.entries):
             if v not in wanted:
@@ -68,12 +71,17 @@ class PgLog:
         for v, entry in wanted.items():
             if v not in self.entries or self.entries[v] != entry:
                 txn.set_meta(self.coll, log_key(v), entry.SerializeToString())
-        self.entries, self.by_reqid, self.head, self.tail = {}, {}, 0, tail
-        for v in sorted(wanted):
-            self._remember(wanted[v])
-        self.head = max(head, self.head)
-        txn.set_meta(self.coll, b"head", str(self.head).encode())
+        txn.set_meta(self.coll, b"head", str(max(head, max(wanted, default=0))).encode())
         txn.set_meta(self.coll, b"log_tail", str(tail).encode())
+
+    def adopt(self, entries: list[osd_pb2.PgLogEntry], head: int, tail: int) -> None:
+        self.entries, self.by_reqid, self.head, self.tail = {}, {}, 0, tail
+        for entry in sorted(entries, key=lambda e: e.v):
+            self._remember(entry)
+        self.head = max(head, self.head)
+
+    def remember(self, entry: osd_pb2.PgLogEntry) -> None:
+        self._remember(entry)
 
     def after(self, v: int) -> list[osd_pb2.PgLogEntry]:
         return [e for k, e in sorted(self.entries.items()) if k > v]
