@@ -50,6 +50,11 @@ def _fake_daemon(dir: Path, name: str, ignore_term: bool = False) -> subprocess.
             "--conf", str(dir / "sds.conf")]
     proc = subprocess.Popen(argv, start_new_session=True)
     (dir / name / f"{name}.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until exec'd: its /proc cmdline is the daemon's
+        if Path(f"/proc/{proc.pid}/cmdline").read_bytes().count(b"daemon"):
+            break
+        time.sleep(0.01)
     time.sleep(0.2 if ignore_term else 0)  # let it install the handler
     return proc
 
