@@ -93,28 +93,29 @@ class MonClient:
             self.auth[entity.name] = entity
         for name in maps.auth_inc.removed:
             self.auth.pop(name, None)
-        osdmap = self.osdmap
-        if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > osdmap.epoch:
-            osdmap = maps.full_osdmap
+        if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > self.osdmap.epoch:
+            self._install(maps.full_osdmap)
         gap = False
         for inc in maps.osdmap_incs:
-            if inc.epoch == osdmap.epoch + 1:
-                osdmap = apply_incremental(osdmap, inc)
-            elif inc.epoch > osdmap.epoch + 1:
+            if inc.epoch == self.osdmap.epoch + 1:
+                # one epoch at a time: OSDs date PG intervals by the epoch they begin in
+                self._install(apply_incremental(self.osdmap, inc))
+            elif inc.epoch > self.osdmap.epoch + 1:
                 gap = True
         if gap and self._conn is not None and not self._conn.closed:
             # an incremental went missing: ask again from the epoch we have
             asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
-        if osdmap.epoch != self.osdmap.epoch:
-            self._drop_dead_osds(self.osdmap, osdmap)
-            self.osdmap = osdmap
-            self._placement = None
-            self.pools = {p.name: p for p in osdmap.pools}
-            self.addrs = {o.id: o.addr for o in osdmap.osds}
-            self._changed.set()
-            self._changed = asyncio.Event()
-            if self.on_osdmap is not None:
-                self.on_osdmap(osdmap)
+
+    def _install(self, osdmap: maps_pb2.OsdMap) -> None:
+        self._drop_dead_osds(self.osdmap, osdmap)
+        self.osdmap = osdmap
+        self._placement = None
+        self.pools = {p.name: p for p in osdmap.pools}
+        self.addrs = {o.id: o.addr for o in osdmap.osds}
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self.on_osdmap is not None:
+            self.on_osdmap(osdmap)
 
     def _drop_dead_osds(self, old: maps_pb2.OsdMap, new: maps_pb2.OsdMap) -> None:
         """Close connections to OSDs the new map says are down or moved, so requests

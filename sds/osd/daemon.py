@@ -32,8 +32,9 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, pool_by_id
-from sds.osd import ops, scrub
-from sds.osd.pg import PG
+from sds.osd import objcopy, ops, scrub
+from sds.osd import peering_wire as wire
+from sds.osd.pg import PG, map_view
 from sds.osd.store.durable import DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
@@ -41,6 +42,7 @@ from sds.proto import messenger_pb2 as mpb
 log = logging.getLogger("sds.osd")
 
 MAP_CATCH_UP_S = 5.0
+PEERING_TICK_S = 0.25     # the peering core resends what went unanswered for 8 ticks
 READER_THREADS = 4
 USAGE_RECOUNT_S = 15.0
 
@@ -62,7 +64,8 @@ class OsdDaemon(Daemon):
         self.tasks: list[asyncio.Task] = []
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0,
                      "recovered_objects": 0}
-        self.recovery_slots = asyncio.Semaphore(int(config.get("osd_recovery_max_active")))
+        self.recovery_max_active = int(config.get("osd_recovery_max_active"))
+        self.recovery_slots = asyncio.Semaphore(self.recovery_max_active)
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
@@ -77,7 +80,7 @@ class OsdDaemon(Daemon):
         self.monc = MonClient(self.config, self.messenger, want_auth=True,
                               on_osdmap=self._on_osdmap)
         for msg_type, handler in ((mpb.OSD_OP, self._on_op), (mpb.OSD_REPOP, self._on_repop),
-                                  (mpb.OSD_PG_QUERY, self._on_pg_query),
+                                  (mpb.OSD_PEERING, self._on_peering),
                                   (mpb.OSD_PG_PUSH, self._on_pg_push),
                                   (mpb.OSD_PG_PULL, self._on_pg_pull),
                                   (mpb.OSD_PG_SCRUB, self._on_pg_scrub),
@@ -91,6 +94,7 @@ class OsdDaemon(Daemon):
         self.tasks.append(asyncio.create_task(self._report_stats()))
         self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
         self.tasks.append(asyncio.create_task(self._scrub_scheduler()))
+        self.tasks.append(asyncio.create_task(self._peering_ticker()))
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
 
     async def stop(self) -> None:
@@ -101,9 +105,6 @@ class OsdDaemon(Daemon):
                     {"prefix": "osd down", "ids": [self.osd_id]}, timeout=2.0), 3.0)
         for task in self.tasks:
             task.cancel()
-        for pg in self.pgs.values():
-            if pg.peering_task is not None:
-                pg.peering_task.cancel()
         if self.messenger is not None:
             await self.messenger.close()
         self._readers.shutdown(wait=True)
@@ -152,6 +153,7 @@ class OsdDaemon(Daemon):
     def _on_osdmap(self, osdmap: maps_pb2.OsdMap) -> None:
         placement = self.monc.placement
         up_from = {o.id: o.up_from for o in osdmap.osds}
+        up = frozenset(o.id for o in osdmap.osds if o.up)
         mine = set(placement.pgs_of_osd(self.osd_id))
         for pool in osdmap.pools:
             for ps in range(pool.pg_num):
@@ -161,10 +163,17 @@ class OsdDaemon(Daemon):
                 pg = self.pgs.get(key)
                 if pg is None:
                     pg = self.pgs[key] = PG(self, pool.id, ps)
-                pg.on_map(placement.pg_up(pool.id, ps), up_from, osdmap.epoch)
+                pg.on_map(map_view(osdmap.epoch, placement.pg_up(pool.id, ps), up, up_from,
+                                   pool.size, pool.min_size))
         live = {p.id for p in osdmap.pools}
         for key in [k for k in self.pgs if k[0] not in live]:
-            self.pgs.pop(key).on_map([], {}, osdmap.epoch)
+            self.pgs.pop(key).on_map(map_view(osdmap.epoch, [], up, {}, 0, 0))
+
+    async def _peering_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(PEERING_TICK_S)
+            for pg in list(self.pgs.values()):
+                pg.tick()
 
     async def call_osd(self, osd_id: int, msg_type: int, payload, data=None,
                        timeout: float = 10.0) -> Response:
@@ -173,6 +182,17 @@ class OsdDaemon(Daemon):
             raise ConnectionLost(f"osd.{osd_id} is not up")
         conn = await self.messenger.connect(info.addr, timeout=min(timeout, 3.0))
         return await conn.call(msg_type, payload, data, epoch=self.osdmap.epoch, timeout=timeout)
+
+    async def send_osd(self, osd_id: int, msg_type: int, payload) -> None:
+        """One-way message to another OSD; lost if it is unreachable (senders retry)."""
+        info = find_osd(self.osdmap, osd_id)
+        if info is None or not info.up:
+            return
+        try:
+            conn = await self.messenger.connect(info.addr, timeout=3.0)
+            await conn.send(msg_type, payload, epoch=self.osdmap.epoch)
+        except SdsError as e:
+            log.debug("message to osd.%d lost: %s", osd_id, e)
 
     def perf_add(self, **counts: int) -> None:
         for key, value in counts.items():
@@ -204,21 +224,21 @@ class OsdDaemon(Daemon):
         conn.peer.require("osd", "r" if is_read else "w")
         deadline = time.monotonic() + self.op_timeout
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
-        await pg.wait_active(deadline)
         self.perf["ops"] += 1
-        if is_read:
-            reply, out = await self._read(pg, op)
+        if is_read:  # a peered PG knows its newest data: it reads even below min_size
+            await pg.wait_active(deadline, peered=True)
+            reply, out = await pg.read(op, deadline)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
         await self._wait_min_size(pg, deadline)
-        # the log entry carries OUR map epoch: it orders histories across intervals
-        return await pg.do_write(op, data, self.osdmap.epoch, deadline)
+        await pg.wait_active(deadline)
+        return await pg.do_write(op, data, deadline)
 
     async def in_reader(self, fn, *args):
         """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
-    async def _read(self, pg: PG, op: osd_pb2.OsdOp):
+    async def read_object(self, pg: PG, op: osd_pb2.OsdOp):
         """Small reads run inline, large ones in reader threads. Bytes that fail their
         checksum are never returned: the object is repaired from a replica and read again."""
         try:
@@ -246,12 +266,11 @@ class OsdDaemon(Daemon):
             pg.reason = reason
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Unavailable(f"{reason}: write refused after waiting "
+                raise Unavailable(f"{reason}: op refused after waiting "
                                   f"{self.op_timeout:g}s for replicas to come back")
             await self.monc.wait_for_map_change(min(remaining, 1.0))
             if not pg.is_primary:
                 raise Retry(f"osd.{self.osd_id} is no longer primary of {pg.coll}")
-            await pg.wait_active(deadline)
 
     async def _replica_pg(self, pool_id: int, ps: int, conn: Connection,
                           sender_epoch: int) -> PG:
@@ -274,19 +293,19 @@ class OsdDaemon(Daemon):
         await pg.ensure_collection()
         await pg.apply_repop(repop, data)
 
-    async def _on_pg_query(self, conn: Connection, env: mpb.Envelope, data: memoryview):
-        query = osd_pb2.PgQuery()
-        query.ParseFromString(env.payload)
-        pg = await self._replica_pg(query.pool, query.pg, conn, env.epoch)
-        await pg.settle()
-        return pg.query_reply(query)
+    async def _on_peering(self, conn: Connection, env: mpb.Envelope, data: memoryview):
+        pb = osd_pb2.PeeringMessage()
+        pb.ParseFromString(env.payload)
+        if pb.dst != self.osd_id or conn.peer.entity != f"osd.{pb.src}":
+            raise PermissionDenied("peering message with a wrong sender or receiver")
+        pg = await self._replica_pg(pb.pool, pb.pg, conn, env.epoch)
+        pg.deliver(wire.message_from_pb(pb))
 
     async def _on_pg_push(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         state = osd_pb2.ObjectState()
         state.ParseFromString(env.payload)
         pg = await self._replica_pg(state.pool, state.pg, conn, env.epoch)
-        await pg.ensure_collection()
-        await pg.apply_object_state(state, data, list(state.log))
+        await pg.install_copy(state, data)
 
     async def _on_pg_pull(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         state = osd_pb2.ObjectState()
@@ -294,7 +313,8 @@ class OsdDaemon(Daemon):
         pg = await self._replica_pg(state.pool, state.pg, conn, env.epoch)
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
-        return pg.object_state(state.oid)
+        await pg.settle()
+        return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps)
 
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()
@@ -334,7 +354,7 @@ class OsdDaemon(Daemon):
         while True:
             await asyncio.sleep(min(light, deep, 60.0) / 4)
             for pg in list(self.pgs.values()):
-                if not pg.is_primary or not pg.active.is_set():
+                if not pg.is_primary or not pg.is_clean():
                     continue
                 now = time.time()
                 due_deep = now - (pg.last_deep_scrub or started) >= deep
@@ -395,15 +415,17 @@ class OsdDaemon(Daemon):
             if not pg.is_primary:
                 continue
             try:
-                pool = pool_by_id(self.osdmap, pool_id)
+                pool_by_id(self.osdmap, pool_id)
             except NotFound:
                 continue
             objects, bytes_ = self._pg_usage(pg)
-            st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(pool.size, len(pg.acting)),
-                       num_objects=objects, num_bytes=bytes_, last_v=pg.log.head,
-                       acting=pg.acting, reason=pg.reason, inconsistent=sorted(pg.inconsistent),
-                       last_scrub=pg.last_scrub, last_deep_scrub=pg.last_deep_scrub,
-                       recovery_total=pg.recovery_total, recovery_done=pg.recovery_done)
+            total, done = pg.recovery_progress()
+            st.pgs.add(pool=pool_id, pg=ps, state=pg.pg_state(),
+                       num_objects=objects, num_bytes=bytes_, last_v=pg.head,
+                       acting=pg.acting, reason=pg.reason or pg.core.why(),
+                       inconsistent=sorted(pg.inconsistent), last_scrub=pg.last_scrub,
+                       last_deep_scrub=pg.last_deep_scrub, recovery_total=total,
+                       recovery_done=done)
         return st
 
     def _pg_usage(self, pg: PG) -> tuple[int, int]:
@@ -411,7 +433,7 @@ class OsdDaemon(Daemon):
         (a full count under a write load would cost more than the writes)."""
         cached = self._usage_cache.get(pg.coll)
         now = time.monotonic()
-        if cached is not None and (cached[0] == pg.log.head or now - cached[3] < USAGE_RECOUNT_S):
+        if cached is not None and (cached[0] == pg.head or now - cached[3] < USAGE_RECOUNT_S):
             return cached[1], cached[2]
         objects = bytes_ = 0
         if self.store.collection_exists(pg.coll):
@@ -420,7 +442,7 @@ class OsdDaemon(Daemon):
             for name in names:
                 with contextlib.suppress(SdsError):
                     bytes_ += self.store.stat(pg.coll, name).size
-        self._usage_cache[pg.coll] = (pg.log.head, objects, bytes_, now)
+        self._usage_cache[pg.coll] = (pg.head, objects, bytes_, now)
         return objects, bytes_
 
     async def _report_stats(self) -> None:

@@ -6,9 +6,8 @@ Like sds.mon.paxos this core does no I/O: the driver (sds/osd/pg.py) feeds it ma
 holding durable writes, messages and recovery actions. No sockets, sleeps or randomness:
 the same inputs always give the same outputs (tests/sim/peering_sim.py relies on it).
 
-Status: verified by its own tests and simulator only. sds/osd/pg.py does not drive it yet:
-the running OSD still uses the simpler blocking peering of sds/osd/logsync.py (recover
-everything, then activate). Making pg.py its driver is the next step of issue 3.
+sds/osd/pg.py drives it in the running OSD; tests/sim/peering_sim.py drives it in a
+seeded simulation with message loss, reordering and crashes.
 
 Versions
     A log entry's version is an (epoch, v) pair compared as a tuple (Ceph's eversion_t):
@@ -83,7 +82,7 @@ RESTARTED = "restarted"  # volatile state lost; waits for a new interval
 
 STATE_ORDER = ["stale", "creating", "active", "clean", "incomplete", "recovery_unfound",
                "peering", "activating", "recovering", "recovery_wait", "undersized",
-               "degraded", "inconsistent", "backfilling", "backfill_wait", "peered"]
+               "degraded", "remapped", "inconsistent", "backfilling", "backfill_wait", "peered"]
 
 
 class NotActive(Retry):
@@ -192,6 +191,7 @@ class Recover:
     source: int
     targets: list[int]
     epoch: int
+    urgent: bool = False  # a client op waits for it: do not queue it behind the others
 
 
 @dataclass
@@ -247,6 +247,7 @@ class PeeringCore:
         self.role = STRAY
         self.phase = RESTARTED if self.interval else GET_INFO
         self.up: frozenset[int] = frozenset()
+        self.prev_epoch = self.interval.epoch if self.interval else 0  # previous interval
         self.stale = False          # set by the driver when the mons lost track of the PG
         self.inconsistent = False   # set by scrub
         self.ticks = 0
@@ -347,6 +348,7 @@ class PeeringCore:
         old = self.interval
         changed = old is None or old.ident() != view.ident()
         if changed:
+            self.prev_epoch = old.epoch if old is not None else 0
             if old is not None and len(old.acting) >= old.min_size:
                 self.past.append(PastInterval(old.epoch, view.epoch - 1, old.acting))
             self.interval = view
@@ -437,15 +439,34 @@ class PeeringCore:
     def step(self, msg: Message) -> Ready:
         """Handle one message; messages from another interval are ignored."""
         assert msg.dst == self.whoami, msg
-        if self.interval is None or msg.epoch != self.interval.epoch or self.phase == RESTARTED:
+        if msg.kind == "query":  # our durable info is valid whatever interval we are in
+            self._on_query(msg)
             return self._flush()
+        if self.interval is None or self.phase == RESTARTED:
+            return self._flush()
+        if msg.epoch != self.interval.epoch:
+            self._relabel(msg)
+            if msg.epoch != self.interval.epoch:
+                return self._flush()
         getattr(self, f"_on_{msg.kind}")(msg)
         return self._flush()
 
+    def _relabel(self, msg: Message) -> None:
+        """An OSD that skipped map epochs dates the same interval later than one that saw
+        them all. A member that has not activated yet follows its primary's date, so both
+        sides of the interval agree on it (every date is after the previous interval)."""
+        iv = self.interval
+        if (self.role != PRIMARY and not self._replica_active and iv.acting
+                and msg.src == iv.acting[0] and self.prev_epoch < msg.epoch <= self.map_epoch):
+            self.interval = MapView(msg.epoch, iv.acting, iv.up, iv.up_from, iv.size,
+                                    iv.min_size)
+            self._save_info()
+
     def _on_query(self, msg: Message) -> None:
-        self._send(msg.src, "info", last_update=self.last_update, log_tail=self.log_tail,
-                   lec=self.lec, log=[self.log[v] for v in sorted(self.log)],
-                   missing=dict(self.missing))
+        self._ready.messages.append(Message(
+            "info", self.whoami, msg.src, msg.epoch, last_update=self.last_update,
+            log_tail=self.log_tail, lec=self.lec, log=[self.log[v] for v in sorted(self.log)],
+            missing=dict(self.missing)))
 
     def _on_info(self, msg: Message) -> None:
         if self.role != PRIMARY or self.phase not in (GET_INFO, INCOMPLETE):
@@ -619,7 +640,7 @@ class PeeringCore:
         need = self._pmissing[min(targets)][oid]
         self._ops[oid] = _Op(need, source, targets, self.ticks, urgent)
         self._ready.recover.append(Recover(oid, need, source, sorted(targets),
-                                           self.interval.epoch))
+                                           self.interval.epoch, urgent))
         return True
 
     def _kick(self) -> None:
@@ -816,8 +837,9 @@ class PeeringCore:
         if log_left:
             log_running = any(o not in self._backfill for o in running)
             names.add("recovering" if log_running else "recovery_wait")
-        if backfill_left:
-            names.add("backfilling" if running & self._backfill else "backfill_wait")
+        if backfill_left:  # the PG's data is moving to OSDs that do not hold it yet
+            names |= {"remapped",
+                      "backfilling" if running & self._backfill else "backfill_wait"}
         if self._unfound:
             names.add("recovery_unfound")
         return names

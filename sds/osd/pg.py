@@ -1,11 +1,17 @@
-"""One placement group on one OSD: its log, its interval, peering and the write pipeline.
+"""One placement group on one OSD: the driver of its peering core, and its write pipeline.
 
-Primary-copy replication: the primary orders writes (PG log version v), applies them
-locally and on every replica of the acting set in parallel, and acks the client only
-when all have committed. A new interval (acting set changed, or a member restarted)
-makes the primary peer again: it asks every member for its PG info and log, takes the
-longest history as authoritative, pulls what it lacks, pushes what the others lack,
-and only then serves ops again. Full peering state machine and backfill tuning: issue 3.
+The peering and recovery decisions are made by the pure state machine in
+sds/osd/peering.py (`PeeringCore`); this class feeds it maps, messages, ticks and local
+events, and carries out what it returns (`Ready`): persist its state in the PG's
+collection meta (atomically with the object change of the same event), then send its
+messages and run its recoveries. The PG serves client I/O as soon as it is active:
+recovery and backfill run in the background, bounded by the OSD-wide
+`osd_recovery_max_active`; an op on an object that an acting member still misses asks
+the core to recover that object first and waits for it.
+
+Primary-copy replication: the primary orders each write (core.write gives its (epoch, v)
+log entry), applies it locally and on every acting replica in parallel, and acks the
+client once all have committed.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable, from_code
+from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
 from sds.crush.placement import pg_name
-from sds.osd import logsync, ops, scrub
-from sds.osd.pglog import PgLog
+from sds.osd import objcopy, ops, scrub
+from sds.osd import peering_wire as wire
+from sds.osd.peering import ACTIVE, PRIMARY, MapView, Message, PeeringCore, Ready, Recover
 from sds.osd.store.base import Transaction
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import osd_pb2
@@ -29,8 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sds.osd.pg")
 
-PEER_RETRY_S = 0.5
+PEERING_PREFIX = b"peering/"
+LOG_MAX_ENTRIES = 3000
 REPOP_TIMEOUT_S = 10.0
+RETRY_S = 0.5
+REORDER_RETRY_S = 0.002   # a replica got this write before an earlier one: resend soon
+COPY_TIMEOUT_S = 60.0
 
 
 class PG:
@@ -39,58 +50,146 @@ class PG:
         self.pool_id = pool_id
         self.ps = ps
         self.coll = pg_name(pool_id, ps)
-        self.log = PgLog.load(osd.store, self.coll) if osd.store.collection_exists(self.coll) \
-            else PgLog(self.coll)
-        self.acting: list[int] = []
-        self.interval: tuple = ()
-        self.interval_epoch = 0
-        self.state = "creating"
-        self.reason = ""
-        self.active = asyncio.Event()
-        self.peering_task: asyncio.Task | None = None
+        self.created = osd.store.collection_exists(self.coll)
+        durable = {}
+        if self.created:
+            durable = {k.decode(): v for k, v in osd.store.list_meta(
+                self.coll, prefix=PEERING_PREFIX, max_entries=1 << 30)}
+        self.core = PeeringCore(osd.osd_id, durable, max_active=osd.recovery_max_active,
+                                log_max=LOG_MAX_ENTRIES)
+        self.reason = ""   # what a client op waits for, beyond what the core says
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
-        self.next_v = self.log.head + 1
         self.inconsistent: dict[str, scrub.Inconsistency] = {}
         self.last_scrub = 0.0
         self.last_deep_scrub = 0.0
         self.scrubbing = ""
-        self.recovery_total = 0   # objects to recover in this interval, and how many are done
-        self.recovery_done = 0
-        self.created = False
         self._create_lock = asyncio.Lock()
         self._applying: set[asyncio.Task] = set()
+        self._recovering: dict[str, asyncio.Task] = {}
+        self._progress = asyncio.Event()   # set (and replaced) whenever the core moved
+        self._reqids: dict[str, tuple] = {}
+        self._indexed_log: dict | None = None
+
+    # -- what the core says ---------------------------------------------------------------
+    @property
+    def acting(self) -> list[int]:
+        return list(self.core.interval.acting) if self.core.interval else []
+
+    @property
+    def interval_epoch(self) -> int:
+        return self.core.interval.epoch if self.core.interval else 0
 
     @property
     def is_primary(self) -> bool:
-        return bool(self.acting) and self.acting[0] == self.osd.osd_id
+        return self.core.role == PRIMARY
+
+    @property
+    def head(self) -> int:
+        """The newest log version, packed: changes whenever the PG's content changed."""
+        return wire.pack(self.core.last_update)
 
     def replicas(self) -> list[int]:
         return [o for o in self.acting if o != self.osd.osd_id]
 
-    # -- intervals ---------------------------------------------------------------------
-    def on_map(self, acting: list[int], up_from: dict[int, int], epoch: int) -> None:
-        """Start a new interval when the acting set or a member's incarnation changed."""
-        interval = tuple((o, up_from.get(o, 0)) for o in acting)
-        if interval == self.interval:
+    def is_active(self) -> bool:
+        return self.core.serves_io()
+
+    def is_clean(self) -> bool:
+        return self.is_active() and "clean" in self.core.state_name().split("+")
+
+    # -- driving the core ---------------------------------------------------------------------
+    def on_map(self, view: MapView) -> None:
+        if view.epoch <= self.core.map_epoch:
             return
-        self.interval = interval
-        self.interval_epoch = epoch
-        self.acting = list(acting)
-        self.active.clear()
+        before = self.interval_epoch
+        ready = self.core.advance_map(view)
+        if self.interval_epoch != before:
+            self._end_interval()
+        self._run(ready)
+
+    def _end_interval(self) -> None:
+        """Ops and recoveries of the old interval stop: clients resend to the new primary."""
         for fut in self.in_flight.values():
             if not fut.done():
                 fut.set_exception(Retry(f"pg {self.coll} changed interval; resend"))
+                fut.exception()
         self.in_flight.clear()
-        if self.peering_task is not None:
-            self.peering_task.cancel()
-            self.peering_task = None
-        log.debug("pg %s new interval %s in epoch %d", self.coll, interval, epoch)
+        for task in self._recovering.values():
+            task.cancel()
+        self._recovering.clear()
+        self.reason = ""
+        self._moved()
+
+    def _moved(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    def tick(self) -> None:
         if self.is_primary:
-            self.state = "peering"
-            self.peering_task = asyncio.create_task(self._peer(interval))
+            self._run(self.core.tick())
+
+    def deliver(self, msg: Message) -> None:
+        """A peering message for this PG (from another OSD or from ourselves)."""
+        if msg.kind == "scan":
+            self._track(self._answer_scan(msg))
         else:
-            self.state = "replica" if self.osd.osd_id in acting else "stray"
+            self._run(self.core.step(msg))
+
+    def _run(self, ready: Ready, txn: Transaction | None = None) -> asyncio.Task:
+        """Persist the core's changes (with `txn`), then send its messages, start its
+        recoveries. Tracked, and FIFO: the store commits in submission order."""
+        txn = txn if txn is not None else Transaction()
+        for key, value in ready.persist.items():
+            if value is None:
+                txn.rm_meta(self.coll, key.encode())
+            else:
+                txn.set_meta(self.coll, key.encode(), value)
+
+        async def run() -> None:
+            if txn.ops:
+                await self.ensure_collection()
+                await self.osd.store.apply(txn)
+            for msg in ready.messages:
+                self._send(msg)
+            for rec in ready.recover:
+                self._start_recovery(rec)
+            self._moved()
+        return self._track(run())
+
+    def _track(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._applying.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._applying.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pg %s: %s", self.coll, task.exception())
+
+    async def settle(self) -> None:
+        """Wait until every local change begun so far is committed."""
+        if self._applying:
+            await asyncio.wait(set(self._applying))
+
+    def _send(self, msg: Message) -> None:
+        if msg.dst == self.osd.osd_id:
+            asyncio.get_running_loop().call_soon(self.deliver, msg)
+            return
+        pb = wire.message_to_pb(msg, self.pool_id, self.ps)
+        asyncio.get_running_loop().create_task(self.osd.send_osd(msg.dst, mpb.OSD_PEERING, pb))
+
+    async def _answer_scan(self, msg: Message) -> None:
+        """Backfill asks for our object listing with versions."""
+        await self.settle()
+        objects = {}
+        if self.osd.store.collection_exists(self.coll):
+            names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+            for name in names:
+                with contextlib.suppress(SdsError):
+                    objects[name] = wire.unpack(self.osd.store.stat(self.coll, name).version)
+        self._send(Message("scan_reply", self.osd.osd_id, msg.src, msg.epoch, objects=objects))
 
     async def ensure_collection(self) -> None:
         """Create the PG's collection once, even when many messages race to do it."""
@@ -101,199 +200,128 @@ class PG:
                 await self.osd.store.apply(Transaction().create_collection(self.coll))
             self.created = True
 
-    # -- peering -------------------------------------------------------------------------
-    async def _peer(self, interval: tuple) -> None:
-        self.recovery_total = self.recovery_done = 0
+    # -- recovery ---------------------------------------------------------------------------
+    def _start_recovery(self, rec: Recover) -> None:
+        running = self._recovering.get(rec.oid)
+        if running is not None and not running.done():
+            return  # the copy under way will satisfy the core (or fail, and be retried)
+        self._recovering[rec.oid] = asyncio.get_running_loop().create_task(self._recover(rec))
+
+    async def _recover(self, rec: Recover) -> None:
+        """Copy one object from its source to every target the core named."""
+        slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
         try:
-            await self.ensure_collection()
-            await self.settle()
-            views = await self._gather_logs(interval)
-            me = self.osd.osd_id
-            auth = logsync.choose_authoritative(views, me)
-            auth_view = views[auth]
-            log.debug("pg %s peering: auth osd.%d last_update %s; members %s", self.coll, auth,
-                      auth_view.last_update(),
-                      {o: (v.last_update(), v.head, v.tail) for o, v in views.items()})
-            if auth != me:  # the primary itself is behind or divergent: fix it first
-                self.state = "peering+recovering"
-                await self._sync_self(auth, auth_view, views[me])
-            for peer, member in views.items():
-                if peer != me:
-                    sync = logsync.plan(auth_view, member)
-                    log.debug("pg %s: osd.%d needs %s%s", self.coll, peer, sorted(sync.objects),
-                              " (backfill)" if sync.backfill else "")
-                    if sync.needed or member.head != auth_view.head:
-                        self.state = "peering+backfilling" if sync.backfill else \
-                            "peering+recovering"
-                        await self._sync_peer(peer, sync)
-            self.next_v = max(self.next_v, self.log.head + 1)
-            self.state = "active"
-            self.reason = ""
-            self.active.set()
-            log.debug("pg %s active at v%d acting %s", self.coll, self.log.head, self.acting)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # keep trying: a PG must never stay silently stuck
-            log.warning("pg %s peering failed: %s", self.coll, e)
-            self.reason = f"peering failed: {e}"
-            await asyncio.sleep(PEER_RETRY_S)
-            if self.interval == interval:
-                self.peering_task = asyncio.create_task(self._peer(interval))
+            async with slots:
+                state, data = await self._fetch(rec.oid, rec.source)
+                if not rec.need.matches(wire.unpack(state.version) if state.exists else None):
+                    log.warning("pg %s: osd.%d holds %s at %s, not %s; retrying later",
+                                self.coll, rec.source, rec.oid, wire.unpack(state.version),
+                                rec.need)
+                    return
+                state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
+                state.interval, state.recovery = rec.epoch, True
+                for target in rec.targets:
+                    if target == self.osd.osd_id:
+                        await self.install_copy(state, data)
+                    else:
+                        await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
+                                                timeout=COPY_TIMEOUT_S)
+            self.osd.perf_add(recovered_objects=len(rec.targets))
+        except (SdsError, OSError) as e:
+            log.info("pg %s: recovery of %s failed (%s); the core retries it", self.coll,
+                     rec.oid, e)
+        finally:
+            if self._recovering.get(rec.oid) is asyncio.current_task():
+                del self._recovering[rec.oid]
 
-    def _commit(self, txn: Transaction, then) -> asyncio.Task:
-        """Apply txn, then update memory (`then`); tracked so peering can wait for it."""
-        async def run() -> None:
-            await self.osd.store.apply(txn)
-            then()
-        task = asyncio.get_running_loop().create_task(run())
-        self._applying.add(task)
-        task.add_done_callback(self._applying.discard)
-        return task
+    async def _fetch(self, oid: str, source: int) -> tuple[osd_pb2.ObjectState, bytes]:
+        if source == self.osd.osd_id:
+            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps)
+        resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
+            pool=self.pool_id, pg=self.ps, oid=oid), timeout=COPY_TIMEOUT_S)
+        return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
 
-    async def settle(self) -> None:
-        """Wait until every local write begun so far is committed and in the log."""
-        if self._applying:
-            await asyncio.wait(set(self._applying))
+    async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
+        """A pushed copy: for recovery, only if the core still wants exactly it (and then
+        with the core's bookkeeping in the same transaction); for repair, always."""
+        txn = Transaction()
+        if not state.recovery:
+            await self._run(Ready(), objcopy.stage_copy(txn, self.coll, state, data))
+            return
+        ready = self.core.on_push(state.oid, wire.need_from_pb(state.need), state.interval)
+        if ready is None:
+            return  # stale or unwanted
+        if ready.persist:
+            objcopy.stage_copy(txn, self.coll, state, data)
+        await self._run(ready, txn)
 
-    def _own_view(self) -> logsync.LogView:
+    async def _wait_recovered(self, oid: str, deadline: float, degraded: bool) -> None:
+        """Block an op until `oid` is present here (reads) or on every acting member
+        (writes), asking the core to recover it ahead of everything else."""
+        interval = self.interval_epoch
+        while self.core.is_degraded(oid) if degraded else self.core.is_missing(oid):
+            if self.interval_epoch != interval or self.core.phase != ACTIVE:
+                raise Retry(f"pg {self.coll} changed interval; resend")
+            self._run(self.core.need_object(oid))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"pg {self.coll}: {oid} is still being recovered: "
+                                  f"{self.core.why()}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+
+    # -- client ops ---------------------------------------------------------------------------
+    async def wait_active(self, deadline: float, peered: bool = False) -> None:
+        """Until the PG serves writes, or with `peered` just knows its authoritative data."""
+        while not (self.core.phase == ACTIVE if peered else self.is_active()):
+            if not self.is_primary:
+                raise Retry(f"osd.{self.osd.osd_id} is no longer primary of {self.coll}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"pg {self.coll} is {self.core.state_name()}: "
+                                  f"{self.reason or self.core.why()}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+
+    async def read(self, op: osd_pb2.OsdOp, deadline: float):
+        """Serve a read; an object we still miss is recovered first."""
+        if op.code == osd_pb2.OsdOp.LIST:
+            return self._list(op)
+        await self._wait_recovered(op.oid, deadline, degraded=False)
+        return await self.osd.read_object(self, op)
+
+    def _list(self, op: osd_pb2.OsdOp):
+        """Objects of the PG, counting the ones we still miss as the authority has them."""
+        if not self.core.missing:
+            return ops.execute_read(self.osd.store, self.coll, op)
         names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
-        return logsync.LogView.of(self.log.head, self.log.tail, self.log.after(0), names)
+        gone = {o for o, n in self.core.missing.items() if n.delete}
+        coming = {o for o, n in self.core.missing.items() if not n.delete}
+        listing = sorted((set(names) - gone) | coming)
+        after = [n for n in listing if n > op.oid] if op.oid else listing
+        limit = op.max or 1000
+        reply = osd_pb2.OsdOpReply(names=after[:limit], more=len(after) > limit)
+        return reply, b""
 
-    async def _gather_logs(self, interval: tuple) -> dict[int, logsync.LogView]:
-        """Every member's log, head, tail and listing; waits for members that are silent."""
-        views = {self.osd.osd_id: self._own_view()}
-        for peer in self.replicas():
-            while True:
-                try:
-                    reply = await self.osd.call_osd(peer, mpb.OSD_PG_QUERY, osd_pb2.PgQuery(
-                        pool=self.pool_id, pg=self.ps, since_v=0, list_objects=True),
-                        timeout=10.0)
-                    q = reply.parse(osd_pb2.PgQueryReply)
-                    views[peer] = logsync.LogView.of(q.info.last_v, q.info.log_tail_v, q.log,
-                                                     list(q.objects))
-                    break
-                except (ConnectionLost, TimedOut, Retry) as e:
-                    self.reason = f"waiting for osd.{peer} to answer peering: {e}"
-                    await asyncio.sleep(PEER_RETRY_S)
-        return views
-
-    async def _sync_self(self, auth: int, auth_view: logsync.LogView,
-                         mine: logsync.LogView) -> None:
-        """Pull every object our log misses or diverges on, then adopt the authoritative log."""
-        sync = logsync.plan(auth_view, mine)
-        log.debug("pg %s: primary pulls %s from osd.%d", self.coll, sorted(sync.objects), auth)
-
-        async def pull(oid: str) -> None:
-            resp = await self.osd.call_osd(auth, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-                pool=self.pool_id, pg=self.ps, oid=oid), timeout=30.0)
-            await self.apply_object_state(resp.parse(osd_pb2.ObjectState), resp.data, [])
-        await self._recover_all(sorted(sync.objects), pull)
-        txn = Transaction()
-        entries = list(auth_view.entries.values())
-        self.log.replace(txn, entries, auth_view.head, auth_view.tail)
-        await self._commit(txn, lambda: self.log.adopt(entries, auth_view.head, auth_view.tail))
-
-    async def _sync_peer(self, peer: int, sync: logsync.SyncPlan) -> None:
-        """Push what a member misses (or must roll back), then give it our log."""
-        async def push(oid: str) -> None:
-            state, data = self.object_state(oid)
-            await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, state, data, timeout=30.0)
-        await self._recover_all(sorted(sync.objects), push)
-        final = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid="", exists=False,
-                                    reset_log=True, log_head=self.log.head,
-                                    log_tail=self.log.tail)
-        final.log.extend(self.log.after(0))
-        await self.osd.call_osd(peer, mpb.OSD_PG_PUSH, final, timeout=30.0)
-
-    async def _recover_all(self, oids: list[str], recover_one) -> None:
-        """Recover objects concurrently, within the OSD-wide osd_recovery_max_active bound."""
-        self.recovery_total += len(oids)
-
-        async def one(oid: str) -> None:
-            async with self.osd.recovery_slots:
-                await recover_one(oid)
-            self.recovery_done += 1
-            self.osd.perf_add(recovered_objects=1)
-        await asyncio.gather(*(one(oid) for oid in oids))
-
-    def object_state(self, oid: str) -> tuple[osd_pb2.ObjectState, bytes]:
-        store = self.osd.store
-        state = osd_pb2.ObjectState(pool=self.pool_id, pg=self.ps, oid=oid)
-        if not store.exists(self.coll, oid):
-            return state, b""
-        st = store.stat(self.coll, oid)
-        state.exists, state.mtime, state.version = True, st.mtime, st.version
-        for name, value in sorted(store.getxattrs(self.coll, oid).items()):
-            state.xattrs.add(key=name.encode(), value=value)
-        start = b""
-        while True:
-            items, more = store.omap_list(self.coll, oid, start_after=start, max_entries=10000)
-            for key, value in items:
-                state.omap.add(key=key, value=value)
-            if not more or not items:
-                break
-            start = items[-1][0]
-        return state, store.read(self.coll, oid)
-
-    async def apply_object_state(self, state: osd_pb2.ObjectState, data: memoryview,
-                                 entries: list[osd_pb2.PgLogEntry]) -> None:
-        """Replace an object with a pushed/pulled copy, recording the log entries given."""
-        txn = Transaction()
-        if state.oid:
-            txn.remove(self.coll, state.oid)
-            if state.exists:
-                txn.touch(self.coll, state.oid, state.mtime, state.version)
-                txn.write_full(self.coll, state.oid, data)
-                for kv in state.xattrs:
-                    txn.setxattr(self.coll, state.oid, kv.key.decode(), kv.value)
-                if state.omap:
-                    txn.omap_set(self.coll, state.oid, {kv.key: kv.value for kv in state.omap})
-        if state.reset_log:
-            self.log.replace(txn, entries, state.log_head, state.log_tail)
-
-            def done() -> None:
-                self.log.adopt(entries, state.log_head, state.log_tail)
-        else:
-            new = [e for e in entries if e.v > self.log.head or e.v not in self.log.entries]
-            for entry in new:
-                self.log.append(txn, entry)
-            if entries:
-                txn.set_meta(self.coll, b"head",
-                             str(max(self.log.head, max(e.v for e in entries))).encode())
-
-            def done() -> None:
-                for entry in new:
-                    self.log.remember(entry)
-        await self._commit(txn, done)
-        self.next_v = max(self.next_v, self.log.head + 1)
-
-    # -- client ops -------------------------------------------------------------------------
-    async def wait_active(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        try:
-            await asyncio.wait_for(self.active.wait(), max(0.01, remaining))
-        except TimeoutError:
-            raise Unavailable(f"pg {self.coll} is {self.state}"
-                              + (f": {self.reason}" if self.reason else "")) from None
-
-    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview, epoch: int,
+    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview,
                        deadline: float) -> osd_pb2.OsdOpReply:
         reqid = (op.client, op.tid)
         pending = self.in_flight.get(reqid)
         if pending is not None:  # a resend while the original is still in progress
             return await asyncio.shield(pending)
-        done = self.log.by_reqid.get(reqid) if op.client else None
+        done = self._logged(wire.reqid(op.client, op.tid))
         if done is not None:  # a resend of an op that already completed
-            return self._dup_reply(done)
+            return osd_pb2.OsdOpReply(version=wire.pack(done))
         fut = asyncio.get_running_loop().create_future()
         if op.client:  # registered before queueing, so a resend waits for this one
             self.in_flight[reqid] = fut
-        interval = self.interval
+        interval = self.interval_epoch
         try:
             async with self._object_lock(op.oid):
-                if self.interval != interval or not self.active.is_set():
+                await self._wait_recovered(op.oid, deadline, degraded=True)
+                if self.interval_epoch != interval or not self.is_active():
                     raise Retry(f"pg {self.coll} changed interval; resend")
-                reply = await self._replicate(op, data, epoch, interval, deadline)
+                reply = await self._replicate(op, data, deadline)
             if not fut.done():
                 fut.set_result(reply)
             return reply
@@ -305,6 +333,18 @@ class PG:
         finally:
             if self.in_flight.get(reqid) is fut:
                 del self.in_flight[reqid]
+
+    def _logged(self, reqid: str) -> tuple | None:
+        """The version of a logged write with this request id, if the log still has it."""
+        if not reqid:
+            return None
+        log_ = self.core.log
+        if self._indexed_log is not log_:  # the core adopted another log: index it again
+            self._reqids = {e.reqid: v for v, e in log_.items() if e.reqid}
+            self._indexed_log = log_
+        version = self._reqids.get(reqid)
+        entry = log_.get(version) if version is not None else None
+        return version if entry is not None and entry.reqid == reqid else None
 
     @contextlib.asynccontextmanager
     async def _object_lock(self, oid: str):
@@ -321,33 +361,34 @@ class PG:
             if entry[1] == 0:
                 del self.object_locks[oid]
 
-    def _dup_reply(self, entry: osd_pb2.PgLogEntry) -> osd_pb2.OsdOpReply:
-        if entry.result:
-            raise from_code(entry.result, "request already failed")
-        return osd_pb2.OsdOpReply(version=entry.v)
-
-    async def _replicate(self, op, data, epoch, interval, deadline) -> osd_pb2.OsdOpReply:
-        v = self.next_v
-        self.next_v += 1
-        txn = ops.build_write(self.osd.store, self.coll, op, data, time.time(), v)
-        entry = osd_pb2.PgLogEntry(epoch=epoch, v=v, oid=op.oid, client=op.client, tid=op.tid,
-                                   delete=op.code == osd_pb2.OsdOp.REMOVE)
-        self.log.append(txn, entry)
-        txn.set_meta(self.coll, b"head", str(v).encode())
-        log.debug("pg %s write v%d e%d %s to %s", self.coll, v, epoch, op.oid, self.acting)
+    async def _replicate(self, op, data, deadline) -> osd_pb2.OsdOpReply:
+        store = self.osd.store
+        await self.ensure_collection()
+        prior = wire.unpack(store.stat(self.coll, op.oid).version) \
+            if store.exists(self.coll, op.oid) else None
+        # no await from here to core.write: the version we stamp is the one it assigns
+        version = (self.interval_epoch, self.core.last_update[1] + 1)
+        txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version))
+        entry, ready = self.core.write(op.oid, wire.reqid(op.client, op.tid),
+                                       op.code == osd_pb2.OsdOp.REMOVE, prior)
+        assert entry.version == version, (entry.version, version)
+        if entry.reqid:
+            self._reqids[entry.reqid] = entry.version
+        log.debug("pg %s write %s %s to %s", self.coll, entry.version, op.oid, self.acting)
         wire_txn, segments = txn.to_wire()
-        repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, entry=entry, txn=wire_txn)
-        tasks = [self._commit(txn, lambda: self.log.remember(entry))]
-        tasks += [self._send_repop(peer, repop, segments, interval, deadline)
-                  for peer in self.replicas()]
+        repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, txn=wire_txn,
+                              entry=wire.entry_to_pb(entry), interval=self.interval_epoch)
+        tasks = [self._run(ready, txn)]
+        tasks += [self._send_repop(peer, repop, segments, deadline) for peer in self.replicas()]
         await asyncio.gather(*tasks)
         self.osd.perf_add(writes=1, bytes_in=len(data))
-        return osd_pb2.OsdOpReply(version=v)
+        return osd_pb2.OsdOpReply(version=wire.pack(entry.version))
 
-    async def _send_repop(self, peer: int, repop, segments, interval, deadline) -> None:
+    async def _send_repop(self, peer: int, repop, segments, deadline) -> None:
         """Deliver one repop, retrying until the replica commits or the interval ends."""
+        interval = repop.interval
         while True:
-            if self.interval != interval:
+            if self.interval_epoch != interval:
                 raise Retry(f"pg {self.coll} changed interval; resend")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -356,42 +397,32 @@ class PG:
                 await self.osd.call_osd(peer, mpb.OSD_REPOP, repop, segments,
                                         timeout=min(remaining, REPOP_TIMEOUT_S))
                 return
+            except Retry:  # out of order, or the replica is not in our interval yet
+                await asyncio.sleep(REORDER_RETRY_S)
             except (ConnectionLost, TimedOut) as e:
                 self.reason = f"waiting for osd.{peer}: {e}"
-                await asyncio.sleep(min(PEER_RETRY_S, max(0.0, remaining)))
+                await asyncio.sleep(min(RETRY_S, max(0.0, remaining)))
 
     async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
-        if repop.entry.epoch < self.interval_epoch:
-            raise Retry(f"pg {self.coll}: write from epoch {repop.entry.epoch} predates the "
-                        f"interval that began in epoch {self.interval_epoch}")
-        known = self.log.entries.get(repop.entry.v)
-        if known is not None and logsync.same(known, repop.entry):
+        entry = wire.entry_from_pb(repop.entry)
+        ready = self.core.replica_write(entry, repop.interval)
+        if ready is None:
+            raise Retry(f"pg {self.coll} on osd.{self.osd.osd_id} cannot take write "
+                        f"{entry.version} of interval {repop.interval} now")
+        if not ready.persist:
             return  # a resend we already applied
-        txn = Transaction.from_wire(repop.txn, data)
-        await self._commit(txn, lambda: self.log.remember(repop.entry))
+        await self._run(ready, Transaction.from_wire(repop.txn, data))
 
-    def query_reply(self, query: osd_pb2.PgQuery) -> osd_pb2.PgQueryReply:
-        reply = osd_pb2.PgQueryReply()
-        reply.info.pool, reply.info.pg = self.pool_id, self.ps
-        reply.info.last_v, reply.info.log_tail_v = self.log.head, self.log.tail
-        reply.log.extend(self.log.after(query.since_v))
-        if query.list_objects and self.osd.store.collection_exists(self.coll):
-            names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
-            reply.objects.extend(names)
-        return reply
-
-    def pg_state(self, pool_size: int, up_count: int) -> str:
-        if self.state != "active":
-            state = self.state
-        elif len(self.acting) < pool_size:
-            state = "active+undersized+degraded"
-        else:
-            state = "active+clean"
+    def pg_state(self) -> str:
+        state = self.core.state_name()
         if self.scrubbing:
             state += "+" + self.scrubbing
-        if self.inconsistent:
+        if self.inconsistent and "inconsistent" not in state:
             state += "+inconsistent"
         return state
+
+    def recovery_progress(self) -> tuple[int, int]:
+        return self.core.progress()
 
     # -- scrub and repair ---------------------------------------------------------------------
     async def scrub(self, deep: bool) -> list[scrub.Inconsistency]:
@@ -399,9 +430,13 @@ class PG:
         if not self.is_primary:
             raise Retry(f"osd.{self.osd.osd_id} is not primary of {self.coll}")
         await self.wait_active(time.monotonic() + 30)
-        interval = self.interval
+        if not self.is_clean():
+            raise Unavailable(f"pg {self.coll} is {self.core.state_name()}: scrub it once "
+                              "it is clean")
+        interval = self.interval_epoch
         self.scrubbing = "scrubbing+deep" if deep else "scrubbing"
         try:
+            await self.settle()
             maps = {self.osd.osd_id: await self.osd.in_reader(
                 scrub.build_map, self.osd.store, self.coll, deep)}
             for peer in self.replicas():
@@ -410,13 +445,14 @@ class PG:
                 maps[peer] = resp.parse(osd_pb2.ScrubMap)
         finally:
             self.scrubbing = ""
-        if self.interval != interval:
+        if self.interval_epoch != interval:
             raise Retry(f"pg {self.coll} changed interval during the scrub; scrub again")
         findings = scrub.compare(maps, self.osd.osd_id, deep)
         if deep or not findings:
             self.inconsistent = {f.oid: f for f in findings}
         else:  # a light scrub cannot clear what a deep scrub found
             self.inconsistent.update({f.oid: f for f in findings})
+        self.core.inconsistent = bool(self.inconsistent)
         now = time.time()
         self.last_scrub = now
         if deep:
@@ -435,10 +471,12 @@ class PG:
             if not finding.good:
                 continue  # no readable copy anywhere: nothing to repair from
             async with self._object_lock(finding.oid):
-                state, data = await self._fetch_copy(finding.oid, finding.good)
+                state, data = await self._fetch(finding.oid, finding.good[0]
+                                                if self.osd.osd_id not in finding.good
+                                                else self.osd.osd_id)
                 for osd in finding.bad:
                     if osd == self.osd.osd_id:
-                        await self.apply_object_state(state, memoryview(data), [])
+                        await self.install_copy(state, memoryview(data))
                     else:
                         await self.osd.call_osd(osd, mpb.OSD_PG_PUSH, state, data, timeout=60)
             repaired.append(finding.as_dict())
@@ -446,41 +484,42 @@ class PG:
             await self.scrub(deep=True)
         return repaired
 
-    async def _fetch_copy(self, oid: str, holders: list[int]) -> tuple[osd_pb2.ObjectState, bytes]:
-        if self.osd.osd_id in holders:
-            return self.object_state(oid)
-        resp = await self.osd.call_osd(holders[0], mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-            pool=self.pool_id, pg=self.ps, oid=oid), timeout=60)
-        return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
-
     async def repair_on_read(self, oid: str) -> bool:
         """Our copy failed its checksum: replace it with a replica's copy of the same version."""
         version = self.osd.store.stat(self.coll, oid).version
         async with self._object_lock(oid):
             for peer in self.replicas():
                 try:
-                    state, data = await self._fetch_copy(oid, [peer])
+                    state, data = await self._fetch(oid, peer)
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
                                 oid, e)
                     continue
                 if state.exists and state.version == version:
-                    await self.apply_object_state(state, memoryview(data), [])
+                    await self.install_copy(state, memoryview(data))
                     log.warning("pg %s: repaired %s from osd.%d after a checksum error",
                                 self.coll, oid, peer)
                     return True
         self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
+        self.core.inconsistent = True
         return False
 
     def query(self) -> dict:
         """Why the PG is in its state, for `sds pg PGID query`."""
-        pool = self.osd.osdmap.pools
-        size = next((p.size for p in pool if p.id == self.pool_id), 0)
-        return {"pgid": self.coll, "state": self.pg_state(size, len(self.acting)),
+        total, done = self.core.progress()
+        return {"pgid": self.coll, "state": self.pg_state(),
                 "acting": self.acting, "up": self.acting, "primary": self.osd.osd_id,
-                "reason": self.reason, "interval_epoch": self.interval_epoch,
-                "last_update": self.log.head, "log_tail": self.log.tail,
-                "log_entries": len(self.log.entries),
+                "reason": self.reason or self.core.why(), "interval_epoch": self.interval_epoch,
+                "last_update": list(self.core.last_update),
+                "log_tail": list(self.core.log_tail), "log_entries": len(self.core.log),
+                "missing_here": len(self.core.missing),
+                "recovery": {"objects_total": total, "objects_done": done},
                 "last_scrub": self.last_scrub, "last_deep_scrub": self.last_deep_scrub,
                 "inconsistent": [f.as_dict() for f in self.inconsistent.values()]}
 
+
+def map_view(epoch: int, acting: list[int], up: frozenset[int], up_from: dict[int, int],
+             size: int, min_size: int) -> MapView:
+    """What one map says about a PG, as the core wants it (incarnations of members only)."""
+    return MapView(epoch, tuple(acting), up, {o: up_from.get(o, 0) for o in acting}, size,
+                   min_size)
