@@ -50,12 +50,21 @@ def ready_to_balance(osdmap, digest: dict | None) -> bool:
 
 
 def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
-                 now: float) -> dict:
-    """Cluster digest from the latest report of each OSD (schema in sds.mon.commands)."""
-    pgs, osds, pools = [], {}, {}
+                 now: float, down: frozenset[int] = frozenset()) -> dict:
+    """Cluster digest from the latest report of each OSD (schema in sds.mon.commands).
+
+    A PG whose primary stopped reporting (or is marked down) keeps its last known state
+    prefixed with "stale", like Ceph, until a live primary reports it."""
+    pgs: dict[str, dict] = {}
+    osds, pools = {}, {}
     totals = {"reads": 0, "writes": 0, "bytes_in": 0, "bytes_out": 0, "recovered": 0}
     for osd_id, (stamp, st) in sorted(reports.items()):
-        if now - stamp > STALE_AFTER_S:
+        if now - stamp > STALE_AFTER_S or osd_id in down:
+            for pg in st.pgs:
+                pgid = pg_name(pg.pool, pg.pg)
+                if pgid not in pgs or pgs[pgid]["state"].startswith("stale"):
+                    pgs[pgid] = _pg_row(osd_id, pg, stamp)
+                    pgs[pgid]["state"] = "stale+" + pg.state.removeprefix("stale+")
             continue
         osds[str(osd_id)] = {"total_bytes": st.total_bytes, "used_bytes": st.used_bytes,
                              "objects": st.num_objects, "num_pgs": len(st.pgs)}
@@ -64,15 +73,7 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
                            ("bytes_in", st.op_bytes_in), ("bytes_out", st.op_bytes_out)):
             totals[key] += value
         for pg in st.pgs:
-            pgs.append({"pgid": pg_name(pg.pool, pg.pg), "state": pg.state,
-                        "objects": pg.num_objects, "bytes": pg.num_bytes,
-                        "up": list(pg.acting), "acting": list(pg.acting),
-                        "primary": osd_id, "reason": pg.reason,
-                        "inconsistent": list(pg.inconsistent),
-                        "last_scrub": pg.last_scrub, "last_deep_scrub": pg.last_deep_scrub,
-                        "recovery_total": pg.recovery_total,
-                        "recovery_done": pg.recovery_done,
-                        "stamp": stamp})
+            pgs[pg_name(pg.pool, pg.pg)] = _pg_row(osd_id, pg, stamp)
             usage = pools.setdefault(str(pg.pool), {"objects": 0, "bytes": 0})
             usage["objects"] += pg.num_objects
             usage["bytes"] += pg.num_bytes
@@ -87,7 +88,19 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
         io = {"read_bytes_sec": rate("bytes_out"), "write_bytes_sec": rate("bytes_in"),
               "read_ops_sec": rate("reads"), "write_ops_sec": rate("writes"),
               "recovered_objects_sec": rate("recovered")}
-    return {"stamp": now, "pgs": pgs, "osds": osds, "pools": pools, "io": io, "totals": totals}
+    return {"stamp": now, "pgs": [pgs[k] for k in sorted(pgs)], "osds": osds, "pools": pools,
+            "io": io, "totals": totals}
+
+
+def _pg_row(osd_id: int, pg: mon_pb2.PgStat, stamp: float) -> dict:
+    return {"pgid": pg_name(pg.pool, pg.pg), "state": pg.state,
+            "objects": pg.num_objects, "bytes": pg.num_bytes,
+            "up": list(pg.acting), "acting": list(pg.acting),
+            "primary": osd_id, "reason": pg.reason,
+            "inconsistent": list(pg.inconsistent),
+            "last_scrub": pg.last_scrub, "last_deep_scrub": pg.last_deep_scrub,
+            "recovery_total": pg.recovery_total, "recovery_done": pg.recovery_done,
+            "stamp": stamp}
 
 
 class MgrDaemon(Daemon):
@@ -143,7 +156,8 @@ class MgrDaemon(Daemon):
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
-            self.digest = build_digest(self.reports, self.digest, time.time())
+            down = frozenset(o.id for o in self.monc.osdmap.osds if not o.up)
+            self.digest = build_digest(self.reports, self.digest, time.time(), down)
             self._stamp_state_changes(self.digest)
             for addr in self.config.mon_addrs:
                 with contextlib.suppress(SdsError):

@@ -66,6 +66,7 @@ class OsdDaemon(Daemon):
                      "recovered_objects": 0}
         self.recovery_max_active = int(config.get("osd_recovery_max_active"))
         self.recovery_slots = asyncio.Semaphore(self.recovery_max_active)
+        self.recovery_sleep = float(config.get("osd_recovery_sleep"))
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")

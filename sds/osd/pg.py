@@ -226,6 +226,8 @@ class PG:
                     else:
                         await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
                                                 timeout=COPY_TIMEOUT_S)
+                if self.osd.recovery_sleep and not rec.urgent:
+                    await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
         except (SdsError, OSError) as e:
             log.info("pg %s: recovery of %s failed (%s); the core retries it", self.coll,

@@ -1,0 +1,84 @@
+"""Recovery in the background: a PG serves client I/O while it recovers, and an op on an
+object a member still misses recovers that object first instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from test_faults import (
+    AckChecker,
+    _all_clean,
+    _rebooted,
+    assert_replicas_identical,
+    wait_for,
+)
+
+from sds.client import Rados
+from sds.crush.placement import object_to_pg, pg_name
+
+pytestmark = pytest.mark.integration
+
+OBJECTS = 120
+RECOVERING = {"recovering", "recovery_wait", "backfilling", "backfill_wait", "degraded"}
+
+
+async def _pg_state(r: Rados, pgid: str) -> str:
+    return (await r.pg_command(pgid, {"prefix": "query"}))["state"]
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_recovery_max_active": 1,
+                                      "osd_recovery_sleep": 0.05})
+async def test_io_continues_while_a_restarted_osd_recovers(cluster):
+    checker = AckChecker()
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("rec", pg_num=4, size=3, min_size=2)
+        io = r.ioctx("rec")
+        for n in range(OBJECTS):
+            name = f"obj-{n}"
+            checker.acked[name] = checker.payload(name, 0, 4096)
+            await io.write_full(name, checker.acked[name])
+        await r.mon_command({"prefix": "osd set", "flag": "noout"})
+        cluster.stop("osd.2")
+        await wait_for(lambda: _down(r, 2), 20, "osd.2 marked down")
+        for n in range(OBJECTS):  # every object changes while osd.2 is away
+            name = f"obj-{n}"
+            checker.acked[name] = checker.payload(name, 1, 4096)
+            await io.write_full(name, checker.acked[name])
+        booted_in = r.osdmap.epoch
+        cluster.start("osd.2")
+        await wait_for(lambda: _rebooted(r, 2, booted_in), 30, "osd.2 back up")
+
+        # the last object is at the end of osd.2's recovery queue of its PG
+        target = f"obj-{OBJECTS - 1}"
+        pgid = pg_name(r.monc.pools["rec"].id, object_to_pg(r.monc.pools["rec"], target))
+        await wait_for(lambda: _active_and_recovering(r, pgid), 30, f"{pgid} recovering")
+        checker.acked[target] = checker.payload(target, 2, 4096)
+        await asyncio.wait_for(io.write_full(target, checker.acked[target]), 20)
+        for n in range(10):  # new objects are written while the PG recovers
+            name = f"new-{n}"
+            checker.acked[name] = checker.payload(name, 0, 4096)
+            await asyncio.wait_for(io.write_full(name, checker.acked[name]), 20)
+        state = await _pg_state(r, pgid)
+        assert RECOVERING & set(state.split("+")), \
+            f"{pgid} finished recovering before the writes: the test proves nothing ({state})"
+        assert "active" in state.split("+")
+
+        await wait_for(lambda: _all_clean(r), 120, "all PGs active+clean")
+        await checker.verify(io)
+        with contextlib.suppress(Exception):
+            await r.mon_command({"prefix": "osd unset", "flag": "noout"})
+    for name in ("osd.0", "osd.1", "osd.2"):
+        cluster.stop(name)
+    await assert_replicas_identical(cluster, checker.acked)
+
+
+async def _down(r: Rados, osd_id: int) -> bool:
+    await r.wait_for_map_change(0.5)
+    return not next(o for o in r.osdmap.osds if o.id == osd_id).up
+
+
+async def _active_and_recovering(r: Rados, pgid: str) -> bool:
+    parts = set((await _pg_state(r, pgid)).split("+"))
+    return "active" in parts and bool(RECOVERING & parts - {"degraded"})
