@@ -106,6 +106,15 @@ class MonClient:
             # an incremental went missing: ask again from the epoch we have
             asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
 
+    def resume_from(self, osdmap: maps_pb2.OsdMap) -> None:
+        """Start from a map saved earlier: the subscription then asks only for newer epochs
+        (without telling on_osdmap about this one)."""
+        callback, self.on_osdmap = self.on_osdmap, None
+        try:
+            self._install(osdmap)
+        finally:
+            self.on_osdmap = callback
+
     def _install(self, osdmap: maps_pb2.OsdMap) -> None:
         self._drop_dead_osds(self.osdmap, osdmap)
         self.osdmap = osdmap

@@ -32,9 +32,11 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, pool_by_id
+from sds.crush.placement import parse_pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.pg import PG, map_view
+from sds.osd.store.base import Transaction
 from sds.osd.store.durable import DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
@@ -42,6 +44,8 @@ from sds.proto import messenger_pb2 as mpb
 log = logging.getLogger("sds.osd")
 
 MAP_CATCH_UP_S = 5.0
+SUPERBLOCK = "superblock"  # collection of the OSD's own state: the last map it saw
+MAP_KEY = b"osdmap"
 PEERING_TICK_S = 0.25     # the peering core resends what went unanswered for 8 ticks
 READER_THREADS = 4
 USAGE_RECOUNT_S = 15.0
@@ -89,6 +93,7 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
+        await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
         self.tasks.append(asyncio.create_task(self._keep_mon_session()))
@@ -111,6 +116,28 @@ class OsdDaemon(Daemon):
         self._readers.shutdown(wait=True)
         if self.store is not None:
             await self.store.close()
+
+    async def _resume(self) -> None:
+        """Start from the last map we saw, with a PG for every collection we hold: the
+        subscription then brings every epoch since, so each PG learns the intervals it
+        missed while we were down (a write acked by others meanwhile is never ignored)."""
+        store = self.store
+        if not store.collection_exists(SUPERBLOCK):
+            await store.apply(Transaction().create_collection(SUPERBLOCK))
+        raw = store.get_meta(SUPERBLOCK, MAP_KEY)
+        if raw:
+            osdmap = maps_pb2.OsdMap()
+            osdmap.ParseFromString(raw)
+            self.monc.resume_from(osdmap)
+        for coll in store.list_collections():
+            with contextlib.suppress(ValueError):
+                key = parse_pg_name(coll)
+                self.pgs[key] = PG(self, *key)
+
+    def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
+        txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())
+        task = asyncio.get_running_loop().create_task(self.store.apply(txn))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _identity(self) -> str:
         path = self.data_dir / "uuid"
@@ -169,6 +196,7 @@ class OsdDaemon(Daemon):
         live = {p.id for p in osdmap.pools}
         for key in [k for k in self.pgs if k[0] not in live]:
             self.pgs.pop(key).on_map(map_view(osdmap.epoch, [], up, {}, 0, 0))
+        self._persist_map(osdmap)
 
     async def _peering_ticker(self) -> None:
         while True:

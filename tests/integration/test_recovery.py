@@ -16,6 +16,7 @@ from test_faults import (
 )
 
 from sds.client import Rados
+from sds.common.errors import SdsError
 from sds.crush.placement import object_to_pg, pg_name
 
 pytestmark = pytest.mark.integration
@@ -82,3 +83,48 @@ async def _down(r: Rados, osd_id: int) -> bool:
 async def _active_and_recovering(r: Rados, pgid: str) -> bool:
     parts = set((await _pg_state(r, pgid)).split("+"))
     return "active" in parts and bool(RECOVERING & parts - {"degraded"})
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_op_timeout": 4})
+async def test_pg_waits_incomplete_for_the_only_osd_with_the_newest_write(cluster):
+    """osd.0 alone acks a write (min_size 1) and dies; osd.1 and osd.2 come back without
+    it: they must not serve their older copy, but wait (incomplete) for osd.0."""
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("lone", pg_num=1, size=3, min_size=1)
+        io = r.ioctx("lone")
+        await io.write_full("obj", b"old")
+        await r.mon_command({"prefix": "osd set", "flag": "noout"})
+        for name in ("osd.1", "osd.2"):
+            cluster.stop(name)
+        await wait_for(lambda: _down_all(r, [1, 2]), 20, "osd.1 and osd.2 down")
+        await io.write_full("obj", b"new")  # acked by osd.0 alone
+        cluster.stop("osd.0")
+        await wait_for(lambda: _down_all(r, [0]), 20, "osd.0 down")
+        for name in ("osd.1", "osd.2"):
+            cluster.start(name)
+        await wait_for(lambda: _up_all(r, [1, 2]), 30, "osd.1 and osd.2 up")
+        pgid = pg_name(r.monc.pools["lone"].id, 0)
+        await wait_for(lambda: _state_has(r, pgid, "incomplete"), 30, f"{pgid} incomplete")
+        query = await r.pg_command(pgid, {"prefix": "query"})
+        assert "osd.0" in query["reason"], query
+        with pytest.raises(SdsError):
+            await io.read("obj")  # never the stale "old"
+        cluster.start("osd.0")
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
+        assert await io.read("obj") == b"new"
+
+
+async def _down_all(r: Rados, ids: list[int]) -> bool:
+    await r.wait_for_map_change(0.5)
+    return all(not o.up for o in r.osdmap.osds if o.id in ids)
+
+
+async def _up_all(r: Rados, ids: list[int]) -> bool:
+    await r.wait_for_map_change(0.5)
+    return all(o.up for o in r.osdmap.osds if o.id in ids)
+
+
+async def _state_has(r: Rados, pgid: str, part: str) -> bool:
+    with contextlib.suppress(SdsError):
+        return part in (await _pg_state(r, pgid)).split("+")
+    return False
