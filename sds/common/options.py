@@ -51,6 +51,8 @@ OPTIONS: dict[str, Option] = {
                "seconds an OSD may stay down before the mons mark it out (0: never)"),
         Option("osd_recovery_max_active", int, 3,
                "objects an OSD recovers or backfills at once: the one recovery speed knob"),
+        Option("osd_pg_log_max_entries", int, 3000,
+               "log entries a PG keeps: a member further behind is backfilled by a full scan"),
         Option("osd_recovery_sleep", float, 0.0,
                "seconds a recovery slot rests after each object (gives client I/O room)"),
         Option("osd_scrub_interval", float, 86400.0, "seconds between light scrubs of a PG"),

@@ -65,12 +65,14 @@ class OsdDaemon(Daemon):
         self.messenger: Messenger | None = None
         self.monc: MonClient | None = None
         self.pgs: dict[tuple[int, int], PG] = {}
+        self.purging: dict[tuple[int, int], asyncio.Future] = {}  # stray PGs being deleted
         self.tasks: list[asyncio.Task] = []
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0,
                      "recovered_objects": 0}
         self.recovery_max_active = int(config.get("osd_recovery_max_active"))
         self.recovery_slots = asyncio.Semaphore(self.recovery_max_active)
         self.recovery_sleep = float(config.get("osd_recovery_sleep"))
+        self.pg_log_max = int(config.get("osd_pg_log_max_entries"))
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
@@ -186,7 +188,7 @@ class OsdDaemon(Daemon):
         for pool in osdmap.pools:
             for ps in range(pool.pg_num):
                 key = (pool.id, ps)
-                if key not in mine and key not in self.pgs:
+                if key in self.purging or (key not in mine and key not in self.pgs):
                     continue
                 pg = self.pgs.get(key)
                 if pg is None:
@@ -197,6 +199,11 @@ class OsdDaemon(Daemon):
         for key in [k for k in self.pgs if k[0] not in live]:
             self.pgs.pop(key).on_map(map_view(osdmap.epoch, [], up, {}, 0, 0))
         self._persist_map(osdmap)
+
+    def refresh_pgs(self) -> None:
+        """Give PGs created since the last map (or dropped and needed again) that map."""
+        if self.osdmap.epoch:
+            self._on_osdmap(self.osdmap)
 
     async def _peering_ticker(self) -> None:
         while True:
@@ -310,6 +317,8 @@ class OsdDaemon(Daemon):
         if sender_epoch > self.osdmap.epoch:
             with contextlib.suppress(SdsError):
                 await self.monc.wait_for_epoch(sender_epoch, MAP_CATCH_UP_S)
+        while (pool_id, ps) in self.purging:
+            await self.purging[(pool_id, ps)]
         pg = self.pgs.get((pool_id, ps))
         if pg is None:
             pg = self.pgs[(pool_id, ps)] = PG(self, pool_id, ps)

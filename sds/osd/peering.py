@@ -169,7 +169,7 @@ class PastInterval:
 class Message:
     """One peering message; plain data so the driver can encode it."""
 
-    kind: str       # query, info, scan, scan_reply, activate, activated, recovered, lec
+    kind: str       # query, info, scan, scan_reply, activate, activated, recovered, lec, purge
     src: int
     dst: int
     epoch: int      # the interval (its first epoch) the sender is in
@@ -250,6 +250,7 @@ class PeeringCore:
         self.prev_epoch = self.interval.epoch if self.interval else 0  # previous interval
         self.stale = False          # set by the driver when the mons lost track of the PG
         self.inconsistent = False   # set by scrub
+        self.purge_requested = False  # a stray whose PG is recovered elsewhere: delete it
         self.ticks = 0
         self._reset_volatile()
 
@@ -513,6 +514,10 @@ class PeeringCore:
             self._trim_past()
             self._save_info()
 
+    def _on_purge(self, msg: Message) -> None:
+        if self.role == STRAY and self.interval.acting and msg.src == self.interval.acting[0]:
+            self.purge_requested = True
+
     def _trim_past(self) -> None:
         self.past = [p for p in self.past if p.last >= self.lec]
 
@@ -687,6 +692,8 @@ class PeeringCore:
             for osd in self.interval.acting:
                 if osd != self.whoami:
                     self._send(osd, "lec", lec=self.lec)
+            for osd in sorted(self._pmissing.keys() - set(self.interval.acting)):
+                self._send(osd, "purge")  # every acting member has it all: drop stray copies
 
     def on_push(self, oid: str, need: Need, epoch: int) -> Ready | None:
         """A recovered copy of `oid` arrived here. None: ignore it (stale); a Ready with

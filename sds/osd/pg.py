@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sds.osd.pg")
 
 PEERING_PREFIX = b"peering/"
-LOG_MAX_ENTRIES = 3000
 REPOP_TIMEOUT_S = 10.0
 RETRY_S = 0.5
 REORDER_RETRY_S = 0.002   # a replica got this write before an earlier one: resend soon
@@ -56,7 +55,7 @@ class PG:
             durable = {k.decode(): v for k, v in osd.store.list_meta(
                 self.coll, prefix=PEERING_PREFIX, max_entries=1 << 30)}
         self.core = PeeringCore(osd.osd_id, durable, max_active=osd.recovery_max_active,
-                                log_max=LOG_MAX_ENTRIES)
+                                log_max=osd.pg_log_max)
         self.reason = ""   # what a client op waits for, beyond what the core says
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
@@ -131,10 +130,40 @@ class PG:
 
     def deliver(self, msg: Message) -> None:
         """A peering message for this PG (from another OSD or from ourselves)."""
+        log.debug("pg %s: %s from osd.%d (interval %d; ours %d, %s)", self.coll, msg.kind,
+                  msg.src, msg.epoch, self.interval_epoch, self.core.role)
         if msg.kind == "scan":
             self._track(self._answer_scan(msg))
         else:
             self._run(self.core.step(msg))
+            if self.core.purge_requested:
+                self.core.purge_requested = False
+                self._track(self._purge())
+
+    async def _purge(self) -> None:
+        """Delete this stray copy: the acting set holds everything and we are not in it."""
+        await self.settle()
+        key = (self.pool_id, self.ps)
+        if (self.core.role == PRIMARY or self.osd.osd_id in self.acting
+                or self.osd.pgs.get(key) is not self or key in self.osd.purging):
+            return
+        # from here no map or message reaches this PG until its copy is gone
+        done = self.osd.purging[key] = asyncio.get_running_loop().create_future()
+        del self.osd.pgs[key]
+        try:
+            store = self.osd.store
+            if store.collection_exists(self.coll):
+                txn = Transaction()
+                names, _ = store.list_objects(self.coll, max_entries=1 << 30)
+                for name in names:
+                    txn.remove(self.coll, name)
+                txn.remove_collection(self.coll)
+                await store.apply(txn)
+                log.info("pg %s: removed the stray copy (%d objects)", self.coll, len(names))
+        finally:
+            del self.osd.purging[key]
+            done.set_result(None)
+            self.osd.refresh_pgs()  # a map that came meanwhile may make us a member again
 
     def _run(self, ready: Ready, txn: Transaction | None = None) -> asyncio.Task:
         """Persist the core's changes (with `txn`), then send its messages, start its
@@ -169,9 +198,11 @@ class PG:
             log.error("pg %s: %s", self.coll, task.exception())
 
     async def settle(self) -> None:
-        """Wait until every local change begun so far is committed."""
-        if self._applying:
-            await asyncio.wait(set(self._applying))
+        """Wait until every local change begun so far is committed (not counting the
+        caller's own task)."""
+        others = self._applying - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others)
 
     def _send(self, msg: Message) -> None:
         if msg.dst == self.osd.osd_id:

@@ -16,8 +16,10 @@ from test_faults import (
 )
 
 from sds.client import Rados
+from sds.cluster.local import log_tail
 from sds.common.errors import SdsError
 from sds.crush.placement import object_to_pg, pg_name
+from sds.osd.store.durable import DurableStore
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +130,71 @@ async def _state_has(r: Rados, pgid: str, part: str) -> bool:
     with contextlib.suppress(SdsError):
         return part in (await _pg_state(r, pgid)).split("+")
     return False
+
+
+@pytest.mark.cluster_opts(osds=4)
+async def test_an_osd_taken_out_hands_its_pgs_over_and_drops_its_copies(cluster):
+    checker = AckChecker()
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("drain", pg_num=8, size=3)
+        io = r.ioctx("drain")
+        for n in range(60):
+            name = f"obj-{n}"
+            checker.acked[name] = checker.payload(name, 0, 2048)
+            await io.write_full(name, checker.acked[name])
+        pool_id = r.monc.pools["drain"].id
+        held = [ps for ps in range(8) if 3 in r.monc.placement.pg_up(pool_id, ps)]
+        assert held, "osd.3 holds no PG of the pool: nothing to test"
+        await r.mon_command({"prefix": "osd out", "ids": [3]})
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean without osd.3")
+        await checker.verify(io)
+        await asyncio.sleep(2)  # the purge message follows the last recovered object
+    cluster.stop("osd.3")
+    store = DurableStore(cluster.dir / "osd.3" / "store")
+    try:
+        left = [c for c in store.list_collections() if c.startswith(f"{pool_id}.")]
+    finally:
+        await store.close()
+    assert left == [], f"osd.3 still holds stray copies of {left}: " + log_tail(cluster.dir, "osd.3")
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_pg_log_max_entries": 20})
+async def test_an_osd_behind_the_log_tail_is_backfilled_by_scan(cluster):
+    """While osd.2 is away each PG logs more writes than its log keeps: osd.2 cannot be
+    recovered from the log, so it is backfilled from object listings, deletions included."""
+    checker = AckChecker()
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("scan", pg_num=2, size=3, min_size=2)
+        io = r.ioctx("scan")
+        for n in range(40):
+            name = f"obj-{n}"
+            checker.acked[name] = checker.payload(name, 0, 1024)
+            await io.write_full(name, checker.acked[name])
+        await r.mon_command({"prefix": "osd set", "flag": "noout"})
+        cluster.stop("osd.2")
+        await wait_for(lambda: _down_all(r, [2]), 20, "osd.2 down")
+        for n in range(0, 40, 4):  # deletions osd.2 must learn from the scan
+            await io.remove(f"obj-{n}")
+            del checker.acked[f"obj-{n}"]
+        for n in range(40, 140):
+            name = f"obj-{n}"
+            checker.acked[name] = checker.payload(name, 1, 1024)
+            await io.write_full(name, checker.acked[name])
+        booted_in = r.osdmap.epoch
+        cluster.start("osd.2")
+        await wait_for(lambda: _rebooted(r, 2, booted_in), 30, "osd.2 back up")
+        await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
+        await checker.verify(io)
+        assert sorted([n async for n in io.list_objects()]) == sorted(checker.acked)
+        prefix = f"{r.monc.pools['scan'].id}."
+    for name in ("osd.0", "osd.1", "osd.2"):
+        cluster.stop(name)
+    await assert_replicas_identical(cluster, checker.acked)
+    for osd in ("osd.0", "osd.1", "osd.2"):
+        store = DurableStore(cluster.dir / osd / "store")
+        try:
+            held = {n for c in store.list_collections() if c.startswith(prefix)
+                    for n in store.list_objects(c, max_entries=1 << 20)[0]}
+        finally:
+            await store.close()
+        assert held == set(checker.acked), f"{osd} holds {sorted(held - set(checker.acked))}"
