@@ -62,6 +62,7 @@ then sends `Ready.messages` and runs `Ready.recover`.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -303,8 +304,8 @@ class PeeringCore:
         self.last_update = entry.version
         self._ready.persist[log_key(entry.version)] = json.dumps(entry.encode()).encode()
         excess = len(self.log) - self.log_max
-        if excess > 0:
-            for version in sorted(self.log)[:excess]:
+        if excess > 0:  # the log dict is kept in version order: the oldest come first
+            for version in list(itertools.islice(self.log, excess)):
                 del self.log[version]
                 self._ready.persist[log_key(version)] = None
                 self.log_tail = version
@@ -312,7 +313,7 @@ class PeeringCore:
     def _adopt(self, entries: list[Entry], tail: Version, head: Version,
                missing: dict[str, Need]) -> None:
         """Replace this member's log and missing set with the authoritative ones."""
-        new = {e.version: e for e in entries}
+        new = {e.version: e for e in sorted(entries, key=lambda e: e.version)}
         for version in self.log:
             if version not in new:
                 self._ready.persist[log_key(version)] = None
