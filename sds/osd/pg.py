@@ -66,6 +66,7 @@ class PG:
         self._create_lock = asyncio.Lock()
         self._applying: set[asyncio.Task] = set()
         self._recovering: dict[str, asyncio.Task] = {}
+        self._installing: dict[str, asyncio.Task] = {}  # recovered copies being committed
         self._progress = asyncio.Event()   # set (and replaced) whenever the core moved
         self._reqids: dict[str, tuple] = {}
         self._indexed_log: dict | None = None
@@ -286,7 +287,13 @@ class PG:
             return  # stale or unwanted
         if ready.persist:
             objcopy.stage_copy(txn, self.coll, state, data)
-        await self._run(ready, txn)
+        # the core already counts the object as present: ops on it wait for this commit
+        task = self._installing[state.oid] = self._run(ready, txn)
+        try:
+            await task
+        finally:
+            if self._installing.get(state.oid) is task:
+                del self._installing[state.oid]
 
     async def _wait_recovered(self, oid: str, deadline: float, degraded: bool) -> None:
         """Block an op until `oid` is present here (reads) or on every acting member
@@ -302,6 +309,9 @@ class PG:
                                   f"{self.core.why()}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+        installing = self._installing.get(oid)
+        if installing is not None:
+            await asyncio.shield(installing)
 
     # -- client ops ---------------------------------------------------------------------------
     async def wait_active(self, deadline: float, peered: bool = False) -> None:
