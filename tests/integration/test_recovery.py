@@ -23,7 +23,7 @@ from sds.osd.store.durable import DurableStore
 
 pytestmark = pytest.mark.integration
 
-OBJECTS = 120
+OBJECTS = 300
 RECOVERING = {"recovering", "recovery_wait", "backfilling", "backfill_wait", "degraded"}
 
 
@@ -59,10 +59,10 @@ async def test_io_continues_while_a_restarted_osd_recovers(cluster):
         await wait_for(lambda: _active_and_recovering(r, pgid), 30, f"{pgid} recovering")
         checker.acked[target] = checker.payload(target, 2, 4096)
         await asyncio.wait_for(io.write_full(target, checker.acked[target]), 20)
-        for n in range(10):  # new objects are written while the PG recovers
-            name = f"new-{n}"
-            checker.acked[name] = checker.payload(name, 0, 4096)
-            await asyncio.wait_for(io.write_full(name, checker.acked[name]), 20)
+        news = {f"new-{n}": checker.payload(f"new-{n}", 0, 4096) for n in range(10)}
+        await asyncio.wait_for(asyncio.gather(  # new objects, written while the PG recovers
+            *(io.write_full(name, data) for name, data in news.items())), 20)
+        checker.acked.update(news)
         state = await _pg_state(r, pgid)
         assert RECOVERING & set(state.split("+")), \
             f"{pgid} finished recovering before the writes: the test proves nothing ({state})"
