@@ -466,6 +466,10 @@ class OsdDaemon(Daemon):
                        recovery_done=done)
         return st
 
+    def forget_usage(self, coll: str) -> None:
+        """A PG's content changed outside its log (a recovered copy): count it again."""
+        self._usage_cache.pop(coll, None)
+
     def _pg_usage(self, pg: PG) -> tuple[int, int]:
         """(objects, bytes) of a PG: recounted when its log moved, at most every USAGE_RECOUNT_S
         (a full count under a write load would cost more than the writes)."""

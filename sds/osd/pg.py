@@ -289,6 +289,7 @@ class PG:
             objcopy.stage_copy(txn, self.coll, state, data)
         # the core already counts the object as present: ops on it wait for this commit
         task = self._installing[state.oid] = self._run(ready, txn)
+        self.osd.forget_usage(self.coll)
         try:
             await task
         finally:
