@@ -26,7 +26,16 @@ from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavail
 from sds.crush.placement import pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
-from sds.osd.peering import ACTIVE, PRIMARY, MapView, Message, PeeringCore, Ready, Recover
+from sds.osd.peering import (
+    ACTIVE,
+    MISSING_PREFIX,
+    PRIMARY,
+    MapView,
+    Message,
+    PeeringCore,
+    Ready,
+    Recover,
+)
 from sds.osd.store.base import Transaction
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import osd_pb2
@@ -67,6 +76,7 @@ class PG:
         self._applying: set[asyncio.Task] = set()
         self._recovering: dict[str, asyncio.Task] = {}
         self._installing: dict[str, asyncio.Task] = {}  # recovered copies being committed
+        self._writes: set[asyncio.Task] = set()
         self._progress = asyncio.Event()   # set (and replaced) whenever the core moved
         self._reqids: dict[str, tuple] = {}
         self._indexed_log: dict | None = None
@@ -168,8 +178,15 @@ class PG:
 
     def _run(self, ready: Ready, txn: Transaction | None = None) -> asyncio.Task:
         """Persist the core's changes (with `txn`), then send its messages, start its
-        recoveries. Tracked, and FIFO: the store commits in submission order."""
+        recoveries. Tracked, and FIFO: the store commits in submission order. The core's
+        memory already moved on, so the commit must happen: await the task only through
+        asyncio.shield (cancelling an awaiter would cancel a task that has not started)."""
         txn = txn if txn is not None else Transaction()
+        if log.isEnabledFor(logging.DEBUG):
+            missing = sorted((k[len(MISSING_PREFIX):], v is not None)
+                             for k, v in ready.persist.items() if k.startswith(MISSING_PREFIX))
+            if missing:
+                log.debug("pg %s: missing set changes %s", self.coll, missing[:20])
         for key, value in ready.persist.items():
             if value is None:
                 txn.rm_meta(self.coll, key.encode())
@@ -280,7 +297,8 @@ class PG:
         with the core's bookkeeping in the same transaction); for repair, always."""
         txn = Transaction()
         if not state.recovery:
-            await self._run(Ready(), objcopy.stage_copy(txn, self.coll, state, data))
+            await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,
+                                                                      data)))
             return
         ready = self.core.on_push(state.oid, wire.need_from_pb(state.need), state.interval)
         if ready is None:
@@ -291,7 +309,7 @@ class PG:
         task = self._installing[state.oid] = self._run(ready, txn)
         self.osd.forget_usage(self.coll)
         try:
-            await task
+            await asyncio.shield(task)
         finally:
             if self._installing.get(state.oid) is task:
                 del self._installing[state.oid]
@@ -359,6 +377,15 @@ class PG:
         fut = asyncio.get_running_loop().create_future()
         if op.client:  # registered before queueing, so a resend waits for this one
             self.in_flight[reqid] = fut
+        # a write, once begun, finishes even if the client's connection (and with it this
+        # handler) goes away: half a write would leave replicas refusing the next ones
+        task = asyncio.get_running_loop().create_task(self._write(op, data, deadline, fut, reqid))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(fut)
+
+    async def _write(self, op: osd_pb2.OsdOp, data: memoryview, deadline: float,
+                     fut: asyncio.Future, reqid: tuple[str, int]) -> None:
         interval = self.interval_epoch
         try:
             async with self._object_lock(op.oid):
@@ -368,12 +395,12 @@ class PG:
                 reply = await self._replicate(op, data, deadline)
             if not fut.done():
                 fut.set_result(reply)
-            return reply
         except BaseException as e:
             if not fut.done():
                 fut.set_exception(e if isinstance(e, Exception) else Retry("cancelled"))
                 fut.exception()  # consumed here; waiters re-raise it
-            raise
+            if not isinstance(e, Exception):
+                raise
         finally:
             if self.in_flight.get(reqid) is fut:
                 del self.in_flight[reqid]
@@ -422,7 +449,7 @@ class PG:
         wire_txn, segments = txn.to_wire()
         repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, txn=wire_txn,
                               entry=wire.entry_to_pb(entry), interval=self.interval_epoch)
-        tasks = [self._run(ready, txn)]
+        tasks = [asyncio.shield(self._run(ready, txn))]
         tasks += [self._send_repop(peer, repop, segments, deadline) for peer in self.replicas()]
         await asyncio.gather(*tasks)
         self.osd.perf_add(writes=1, bytes_in=len(data))
@@ -455,7 +482,7 @@ class PG:
                         f"{entry.version} of interval {repop.interval} now")
         if not ready.persist:
             return  # a resend we already applied
-        await self._run(ready, Transaction.from_wire(repop.txn, data))
+        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data)))
 
     def pg_state(self) -> str:
         state = self.core.state_name()
