@@ -67,7 +67,7 @@ extras=""
 [ "$want_test" = 1 ] && extras="[test]"
 stamp="$venv/.sds-installed"
 fingerprint="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
-check='import sds, uvloop, lmdb, grpc, aiohttp, google.protobuf'
+check='import sds, uvloop, lmdb, grpc, aiohttp, google.protobuf, pyfuse3'
 [ "$want_test" = 1 ] && check="$check, pytest, hypothesis"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] &&
    "$venv/bin/python" -c "$check" 2>/dev/null; then

@@ -51,6 +51,7 @@ def running_cluster(dir: Path, **opts) -> Iterator[LocalCluster]:
     opts.setdefault("timeout", CLUSTER_TIMEOUT_S)
     opts.setdefault("progress", log.info)
     opts.setdefault("remember", False)
+    opts.setdefault("mds", 0)  # no filesystem unless a test asks: keeps the others fast
     try:
         cluster.up(**opts)
         yield cluster

@@ -2,8 +2,8 @@
 
 Layout of a cluster directory (default `~/.sds/cluster`, or $SDS_CLUSTER_DIR):
 
-    sds.conf          [global] + one section per daemon ([mon.0], [osd.0], [mgr.x])
-    keyring           mode 0600: mon., client.admin, osd.N, mgr.x
+    sds.conf          [global] + one section per daemon ([mon.0], [osd.0], [mgr.x], [mds.a])
+    keyring           mode 0600: mon., client.admin, osd.N, mgr.x, mds.X
     mon.0/ osd.0/ ... data dirs; each holds <name>.pid and, while serving, <name>.addr
     out/<name>.log    the daemon's structured log
     out/<name>.out    its stdout/stderr (tracebacks before logging is up land here)
@@ -47,6 +47,9 @@ STOP_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 30
 ALL_CAPS = "allow *"
+MDS_NAMES = "abcdefghijklmnopqrstuvwxyz"
+DEFAULT_FS = ("sdsfs", "sdsfs_metadata", "sdsfs_data")
+DEFAULT_FS_PG_NUM = (8, 32)  # metadata, data
 
 Progress = Callable[[str], Any] | None
 
@@ -399,10 +402,12 @@ def render_conf(sections: dict[str, dict[str, str]]) -> str:
 
 
 def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = True,
-                        extra_conf: dict | None = None) -> list[str]:
+                        extra_conf: dict | None = None, mds: int = 0) -> list[str]:
     """Create the directory layout, sds.conf and keyring; returns the daemon names."""
     if mons < 1 or osds < 0:
         raise InvalidArgument("a cluster needs at least one mon and no negative OSD count")
+    if not 0 <= mds <= len(MDS_NAMES):
+        raise InvalidArgument(f"between 0 and {len(MDS_NAMES)} MDS daemons, not {mds}")
     host = "127.0.0.1"
     ports = pick_free_ports(mons + (1 if mgr else 0), host)
     mon_addrs = [f"{host}:{p}" for p in ports[:mons]]
@@ -428,6 +433,10 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
         sections["mgr.x"] = {"addr": mgr_addr}
         keyring.add("mgr.x", caps={"mon": "allow profile mgr", "osd": ALL_CAPS,
                                    "mds": ALL_CAPS})
+    for mds_id in MDS_NAMES[:mds]:
+        sections[f"mds.{mds_id}"] = {}
+        keyring.add(f"mds.{mds_id}", caps={"mon": "allow profile mds", "osd": ALL_CAPS,
+                                           "mds": ALL_CAPS})
     names = [s for s in sections if s != "global"]
     for name in names:
         sections[name] = {"data_dir": str(dir / name), **sections[name],
@@ -572,17 +581,20 @@ def _tails(dir: Path, names: Iterable[str]) -> str:
 def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 3,
                mgr: bool = True, progress: Progress = print, timeout: float = 60,
                extra_conf: dict | None = None, wait_healthy: bool = True,
-               remember: bool = True) -> dict:
+               remember: bool = True, mds: int = 2) -> dict:
     """Create and start a local cluster; on any failure, stop what was started and raise.
 
-    `remember=False` leaves ~/.sds/last-cluster alone (tests). Returns
+    With `mds` > 0 it runs that many MDS daemons (one active, the rest standby) and,
+    once healthy, creates the default filesystem `sdsfs` (pools sdsfs_metadata and
+    sdsfs_data). `remember=False` leaves ~/.sds/last-cluster alone (tests). Returns
     {"dir", "conf", "seconds_to_healthy", "daemons": [status entries]}.
     """
     d = Path(dir).expanduser().resolve() if dir is not None else default_dir().resolve()
     _prepare_dir(d)
     t0 = time.monotonic()
     try:
-        names = write_cluster_files(d, osds=osds, mons=mons, mgr=mgr, extra_conf=extra_conf)
+        names = write_cluster_files(d, osds=osds, mons=mons, mgr=mgr, extra_conf=extra_conf,
+                                    mds=mds)
         for name in names:
             pid = start_daemon(d, name)
             if progress:
@@ -593,6 +605,8 @@ def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 
         seconds = None
         if wait_healthy:
             _wait_healthy(d, mons, osds, timeout, progress)
+            if mds and osds:
+                _run_coro(create_default_fs(conf_path(d)))
             seconds = round(time.monotonic() - t0, 3)
             if progress:
                 progress(f"cluster up in {seconds:.1f}s: {d / 'sds.conf'}")
@@ -604,6 +618,19 @@ def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 
 
 
 _wait_healthy = wait_healthy
+
+
+async def create_default_fs(conf: Path) -> None:
+    """Pools and filesystem so that `sds mount MOUNTPOINT` needs no other argument."""
+    from sds.client import Rados
+
+    name, meta, data = DEFAULT_FS
+    async with Rados(str(conf)) as r:
+        size = min(3, len(r.osdmap.osds) or 3)
+        for pool, pg_num in zip((meta, data), DEFAULT_FS_PG_NUM, strict=True):
+            await r.pool_create(pool, pg_num=pg_num, size=size, min_size=min(2, size))
+        await r.mon_command({"prefix": "fs new", "fs_name": name, "metadata": meta,
+                             "data": data})
 
 
 def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = True) -> str:

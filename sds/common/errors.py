@@ -98,11 +98,48 @@ class NotSupported(SdsError):
     code = _errno.EOPNOTSUPP
 
 
+class NotADirectory(SdsError):
+    code = _errno.ENOTDIR
+
+
+class IsADirectory(SdsError):
+    code = _errno.EISDIR
+
+
+class NameTooLong(SdsError):
+    code = _errno.ENAMETOOLONG
+
+
+class CrossDevice(SdsError):
+    """A rename across filesystems, snapshots or quota roots: the caller copies instead."""
+
+    code = _errno.EXDEV
+
+
+class QuotaExceeded(SdsError):
+    code = _errno.EDQUOT
+
+
+class ReadOnly(SdsError):
+    code = _errno.EROFS
+
+
+class NotPermitted(SdsError):
+    """POSIX EPERM (not the owner, sticky bit); on the wire it reads back as AuthError's code."""
+
+    code = _errno.EPERM
+
+
+class TooManyLinks(SdsError):
+    code = _errno.EMLINK
+
+
 _BY_CODE: dict[int, type[SdsError]] = {}
 for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
-    ConnectionLost, NotSupported,
+    ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
+    QuotaExceeded, ReadOnly, TooManyLinks,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 
@@ -117,3 +154,13 @@ def from_code(code: int, message: str = "") -> SdsError:
 
 def code_name(code: int) -> str:
     return _errno.errorcode.get(code, str(code))
+
+
+def to_errno(exc: BaseException) -> int:
+    """The errno a POSIX caller (the FUSE client) sees for an exception: typed errors carry
+    their own, OSErrors keep theirs, anything unexpected is EIO."""
+    if isinstance(exc, SdsError) and 0 < exc.code:
+        return exc.code
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return _errno.EIO

@@ -61,6 +61,8 @@ OPTIONS: dict[str, Option] = {
         Option("mds_beacon_interval", float, 1.0, "seconds between an MDS's beacons to the mons"),
         Option("mds_beacon_grace", float, 15.0,
                "seconds without beacons before the mons replace an MDS"),
+        Option("mds_revoke_timeout", float, 10.0,
+               "seconds a client may take to flush a revoked file before it is evicted"),
         Option("mds_cache_size", int, 200000, "inode and dentry records an MDS keeps in memory"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),
         Option("client_mon_timeout", float, 15.0, "seconds a client waits for a monitor answer"),

@@ -53,6 +53,7 @@ class MonView:
     digest: dict | None  # latest statistics from the mgr, None before the first report
     config: Config
     now: float
+    mdsmap: maps_pb2.MdsMap = field(default_factory=maps_pb2.MdsMap)
 
 
 @dataclass
@@ -75,6 +76,11 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+
+# Hooks for command modules of other subsystems (e.g. sds.mon.fs_commands):
+# extra health checks, and leader ticks returning commands the leader runs once a second.
+HEALTH_CHECKS: list[Callable[[MonView], list]] = []
+LEADER_TICKS: list[Callable[[MonView], list[dict]]] = []
 
 
 def command(prefix: str, *, write: bool = False):
@@ -476,7 +482,8 @@ def recovery_progress(view: MonView) -> dict | None:
 
 def health_checks(view: MonView) -> list[HealthCheck]:
     return (_check_mons(view) + _check_osds(view) + _check_pgs(view)
-            + _check_scrub_errors(view) + _check_pool_sizes(view))
+            + _check_scrub_errors(view) + _check_pool_sizes(view)
+            + [c for check in HEALTH_CHECKS for c in check(view)])
 
 
 def _health(view: MonView, detail: bool) -> dict:
@@ -1006,4 +1013,4 @@ def cmd_auth_get(view: MonView, cmd: dict) -> CommandResult:
 
 
 # The other command modules register themselves with @command when imported.
-from sds.mon import osd_admin, pg_commands  # noqa: E402,F401
+from sds.mon import fs_commands, osd_admin, pg_commands  # noqa: E402,F401

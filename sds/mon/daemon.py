@@ -26,6 +26,7 @@ from sds.common.errors import (
 )
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
+from sds.common.tasks import cancel_and_wait
 from sds.mon import commands, genesis, paxos, paxos_wire
 from sds.mon.failures import FailureTracker
 from sds.mon.state import MonState
@@ -110,11 +111,7 @@ class MonDaemon(Daemon):
                  self.core.last_committed)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.messenger is not None:
             await self.messenger.close()
         if self.store is not None:
@@ -268,7 +265,8 @@ class MonDaemon(Daemon):
         status["names"] = {m.rank: m.name for m in self.state.monmap.mons}
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
-                                digest=self.digest, config=self.config, now=time.time())
+                                digest=self.digest, config=self.config, now=time.time(),
+                                mdsmap=self.state.mdsmap)
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()
@@ -354,6 +352,10 @@ class MonDaemon(Daemon):
                 result = commands.handle(self._view(), {"prefix": prefix, "ids": ids})
                 for update in result.updates():
                     await self.propose(update)
+            for tick in commands.LEADER_TICKS:
+                for cmd in tick(self._view()):
+                    for update in commands.handle(self._view(), cmd).updates():
+                        await self.propose(update)
 
     async def _failure_ticker(self) -> None:
         while True:

@@ -19,6 +19,7 @@ class MonState:
         self.auth = dict(auth)
         self.auth_epoch = 1
         self.monmap = monmap
+        self.mdsmap = maps_pb2.MdsMap()
         self.incrementals: dict[int, maps_pb2.OsdMapIncremental] = {}
         self.applied_version = 0
 
@@ -41,6 +42,9 @@ class MonState:
             self.auth_epoch += 1
         elif which == "monmap":
             self.monmap = update.monmap
+        elif which == "mdsmap":
+            if update.mdsmap.epoch > self.mdsmap.epoch:
+                self.mdsmap = update.mdsmap
         self.applied_version = version
         return update
 

@@ -381,7 +381,8 @@ def test_cluster_up_down(tmp_path):
         assert info["seconds_to_healthy"] is not None
         status = local.cluster_status(tmp_path)
         assert [s["name"] for s in status] == ["mon.0", "mon.1", "mon.2",
-                                               "osd.0", "osd.1", "osd.2", "mgr.x"]
+                                               "osd.0", "osd.1", "osd.2", "mgr.x",
+                                               "mds.a", "mds.b"]
         for s in status:
             assert s["running"] and s["pid"] > 0, s
             assert re.fullmatch(r"127\.0\.0\.1:\d+", s["addr"]), s

@@ -1,0 +1,141 @@
+"""`sds fs ...`: filesystems (via the monitors) and namespace admin (via the active MDS)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sds.cli import format as fmt
+from sds.cli.commands import Context, Output, arg, cli, mon
+from sds.fs.mdsclient import MdsClient
+from sds.proto import mds_pb2
+
+Req = mds_pb2.MdsRequest
+_FS = arg("--fs", default=None, help="filesystem name (default: the first one)")
+
+
+def _fs_table(data: dict) -> str:
+    rows = [(fs["name"], fs["metadata_pool"], fs["data_pool"],
+             (fs.get("active") or {}).get("name", "-"), (fs.get("active") or {}).get("addr", "-"),
+             fs.get("generation", 0)) for fs in data.get("filesystems", [])]
+    text = fmt.table(["NAME", "METADATA", "DATA", "ACTIVE", "ADDR", "GENERATION"], rows,
+                     left=["NAME", "METADATA", "DATA", "ACTIVE", "ADDR"])
+    if "standbys" in data:
+        names = ", ".join(f"mds.{s['name']} ({s['addr']})" for s in data["standbys"])
+        text += f"\nstandby: {names or 'none'}"
+    return text
+
+
+@cli("fs new", args=(arg("fs_name"), arg("metadata_pool"), arg("data_pool")))
+async def fs_new(ctx: Context, rados, a) -> Output:
+    """Create a filesystem on existing metadata and data pools."""
+    data = await rados.mon_command(mon("fs new", fs_name=a.fs_name, metadata=a.metadata_pool,
+                                       data=a.data_pool))
+    data.pop("osdmap_epoch", None)
+    return Output(data, f"new fs '{a.fs_name}' with metadata pool {a.metadata_pool} and "
+                        f"data pool {a.data_pool}")
+
+
+@cli("fs ls")
+async def fs_ls(ctx: Context, rados, a) -> Output:
+    """Filesystems, their pools and active MDS."""
+    data = await rados.mon_command(mon("fs ls"))
+    return Output(data, _fs_table(data))
+
+
+@cli("fs status", args=(arg("fs_name", nargs="?"),))
+async def fs_status(ctx: Context, rados, a) -> Output:
+    """Active MDS (name, address, generation) and standbys."""
+    data = await rados.mon_command(mon("fs status", fs_name=a.fs_name))
+    return Output(data, _fs_table(data))
+
+
+@cli("fs rm", args=(arg("fs_name"), arg("--yes-i-really-mean-it", action="store_true"),
+                    arg("--force", action="store_true",
+                        help="remove even while an MDS is active for it")))
+async def fs_rm(ctx: Context, rados, a) -> Output:
+    """Remove a filesystem (its pools stay); refused while an MDS serves it unless --force."""
+    data = await rados.mon_command(mon("fs rm", fs_name=a.fs_name,
+                                       yes_i_really_mean_it=a.yes_i_really_mean_it or None,
+                                       force=a.force or None))
+    data.pop("osdmap_epoch", None)
+    return Output(data, f"removed fs '{a.fs_name}'")
+
+
+async def _mds(rados, a, req: Req) -> mds_pb2.MdsReply:
+    client = await MdsClient(rados, a.fs, timeout=60.0).open()
+    try:
+        return await client.request(req)
+    finally:
+        await client.close()
+
+
+@cli("fs check", args=(_FS,))
+async def fs_check(ctx: Context, rados, a) -> Output:
+    """fsck: no orphan inodes, no dentries to missing inodes, right link counts."""
+    report = json.loads((await _mds(rados, a, Req(op=Req.CHECK))).report)
+    lines = [f"{'clean' if report.get('ok') else 'DAMAGED'}: {report.get('inodes', 0)} inodes, "
+             f"{report.get('directories', 0)} directories, {report.get('strays', 0)} strays"]
+    lines += [f"  {e}" for e in report.get("errors", [])]
+    return Output(report, "\n".join(lines), code=0 if report.get("ok") else 1)
+
+
+def _quota(q: mds_pb2.Quota) -> dict:
+    return {"path": q.path, "max_bytes": q.max_bytes, "max_files": q.max_files,
+            "used_bytes": q.used_bytes, "used_files": q.used_files}
+
+
+def _quota_text(q: dict) -> str:
+    def limit(n: int, human: bool) -> str:
+        return "unlimited" if not n else fmt.human_bytes(n) if human else str(n)
+
+    return (f"{q['path']}: bytes {fmt.human_bytes(q['used_bytes'])} of "
+            f"{limit(q['max_bytes'], True)}, files {q['used_files']} of "
+            f"{limit(q['max_files'], False)}")
+
+
+@cli("fs quota set", args=(arg("path"), arg("--max-bytes", type=int, default=0),
+                           arg("--max-files", type=int, default=0), _FS))
+async def fs_quota_set(ctx: Context, rados, a) -> Output:
+    """Limit a directory tree's bytes and files (0 = unlimited); beyond them: EDQUOT."""
+    reply = await _mds(rados, a, Req(op=Req.QUOTA_SET, path=a.path, max_bytes=a.max_bytes,
+                                     max_files=a.max_files))
+    data = _quota(reply.quota)
+    return Output(data, _quota_text(data))
+
+
+@cli("fs quota get", args=(arg("path"), _FS))
+async def fs_quota_get(ctx: Context, rados, a) -> Output:
+    """A directory's quota and current usage."""
+    data = _quota((await _mds(rados, a, Req(op=Req.QUOTA_GET, path=a.path))).quota)
+    return Output(data, _quota_text(data))
+
+
+def _snaps(reply: mds_pb2.MdsReply) -> list[dict]:
+    return [{"name": s.name, "id": s.snap_id, "created": s.created_ns / 1e9}
+            for s in reply.snaps]
+
+
+@cli("fs snapshot create", args=(arg("path"), arg("snap_name", metavar="NAME"), _FS))
+async def fs_snapshot_create(ctx: Context, rados, a) -> Output:
+    """Read-only copy of a directory tree, visible as PATH/.snap/NAME."""
+    reply = await _mds(rados, a, Req(op=Req.SNAP_CREATE, path=a.path, name=a.snap_name))
+    return Output({"path": a.path, "snapshots": _snaps(reply)},
+                  f"created snapshot {a.path.rstrip('/')}/.snap/{a.snap_name}")
+
+
+@cli("fs snapshot ls", args=(arg("path"), _FS))
+async def fs_snapshot_ls(ctx: Context, rados, a) -> Output:
+    """Snapshots of a directory."""
+    snaps = _snaps(await _mds(rados, a, Req(op=Req.SNAP_LIST, path=a.path)))
+    rows = [(s["name"], s["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["created"])))
+            for s in snaps]
+    return Output({"path": a.path, "snapshots": snaps},
+                  fmt.table(["NAME", "ID", "CREATED"], rows, left=["NAME", "CREATED"]))
+
+
+@cli("fs snapshot rm", args=(arg("path"), arg("snap_name", metavar="NAME"), _FS))
+async def fs_snapshot_rm(ctx: Context, rados, a) -> Output:
+    """Remove a snapshot and its data."""
+    await _mds(rados, a, Req(op=Req.SNAP_REMOVE, path=a.path, name=a.snap_name))
+    return Output({"path": a.path, "removed": a.snap_name}, f"removed snapshot {a.snap_name}")

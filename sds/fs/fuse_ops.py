@@ -1,0 +1,687 @@
+"""The kernel-facing side of the mount: pyfuse3 request handlers mapped onto MDS requests
+(namespace, attributes, sizes) and the striper (file data, straight to the OSDs).
+
+Consistency model (close-to-open, like NFS and CephFS without caps):
+- data written here is on its way to the OSDs when write() returns (sds.fs.writebehind)
+  and on them, with its new size and mtime reported to the MDS (WRITE_DONE), when flush
+  (every close), fsync or release return, or a REVOKE from the MDS is answered; reads on
+  this mount wait for in-flight writes;
+- open() fetches fresh attributes from the MDS: if the inode changed since this mount last
+  saw it, the kernel's cached attributes and pages are dropped, so a file written and
+  closed on another mount is read correctly after open;
+- attributes and entries are cached by the kernel for at most ATTR_TIMEOUT_S (or the MDS
+  lease), and the MDS can invalidate them earlier (INVALIDATE_DENTRY, REVOKE).
+O_APPEND: each append write (up to max_write, 1 MiB) is atomic across mounts: under an
+MDS lock it is placed at the current size and reported before the next one, so concurrent
+appenders on any mounts lose nothing (at ~4 MDS round trips per append). flock/fcntl
+locks are local to one mount: pyfuse3 has no lock handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import functools
+import logging
+import os
+import random
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyfuse3
+
+from sds.common.errors import NoData, NotFound, QuotaExceeded, Retry, SdsError, to_errno
+from sds.fs.inodes import Inode, InodeTable
+from sds.fs.striper import Striper
+from sds.fs.writebehind import WriteBehind
+from sds.proto import mds_pb2
+
+log = logging.getLogger("sds.fuse")
+
+Req = mds_pb2.MdsRequest
+ATTR_TIMEOUT_S = 1.0          # upper bound on kernel attr/entry caching, whatever the lease
+READDIR_PAGE = 512            # entries per MDS READDIR; the kernel takes ~30 per call
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
+BLOCK = 512                   # st_blocks unit
+APPEND_LOCK_WAIT_S = 5.0
+SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
+    ("update_size", mds_pb2.SET_SIZE, "size", "st_size"),
+    ("update_mode", mds_pb2.SET_MODE, "mode", "st_mode"),
+    ("update_uid", mds_pb2.SET_UID, "uid", "st_uid"),
+    ("update_gid", mds_pb2.SET_GID, "gid", "st_gid"),
+    ("update_atime", mds_pb2.SET_ATIME, "atime_ns", "st_atime_ns"),
+    ("update_mtime", mds_pb2.SET_MTIME, "mtime_ns", "st_mtime_ns"),
+    ("update_ctime", mds_pb2.SET_CTIME, "ctime_ns", "st_ctime_ns"),
+)
+
+
+class MdsLike:
+    """What the operations need from `sds.fs.mdsclient.MdsClient`."""
+
+    async def request(self, req: mds_pb2.MdsRequest) -> mds_pb2.MdsReply: ...
+
+
+def handler(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Answer every request: typed errors become their errno, anything else EIO (logged).
+
+    In asyncio mode pyfuse3 never answers a request whose handler raised something other
+    than FUSEError, which hangs the calling process for good."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any) -> Any:
+        try:
+            return await fn(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the one place handler errors become errno
+            code = to_errno(e)
+            if not isinstance(e, SdsError | OSError) or code == errno.EIO:
+                log.exception("%s%r failed", fn.__name__, args[1:3])
+            else:
+                log.debug("%s%r: %s", fn.__name__, args[1:3], e)
+            raise pyfuse3.FUSEError(code) from None
+    return wrapper
+
+
+@dataclass
+class Handle:
+    """One open file description (what the kernel calls fh)."""
+
+    inode: Inode
+    flags: int
+    caller: mds_pb2.Caller
+
+    @property
+    def append(self) -> bool:
+        return bool(self.flags & os.O_APPEND)
+
+
+@dataclass
+class DirHandle:
+    """One opendir: the last page of entries fetched, so the kernel's many small readdir
+    calls do not each cost an MDS round trip."""
+
+    ino: int
+    page: list[mds_pb2.Dentry]
+    starts: dict[int, int]      # cookie a readdir may resume from -> index in page
+    more: bool = True
+
+
+def caller_of(ctx: pyfuse3.RequestContext | None, with_groups: bool = False) -> mds_pb2.Caller:
+    if ctx is None:
+        return mds_pb2.Caller()
+    c = mds_pb2.Caller(uid=ctx.uid, gid=ctx.gid, umask=ctx.umask)
+    if with_groups and ctx.uid != 0:
+        try:
+            c.groups.extend(sorted(pyfuse3.get_sup_groups(ctx.pid)))
+        except (OSError, RuntimeError):
+            pass  # the process is gone; its primary gid still counts
+    return c
+
+
+def times_to_now(new: mds_pb2.InodeAttr, mask: int) -> int:
+    """pyfuse3 turns utimensat(UTIME_NOW) into explicit times, which only the owner may set;
+    a writer may set "now". The kernel has already checked (default_permissions), so times
+    within a second of now from a non-owner are sent as *_NOW, as the kernel meant them."""
+    now = time.time_ns()
+    for bit, now_bit, field in ((mds_pb2.SET_ATIME, mds_pb2.SET_ATIME_NOW, "atime_ns"),
+                                (mds_pb2.SET_MTIME, mds_pb2.SET_MTIME_NOW, "mtime_ns")):
+        if mask & bit and 0 <= now - getattr(new, field) < 1_000_000_000:
+            mask = mask & ~bit | now_bit
+    return mask
+
+
+def fsname(name: bytes) -> str:
+    return os.fsdecode(name)
+
+
+class SdsOperations(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False  # writes go through, so sizes are known at each write
+
+    def __init__(self, mds: MdsLike, striper: Striper, root_ino: int, read_only: bool = False):
+        super().__init__()
+        self.mds = mds
+        self.striper = striper
+        self.read_only = read_only
+        self.inodes = InodeTable(root_ino)
+        self.handles: dict[int, Handle] = {}
+        self.dirs: dict[int, DirHandle] = {}
+        self._next_fh = 1
+        self.evicted = False
+        self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
+        self._tasks: set[asyncio.Task] = set()
+
+    on_init: Callable[[], None] = staticmethod(lambda: None)
+
+    def init(self) -> None:
+        """FUSE INIT is being answered (must not raise): tell the mount process."""
+        try:
+            self.on_init()
+        except Exception:  # noqa: BLE001
+            log.exception("init hook failed")
+
+    # -- helpers ------------------------------------------------------------------------
+    async def call(self, op: int, ctx: pyfuse3.RequestContext | None = None,
+                   caller: mds_pb2.Caller | None = None, **fields: Any) -> mds_pb2.MdsReply:
+        if self.evicted:
+            raise pyfuse3.FUSEError(errno.EIO)
+        req = Req(op=op, caller=caller or caller_of(ctx), **fields)
+        if log.isEnabledFor(logging.DEBUG):
+            t0 = time.perf_counter()
+            try:
+                reply = await self.mds.request(req)
+            finally:
+                log.debug("mds %s ino=%d %.2f ms", Req.Op.Name(op), req.ino,
+                          (time.perf_counter() - t0) * 1e3)
+        else:
+            reply = await self.mds.request(req)
+        for attr in (reply.attr, reply.parent):
+            known = self.inodes.known(attr.ino) if attr.ino else None
+            if known is not None:
+                known.update(attr)
+        return reply
+
+    def _timeout(self, reply: mds_pb2.MdsReply | None) -> float:
+        if reply is not None and reply.lease_ms:
+            return min(reply.lease_ms / 1000, ATTR_TIMEOUT_S)
+        return ATTR_TIMEOUT_S
+
+    def entry(self, inode: Inode, timeout: float = ATTR_TIMEOUT_S) -> pyfuse3.EntryAttributes:
+        a = inode.attr
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = self.inodes.to_fuse(a.ino)
+        e.generation = a.generation
+        e.entry_timeout = timeout
+        e.attr_timeout = timeout
+        e.st_mode = a.mode
+        e.st_nlink = a.nlink
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_rdev = a.rdev
+        e.st_size = inode.size
+        e.st_blksize = self.striper.stripe_size
+        e.st_blocks = (inode.size + BLOCK - 1) // BLOCK
+        e.st_atime_ns = a.atime_ns
+        e.st_mtime_ns = max(a.mtime_ns, inode.written_mtime_ns) if inode.dirty else a.mtime_ns
+        e.st_ctime_ns = max(a.ctime_ns, e.st_mtime_ns)
+        return e
+
+    def new_entry(self, reply: mds_pb2.MdsReply) -> pyfuse3.EntryAttributes:
+        """The entry for the inode a reply is about; the kernel now holds one reference."""
+        return self.entry(self.inodes.learn(reply.attr, lookups=1), self._timeout(reply))
+
+    def inode(self, fuse_ino: int) -> Inode:
+        inode = self.inodes.get(fuse_ino)
+        if inode is None:  # not normally possible: the kernel only names inodes it looked up
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return inode
+
+    def mds_ino(self, fuse_ino: int) -> int:
+        return self.inodes.to_mds(fuse_ino)
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise pyfuse3.FUSEError(errno.EROFS)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- lookups and attributes -----------------------------------------------------------
+    @handler
+    async def lookup(self, parent, name, ctx):
+        reply = await self.call(Req.LOOKUP, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        return self.new_entry(reply)
+
+    async def forget(self, inode_list):
+        """Not a request: it must not raise, not even FUSEError."""
+        try:
+            for fuse_ino, n in inode_list:
+                self.inodes.forget(fuse_ino, n)
+        except Exception:  # noqa: BLE001
+            log.exception("forget %r", inode_list)
+
+    async def refresh(self, inode: Inode, ctx=None) -> mds_pb2.MdsReply | None:
+        """Fresh attributes from the MDS; an unlinked inode still open keeps its last ones."""
+        try:
+            return await self.call(Req.GETATTR, ctx, ino=inode.ino)
+        except NotFound:
+            if inode.opens or inode.lookups:
+                inode.attr.nlink = 0
+                return None
+            raise
+
+    @handler
+    async def getattr(self, fuse_ino, ctx):
+        inode = self.inodes.get(fuse_ino)
+        if inode is None:
+            reply = await self.call(Req.GETATTR, ctx, ino=self.mds_ino(fuse_ino))
+            return self.entry(self.inodes.learn(reply.attr), self._timeout(reply))
+        reply = await self.refresh(inode, ctx)
+        return self.entry(inode, self._timeout(reply))
+
+    @handler
+    async def setattr(self, fuse_ino, attr, fields, fh, ctx):
+        """One SETATTR; a size change makes the MDS cut the data objects before it replies."""
+        self.check_writable()
+        inode = self.inode(fuse_ino)
+        caller = caller_of(ctx, with_groups=True)
+        new, mask = mds_pb2.InodeAttr(), 0
+        for wanted, bit, ours, theirs in SETATTR_FIELDS:
+            if getattr(fields, wanted):
+                setattr(new, ours, getattr(attr, theirs))
+                mask |= bit
+        if mask & (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME) and ctx.uid not in (0, inode.attr.uid):
+            mask = times_to_now(new, mask)
+        async with inode.lock:
+            # reported first: a later report must not undo a utimens or resurrect cut data
+            await self._report_writes(inode, caller)
+            if mask:
+                await self.call(Req.SETATTR, caller=caller, ino=inode.ino, attr=new,
+                                set_mask=mask)
+            if fields.update_size:
+                inode.attr.size = new.size  # even if the reply's attr was older than ours
+        return self.entry(inode)
+
+    async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None) -> None:
+        """WRITE_DONE for data written here since the last report (sizes live on the MDS),
+        once it is all on the OSDs (raises the error of a failed write-behind)."""
+        if inode.writes is not None:
+            await inode.writes.drain()
+        if not inode.dirty:
+            return
+        seq = inode.write_seq
+        try:
+            await self.call(Req.WRITE_DONE, caller=caller, ino=inode.ino,
+                            attr=mds_pb2.InodeAttr(size=inode.written_size,
+                                                   mtime_ns=inode.written_mtime_ns))
+        except QuotaExceeded:
+            await self._drop_refused_growth(inode, seq)
+            raise
+        inode.mark_reported(seq)
+
+    async def _drop_refused_growth(self, inode: Inode, seq: int) -> None:
+        """The MDS refused the new size (quota): remove the bytes past the size it keeps,
+        so that growing the file later shows zeros, never the refused data."""
+        await self.refresh(inode)
+        end = inode.written_size
+        inode.mark_reported(seq)
+        if end > inode.attr.size:
+            await self.striper.truncate(inode.ino, end, inode.attr.size)
+
+    # -- namespace --------------------------------------------------------------------------
+    async def _make(self, op: int, parent: int, name: bytes, ctx, **fields):
+        self.check_writable()
+        reply = await self.call(op, ctx, ino=self.mds_ino(parent), name=fsname(name), **fields)
+        return self.new_entry(reply)
+
+    @handler
+    async def mknod(self, parent, name, mode, rdev, ctx):
+        return await self._make(Req.MKNOD, parent, name, ctx, mode=mode, rdev=rdev)
+
+    @handler
+    async def mkdir(self, parent, name, mode, ctx):
+        return await self._make(Req.MKDIR, parent, name, ctx, mode=mode | stat.S_IFDIR)
+
+    @handler
+    async def symlink(self, parent, name, target, ctx):
+        return await self._make(Req.SYMLINK, parent, name, ctx, value=bytes(target))
+
+    @handler
+    async def link(self, fuse_ino, new_parent, new_name, ctx):
+        self.check_writable()
+        reply = await self.call(Req.LINK, ctx, ino=self.mds_ino(fuse_ino),
+                                ino2=self.mds_ino(new_parent), name2=fsname(new_name))
+        return self.new_entry(reply)
+
+    @handler
+    async def unlink(self, parent, name, ctx):
+        self.check_writable()
+        await self.call(Req.UNLINK, ctx, ino=self.mds_ino(parent), name=fsname(name))
+
+    @handler
+    async def rmdir(self, parent, name, ctx):
+        self.check_writable()
+        await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
+
+    @handler
+    async def rename(self, old_parent, old_name, new_parent, new_name, flags, ctx):
+        self.check_writable()
+        await self.call(Req.RENAME, ctx, ino=self.mds_ino(old_parent), name=fsname(old_name),
+                        ino2=self.mds_ino(new_parent), name2=fsname(new_name), flags=flags)
+
+    @handler
+    async def readlink(self, fuse_ino, ctx):
+        return (await self.call(Req.READLINK, ctx, ino=self.mds_ino(fuse_ino))).value
+
+    # -- directories --------------------------------------------------------------------------
+    @handler
+    async def opendir(self, fuse_ino, ctx):
+        fh = self._new_fh()
+        self.dirs[fh] = DirHandle(self.mds_ino(fuse_ino), [], {})
+        return fh
+
+    @handler
+    async def readdir(self, fh, start_id, token):
+        d = self.dirs[fh]
+        cookie = start_id
+        while True:
+            at = d.starts.get(cookie)
+            if at is None:
+                if cookie and not d.more and d.page and cookie == d.page[-1].offset:
+                    return  # the end, already known
+                await self._fetch_page(d, cookie)
+                at = d.starts.get(cookie)
+                if at is None:
+                    return  # an empty page: end of directory
+            for dentry in d.page[at:]:
+                if dentry.name in (".", ".."):
+                    continue
+                inode = self.inodes.learn(dentry.attr)
+                if not pyfuse3.readdir_reply(token, os.fsencode(dentry.name),
+                                             self.entry(inode), dentry.offset):
+                    self.inodes.drop_if_unused(inode)
+                    return
+                inode.lookups += 1  # readdirplus: the kernel now holds a reference
+            if not d.more or not d.page:
+                return
+            cookie = d.page[-1].offset
+
+    async def _fetch_page(self, d: DirHandle, cookie: int) -> None:
+        reply = await self.call(Req.READDIR, ino=d.ino, offset=cookie, max_entries=READDIR_PAGE)
+        d.page = list(reply.entries)
+        d.more = reply.more
+        d.starts = {cookie: 0}
+        for i, dentry in enumerate(d.page[:-1]):
+            d.starts[dentry.offset] = i + 1
+
+    @handler
+    async def releasedir(self, fh):
+        self.dirs.pop(fh, None)
+
+    @handler
+    async def fsyncdir(self, fh, datasync):
+        pass  # every namespace change is durable when the MDS replies
+
+    # -- files ---------------------------------------------------------------------------------
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    def _file_info(self, inode: Inode, flags: int, caller: mds_pb2.Caller,
+                   keep_cache: bool) -> pyfuse3.FileInfo:
+        fh = self._new_fh()
+        self.handles[fh] = Handle(inode, flags, caller)
+        self.inodes.opened(inode)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
+
+    @handler
+    async def open(self, fuse_ino, flags, ctx):
+        if flags & WRITE_FLAGS:
+            self.check_writable()
+        inode = self.inode(fuse_ino)
+        caller = caller_of(ctx)
+        seen = inode.attr.version
+        if flags & os.O_TRUNC:  # the MDS truncates; writes still in flight must land first
+            async with inode.lock:
+                await self._report_writes(inode, caller)
+                reply = await self.call(Req.OPEN, caller=caller, ino=inode.ino, flags=flags)
+                inode.attr.size = 0
+        else:
+            reply = await self.call(Req.OPEN, caller=caller, ino=inode.ino, flags=flags)
+        changed = reply.attr.version != seen
+        if changed:
+            # close-to-open: another mount may have written it; the kernel must ask again
+            # for the size before reading (its page cache goes with keep_cache=False)
+            self._invalidate_attr(fuse_ino)
+        return self._file_info(inode, flags, caller, keep_cache=not changed)
+
+    @handler
+    async def create(self, parent, name, mode, flags, ctx):
+        self.check_writable()
+        caller = caller_of(ctx)
+        reply = await self.call(Req.CREATE, caller=caller, ino=self.mds_ino(parent),
+                                name=fsname(name), mode=mode, flags=flags)
+        entry = self.new_entry(reply)
+        inode = self.inodes.get(entry.st_ino)
+        assert inode is not None
+        return self._file_info(inode, flags, caller, keep_cache=False), entry
+
+    @handler
+    async def read(self, fh, off, size):
+        inode = self.handles[fh].inode
+        await self._settle(inode)  # read your own writes
+        return await self.striper.read(inode.ino, off, size, inode.size)
+
+    @staticmethod
+    async def _settle(inode: Inode) -> None:
+        """Wait for in-flight writes without taking their error (fsync/close report it)."""
+        writes = inode.writes
+        while writes is not None and writes.pending:
+            await asyncio.wait(list(writes.pending))
+
+    @handler
+    async def write(self, fh, off, buf):
+        h = self.handles[fh]
+        if self.evicted:
+            raise pyfuse3.FUSEError(errno.EIO)
+        inode = h.inode
+        if not h.append:
+            if inode.writes is None:
+                inode.writes = WriteBehind(self.striper, inode.ino)
+            await inode.writes.write(off, buf)
+            inode.note_write(off + len(buf))
+            return len(buf)
+        async with inode.lock, self._append_lock(inode):
+            await self._settle(inode)
+            await self.refresh(inode)
+            off = inode.size
+            await self.striper.write(inode.ino, off, buf)
+            inode.note_write(off + len(buf))
+            await self._report_writes(inode, h.caller)  # the next appender anywhere sees it
+        return len(buf)
+
+    @contextlib.asynccontextmanager
+    async def _append_lock(self, inode: Inode):
+        """An MDS lock around one append, so appends from several mounts never overlap.
+
+        If it cannot be had in APPEND_LOCK_WAIT_S (a client died holding it), the append
+        goes ahead unlocked rather than failing: logged, and still serialized locally."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + APPEND_LOCK_WAIT_S
+        delay = 0.001
+        locked = False
+        while not locked:
+            try:
+                await self.call(Req.FLOCK, ino=inode.ino, lock_type=fcntl.F_WRLCK,
+                                owner=self.lock_owner)
+                locked = True
+            except Retry:
+                if loop.time() > deadline:
+                    log.warning("append to inode %d without the MDS lock", inode.ino)
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            if locked:
+                await self.call(Req.FLOCK, ino=inode.ino, lock_type=fcntl.F_UNLCK,
+                                owner=self.lock_owner)
+
+    @handler
+    async def flush(self, fh):
+        await self._flush(fh)
+
+    @handler
+    async def fsync(self, fh, datasync):
+        await self._flush(fh, datasync)
+
+    async def _flush(self, fh: int, datasync: bool = False) -> None:
+        """Data is durable once the OSDs acked it; fdatasync reports to the MDS only when
+        the size grew (a new mtime alone can wait for close, as fdatasync(2) allows)."""
+        h = self.handles.get(fh)
+        if h is None:
+            return
+        inode = h.inode
+        async with inode.lock:
+            if datasync and inode.writes is not None and inode.size <= inode.attr.size:
+                await inode.writes.drain()
+            else:
+                await self._report_writes(inode, h.caller)
+
+    @handler
+    async def release(self, fh):
+        await self._release(fh)
+
+    async def _release(self, fh: int) -> None:
+        h = self.handles.pop(fh, None)
+        if h is None:
+            return
+        try:
+            async with h.inode.lock:
+                await self._report_writes(h.inode, h.caller)
+        finally:
+            try:
+                await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino)
+            finally:
+                self.inodes.closed(h.inode)
+
+    # -- extended attributes, statfs, access -------------------------------------------------
+    @staticmethod
+    def check_xattr_name(name: bytes) -> None:
+        """POSIX ACLs are not supported (enable_acl is off): say so, as ext4 with noacl does,
+        so `cp -a` falls back to chmod instead of storing an ACL the kernel never applies."""
+        if name.startswith(b"system.posix_acl_"):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+
+    @handler
+    async def setxattr(self, fuse_ino, name, value, ctx):
+        self.check_writable()
+        self.check_xattr_name(name)
+        self._forget_absent_xattrs(fuse_ino)
+        await self.call(Req.SETXATTR, ctx, ino=self.mds_ino(fuse_ino), name=fsname(name),
+                        value=bytes(value))
+
+    @handler
+    async def getxattr(self, fuse_ino, name, ctx):
+        self.check_xattr_name(name)
+        inode = self.inodes.get(fuse_ino)
+        if inode is not None and inode.xattr_absent(name):
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        try:
+            return (await self.call(Req.GETXATTR, ctx, ino=self.mds_ino(fuse_ino),
+                                    name=fsname(name))).value
+        except NoData:
+            if inode is not None:
+                inode.remember_absent_xattr(name, ATTR_TIMEOUT_S)
+            raise
+
+    def _forget_absent_xattrs(self, fuse_ino: int) -> None:
+        inode = self.inodes.get(fuse_ino)
+        if inode is not None:
+            inode.absent_xattrs.clear()
+
+    @handler
+    async def listxattr(self, fuse_ino, ctx):
+        reply = await self.call(Req.LISTXATTR, ctx, ino=self.mds_ino(fuse_ino))
+        return [os.fsencode(n) for n in reply.names]
+
+    @handler
+    async def removexattr(self, fuse_ino, name, ctx):
+        self.check_writable()
+        self._forget_absent_xattrs(fuse_ino)
+        await self.call(Req.REMOVEXATTR, ctx, ino=self.mds_ino(fuse_ino), name=fsname(name))
+
+    @handler
+    async def statfs(self, ctx):
+        s = (await self.call(Req.STATFS, ctx, ino=self.inodes.root_ino)).statfs
+        out = pyfuse3.StatvfsData()
+        bsize = s.block_size or 4096
+        out.f_bsize = out.f_frsize = bsize
+        out.f_blocks = s.total_bytes // bsize
+        out.f_bfree = out.f_bavail = s.free_bytes // bsize
+        out.f_files = s.total_files
+        out.f_ffree = out.f_favail = s.free_files
+        out.f_namemax = s.name_max or 255
+        return out
+
+    @handler
+    async def access(self, fuse_ino, mode, ctx):
+        # only reached without default_permissions: check mode bits like the kernel would
+        if mode & os.W_OK and self.read_only:
+            return False
+        inode = self.inodes.get(fuse_ino)
+        if inode is None:
+            return True
+        a = inode.attr
+        if ctx.uid == 0:
+            return not (mode & os.X_OK) or bool(a.mode & 0o111) or stat.S_ISDIR(a.mode)
+        shift = 6 if ctx.uid == a.uid else 3 if ctx.gid == a.gid else 0
+        return (a.mode >> shift) & mode == mode
+
+    # -- messages from the MDS -----------------------------------------------------------------
+    def on_mds_message(self, msg: mds_pb2.MdsClientMessage) -> None:
+        """REVOKE / INVALIDATE_DENTRY / EVICTED, delivered by the MdsClient."""
+        self.spawn(self._on_mds_message(msg))
+
+    async def _on_mds_message(self, msg: mds_pb2.MdsClientMessage) -> None:
+        K = mds_pb2.MdsClientMessage
+        try:
+            if msg.kind == K.REVOKE:
+                inode = self.inodes.known(msg.ino)
+                if inode is None:
+                    await self.call(Req.CAPS_ACK, ino=msg.ino)
+                    return
+                async with inode.lock:  # flush what was written here, as a WRITE_DONE would
+                    await self._settle(inode)
+                    seq, attr = inode.write_seq, mds_pb2.InodeAttr(ino=msg.ino)
+                    if inode.dirty:
+                        attr.size, attr.mtime_ns = inode.written_size, inode.written_mtime_ns
+                    await self.call(Req.CAPS_ACK, ino=msg.ino, attr=attr)
+                    inode.mark_reported(seq)
+                self._invalidate_inode(self.inodes.to_fuse(msg.ino))
+            elif msg.kind == K.INVALIDATE_DENTRY:
+                pyfuse3.invalidate_entry_async(self.inodes.to_fuse(msg.ino),
+                                               os.fsencode(msg.name), ignore_enoent=True)
+            elif msg.kind == K.EVICTED:
+                log.error("the MDS evicted this mount: open files now fail with EIO")
+                self.evicted = True
+        except Exception:  # noqa: BLE001 - a background task: log, never die silently
+            log.exception("handling MDS message %s", msg)
+
+    def _invalidate_attr(self, fuse_ino: int) -> None:
+        try:
+            pyfuse3.invalidate_inode(fuse_ino, attr_only=True)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                log.warning("invalidate attributes of inode %d: %s", fuse_ino, e)
+
+    def _invalidate_inode(self, fuse_ino: int) -> None:
+        """Drop cached attributes and pages; in a thread, as the kernel may wait on pages."""
+        def run() -> None:
+            try:
+                pyfuse3.invalidate_inode(fuse_ino)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    log.warning("invalidate inode %d: %s", fuse_ino, e)
+        self.spawn(asyncio.get_running_loop().run_in_executor(None, run))
+
+    async def shutdown(self) -> None:
+        """Report unreported writes and close handles left open at unmount."""
+        for fh in list(self.handles):
+            try:
+                await self._release(fh)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                log.exception("releasing handle %d at unmount", fh)
+        for task in list(self._tasks):
+            task.cancel()
+

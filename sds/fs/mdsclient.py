@@ -1,0 +1,233 @@
+"""The filesystem client's session with the active MDS.
+
+It finds the active MDS of a filesystem through the monitors (`fs status`), opens a
+session, and sends MdsRequests. Each request gets a per-client tid that stays the
+same on every resend: when the connection breaks or the MDS is replaced, the client
+waits for the (new) active MDS, re-opens its session, re-announces its open files
+(so an unlinked-but-open file survives the failover) and resends; the MDS answers a
+request it already executed from its journal instead of executing it twice.
+Error replies raise the typed errors of sds.common.errors (their `code` is the errno).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+
+from sds.client.rados import IoCtx, Rados
+from sds.common.errors import ConnectionLost, NotFound, SdsError, TimedOut, Unavailable
+from sds.common.messenger import Connection
+from sds.common.osdmap import pool_by_id
+from sds.proto import mds_pb2
+from sds.proto import messenger_pb2 as mpb
+
+log = logging.getLogger("sds.fs.mdsclient")
+
+Req = mds_pb2.MdsRequest
+RETRYABLE = (ConnectionLost, TimedOut, Unavailable)
+CALL_TIMEOUT_S = 60.0
+WATCH_S = 2.0  # how long a request waits before checking that its MDS is still active
+POLL_S = 0.25
+
+
+class MdsClient:
+    """`await MdsClient(rados, "sdsfs").open()`, then `await client.request(MdsRequest(...))`.
+
+    `on_message(msg: MdsClientMessage)` is called for MDS -> client messages: on REVOKE
+    the client flushes what it wrote and answers CAPS_ACK(ino, attr.size/mtime_ns), else
+    it is evicted after mds_revoke_timeout (EVICTED; then requests of the old session
+    fail with ESTALE and the next one opens a new session). Without a callback, revokes
+    are acknowledged at once (for clients that cache nothing).
+    `timeout` bounds how long a request waits for an active MDS across failovers.
+    """
+
+    def __init__(self, rados: Rados, fs_name: str | None = None, timeout: float = 300.0,
+                 on_message: Callable[[mds_pb2.MdsClientMessage], None] | None = None):
+        self.rados = rados
+        self.fs_name = fs_name
+        self.timeout = timeout
+        self.on_message = on_message
+        self.client_name = rados.client_id
+        self.session_id = 0
+        self.data_pool = -1
+        self.stripe_size = 4 << 20
+        self.lease_ms = 0
+        self.generation = 0
+        self._conn: Connection | None = None
+        self._tids = itertools.count(1)
+        self._opens: Counter[int] = Counter()
+        self._reconnect_lock = asyncio.Lock()
+        self._closed = False
+        rados.messenger.register(mpb.MDS_CLIENT, self._on_client_message)
+
+    async def open(self) -> MdsClient:
+        await self._connect(None)
+        return self
+
+    async def __aenter__(self) -> MdsClient:
+        return await self.open()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End the session (best effort: the MDS also forgets silent sessions)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(SdsError, asyncio.TimeoutError):
+                await self._conn.call(mpb.MDS_REQUEST, self._stamp(Req(op=Req.SESSION_CLOSE)),
+                                      timeout=2.0)
+
+    async def data_ioctx(self) -> IoCtx:
+        """The IoCtx of the data pool, where file data lives as "<ino:016x>.<index:08x>"."""
+        if self.data_pool < 0:
+            await self.open()
+        return self.rados.ioctx(pool_by_id(self.rados.osdmap, self.data_pool).name)
+
+    # -- requests -----------------------------------------------------------------
+    def _stamp(self, req: Req) -> Req:
+        req.session_id = self.session_id
+        req.client_name = self.client_name
+        if not req.tid:
+            req.tid = next(self._tids)
+        return req
+
+    async def request(self, req: Req, timeout: float | None = None) -> mds_pb2.MdsReply:
+        """Send one request to the active MDS, resending (same tid) across failovers."""
+        self._stamp(req)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        while True:
+            conn = self._conn
+            try:
+                if conn is None or conn.closed:
+                    raise ConnectionLost("no MDS session")
+                req.session_id = self.session_id
+                resp = await self._call_watching(conn, req)
+            except RETRYABLE as e:
+                if loop.time() >= deadline:
+                    raise TimedOut(f"no active MDS answered {Req.Op.Name(req.op)} "
+                                   f"in time: {e}") from None
+                log.info("MDS request %s tid %d: %s; reconnecting", Req.Op.Name(req.op),
+                         req.tid, e)
+                await self._connect(conn, deadline)
+                continue
+            except SdsError as e:
+                if e.code == errno.ESTALE:  # evicted: later requests get a new session
+                    self._conn = None
+                    self._opens.clear()
+                raise
+            reply = resp.parse(mds_pb2.MdsReply)
+            self._track_open(req, reply)
+            return reply
+
+    async def _call_watching(self, conn: Connection, req: Req):
+        """Send on `conn`; while no reply comes, check now and then whether the monitors
+        replaced the MDS (a frozen MDS keeps its connections open but never answers)."""
+        call = asyncio.ensure_future(conn.call(mpb.MDS_REQUEST, req, timeout=CALL_TIMEOUT_S))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=WATCH_S)
+                if done:
+                    return call.result()
+                try:
+                    _, addr, generation = await self.active()
+                except SdsError:
+                    continue  # no answer about it: keep waiting for the reply
+                if generation != self.generation or addr != conn.addr:
+                    raise ConnectionLost(f"the active MDS is now {addr} (generation "
+                                         f"{generation})")
+        finally:
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(BaseException):
+                    await call
+
+    def _track_open(self, req: Req, reply: mds_pb2.MdsReply) -> None:
+        if req.op in (Req.OPEN, Req.CREATE):
+            self._opens[reply.attr.ino or req.ino] += 1
+        elif req.op == Req.RELEASE:
+            self._opens[req.ino] -= 1
+            if self._opens[req.ino] <= 0:
+                del self._opens[req.ino]
+
+    # -- finding the active MDS -----------------------------------------------------------
+    async def active(self) -> tuple[str, str, int]:
+        """(fs name, address, generation) of the active MDS, as the monitors see it."""
+        cmd = {"prefix": "fs status"}
+        if self.fs_name:
+            cmd["fs_name"] = self.fs_name
+        out = await self.rados.mon_command(cmd)
+        filesystems = out.get("filesystems") or []
+        if not filesystems:
+            raise NotFound(f"filesystem '{self.fs_name}' does not exist" if self.fs_name
+                           else "no filesystem exists (create one with `sds fs new`)")
+        fs = filesystems[0]
+        if not fs.get("active"):
+            raise Unavailable(f"filesystem '{fs['name']}' has no active MDS")
+        return fs["name"], fs["active"]["addr"], int(fs.get("generation", 0))
+
+    async def _connect(self, broken: Connection | None, deadline: float | None = None) -> None:
+        """(Re)connect and open a session, unless another request already did."""
+        loop = asyncio.get_running_loop()
+        deadline = deadline or loop.time() + self.timeout
+        async with self._reconnect_lock:
+            if self._conn is not None and self._conn is not broken and not self._conn.closed:
+                return
+            last: Exception | None = None
+            while True:
+                try:
+                    await self._open_session()
+                    return
+                except (*RETRYABLE, NotFound) as e:
+                    if isinstance(e, NotFound) and self._conn is None and broken is None:
+                        raise
+                    last = e
+                if loop.time() >= deadline:
+                    raise TimedOut(f"no active MDS for filesystem "
+                                   f"'{self.fs_name or '(default)'}': {last}")
+                await asyncio.sleep(POLL_S)
+
+    async def _open_session(self) -> None:
+        fs_name, addr, generation = await self.active()
+        conn = await self.rados.messenger.connect(addr, timeout=3.0)
+        hello = self._stamp(Req(op=Req.SESSION_OPEN, name=self.client_name, tid=0))
+        hello.tid = 0
+        reply = (await conn.call(mpb.MDS_REQUEST, hello, timeout=10.0)).parse(mds_pb2.MdsReply)
+        self.fs_name = fs_name
+        self.session_id = reply.session_id
+        self.data_pool = reply.data_pool
+        self.stripe_size = reply.stripe_size or self.stripe_size
+        self.lease_ms = reply.lease_ms
+        self.generation = generation
+        for ino, count in list(self._opens.items()):
+            for _ in range(count):  # re-announce open files so unlinked ones stay alive
+                reopen = Req(op=Req.OPEN, ino=ino, flags=os.O_RDONLY, session_id=reply.session_id,
+                             client_name=self.client_name, tid=next(self._tids), name="reopen")
+                with contextlib.suppress(NotFound):
+                    await conn.call(mpb.MDS_REQUEST, reopen, timeout=10.0)
+        self._conn = conn
+        log.info("MDS session %d with %s (fs %s, generation %d)", self.session_id, addr,
+                 fs_name, generation)
+
+    async def _on_client_message(self, conn: Connection, env: mpb.Envelope,
+                                 data: memoryview) -> None:
+        msg = mds_pb2.MdsClientMessage()
+        msg.ParseFromString(env.payload)
+        if self.on_message is not None:
+            self.on_message(msg)
+        elif msg.kind == mds_pb2.MdsClientMessage.REVOKE:  # nothing cached: ack at once
+            ack = Req(op=Req.CAPS_ACK, ino=msg.ino)
+            asyncio.get_running_loop().create_task(self._ack(ack))
+
+    async def _ack(self, ack: Req) -> None:
+        with contextlib.suppress(SdsError):
+            await self.request(ack, timeout=10.0)

@@ -1,0 +1,365 @@
+"""The mount process: `sds mount` runs the FUSE client as its own daemon, `sds umount` ends it.
+
+The CLI forks before any event loop or thread exists, the child calls setsid and forks
+again (so the client survives the shell and never gets its terminal back), and the
+grandchild reports over a pipe once the kernel mount is live, or why it failed; only
+then does `sds mount` return. A state file per mount point records the client's pid
+and log so `sds umount` can wait for it to exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sds.common.errors import Busy, InvalidArgument, NotFound, SdsError, TimedOut, to_errno
+
+log = logging.getLogger("sds.mount")
+
+READY_TIMEOUT_S = 90.0
+UMOUNT_TIMEOUT_S = 30.0
+READ_AHEAD_KB = 4096  # sequential reads reach the client as 1 MiB requests, several in flight
+FUSE_TYPE = "fuse.sds"
+
+
+@dataclass
+class MountOptions:
+    mountpoint: str
+    conf: str
+    entity: str = "client.admin"
+    keyring: str | None = None
+    fs: str | None = None
+    root: str = "/"
+    read_only: bool = False
+    log_file: str | None = None    # None: stderr (foreground)
+    read_ahead_kb: int = READ_AHEAD_KB
+
+
+# -- where a mount's state and log live --------------------------------------------------
+def _slug(mountpoint: str) -> str:
+    digest = hashlib.sha1(mountpoint.encode()).hexdigest()[:8]
+    return f"{mountpoint.strip('/').replace('/', '_')[-60:] or 'root'}.{digest}"
+
+
+def state_dir() -> Path:
+    return Path("/run/sds/mounts") if os.geteuid() == 0 else Path.home() / ".sds" / "mounts"
+
+
+def state_file(mountpoint: str) -> Path:
+    return state_dir() / f"{_slug(mountpoint)}.json"
+
+
+def default_log_file(conf: str, mountpoint: str) -> str:
+    """Next to the cluster's daemon logs (<cluster dir>/out) when that exists."""
+    out = Path(conf).resolve().parent / "out"
+    base = out if out.is_dir() else Path("/var/log/sds")
+    return str(base / f"mount.{_slug(mountpoint)}.log")
+
+
+def is_mounted(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == FUSE_TYPE and \
+                    fields[1].replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def sds_mounts() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[2:3] == [FUSE_TYPE]]
+
+
+# -- serving ----------------------------------------------------------------------------
+async def _resolve_root(mds, root: str) -> int:
+    from sds.fs.inodes import ROOT_INO
+    from sds.proto import mds_pb2
+
+    ino = ROOT_INO
+    for part in [p for p in root.split("/") if p]:
+        reply = await mds.request(mds_pb2.MdsRequest(op=mds_pb2.MdsRequest.LOOKUP, ino=ino,
+                                                     name=part))
+        ino = reply.attr.ino
+    return ino
+
+
+async def default_fs(rados) -> str:
+    """The filesystem to mount when none is named: the only one there is."""
+    names = [fs["name"] for fs in (await rados.mon_command({"prefix": "fs ls"}))
+             .get("filesystems", [])]
+    if len(names) != 1:
+        raise (NotFound("no filesystem exists (see `sds fs new`)") if not names else
+               InvalidArgument(f"{len(names)} filesystems exist ({', '.join(names)}): "
+                               "choose one with --fs"))
+    return names[0]
+
+
+def _bdi_of(mountpoint: str) -> str | None:
+    """The mount's "major:minor" from mountinfo: stat() on it would wait for this very
+    process to answer a GETATTR."""
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4].replace("\\040", " ") == mountpoint:
+                found = fields[2]  # the last mount on a path is the visible one
+    return found
+
+
+def _tune_read_ahead(mountpoint: str, kb: int) -> None:
+    """The kernel's default 128 KiB read-ahead makes every sequential read a round trip
+    per 128 KiB; measured (benchmarks/bench_fs.py) larger windows keep OSDs busy.
+    Only after FUSE INIT: the kernel resets read-ahead when it gets the INIT reply."""
+    path = Path(f"/sys/class/bdi/{_bdi_of(mountpoint)}/read_ahead_kb")
+    try:
+        path.write_text(str(kb))
+    except OSError as e:
+        log.warning("cannot set %s: %s", path, e)
+
+
+async def serve(opts: MountOptions, ready=lambda error: None) -> int:
+    """Mount, serve until unmounted or signalled, then clean up. `ready(None)` once the
+    mount is live, `ready(exception)` if it never gets there."""
+    import pyfuse3
+    import pyfuse3.asyncio
+
+    from sds.client import Rados
+    from sds.fs.fuse_ops import SdsOperations
+    from sds.fs.mdsclient import MdsClient
+    from sds.fs.striper import Striper
+
+    pyfuse3.asyncio.enable()
+    rados = Rados(opts.conf, entity=opts.entity, keyring=opts.keyring)
+    mds = None
+    mounted = False
+    try:
+        await rados.connect()
+        mds = await MdsClient(rados, opts.fs or await default_fs(rados)).open()
+        root = await _resolve_root(mds, opts.root)
+        striper = Striper(await mds.data_ioctx(), mds.stripe_size)
+        ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
+        mds.on_message = ops.on_mds_message
+        options = set(pyfuse3.default_options) | {
+            f"fsname=sds:{mds.fs_name}:{opts.root}", "subtype=sds", "allow_other"}
+        if opts.read_only:
+            options.add("ro")
+        pyfuse3.init(ops, opts.mountpoint, options)
+        mounted = True
+    except BaseException as e:
+        ready(e)
+        if mounted:
+            pyfuse3.close(unmount=True)
+        await _close(mds, rados)
+        raise
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, pyfuse3.terminate)
+
+    def live() -> None:  # the kernel has our INIT reply: its settings are in place
+        _tune_read_ahead(opts.mountpoint, opts.read_ahead_kb)
+        log.info("mounted fs %s%s on %s (pid %d)", mds.fs_name, opts.root, opts.mountpoint,
+                 os.getpid())
+        ready(None)
+
+    ops.on_init = lambda: loop.call_soon(live)
+    try:
+        await pyfuse3.main()
+    finally:
+        log.info("unmounting %s", opts.mountpoint)
+        await ops.shutdown()
+        pyfuse3.close(unmount=True)
+        await _close(mds, rados)
+    return 0
+
+
+async def _close(mds, rados) -> None:
+    if mds is not None:
+        with contextlib.suppress(Exception):
+            await mds.close()
+    with contextlib.suppress(Exception):
+        await rados.close()
+
+
+def _run(opts: MountOptions, ready) -> int:
+    import uvloop
+
+    return uvloop.run(serve(opts, ready))
+
+
+# -- the daemon ---------------------------------------------------------------------------
+def _log_level(opts: MountOptions) -> str:
+    """log_level of sds.conf ([client] or [global]; SDS_LOG_LEVEL overrides)."""
+    from sds.common.config import Config
+
+    try:
+        return Config(opts.conf, opts.entity).get("log_level")
+    except SdsError:
+        return "INFO"
+
+
+def check_mountpoint(mountpoint: str) -> str:
+    path = os.path.realpath(mountpoint)
+    if not os.path.isdir(path):
+        raise NotFound(f"mount point {mountpoint} is not a directory")
+    if is_mounted(path):
+        raise Busy(f"{path} is already an SDS mount (see `sds umount {path}`)")
+    return path
+
+
+def mount(opts: MountOptions, foreground: bool = False) -> dict:
+    """Mount and return {"pid", "log", ...} once the mount is live (raises if it is not)."""
+    from sds.common.log import setup_logging
+
+    opts.mountpoint = check_mountpoint(opts.mountpoint)
+    if foreground:
+        setup_logging("client.mount", opts.log_file, _log_level(opts))
+        _run(opts, lambda error: None)
+        return {"mountpoint": opts.mountpoint, "pid": os.getpid()}
+    opts.log_file = opts.log_file or default_log_file(opts.conf, opts.mountpoint)
+    Path(opts.log_file).parent.mkdir(parents=True, exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked children
+        os.close(read_fd)
+        _daemon_child(opts, write_fd)
+    os.close(write_fd)
+    os.waitpid(child, 0)
+    lines, finished = _read_report(read_fd, READY_TIMEOUT_S)
+    reports = [json.loads(line) for line in lines if line.strip()]
+    if not finished:
+        for pid in {r["pid"] for r in reports if "pid" in r}:  # it would mount later: stop it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise TimedOut(f"the mount did not come up in {READY_TIMEOUT_S:g}s; "
+                       f"see {opts.log_file}")
+    status = reports[-1] if reports and "mountpoint" in reports[-1] else \
+        {"error": "the mount process died"}
+    if status.get("error"):
+        raise SdsError(f"mount of {opts.mountpoint} failed: {status['error']} "
+                       f"(log: {opts.log_file})", status.get("code"))
+    return status
+
+
+def _read_report(fd: int, timeout: float) -> tuple[list[str], bool]:
+    """The grandchild's report lines ({"pid"} first, then its status), and whether it
+    finished (closed the pipe) within `timeout`."""
+    import select
+
+    chunks = []
+    deadline = time.monotonic() + timeout
+    with os.fdopen(fd, "rb") as f:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([f], [], [], left)[0]:
+                return b"".join(chunks).decode().splitlines(), False
+            data = os.read(f.fileno(), 65536)
+            if not data:
+                return b"".join(chunks).decode().splitlines(), True
+            chunks.append(data)
+
+
+def _daemon_child(opts: MountOptions, report_fd: int) -> None:  # pragma: no cover
+    """First child: new session, fork the real client, exit at once."""
+    try:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _daemon_main(opts, report_fd)
+    finally:
+        os._exit(1)
+
+
+def _daemon_main(opts: MountOptions, report_fd: int) -> None:  # pragma: no cover
+    from sds.common.log import setup_logging
+
+    os.chdir("/")
+    os.umask(0o022)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log_fd = os.open(opts.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)  # libfuse prints its errors on stderr: keep them in the log
+    os.dup2(log_fd, 2)
+    os.close(devnull)
+    os.close(log_fd)
+    setup_logging("client.mount", opts.log_file, _log_level(opts))
+    state = state_file(opts.mountpoint)
+    report = os.fdopen(report_fd, "w")
+    report.write(json.dumps({"pid": os.getpid()}) + "\n")
+    report.flush()
+
+    def ready(error: BaseException | None) -> None:
+        if report.closed:
+            return
+        status = {"mountpoint": opts.mountpoint, "pid": os.getpid(), "log": opts.log_file}
+        if error is not None:
+            status["error"] = str(error) if isinstance(error, SdsError) else \
+                f"{type(error).__name__}: {error}"
+            status["code"] = to_errno(error)
+        else:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({**status, "options": asdict(opts)}))
+        report.write(json.dumps(status) + "\n")
+        report.close()
+
+    code = 1
+    try:
+        code = _run(opts, ready)
+    except BaseException as e:
+        ready(e)
+        log.exception("mount client failed")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
+        logging.shutdown()
+        os._exit(code)
+
+
+# -- unmounting ---------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def umount(mountpoint: str, timeout: float = UMOUNT_TIMEOUT_S, lazy: bool = False) -> dict:
+    """Unmount, then wait for the client process to exit. EBUSY if files are in use."""
+    path = os.path.realpath(mountpoint)
+    state = state_file(path)
+    pid = None
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pid = json.loads(state.read_text()).get("pid")
+    if not is_mounted(path):
+        if pid is None or not _pid_alive(pid):
+            raise InvalidArgument(f"{path} is not an SDS mount")
+    else:
+        argv = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            message = (done.stderr or done.stdout).strip()
+            if "busy" in message.lower():
+                raise Busy(f"{path} is busy (files open or a process inside it): {message}")
+            raise SdsError(f"fusermount3 -u {path} failed: {message}")
+    deadline = time.monotonic() + timeout
+    while pid is not None and _pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise TimedOut(f"unmounted {path}, but the client (pid {pid}) did not exit "
+                           f"in {timeout:g}s")
+        time.sleep(0.05)
+    with contextlib.suppress(FileNotFoundError):
+        state.unlink()
+    return {"mountpoint": path, "pid": pid}
+

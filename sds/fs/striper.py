@@ -1,0 +1,117 @@
+"""File data striped over fixed-size RADOS objects named "<ino:016x>.<index:08x>".
+
+The MDS owns file sizes; the striper only moves bytes. Objects are created lazily by
+the first write into them, so a missing object, or the part of one past its end, is a
+hole and reads as zeros up to the file size the caller passes in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from sds.client.rados import IoCtx
+from sds.common.errors import NotFound
+
+DEFAULT_STRIPE_SIZE = 4 << 20
+MAX_PARALLEL = 32  # object ops in flight for one truncate/remove: bounds memory and OSD load
+
+
+def object_name(ino: int, index: int) -> str:
+    return f"{ino:016x}.{index:08x}"
+
+
+class Striper:
+    def __init__(self, ioctx: IoCtx, stripe_size: int = DEFAULT_STRIPE_SIZE):
+        if stripe_size <= 0:
+            raise ValueError("stripe_size must be positive")
+        self.ioctx = ioctx
+        self.stripe_size = stripe_size
+
+    def extents(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
+        """(object index, offset in object, offset in buffer, length) covering the range."""
+        size = self.stripe_size
+        pos, end = offset, offset + length
+        while pos < end:
+            index, in_obj = divmod(pos, size)
+            n = min(size - in_obj, end - pos)
+            yield index, in_obj, pos - offset, n
+            pos += n
+
+    async def read(self, ino: int, offset: int, length: int, file_size: int) -> bytes | bytearray:
+        """Up to `length` bytes at `offset`, never past `file_size`; holes are zeros."""
+        length = max(0, min(length, file_size - offset))
+        if length == 0:
+            return b""
+        parts = list(self.extents(offset, length))
+        if len(parts) == 1:
+            index, in_obj, _, n = parts[0]
+            return await self._read_one(ino, index, in_obj, n)
+        out = bytearray(length)
+        chunks = await asyncio.gather(*(self._read_one(ino, index, in_obj, n)
+                                        for index, in_obj, _, n in parts))
+        for (_, _, at, n), chunk in zip(parts, chunks, strict=True):
+            out[at:at + n] = chunk
+        return out
+
+    async def _read_one(self, ino: int, index: int, in_obj: int, n: int) -> bytes | bytearray:
+        """Exactly n bytes of one object: missing objects and short tails are zeros."""
+        try:
+            data = await self.ioctx.read(object_name(ino, index), n, in_obj)
+        except NotFound:
+            return bytes(n)
+        if len(data) < n:
+            data = bytes(data) + bytes(n - len(data))
+        return data
+
+    async def write(self, ino: int, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write at any offset; the objects it spans are written concurrently."""
+        view = memoryview(data).cast("B")
+        await asyncio.gather(*(
+            self.ioctx.write(object_name(ino, index), view[at:at + n], in_obj)
+            for index, in_obj, at, n in self.extents(offset, len(view))))
+
+    async def truncate(self, ino: int, old_size: int, new_size: int) -> None:
+        """Shrink: drop whole objects past new_size and cut the boundary object.
+
+        Growing needs no I/O: the new range is a hole. The boundary object is cut even
+        when it seems already short, because data written past the old size by a writer
+        that had not reported it yet must not reappear when the file grows again."""
+        if new_size >= old_size:
+            return
+        size = self.stripe_size
+        first_whole, in_obj = divmod(new_size, size)
+        jobs = []
+        if in_obj:
+            jobs.append(self._truncate_one(ino, first_whole, in_obj))
+            first_whole += 1
+        last = (old_size - 1) // size
+        jobs += [self._remove_one(ino, index) for index in range(first_whole, last + 1)]
+        await _bounded(jobs, MAX_PARALLEL)
+
+    async def remove_all(self, ino: int, size: int) -> None:
+        """Remove every data object of a file of `size` bytes (missing ones are fine)."""
+        await self.truncate(ino, max(size, 1), 0)
+
+    async def _truncate_one(self, ino: int, index: int, length: int) -> None:
+        try:
+            await self.ioctx.truncate(object_name(ino, index), length)
+        except NotFound:
+            pass
+
+    async def _remove_one(self, ino: int, index: int) -> None:
+        try:
+            await self.ioctx.remove(object_name(ino, index))
+        except NotFound:
+            pass
+
+
+async def _bounded(coros: list, limit: int) -> None:
+    """Await every coroutine with at most `limit` running at once."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(coro) -> None:
+        async with gate:
+            await coro
+
+    await asyncio.gather(*(run(c) for c in coros))

@@ -1,0 +1,173 @@
+"""The MDS journal: every metadata change is made durable here before it is applied.
+
+One RADOS object, "journal", whose omap holds the events (key "e.<seq:016x>") and the
+mark "applied" = the last sequence number fully applied to the metadata objects.
+Changes are pipelined: the namespace submits an event (its cache already shows the
+change), a writer task appends every event queued meanwhile in one omap write (group
+commit), replies wait for that, and an applier task then applies the durable events
+to the metadata objects in order, batching them too. Replay re-applies the events
+after the mark (their ops are absolute, so applying one twice is harmless) and, from
+the recent events kept, rebuilds which (client, tid) requests were already answered.
+Trimming removes applied events beyond `keep` recent ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+
+from sds.client.rados import IoCtx
+from sds.common.errors import NotFound, Unavailable
+from sds.common.tasks import cancel_and_wait
+from sds.mds import layout
+from sds.proto import mds_pb2
+
+log = logging.getLogger("sds.mds.journal")
+
+EVENT_PREFIX = b"e."
+APPLIED_KEY = b"applied"
+_SEQ = struct.Struct(">Q")
+PAGE = 1000
+MAX_BATCH = 256
+
+Apply = Callable[[list[mds_pb2.MetaOp]], Awaitable[None]]
+
+
+def event_key(seq: int) -> bytes:
+    return EVENT_PREFIX + f"{seq:016x}".encode()
+
+
+class Journal:
+    def __init__(self, meta: IoCtx, keep: int = 4096):
+        self.meta = meta
+        self.keep = keep
+        self.last_seq = 0      # submitted
+        self.durable_seq = 0   # written to the journal object
+        self.applied_seq = 0   # applied to the metadata objects
+        self.failed: asyncio.Future | None = None
+        self._stored: list[int] = []  # sequence numbers still in the journal object
+        self._queue: list[mds_pb2.JournalEvent] = []
+        self._durable: list[mds_pb2.JournalEvent] = []
+        self._changed: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def load(self) -> tuple[list[mds_pb2.JournalEvent], int]:
+        """Every event still in the journal, in order, and the applied mark."""
+        try:
+            marks = await self.meta.omap_get(layout.JOURNAL, [APPLIED_KEY])
+        except NotFound:
+            return [], 0
+        applied = _SEQ.unpack(marks[APPLIED_KEY])[0] if APPLIED_KEY in marks else 0
+        events, after, more = [], b"", True
+        while more:
+            items, more = await self.meta.omap_list(layout.JOURNAL, start_after=after,
+                                                    max_entries=PAGE, prefix=EVENT_PREFIX)
+            for _key, value in items:
+                ev = mds_pb2.JournalEvent()
+                ev.ParseFromString(value)
+                events.append(ev)
+            if items:
+                after = items[-1][0]
+        self._stored = [ev.seq for ev in events]
+        self.last_seq = self.durable_seq = max([applied] + self._stored)
+        return events, applied
+
+    async def replayed(self) -> None:
+        """Everything loaded is applied now: record it and trim."""
+        self.applied_seq = self.last_seq
+        await self.meta.omap_set(layout.JOURNAL, {APPLIED_KEY: _SEQ.pack(self.applied_seq)})
+        await self._trim()
+
+    # -- the pipeline ---------------------------------------------------------------------------
+    def start(self, apply: Apply) -> asyncio.Future:
+        """Start the writer and applier; the returned future fails if either does."""
+        self._changed = asyncio.Condition()
+        self.failed = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.create_task(self._writer()),
+                       asyncio.create_task(self._applier(apply))]
+        return self.failed
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._tasks)
+
+    def submit(self, event: mds_pb2.JournalEvent) -> int:
+        """Queue an event for the journal; returns its sequence number."""
+        self.last_seq += 1
+        event.seq = self.last_seq
+        self._queue.append(event)
+        self._notify()
+        return event.seq
+
+    def _notify(self) -> None:
+        async def wake() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.get_running_loop().create_task(wake())
+
+    async def _wait(self, pred: Callable[[], bool]) -> None:
+        if pred():
+            return
+        async with self._changed:
+            while not pred():
+                if self.failed.done():
+                    raise Unavailable("the MDS journal failed; the MDS replays it and serves again")
+                await self._changed.wait()
+
+    async def wait_durable(self, seq: int) -> None:
+        await self._wait(lambda: self.durable_seq >= seq)
+
+    async def wait_applied(self, seq: int) -> None:
+        await self._wait(lambda: self.applied_seq >= seq)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._wait(lambda: bool(self._queue))
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                kvs = {event_key(ev.seq): ev.SerializeToString() for ev in batch}
+                kvs[APPLIED_KEY] = _SEQ.pack(self.applied_seq)
+                await self.meta.omap_set(layout.JOURNAL, kvs)
+                self._stored.extend(ev.seq for ev in batch)
+                self._durable.extend(batch)
+                self.durable_seq = batch[-1].seq
+                self._notify()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
+
+    async def _applier(self, apply: Apply) -> None:
+        try:
+            while True:
+                await self._wait(lambda: bool(self._durable))
+                batch, self._durable = self._durable[:MAX_BATCH], self._durable[MAX_BATCH:]
+                await apply([op for ev in batch for op in ev.ops])
+                self.applied_seq = batch[-1].seq
+                self._notify()
+                if not self._queue:  # idle: record the mark now (else the next append does)
+                    await self.meta.omap_set(layout.JOURNAL,
+                                             {APPLIED_KEY: _SEQ.pack(self.applied_seq)})
+                await self._trim()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        log.error("journal pipeline failed: %s: %s", type(e).__name__, e)
+        if not self.failed.done():
+            self.failed.set_exception(e)
+        self._notify()
+
+    async def _trim(self) -> None:
+        """Drop the oldest applied events beyond `keep`, in batches of a quarter of it."""
+        if len(self._stored) <= self.keep + self.keep // 4:
+            return
+        cut = len(self._stored) - self.keep
+        doomed = [s for s in self._stored[:cut] if s <= self.applied_seq]
+        if doomed:
+            await self.meta.omap_rm(layout.JOURNAL, [event_key(s) for s in doomed])
+            self._stored = self._stored[len(doomed):]

@@ -1,0 +1,94 @@
+"""Where filesystem metadata lives in the metadata pool, and how it is encoded.
+
+- ``inode.<ino:016x>``: one object per inode, data = an InodeRecord (attributes,
+  xattrs, symlink target, quota, snapshot links).
+- ``dir.<ino:016x>``: one object per directory; its omap maps a hash-ordered key
+  (8-byte big-endian cookie + name) to a 12-byte dentry (ino, st_mode). Hash order
+  lets READDIR resume from a 64-bit cookie alone, as Ceph's dirfrags do.
+- ``inotable``: the inode allocator; data = the next unallocated inode number.
+- ``journal``: the metadata journal (sds.mds.journal).
+- ``stray``: omap of unlinked inodes still open somewhere (purged on last release).
+File data lives in the data pool as ``<ino:016x>.<index:08x>`` of `STRIPE` bytes
+(named by sds.fs.striper, which moves the bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import struct
+
+from sds.fs.striper import DEFAULT_STRIPE_SIZE as STRIPE
+from sds.fs.striper import object_name as data_oid  # noqa: F401 - one naming rule
+from sds.proto import mds_pb2
+
+ROOT_INO = 1
+FIRST_INO = 0x1000
+NAME_MAX = 255
+INOTABLE = "inotable"
+JOURNAL = "journal"
+STRAY = "stray"
+
+_DENTRY = struct.Struct(">QI")
+_COOKIE = struct.Struct(">Q")
+_SKIP_SAME_COOKIE = b"\xff" * (NAME_MAX + 1)  # sorts after every name (UTF-8 has no 0xff)
+
+
+def inode_oid(ino: int) -> str:
+    return f"inode.{ino:016x}"
+
+
+def dir_oid(ino: int) -> str:
+    return f"dir.{ino:016x}"
+
+
+def parse_inode_oid(oid: str) -> int | None:
+    if oid.startswith("inode.") and len(oid) == 22:
+        return int(oid[6:], 16)
+    return None
+
+
+def data_objects(size: int) -> int:
+    """How many stripe objects hold `size` bytes (at least one may exist even at size 0)."""
+    return max(1, -(-size // STRIPE))
+
+
+def cookie(name: str) -> int:
+    """The READDIR cookie of a name: a stable 63-bit hash, never 0 (0 means "start")."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 1) + 1
+
+
+def dentry_key(name: str) -> bytes:
+    return _COOKIE.pack(cookie(name)) + name.encode()
+
+
+def key_name(key: bytes) -> str:
+    return key[_COOKIE.size:].decode()
+
+
+def resume_after(offset: int) -> bytes:
+    """The omap start_after key that resumes a listing after cookie `offset`."""
+    return _COOKIE.pack(offset) + _SKIP_SAME_COOKIE if offset else b""
+
+
+def encode_dentry(ino: int, mode: int) -> bytes:
+    return _DENTRY.pack(ino, mode)
+
+
+def decode_dentry(value: bytes) -> tuple[int, int]:
+    return _DENTRY.unpack(value)
+
+
+def encode_record(rec: mds_pb2.InodeRecord) -> bytes:
+    return rec.SerializeToString(deterministic=True)
+
+
+def decode_record(raw: bytes) -> mds_pb2.InodeRecord:
+    rec = mds_pb2.InodeRecord()
+    rec.ParseFromString(raw)
+    return rec
+
+
+def is_dir(mode: int) -> bool:
+    return stat.S_ISDIR(mode)

@@ -1,0 +1,225 @@
+"""The MDS's view of the metadata pool: cached reads and idempotent applies.
+
+The active MDS is the only writer of the metadata pool, so its cache (which shows
+changes as soon as they are staged, before the journal applies them to RADOS) can
+answer reads without asking the OSDs. Listings read RADOS, so they first wait until
+the journal has applied what was staged. Deleted
+inodes and absent dentries are cached as None (tombstones): a read that raced a
+change can then never put an older value back (`_remember` only fills gaps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from sds.client.rados import IoCtx
+from sds.common.errors import NotFound
+from sds.fs.striper import Striper
+from sds.mds import layout
+from sds.proto import mds_pb2
+
+MetaOp = mds_pb2.MetaOp
+PAGE = 1000
+PARALLEL = 32
+
+
+class MetaStore:
+    def __init__(self, meta: IoCtx, data: IoCtx, cache_size: int = 200_000):
+        self.meta = meta
+        self.data = data
+        self.cache_size = cache_size
+        self.inodes: dict[int, mds_pb2.InodeRecord | None] = {}
+        self.dentries: dict[tuple[int, str], tuple[int, int] | None] = {}
+        self.complete: set[int] = set()  # directories whose every dentry is cached
+        self._next_ino = 0
+        self._ino_limit = 0
+        self.pinned: Callable[[], bool] = lambda: False  # changes staged but not applied
+
+    # -- reads -----------------------------------------------------------------------
+    def _remember(self, table: dict, key, value) -> None:
+        if len(table) >= self.cache_size:
+            if self.pinned():
+                return  # staged entries must stay until applied
+            table.clear()
+            self.complete.clear()
+        table.setdefault(key, value)
+
+    async def inode(self, ino: int) -> mds_pb2.InodeRecord:
+        """The record of `ino` (shared with the cache: copy before changing it)."""
+        if ino in self.inodes:
+            rec = self.inodes[ino]
+        else:
+            try:
+                rec = layout.decode_record(await self.meta.read(layout.inode_oid(ino)))
+            except NotFound:
+                rec = None
+            self._remember(self.inodes, ino, rec)
+            rec = self.inodes.get(ino, rec)
+        if rec is None:
+            raise NotFound(f"inode {ino:#x} does not exist")
+        return rec
+
+    async def lookup(self, parent: int, name: str) -> tuple[int, int] | None:
+        """(ino, mode) of the dentry `name` in directory `parent`, or None."""
+        key = (parent, name)
+        if key in self.dentries:
+            return self.dentries[key]
+        if parent in self.complete:
+            return None
+        try:
+            found = await self.meta.omap_get(layout.dir_oid(parent), [layout.dentry_key(name)])
+        except NotFound:
+            found = {}
+        value = next(iter(found.values()), None)
+        entry = layout.decode_dentry(value) if value is not None else None
+        self._remember(self.dentries, key, entry)
+        return self.dentries.get(key, entry)
+
+    async def list_dir(self, parent: int, offset: int = 0, max_entries: int = PAGE
+                       ) -> tuple[list[tuple[str, int, int, int]], bool]:
+        """[(name, ino, mode, cookie)] after cookie `offset`, in cookie order, and `more`."""
+        try:
+            items, more = await self.meta.omap_list(
+                layout.dir_oid(parent), start_after=layout.resume_after(offset),
+                max_entries=max_entries)
+        except NotFound:
+            return [], False
+        out = []
+        for key, value in items:
+            ino, mode = layout.decode_dentry(value)
+            out.append((layout.key_name(key), ino, mode, layout.cookie(layout.key_name(key))))
+        return out, more
+
+    async def all_entries(self, parent: int) -> list[tuple[str, int, int]]:
+        entries, offset, more = [], 0, True
+        while more:
+            page, more = await self.list_dir(parent, offset)
+            entries.extend((name, ino, mode) for name, ino, mode, _ in page)
+            if page:
+                offset = page[-1][3]
+        return entries
+
+    async def dir_empty(self, parent: int) -> bool:
+        page, _ = await self.list_dir(parent, 0, 1)
+        return not page
+
+    # -- inode numbers ------------------------------------------------------------------
+    async def alloc_ino(self, batch: int = 1024) -> int:
+        """A fresh inode number; the allocator object is advanced a batch at a time, so a
+        crash only skips numbers, never hands one out twice."""
+        if self._next_ino >= self._ino_limit:
+            try:
+                start = int(await self.meta.read(layout.INOTABLE) or b"0")
+            except NotFound:
+                start = 0
+            start = max(start, layout.FIRST_INO)
+            await self.meta.write_full(layout.INOTABLE, str(start + batch).encode())
+            self._next_ino, self._ino_limit = start, start + batch
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino
+
+    # -- applying changes ------------------------------------------------------------------
+    def stage(self, ops: list[MetaOp]) -> None:
+        """Show a change in the cache at once; RADOS gets it when the journal applies it."""
+        for op in ops:
+            if op.kind == MetaOp.PUT_INODE:
+                rec = mds_pb2.InodeRecord()
+                rec.CopyFrom(op.record)
+                if rec.attr.version == 1 and layout.is_dir(rec.attr.mode) and not rec.readonly:
+                    self.complete.add(op.ino)  # a new, never changed directory: empty
+                self.inodes[op.ino] = rec
+            elif op.kind == MetaOp.DEL_INODE:
+                self.inodes[op.ino] = None
+            elif op.kind == MetaOp.SET_DENTRY:
+                self.dentries[(op.ino, op.name)] = (op.dentry_ino, op.dentry_mode)
+            elif op.kind == MetaOp.RM_DENTRY:
+                self.dentries[(op.ino, op.name)] = None
+
+    async def apply(self, ops: list[MetaOp], replay: bool = False) -> None:
+        """Apply changes (of one or more events, in order); each op is absolute, so
+        replaying one is harmless. Objects are written in parallel, each once: the last
+        inode record, the final state of each dentry."""
+        by_object: dict[str, list[MetaOp]] = {}
+        for op in ops:
+            if op.kind == MetaOp.CUT_DATA and not replay:
+                continue
+            by_object.setdefault(_object_of(op), []).append(op)
+        await self._bounded([self._apply_object(group) for group in by_object.values()])
+
+    async def _apply_object(self, ops: list[MetaOp]) -> None:
+        meta, first = self.meta, ops[0]
+        if first.kind in (MetaOp.PUT_INODE, MetaOp.DEL_INODE):
+            last = ops[-1]
+            if last.kind == MetaOp.PUT_INODE:
+                await meta.write_full(layout.inode_oid(last.ino), layout.encode_record(last.record))
+            else:
+                with contextlib.suppress(NotFound):
+                    await meta.remove(layout.inode_oid(last.ino))
+        elif first.kind in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY, MetaOp.DEL_DIR):
+            await self._apply_dir(first.ino, ops)
+        else:
+            for op in ops:
+                if op.kind in (MetaOp.PURGE_DATA, MetaOp.CUT_DATA):
+                    await self.cut_data(op.ino, op.size, op.old_size)
+                elif op.kind == MetaOp.COPY_DATA:
+                    await self.copy_data(op.ino, op.dentry_ino, op.size)
+
+    async def _apply_dir(self, ino: int, ops: list[MetaOp]) -> None:
+        oid = layout.dir_oid(ino)
+        if ops[-1].kind == MetaOp.DEL_DIR:  # inode numbers are never reused
+            with contextlib.suppress(NotFound):
+                await self.meta.remove(oid)
+            return
+        final: dict[bytes, bytes | None] = {}
+        for op in ops:
+            key = layout.dentry_key(op.name)
+            final[key] = layout.encode_dentry(op.dentry_ino, op.dentry_mode) \
+                if op.kind == MetaOp.SET_DENTRY else None
+        sets = {k: v for k, v in final.items() if v is not None}
+        gone = [k for k, v in final.items() if v is None]
+        if sets:
+            await self.meta.omap_set(oid, sets)
+        if gone:
+            with contextlib.suppress(NotFound):
+                await self.meta.omap_rm(oid, gone)
+
+    # -- file data -------------------------------------------------------------------------
+    async def _bounded(self, coros) -> None:
+        sem = asyncio.Semaphore(PARALLEL)
+
+        async def run(coro):
+            async with sem:
+                await coro
+
+        await asyncio.gather(*(run(c) for c in coros))
+
+    async def cut_data(self, ino: int, size: int, old_size: int) -> None:
+        """Make the data objects of `ino` hold nothing past `size` (old size `old_size`)."""
+        striper = Striper(self.data, layout.STRIPE)
+        if size == 0:
+            await striper.remove_all(ino, old_size)
+        else:
+            await striper.truncate(ino, old_size, size)
+
+    async def copy_data(self, src: int, dst: int, size: int) -> None:
+        """Copy the data objects of `src` to `dst` (a snapshot's own copy)."""
+
+        async def copy(index: int) -> None:
+            try:
+                data = await self.data.read(layout.data_oid(src, index), layout.STRIPE)
+            except NotFound:
+                return
+            await self.data.write_full(layout.data_oid(dst, index), data)
+
+        await self._bounded([copy(i) for i in range(layout.data_objects(size))])
+
+
+def _object_of(op: MetaOp) -> str:
+    if op.kind in (MetaOp.PUT_INODE, MetaOp.DEL_INODE):
+        return layout.inode_oid(op.ino)
+    if op.kind in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY, MetaOp.DEL_DIR):
+        return layout.dir_oid(op.ino)
+    return f"data.{op.ino}"

@@ -1,0 +1,254 @@
+"""Filesystem and MDS commands of the monitors: `fs new/ls/status/rm`, `mds beacon`.
+
+The MDSMap is replicated through Paxos like the OSDMap (one whole, small map per
+value). Beacon arrival times are leader-local soft state, as in Ceph's MDSMonitor:
+a new leader starts every MDS's grace period afresh. An MDS is dropped when its
+beacons stop for `mds_beacon_grace`; a filesystem without an active MDS gets a live
+standby, with the filesystem's generation bumped so the old one knows it was replaced.
+"""
+
+from __future__ import annotations
+
+from sds.common import osdmap as om
+from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
+from sds.mon.commands import (
+    ERR,
+    HEALTH_CHECKS,
+    LEADER_TICKS,
+    WARN,
+    CommandResult,
+    HealthCheck,
+    MonView,
+    _flag,
+    _str,
+    command,
+)
+from sds.proto import maps_pb2
+
+ACTIVE, STANDBY = "active", "standby"
+
+
+class BeaconTracker:
+    """When each MDS was last heard from, by this monitor (meaningful on the leader)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def seen(self, name: str, now: float) -> None:
+        self.last[name] = now
+
+    def stale(self, name: str, now: float, grace: float) -> bool:
+        return now - self.last.setdefault(name, now) > grace
+
+
+beacons = BeaconTracker()
+
+
+def _grace(view: MonView) -> float:
+    return float(view.config.get("mds_beacon_grace"))
+
+
+def _find_fs(mdsmap: maps_pb2.MdsMap, name: str) -> maps_pb2.Filesystem:
+    for fs in mdsmap.filesystems:
+        if fs.name == name:
+            return fs
+    raise NotFound(f"filesystem '{name}' does not exist (see `sds fs ls`)")
+
+
+def _find_mds(mdsmap: maps_pb2.MdsMap, name: str) -> maps_pb2.MdsInfo | None:
+    return next((m for m in mdsmap.mds if m.name == name), None)
+
+
+def _next(view: MonView) -> maps_pb2.MdsMap:
+    new = maps_pb2.MdsMap()
+    new.CopyFrom(view.mdsmap)
+    new.epoch = view.mdsmap.epoch + 1
+    return new
+
+
+def _result(out: dict, new: maps_pb2.MdsMap | None) -> CommandResult:
+    if new is None:
+        return CommandResult(out)
+    return CommandResult(out, maps_pb2.MapUpdate(mdsmap=new))
+
+
+def _reconcile(new: maps_pb2.MdsMap, view: MonView) -> bool:
+    """Drop silent MDSs and give every filesystem without an active one a standby."""
+    changed = False
+    grace = _grace(view)
+    for mds in list(new.mds):
+        if beacons.stale(mds.name, view.now, grace):
+            new.mds.remove(mds)
+            changed = True
+    live = {m.name for m in new.mds}
+    for fs in new.filesystems:
+        if fs.active and fs.active not in live:
+            fs.active = ""
+            changed = True
+        if fs.active:
+            continue
+        standby = next((m for m in new.mds if m.state == STANDBY), None)
+        if standby is not None:
+            standby.state, standby.fs = ACTIVE, fs.name
+            fs.active = standby.name
+            fs.generation += 1
+            changed = True
+    return changed
+
+
+def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
+    me = _find_mds(mdsmap, name)
+    out = {"name": name, "role": STANDBY, "fs": "", "generation": 0,
+           "mdsmap_epoch": mdsmap.epoch}
+    if me is not None and me.state == ACTIVE:
+        fs = next((f for f in mdsmap.filesystems if f.name == me.fs), None)
+        if fs is not None and fs.active == name:
+            out.update(role=ACTIVE, fs=fs.name, generation=fs.generation,
+                       metadata_pool=fs.metadata_pool, data_pool=fs.data_pool)
+    return out
+
+
+@command("mds beacon", write=True)
+def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
+    """An MDS says it is alive; the reply tells it its role (active/standby), fs and generation."""
+    name, addr = _str(cmd, "name"), _str(cmd, "addr")
+    beacons.seen(name, view.now)
+    new = _next(view)
+    changed = False
+    me = _find_mds(new, name)
+    if me is None:
+        new.mds.add(name=name, addr=addr, state=STANDBY)
+        changed = True
+    elif me.addr != addr:  # restarted: its old incarnation's state is gone
+        me.addr = addr
+        if me.state == ACTIVE:
+            fs = next((f for f in new.filesystems if f.name == me.fs), None)
+            if fs is not None:
+                fs.generation += 1
+        changed = True
+    changed = _reconcile(new, view) or changed
+    if not changed:
+        return CommandResult(_role(view.mdsmap, name))
+    return _result(_role(new, name), new)
+
+
+@command("mds fail", write=True)
+def cmd_mds_fail(view: MonView, cmd: dict) -> CommandResult:
+    """Take an MDS out of the map now (it is stopping, or an admin says so); a standby
+    takes over its filesystem without waiting for the beacon grace."""
+    name = _str(cmd, "name")
+    new = _next(view)
+    me = _find_mds(new, name)
+    if me is None:
+        raise NotFound(f"mds.{name} is not in the MDS map (see `sds fs status`)")
+    new.mds.remove(me)
+    beacons.last.pop(name, None)
+    _reconcile(new, view)
+    return _result({"failed": name}, new)
+
+
+def _tick(view: MonView) -> list[dict]:
+    """Leader, once a second: drop silent MDSs even when no beacon arrives at all."""
+    new = _next(view)
+    return [{"prefix": "mds reconcile"}] if _reconcile(new, view) else []
+
+
+LEADER_TICKS.append(_tick)
+
+
+@command("mds reconcile", write=True)
+def cmd_mds_reconcile(view: MonView, cmd: dict) -> CommandResult:
+    """Drop MDSs whose beacons stopped and promote standbys (the leader runs it itself)."""
+    new = _next(view)
+    return _result({"mdsmap_epoch": new.epoch}, new if _reconcile(new, view) else None)
+
+
+@command("fs new", write=True)
+def cmd_fs_new(view: MonView, cmd: dict) -> CommandResult:
+    """Create a filesystem on a metadata pool and a data pool."""
+    name = _str(cmd, "fs_name")
+    meta = om.pool_by_name(view.osdmap, _str(cmd, "metadata"))
+    data = om.pool_by_name(view.osdmap, _str(cmd, "data"))
+    if meta.id == data.id:
+        raise InvalidArgument("the metadata and data pools must differ")
+    for fs in view.mdsmap.filesystems:
+        if fs.name == name:
+            raise AlreadyExists(f"filesystem '{name}' already exists")
+        if {fs.metadata_pool, fs.data_pool} & {meta.id, data.id}:
+            raise InvalidArgument(f"a pool is already used by filesystem '{fs.name}'")
+    new = _next(view)
+    new.filesystems.add(name=name, metadata_pool=meta.id, data_pool=data.id,
+                        created=view.now)
+    _reconcile(new, view)
+    return _result(_fs_dict(view, _find_fs(new, name), new), new)
+
+
+@command("fs rm", write=True)
+def cmd_fs_rm(view: MonView, cmd: dict) -> CommandResult:
+    """Remove a filesystem (needs 'yes_i_really_mean_it'; EBUSY while an MDS serves it)."""
+    name = _str(cmd, "fs_name")
+    fs = _find_fs(view.mdsmap, name)
+    if not _flag(cmd, "yes_i_really_mean_it"):
+        raise PermissionDenied(f"removing filesystem '{name}' makes its data unreachable; "
+                               "pass --yes-i-really-mean-it")
+    if fs.active and not _flag(cmd, "force"):
+        raise Busy(f"mds.{fs.active} is active for '{name}'; stop it or pass --force")
+    new = _next(view)
+    new.filesystems.remove(_find_fs(new, name))
+    for mds in new.mds:
+        if mds.fs == name:
+            mds.state, mds.fs = STANDBY, ""
+    _reconcile(new, view)
+    return _result({"removed": name}, new)
+
+
+def _fs_dict(view: MonView, fs: maps_pb2.Filesystem, mdsmap: maps_pb2.MdsMap) -> dict:
+    pools = {p.id: p.name for p in view.osdmap.pools}
+    active = _find_mds(mdsmap, fs.active) if fs.active else None
+    return {"name": fs.name, "metadata_pool": pools.get(fs.metadata_pool, str(fs.metadata_pool)),
+            "data_pool": pools.get(fs.data_pool, str(fs.data_pool)),
+            "metadata_pool_id": fs.metadata_pool, "data_pool_id": fs.data_pool,
+            "active": ({"name": active.name, "addr": active.addr} if active else None),
+            "generation": fs.generation, "created": fs.created}
+
+
+@command("fs ls")
+def cmd_fs_ls(view: MonView, cmd: dict) -> CommandResult:
+    """Filesystems with their pools and active MDS."""
+    return CommandResult({"filesystems": [_fs_dict(view, fs, view.mdsmap)
+                                          for fs in view.mdsmap.filesystems]})
+
+
+@command("fs status")
+def cmd_fs_status(view: MonView, cmd: dict) -> CommandResult:
+    """Active MDS (name, address, generation) and standbys, of one or every filesystem."""
+    name = cmd.get("fs_name")
+    chosen = [_find_fs(view.mdsmap, name)] if name else list(view.mdsmap.filesystems)
+    return CommandResult({
+        "mdsmap_epoch": view.mdsmap.epoch,
+        "filesystems": [_fs_dict(view, fs, view.mdsmap) for fs in chosen],
+        "standbys": [{"name": m.name, "addr": m.addr} for m in view.mdsmap.mds
+                     if m.state == STANDBY]})
+
+
+def check_fs(view: MonView) -> list[HealthCheck]:
+    """FS_DEGRADED: a filesystem has no active MDS; MDS_ALL_DOWN: no MDS at all."""
+    if not view.mdsmap.filesystems:
+        return []
+    checks = []
+    degraded = [fs.name for fs in view.mdsmap.filesystems if not fs.active]
+    if degraded:
+        checks.append(HealthCheck(
+            "FS_DEGRADED", WARN, f"{len(degraded)} filesystem(s) have no active MDS",
+            len(degraded), [f"fs {n} has no active MDS" for n in degraded],
+            "start an MDS (`sds daemon mds --id a`); a standby is promoted within "
+            "mds_beacon_grace"))
+    if not view.mdsmap.mds:
+        checks.append(HealthCheck(
+            "MDS_ALL_DOWN", ERR, "all MDS daemons are down", len(view.mdsmap.filesystems),
+            [f"fs {fs.name} is offline" for fs in view.mdsmap.filesystems],
+            "start the MDS daemons"))
+    return checks
+
+
+HEALTH_CHECKS.append(check_fs)
