@@ -31,21 +31,22 @@ DEFAULT_CONCURRENCY = 16
 HEADER = "  sec Cur ops   started  finished  avg MB/s  cur MB/s last lat(s)  avg lat(s)"
 HEADER_EVERY = 20
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_size(text: str | int) -> int:
+def parse_size(text: str | int, lo: int = 1, hi: int = 1 << 30) -> int:
     """"4K" / "4KiB" / "4M" / "4096" -> bytes (binary units, as rados bench)."""
     if isinstance(text, int):
         value = text
     else:
         match = _SIZE_RE.match(str(text))
         if not match:
-            raise InvalidArgument(f"invalid size '{text}': use bytes or a K/M/G suffix, e.g. 4K")
+            raise InvalidArgument(f"invalid size '{text}': use bytes or a K/M/G/T suffix, "
+                                  "e.g. 4K")
         value = int(match.group(1)) * _UNITS[match.group(2).lower()]
-    if value < 1 or value > 1 << 30:
-        raise InvalidArgument(f"invalid size '{text}': must be between 1 byte and 1 GiB")
+    if value < lo or value > hi:
+        raise InvalidArgument(f"invalid size '{text}': must be between {lo} and {hi} bytes")
     return value
 
 

@@ -487,6 +487,14 @@ def _size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def byte_count_arg(text: str) -> int:
+    """argparse type for amounts like 10G, 512M or plain bytes (0 allowed)."""
+    try:
+        return bench_mod.parse_size(text, lo=0, hi=1 << 62)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)

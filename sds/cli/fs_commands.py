@@ -6,7 +6,7 @@ import json
 import time
 
 from sds.cli import format as fmt
-from sds.cli.commands import Context, Output, arg, cli, mon
+from sds.cli.commands import Context, Output, arg, byte_count_arg, cli, mon
 from sds.fs.mdsclient import MdsClient
 from sds.proto import mds_pb2
 
@@ -94,7 +94,7 @@ def _quota_text(q: dict) -> str:
             f"{limit(q['max_files'], False)}")
 
 
-@cli("fs quota set", args=(arg("path"), arg("--max-bytes", type=int, default=0),
+@cli("fs quota set", args=(arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
                            arg("--max-files", type=int, default=0), _FS))
 async def fs_quota_set(ctx: Context, rados, a) -> Output:
     """Limit a directory tree's bytes and files (0 = unlimited); beyond them: EDQUOT."""
