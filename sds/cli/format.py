@@ -91,6 +91,12 @@ def status(data: dict) -> str:
               f" (epoch {osd['epoch']})"]
     if osd.get("flags"):
         lines.append(f"         flags {','.join(osd['flags'])}")
+    fsmap = data.get("fsmap") or {}
+    if fsmap.get("filesystems") or fsmap.get("standby"):
+        parts = [f"{f['name']}:1 {{0={f['active']}=up:active}}" if f["active"]
+                 else f"{f['name']}:0 (no active MDS)" for f in fsmap.get("filesystems", [])]
+        parts.append(f"{len(fsmap.get('standby', []))} up:standby")
+        lines.append(f"    mds: {', '.join(parts)}")
     pgs = ", ".join(f"{s['count']} {s['state_name']}" for s in pg["pgs_by_state"]) or "none"
     total = pg["bytes_total"]
     lines += ["", "  data:",

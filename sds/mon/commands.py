@@ -557,6 +557,13 @@ def _notes(view: MonView) -> list[str]:
     return notes
 
 
+def _fs_summary(mdsmap: maps_pb2.MdsMap) -> dict:
+    """Filesystems with their active MDS, and the standbys (the `mds:` line of status)."""
+    return {"epoch": mdsmap.epoch,
+            "filesystems": [{"name": f.name, "active": f.active} for f in mdsmap.filesystems],
+            "standby": sorted(m.name for m in mdsmap.mds if m.state == "standby")}
+
+
 @command("status")
 def cmd_status(view: MonView, cmd: dict) -> CommandResult:
     """Cluster overview: health, monitors, OSDs, pools, PGs and usage (`ceph -s`)."""
@@ -585,6 +592,7 @@ def cmd_status(view: MonView, cmd: dict) -> CommandResult:
             "read_op_per_sec": io.get("read_ops_sec", 0),
             "write_op_per_sec": io.get("write_ops_sec", 0),
         },
+        "fsmap": _fs_summary(view.mdsmap),
         "pools": [p.name for p in osdmap.pools],
         "recovery": recovery_progress(view),
         "notes": _notes(view),

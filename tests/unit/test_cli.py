@@ -214,6 +214,22 @@ def test_status_plain_and_json(sds):
     assert "osd: 3 osds: 3 up, 3 in" in plain.out and "8 unknown" in plain.out
     data = sds("status", "--format", "json").json()
     assert data["fsid"] == FSID and data["pgmap"]["num_pgs"] == 8
+    assert "mds:" not in plain.out  # no filesystem, no MDS: no line
+
+
+def test_status_names_the_active_and_standby_mds():
+    data = {"fsid": FSID, "health": {"status": "HEALTH_OK", "checks": {}},
+            "monmap": {"num_mons": 1, "quorum_names": ["0"], "leader": "0",
+                       "election_epoch": 1},
+            "osdmap": {"num_osds": 3, "num_up_osds": 3, "num_in_osds": 3, "epoch": 5},
+            "pgmap": {"pgs_by_state": [], "bytes_total": 0, "num_pools": 0, "num_pgs": 0,
+                      "num_objects": 0, "data_bytes": 0, "bytes_used": 0, "bytes_avail": 0,
+                      "read_bytes_sec": 0, "write_bytes_sec": 0, "read_op_per_sec": 0,
+                      "write_op_per_sec": 0},
+            "fsmap": {"filesystems": [{"name": "sdsfs", "active": "a"},
+                                      {"name": "other", "active": ""}], "standby": ["b"]}}
+    text = fmt.status(data)
+    assert "    mds: sdsfs:1 {0=a=up:active}, other:0 (no active MDS), 1 up:standby" in text
 
 
 def test_health_detail_names_the_reason(sds):
