@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
@@ -351,6 +352,29 @@ async def osd_unset(ctx: Context, rados, a) -> Output:
     """Clear a cluster flag."""
     data = await rados.mon_command(mon("osd unset", flag=a.flag))
     return Output(data, f"{a.flag} is unset" + ("" if data.get("changed") else " (already)"))
+
+
+@cli("osd blocklist add", args=(arg("addr"), arg("--expire", type=float, default=None)))
+async def osd_blocklist_add(ctx: Context, rados, a) -> Output:
+    """Fence a client instance off the OSDs (default for 1 hour)."""
+    data = await rados.mon_command(mon("osd blocklist add", addr=a.addr, expire=a.expire))
+    return Output(data, f"blocklisted {a.addr} until {time.ctime(data['until'])}")
+
+
+@cli("osd blocklist rm", args=(arg("addr"),))
+async def osd_blocklist_rm(ctx: Context, rados, a) -> Output:
+    """Let a client instance use the OSDs again."""
+    data = await rados.mon_command(mon("osd blocklist rm", addr=a.addr))
+    return Output(data, f"un-blocklisted {a.addr}" + ("" if data["changed"] else " (was not)"))
+
+
+@cli("osd blocklist ls")
+async def osd_blocklist_ls(ctx: Context, rados, a) -> Output:
+    """Client instances the OSDs refuse, and until when."""
+    data = await rados.mon_command(mon("osd blocklist ls"))
+    rows = [[e["addr"], time.ctime(e["until"]), "yes" if e["expired"] else "no"]
+            for e in data["blocklist"]]
+    return Output(data, fmt.table(["ADDR", "UNTIL", "EXPIRED"], rows))
 
 
 @cli("osd reweight", args=(arg("id"), arg("weight", type=float)))

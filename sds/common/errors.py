@@ -134,12 +134,18 @@ class TooManyLinks(SdsError):
     code = _errno.EMLINK
 
 
+class Blocklisted(SdsError):
+    """This client instance was fenced off (evicted): it must reconnect as a new one."""
+
+    code = _errno.ESHUTDOWN
+
+
 _BY_CODE: dict[int, type[SdsError]] = {}
 for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

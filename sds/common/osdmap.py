@@ -39,7 +39,16 @@ def apply_incremental(osdmap: maps_pb2.OsdMap, inc: maps_pb2.OsdMapIncremental) 
         new.flags.extend(inc.new_flags)
     if inc.removed_pools or inc.new_pg_upmap_items or inc.removed_pg_upmap_items:
         _apply_upmaps(new, inc)
+    for instance in inc.removed_blocklist:
+        new.blocklist.pop(instance, None)
+    new.blocklist.update(inc.new_blocklist)
     return new
+
+
+def is_blocklisted(osdmap: maps_pb2.OsdMap, instance: str, now: float) -> bool:
+    """Does the map fence this client instance off (an unexpired blocklist entry)?"""
+    until = osdmap.blocklist.get(instance)
+    return until is not None and until > now
 
 
 def _apply_upmaps(new: maps_pb2.OsdMap, inc: maps_pb2.OsdMapIncremental) -> None:

@@ -126,6 +126,10 @@ class MdsClient:
                     self._opens.clear()
                 raise
             reply = resp.parse(mds_pb2.MdsReply)
+            if reply.osd_epoch_barrier > self.rados.osdmap.epoch:
+                # an evicted client is fenced in that epoch: our data ops must not reach
+                # an OSD that does not know it yet
+                await self.rados.wait_for_epoch(reply.osd_epoch_barrier)
             self._track_open(req, reply)
             return reply
 

@@ -21,10 +21,10 @@ import time
 from sds.client.rados import Rados
 from sds.common.config import Config
 from sds.common.daemon import Daemon
-from sds.common.errors import ConnectionLost, SdsError, Unavailable
+from sds.common.errors import Blocklisted, ConnectionLost, SdsError, Unavailable
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
-from sds.common.osdmap import pool_by_id
+from sds.common.osdmap import is_blocklisted, pool_by_id
 from sds.common.tasks import cancel_and_wait
 from sds.mds import layout
 from sds.mds.caps import Caps
@@ -143,7 +143,7 @@ class MdsDaemon(Daemon):
         data = rados.ioctx(pool_by_id(rados.osdmap, out["data_pool"]).name)
         store = MetaStore(meta, data, int(self.config.get("mds_cache_size")))
         caps = Caps(self._send, float(self.config.get("mds_revoke_timeout")))
-        ns = Namespace(store, Journal(meta), self._cluster_statfs, caps)
+        ns = Namespace(store, Journal(meta), self._cluster_statfs, caps, self._fence)
         failed = await ns.start()
         failed.add_done_callback(lambda _f: self._on_journal_failure(ns))
         self.fs, self.generation = dict(out), int(out.get("generation", 0))
@@ -182,13 +182,27 @@ class MdsDaemon(Daemon):
         reply = await ns.handle(req)
         if self.ns is not ns:
             raise Unavailable(f"mds.{self.daemon_id} was replaced while serving the request")
+        reply.osd_epoch_barrier = ns.osd_epoch_barrier
         return reply
 
     def _open_session(self, conn: Connection, req: Req) -> mds_pb2.MdsReply:
+        name = req.name or req.client_name
+        if is_blocklisted(self.rados.osdmap, name, time.time()):
+            raise Blocklisted(f"client {name} was evicted: mount again")
         session_id = (self.generation << 32) | next(self._session_ids)
         self.sessions[session_id] = (req.name or req.client_name, conn)
         return mds_pb2.MdsReply(session_id=session_id, data_pool=self.fs["data_pool"],
                                 stripe_size=layout.STRIPE, lease_ms=LEASE_MS)
+
+    async def _fence(self, session_id: int) -> int:
+        """Blocklist the session's client instance on the OSDs; the map epoch that does it."""
+        name = self.sessions.get(session_id, ("", None))[0]
+        if not name:
+            return 0
+        out = await self.rados.mon_command({"prefix": "osd blocklist add", "addr": name})
+        log.warning("evicted client %s: blocklisted on the OSDs from epoch %s", name,
+                    out.get("epoch"))
+        return int(out.get("epoch", 0))
 
     async def _send(self, session_id: int, msg: mds_pb2.MdsClientMessage) -> None:
         """One-way message to a client session (revokes, eviction)."""

@@ -71,8 +71,11 @@ def check_name(name: str) -> None:
 class Namespace:
     def __init__(self, store: MetaStore, journal: Journal,
                  cluster_statfs: Callable[[], Awaitable[mds_pb2.StatFs]],
-                 caps: Caps | None = None):
+                 caps: Caps | None = None,
+                 fence: Callable[[int], Awaitable[int]] | None = None):
         self.store = store
+        self.fence = fence  # blocklists a session's client on the OSDs; returns the epoch
+        self.osd_epoch_barrier = 0
         self.journal = journal
         self.cluster_statfs = cluster_statfs
         self.caps = caps or Caps(_no_client)
@@ -600,7 +603,10 @@ class Namespace:
             await self.evict(silent)
 
     async def evict(self, session: int) -> None:
-        """End a session that ignored a revoke: its open handles are released."""
+        """End a session that ignored a revoke: its open handles are released, after its
+        client is fenced off the OSDs (it may still hold buffered writes)."""
+        if self.fence is not None:
+            self.osd_epoch_barrier = max(self.osd_epoch_barrier, await self.fence(session))
         dropped = self.caps.evict(session)
         with contextlib.suppress(SdsError):
             await self.caps.send(session, mds_pb2.MdsClientMessage(

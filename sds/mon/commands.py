@@ -1021,4 +1021,4 @@ def cmd_auth_get(view: MonView, cmd: dict) -> CommandResult:
 
 
 # The other command modules register themselves with @command when imported.
-from sds.mon import fs_commands, osd_admin, pg_commands  # noqa: E402,F401
+from sds.mon import blocklist, fs_commands, osd_admin, pg_commands  # noqa: E402,F401

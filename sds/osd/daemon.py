@@ -20,6 +20,7 @@ from sds.client.monclient import MonClient
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
+    Blocklisted,
     ChecksumError,
     ConnectionLost,
     InvalidArgument,
@@ -31,7 +32,7 @@ from sds.common.errors import (
 )
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger, Response
-from sds.common.osdmap import find_osd, pool_by_id
+from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
 from sds.crush.placement import parse_pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
@@ -260,6 +261,8 @@ class OsdDaemon(Daemon):
         conn.peer.require("osd", "r" if is_read else "w")
         deadline = time.monotonic() + self.op_timeout
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
+        if op.client and is_blocklisted(self.osdmap, op.client, time.time()):
+            raise Blocklisted(f"client {op.client} is blocklisted (evicted or replaced)")
         self.perf["ops"] += 1
         if is_read:  # a peered PG knows its newest data: it reads even below min_size
             await pg.wait_active(deadline, peered=True)

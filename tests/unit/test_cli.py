@@ -304,6 +304,16 @@ def test_osd_down_out_in(sds):
     assert bad.code == 22 and "'one' is not an OSD id" in bad.err
 
 
+def test_osd_blocklist(sds):
+    assert sds("osd", "blocklist", "add", "client.x.7", "--expire", "60").out.startswith(
+        "blocklisted client.x.7 until ")
+    listed = sds("osd", "blocklist", "ls", "--format", "json").json()["blocklist"]
+    assert [e["addr"] for e in listed] == ["client.x.7"]
+    assert "client.x.7" in sds("osd", "blocklist", "ls").out
+    assert sds("osd", "blocklist", "rm", "client.x.7").out == "un-blocklisted client.x.7\n"
+    assert sds("osd", "blocklist", "ls", "--format", "json").json()["blocklist"] == []
+
+
 # ---------------------------------------------------------------- objects
 
 def test_put_get_stat_ls_rm(sds, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from test_mon_commands import boot, clean_digest, make_view
 
 from sds.common.errors import Busy, InvalidArgument, PermissionDenied
-from sds.common.osdmap import apply_incremental, osd_by_id
+from sds.common.osdmap import apply_incremental, is_blocklisted, osd_by_id
 from sds.mon.commands import handle
 from sds.proto import maps_pb2
 
@@ -126,3 +126,18 @@ def test_recovery_progress_in_status(view):
     rec = run(view, {"prefix": "status"})["recovery"]
     assert rec == {"objects_left": 60, "objects_total": 100, "objects_per_sec": 20.0,
                    "eta_seconds": 3.0}
+
+
+def test_blocklist_add_ls_rm_and_expiry(view):
+    out = run(view, {"prefix": "osd blocklist add", "addr": "client.a.1", "expire": 60})
+    assert out["epoch"] == view.osdmap.epoch
+    assert is_blocklisted(view.osdmap, "client.a.1", view.now + 59)
+    assert not is_blocklisted(view.osdmap, "client.a.1", view.now + 61)  # expired
+    assert not is_blocklisted(view.osdmap, "client.b.1", view.now)
+    listed = run(view, {"prefix": "osd blocklist ls"})["blocklist"]
+    assert [e["addr"] for e in listed] == ["client.a.1"] and not listed[0]["expired"]
+    assert run(view, {"prefix": "osd blocklist rm", "addr": "client.a.1"})["changed"]
+    assert not is_blocklisted(view.osdmap, "client.a.1", view.now)
+    assert not run(view, {"prefix": "osd blocklist rm", "addr": "client.a.1"})["changed"]
+    with pytest.raises(InvalidArgument):
+        run(view, {"prefix": "osd blocklist add", "addr": "client.a.1", "expire": -1})
