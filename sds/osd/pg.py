@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
@@ -322,12 +323,8 @@ class PG:
             if self.interval_epoch != interval or self.core.phase != ACTIVE:
                 raise Retry(f"pg {self.coll} changed interval; resend")
             self._run(self.core.need_object(oid))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unavailable(f"pg {self.coll}: {oid} is still being recovered: "
-                                  f"{self.core.why()}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+            await self._wait_progress(deadline, lambda: f"pg {self.coll}: {oid} is still "
+                                      f"being recovered: {self.core.why()}")
         installing = self._installing.get(oid)
         if installing is not None:
             await asyncio.shield(installing)
@@ -338,12 +335,17 @@ class PG:
         while not (self.core.phase == ACTIVE if peered else self.is_active()):
             if not self.is_primary:
                 raise Retry(f"osd.{self.osd.osd_id} is no longer primary of {self.coll}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unavailable(f"pg {self.coll} is {self.core.state_name()}: "
-                                  f"{self.reason or self.core.why()}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+            await self._wait_progress(deadline, lambda: f"pg {self.coll} is "
+                                      f"{self.core.state_name()}: "
+                                      f"{self.reason or self.core.why()}")
+
+    async def _wait_progress(self, deadline: float, why: Callable[[], str]) -> None:
+        """Wait (at most 1 s) for the core to move on; past the deadline, fail with why()."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Unavailable(why())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
 
     async def read(self, op: osd_pb2.OsdOp, deadline: float):
         """Serve a read; an object we still miss is recovered first."""
