@@ -22,6 +22,7 @@ from sds.client.rados import Rados
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import Blocklisted, ConnectionLost, SdsError, Unavailable
+from sds.common.fencing import active_instance
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
 from sds.common.osdmap import is_blocklisted, pool_by_id
@@ -63,6 +64,7 @@ class MdsDaemon(Daemon):
         keyring = Keyring.load(self.config.resolve_path(self.config.get("keyring")))
         entity = f"mds.{self.daemon_id}"
         self.rados = Rados(config=self.config, entity=entity, key=keyring.key_of(entity))
+        self._instance_base = self.rados.client_id
         # the MDS accepts clients: verify them against the monitors' auth database
         self.rados.monc.want_auth = True
         self.rados.messenger.key_lookup = self.rados.monc.key_lookup
@@ -90,6 +92,7 @@ class MdsDaemon(Daemon):
     async def _beacon_loop(self) -> None:
         cmd = {"prefix": "mds beacon", "name": self.daemon_id, "addr": self.addr}
         while True:
+            cmd["instance"] = self._instance_base
             sent = time.monotonic()
             try:
                 out = await self.rados.mon_command(cmd, timeout=max(self.interval * 2, 2.0))
@@ -137,6 +140,10 @@ class MdsDaemon(Daemon):
         """Become the active MDS: replay the journal, then serve."""
         t0 = time.monotonic()
         rados = self.rados
+        # a fresh client instance per activation: when the mons replace this MDS they
+        # blocklist the instance it served with, never the one of a later activation
+        rados.client_id = active_instance(self._instance_base, int(out.get("generation", 0)))
+        await rados.wait_for_epoch(int(out.get("osd_epoch_barrier", 0)))  # old MDS fenced
         if not any(p.id == out["metadata_pool"] for p in rados.osdmap.pools):
             await rados.wait_for_map_change(5.0)
         meta = rados.ioctx(pool_by_id(rados.osdmap, out["metadata_pool"]).name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sds.common import osdmap as om
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
+from sds.common.fencing import active_instance
 from sds.mon.commands import (
     ERR,
     HEALTH_CHECKS,
@@ -26,6 +27,8 @@ from sds.mon.commands import (
 from sds.proto import maps_pb2
 
 ACTIVE, STANDBY = "active", "standby"
+FENCE_S = 3600.0              # how long a replaced MDS's instance stays blocklisted
+FENCE_PENDING = (1 << 64) - 1  # placeholder barrier until the blocklist epoch is known
 
 
 class BeaconTracker:
@@ -66,18 +69,32 @@ def _next(view: MonView) -> maps_pb2.MdsMap:
     return new
 
 
-def _result(out: dict, new: maps_pb2.MdsMap | None) -> CommandResult:
+def _result(out: dict, new: maps_pb2.MdsMap | None, view: MonView | None = None,
+            fenced: list[str] | None = None) -> CommandResult:
+    """The MDS map change; first, when active MDSs were replaced, the OSD map change that
+    blocklists their client instances (a frozen MDS that wakes up cannot write)."""
     if new is None:
         return CommandResult(out)
-    return CommandResult(out, maps_pb2.MapUpdate(mdsmap=new))
+    if not fenced:
+        return CommandResult(out, maps_pb2.MapUpdate(mdsmap=new))
+    inc = om.next_incremental(view.osdmap, view.now)
+    for instance in fenced:
+        inc.new_blocklist[instance] = view.now + FENCE_S
+    for fs in new.filesystems:
+        if fs.osd_epoch_barrier == FENCE_PENDING:
+            fs.osd_epoch_barrier = inc.epoch
+    return CommandResult(out, maps_pb2.MapUpdate(osdmap=inc),
+                         [maps_pb2.MapUpdate(mdsmap=new)])
 
 
-def _reconcile(new: maps_pb2.MdsMap, view: MonView) -> bool:
-    """Drop silent MDSs and give every filesystem without an active one a standby."""
+def _reconcile(new: maps_pb2.MdsMap, view: MonView, fenced: list[str] | None = None) -> bool:
+    """Drop silent MDSs and give every filesystem without an active one a standby; the
+    client instances of dropped active MDSs go to `fenced`."""
     changed = False
     grace = _grace(view)
     for mds in list(new.mds):
         if beacons.stale(mds.name, view.now, grace):
+            _fence(new, mds, fenced)
             new.mds.remove(mds)
             changed = True
     live = {m.name for m in new.mds}
@@ -96,6 +113,17 @@ def _reconcile(new: maps_pb2.MdsMap, view: MonView) -> bool:
     return changed
 
 
+def _fence(new: maps_pb2.MdsMap, mds: maps_pb2.MdsInfo, fenced: list[str] | None) -> None:
+    """An active MDS leaves the map: its instance is to be blocklisted, and its
+    filesystem's next active waits for the OSD map that does it."""
+    if fenced is None or mds.state != ACTIVE or not mds.instance:
+        return
+    for fs in new.filesystems:
+        if fs.name == mds.fs and fs.active == mds.name:
+            fenced.append(active_instance(mds.instance, fs.generation))
+            fs.osd_epoch_barrier = FENCE_PENDING
+
+
 def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
     me = _find_mds(mdsmap, name)
     out = {"name": name, "role": STANDBY, "fs": "", "generation": 0,
@@ -104,7 +132,8 @@ def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
         fs = next((f for f in mdsmap.filesystems if f.name == me.fs), None)
         if fs is not None and fs.active == name:
             out.update(role=ACTIVE, fs=fs.name, generation=fs.generation,
-                       metadata_pool=fs.metadata_pool, data_pool=fs.data_pool)
+                       metadata_pool=fs.metadata_pool, data_pool=fs.data_pool,
+                       osd_epoch_barrier=fs.osd_epoch_barrier)
     return out
 
 
@@ -112,12 +141,16 @@ def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
 def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
     """An MDS says it is alive; the reply tells it its role (active/standby), fs and generation."""
     name, addr = _str(cmd, "name"), _str(cmd, "addr")
+    instance = str(cmd.get("instance", ""))
     beacons.seen(name, view.now)
     new = _next(view)
     changed = False
     me = _find_mds(new, name)
     if me is None:
-        new.mds.add(name=name, addr=addr, state=STANDBY)
+        new.mds.add(name=name, addr=addr, state=STANDBY, instance=instance)
+        changed = True
+    elif me.instance != instance:
+        me.instance = instance
         changed = True
     elif me.addr != addr:  # restarted: its old incarnation's state is gone
         me.addr = addr
@@ -126,10 +159,11 @@ def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
             if fs is not None:
                 fs.generation += 1
         changed = True
-    changed = _reconcile(new, view) or changed
+    fenced: list[str] = []
+    changed = _reconcile(new, view, fenced) or changed
     if not changed:
         return CommandResult(_role(view.mdsmap, name))
-    return _result(_role(new, name), new)
+    return _result(_role(new, name), new, view, fenced)
 
 
 @command("mds fail", write=True)
@@ -141,10 +175,12 @@ def cmd_mds_fail(view: MonView, cmd: dict) -> CommandResult:
     me = _find_mds(new, name)
     if me is None:
         raise NotFound(f"mds.{name} is not in the MDS map (see `sds fs status`)")
+    fenced: list[str] = []
+    _fence(new, me, fenced)
     new.mds.remove(me)
     beacons.last.pop(name, None)
-    _reconcile(new, view)
-    return _result({"failed": name}, new)
+    _reconcile(new, view, fenced)
+    return _result({"failed": name}, new, view, fenced)
 
 
 def _tick(view: MonView) -> list[dict]:
@@ -160,7 +196,9 @@ LEADER_TICKS.append(_tick)
 def cmd_mds_reconcile(view: MonView, cmd: dict) -> CommandResult:
     """Drop MDSs whose beacons stopped and promote standbys (the leader runs it itself)."""
     new = _next(view)
-    return _result({"mdsmap_epoch": new.epoch}, new if _reconcile(new, view) else None)
+    fenced: list[str] = []
+    changed = _reconcile(new, view, fenced)
+    return _result({"mdsmap_epoch": new.epoch}, new if changed else None, view, fenced)
 
 
 @command("fs new", write=True)

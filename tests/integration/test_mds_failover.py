@@ -139,6 +139,10 @@ async def test_frozen_active_is_replaced_and_refuses_after_waking(cluster):
                     client_name="stale-client")
         with pytest.raises(Unavailable):
             await conn.call(mpb.MDS_REQUEST, stale, timeout=10)
+        # and the OSDs refuse the instance it served with: it cannot write metadata either
+        listed = await rados.mon_command({"prefix": "osd blocklist ls"})
+        fenced = [e["addr"] for e in listed["blocklist"] if f"mds.{victim}." in e["addr"]]
+        assert len(fenced) == 1, listed
         assert await listdir(client, layout.ROOT_INO) == {"a", "b"}
         report = json.loads((await client.request(Req(op=Req.CHECK))).report)
         assert report["ok"], report
