@@ -38,20 +38,12 @@ async def test_io_continues_while_a_restarted_osd_recovers(cluster):
     async with Rados(cluster.conf) as r:
         await r.pool_create("rec", pg_num=4, size=3, min_size=2)
         io = r.ioctx("rec")
-        for n in range(OBJECTS):
-            name = f"obj-{n}"
-            checker.acked[name] = checker.payload(name, 0, 4096)
-            await io.write_full(name, checker.acked[name])
+        await _put(io, checker, range(OBJECTS), 0, 4096)
         await r.mon_command({"prefix": "osd set", "flag": "noout"})
         cluster.stop("osd.2")
         await wait_for(lambda: _down(r, 2), 20, "osd.2 marked down")
-        for n in range(OBJECTS):  # every object changes while osd.2 is away
-            name = f"obj-{n}"
-            checker.acked[name] = checker.payload(name, 1, 4096)
-            await io.write_full(name, checker.acked[name])
-        booted_in = r.osdmap.epoch
-        cluster.start("osd.2")
-        await wait_for(lambda: _rebooted(r, 2, booted_in), 30, "osd.2 back up")
+        await _put(io, checker, range(OBJECTS), 1, 4096)  # every object changes while osd.2 is away
+        await _restart(cluster, r, 2)
 
         # the last object is at the end of osd.2's recovery queue of its PG
         target = f"obj-{OBJECTS - 1}"
@@ -75,6 +67,21 @@ async def test_io_continues_while_a_restarted_osd_recovers(cluster):
     for name in ("osd.0", "osd.1", "osd.2"):
         cluster.stop(name)
     await assert_replicas_identical(cluster, checker.acked)
+
+
+async def _put(io, checker: AckChecker, numbers, seq: int, size: int) -> None:
+    """Write obj-<n> for each n, recording the acknowledged contents."""
+    for n in numbers:
+        name = f"obj-{n}"
+        data = checker.payload(name, seq, size)
+        await io.write_full(name, data)
+        checker.acked[name] = data
+
+
+async def _restart(cluster, r: Rados, osd_id: int) -> None:
+    booted_in = r.osdmap.epoch
+    cluster.start(f"osd.{osd_id}")
+    await wait_for(lambda: _rebooted(r, osd_id, booted_in), 30, f"osd.{osd_id} back up")
 
 
 async def _down(r: Rados, osd_id: int) -> bool:
@@ -138,10 +145,7 @@ async def test_an_osd_taken_out_hands_its_pgs_over_and_drops_its_copies(cluster)
     async with Rados(cluster.conf) as r:
         await r.pool_create("drain", pg_num=8, size=3)
         io = r.ioctx("drain")
-        for n in range(60):
-            name = f"obj-{n}"
-            checker.acked[name] = checker.payload(name, 0, 2048)
-            await io.write_full(name, checker.acked[name])
+        await _put(io, checker, range(60), 0, 2048)
         pool_id = r.monc.pools["drain"].id
         held = [ps for ps in range(8) if 3 in r.monc.placement.pg_up(pool_id, ps)]
         assert held, "osd.3 holds no PG of the pool: nothing to test"
@@ -166,23 +170,15 @@ async def test_an_osd_behind_the_log_tail_is_backfilled_by_scan(cluster):
     async with Rados(cluster.conf) as r:
         await r.pool_create("scan", pg_num=2, size=3, min_size=2)
         io = r.ioctx("scan")
-        for n in range(40):
-            name = f"obj-{n}"
-            checker.acked[name] = checker.payload(name, 0, 1024)
-            await io.write_full(name, checker.acked[name])
+        await _put(io, checker, range(40), 0, 1024)
         await r.mon_command({"prefix": "osd set", "flag": "noout"})
         cluster.stop("osd.2")
         await wait_for(lambda: _down_all(r, [2]), 20, "osd.2 down")
         for n in range(0, 40, 4):  # deletions osd.2 must learn from the scan
             await io.remove(f"obj-{n}")
             del checker.acked[f"obj-{n}"]
-        for n in range(40, 140):
-            name = f"obj-{n}"
-            checker.acked[name] = checker.payload(name, 1, 1024)
-            await io.write_full(name, checker.acked[name])
-        booted_in = r.osdmap.epoch
-        cluster.start("osd.2")
-        await wait_for(lambda: _rebooted(r, 2, booted_in), 30, "osd.2 back up")
+        await _put(io, checker, range(40, 140), 1, 1024)
+        await _restart(cluster, r, 2)
         await wait_for(lambda: _all_clean(r), 60, "all PGs active+clean")
         await checker.verify(io)
         assert sorted([n async for n in io.list_objects()]) == sorted(checker.acked)
