@@ -29,11 +29,38 @@ from sds.cluster.local import LocalCluster, find_daemon_processes
 log = logging.getLogger("tests.cluster")
 
 CLUSTER_TIMEOUT_S = float(os.environ.get("SDS_TEST_CLUSTER_TIMEOUT", "90"))
+LOG_LINES_ON_FAILURE = 25
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster_opts(**kw): keyword arguments of cluster_up() for the cluster fixture")
+
+
+def trouble_in_logs(cluster: LocalCluster, lines: int = LOG_LINES_ON_FAILURE) -> str:
+    """The last warnings and errors of each daemon and mount log of a cluster."""
+    parts = []
+    for path in sorted((Path(cluster.dir) / "out").glob("*.*")):
+        with contextlib.suppress(OSError):
+            bad = [line for line in path.read_text(errors="replace").splitlines()
+                   if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+            if bad:
+                parts.append(f"--- {path.name}\n" + "\n".join(bad[-lines:]))
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test's report shows what its cluster's daemons complained about: CI
+    keeps only this output."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, LocalCluster):
+                text = trouble_in_logs(value)
+                if text:
+                    report.sections.append((f"daemon logs of {value.dir}", text))
 
 
 def kill_leftovers(under: Path) -> list[int]:

@@ -480,7 +480,9 @@ class SdsOperations(pyfuse3.Operations):
             await inode.writes.write(off, buf)
             inode.note_write(off + len(buf))
             return len(buf)
-        async with inode.lock, self._append_lock(inode):
+        # the MDS lock may take a while (other mounts append too): wait for it outside
+        # inode.lock, which a revoke from the MDS needs to flush
+        async with inode.append_lock, self._append_lock(inode), inode.lock:
             await self._settle(inode)
             await self.refresh(inode)
             off = inode.size
@@ -493,23 +495,21 @@ class SdsOperations(pyfuse3.Operations):
     async def _append_lock(self, inode: Inode):
         """An MDS lock around one append, so appends from several mounts never overlap.
 
-        If it cannot be had in APPEND_LOCK_WAIT_S (a client died holding it), the append
-        goes ahead unlocked rather than failing: logged, and still serialized locally."""
+        The MDS queues lock requests fairly. If the lock cannot be had in
+        APPEND_LOCK_WAIT_S (a client died holding it), the append goes ahead unlocked
+        rather than failing: logged, and still serialized within this mount."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + APPEND_LOCK_WAIT_S
-        delay = 0.001
         locked = False
         while not locked:
             try:
                 await self.call(Req.FLOCK, ino=inode.ino, lock_type=fcntl.F_WRLCK,
-                                owner=self.lock_owner)
+                                owner=self.lock_owner, flags=mds_pb2.FLOCK_WAIT)
                 locked = True
             except Retry:
                 if loop.time() > deadline:
                     log.warning("append to inode %d without the MDS lock", inode.ino)
                     break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
         try:
             yield
         finally:

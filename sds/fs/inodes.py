@@ -34,6 +34,8 @@ class Inode:
     write_seq: int = 0             # bumped by every local write; flush clears only what it saw
     reported_seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # appends, truncates, flushes
+    # this mount's appenders queue here before asking the MDS for its (per-mount) lock
+    append_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writes: WriteBehind | None = None  # data on its way to the OSDs (created on first write)
     absent_xattrs: set[bytes] = field(default_factory=set)
     absent_key: tuple[int, float] = (-1, 0.0)  # (attr version, expiry) they were seen at

@@ -34,13 +34,13 @@ from sds.common.errors import (
     QuotaExceeded,
     Range,
     ReadOnly,
-    Retry,
     SdsError,
 )
 from sds.mds import layout, perms, quota, snapshots
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal
+from sds.mds.locks import FileLocks
 from sds.mds.quota import quota_of, quota_statfs
 from sds.mds.store import MetaStore
 from sds.mds.tx import Tx, new_record, now_ns, touch
@@ -83,7 +83,7 @@ class Namespace:
         self.opens: Counter[int] = Counter()
         self.completed: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.inflight: dict[tuple[str, int], asyncio.Future] = {}
-        self.flocks: dict[int, dict[int, int]] = {}
+        self.locks = FileLocks()
         self.replayed = 0
         self.handlers = {
             Req.LOOKUP: self.lookup, Req.GETATTR: self.getattr, Req.SETATTR: self.setattr,
@@ -647,7 +647,7 @@ class Namespace:
         if self.opens[ino] > 0:
             return mds_pb2.MdsReply()
         del self.opens[ino]
-        self._unlock_all(ino)
+        self.locks.unlock_all(ino)
         async with self.lock:
             try:
                 rec = await self.store.inode(ino)
@@ -802,19 +802,14 @@ class Namespace:
             return reply
 
     async def flock(self, req: Req) -> mds_pb2.MdsReply:
-        """Whole-file advisory locks by owner; a conflict answers EAGAIN (callers poll)."""
-        held = self.flocks.setdefault(req.ino, {})
+        """Whole-file advisory locks by owner: a conflict answers EAGAIN, or with
+        FLOCK_WAIT in flags queues fairly for a bounded time (sds/mds/locks.py)."""
         if req.lock_type == fcntl.F_UNLCK:
-            held.pop(req.owner, None)
-            return mds_pb2.MdsReply()
-        others = [t for owner, t in held.items() if owner != req.owner]
-        if any(t == fcntl.F_WRLCK for t in others) or (req.lock_type == fcntl.F_WRLCK and others):
-            raise Retry("the file is locked by another owner")
-        held[req.owner] = req.lock_type
+            self.locks.unlock(req.ino, req.owner)
+        else:
+            await self.locks.lock(req.ino, req.owner, req.lock_type,
+                                  wait=bool(req.flags & mds_pb2.FLOCK_WAIT))
         return mds_pb2.MdsReply()
-
-    def _unlock_all(self, ino: int) -> None:
-        self.flocks.pop(ino, None)
 
     # -- quotas ------------------------------------------------------------------------------------
     async def quota_set(self, req: Req) -> mds_pb2.MdsReply:

@@ -314,7 +314,7 @@ async def test_xattrs(cluster_module):
                                   name="user.a")) == errno.ENODATA
 
 
-async def test_flock_conflicts_answer_eagain(cluster_module):
+async def test_flock_conflicts_answer_eagain_or_queue(cluster_module):
     import fcntl
 
     async with mds(cluster_module) as m:
@@ -332,6 +332,13 @@ async def test_flock_conflicts_answer_eagain(cluster_module):
         assert await lock(fcntl.F_WRLCK, 3) == errno.EAGAIN
         assert await lock(fcntl.F_UNLCK, 2) == 0
         assert await lock(fcntl.F_WRLCK, 3) == 0          # upgrade once alone
+        waiting = asyncio.ensure_future(call(m, Req.FLOCK, ino=f, lock_type=fcntl.F_WRLCK,
+                                             owner=4, flags=mds_pb2.FLOCK_WAIT))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()                         # queued, not refused
+        assert await lock(fcntl.F_UNLCK, 3) == 0
+        await asyncio.wait_for(waiting, 10)               # granted when the holder lets go
+        assert await lock(fcntl.F_RDLCK, 1) == errno.EAGAIN
 
 
 async def test_quota_enforced_and_reported_by_statfs(cluster_module):
