@@ -10,7 +10,11 @@ Consistency model (close-to-open, like NFS and CephFS without caps):
   saw it, the kernel's cached attributes and pages are dropped, so a file written and
   closed on another mount is read correctly after open;
 - attributes and entries are cached by the kernel for at most ATTR_TIMEOUT_S (or the MDS
-  lease), and the MDS can invalidate them earlier (INVALIDATE_DENTRY, REVOKE).
+  lease), and the MDS can invalidate them earlier (INVALIDATE_DENTRY, REVOKE);
+- attribute write-back: chmod/chown/utimens of a file this mount has open for writing are
+  checked and applied here and reach the MDS with the data report (close, fsync, revoke);
+  another mount sees them after that close, as it sees the data; an open here, or a
+  SETATTR or open elsewhere (the MDS revokes this writer first), flushes them earlier.
 O_APPEND: each append write (up to max_write, 1 MiB) is atomic across mounts: under an
 MDS lock it is placed at the current size and reported before the next one, so concurrent
 appenders on any mounts lose nothing (at ~4 MDS round trips per append). flock/fcntl
@@ -35,10 +39,20 @@ from typing import Any
 
 import pyfuse3
 
-from sds.common.errors import NoData, NotFound, QuotaExceeded, Retry, SdsError, to_errno
+from sds.common.errors import (
+    NoData,
+    NotFound,
+    NotPermitted,
+    PermissionDenied,
+    QuotaExceeded,
+    Retry,
+    SdsError,
+    to_errno,
+)
 from sds.fs.inodes import Inode, InodeTable
 from sds.fs.striper import Striper
 from sds.fs.writebehind import WriteBehind
+from sds.mds.attrs import WRITE_BACK_BITS
 from sds.proto import mds_pb2
 
 log = logging.getLogger("sds.fuse")
@@ -99,6 +113,10 @@ class Handle:
     @property
     def append(self) -> bool:
         return bool(self.flags & os.O_APPEND)
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE != os.O_RDONLY
 
 
 @dataclass
@@ -281,6 +299,13 @@ class SdsOperations(pyfuse3.Operations):
         if mask & (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME) and ctx.uid not in (0, inode.attr.uid):
             mask = times_to_now(new, mask)
         async with inode.lock:
+            if mask and not mask & ~WRITE_BACK_BITS and inode.write_handles:
+                # attribute write-back (tar: fchown, fchmod, futimens before close): checked
+                # and applied here, sent with the next report, so no MDS round trip now
+                if inode.pending_caller not in (None, caller):
+                    await self._report_writes(inode, caller)
+                inode.buffer_attrs(new, mask, caller)
+                return self.entry(inode)
             # reported first: a later report must not undo a utimens or resurrect cut data
             await self._report_writes(inode, caller)
             if mask:
@@ -292,20 +317,30 @@ class SdsOperations(pyfuse3.Operations):
 
     async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None) -> None:
         """WRITE_DONE for data written here since the last report (sizes live on the MDS),
-        once it is all on the OSDs (raises the error of a failed write-behind)."""
+        once it is all on the OSDs (raises the error of a failed write-behind), with the
+        attribute changes buffered here."""
         if inode.writes is not None:
             await inode.writes.drain()
-        if not inode.dirty:
+        if not inode.dirty and not inode.pending_mask:
             return
         seq = inode.write_seq
+        attr, mask = inode.report()
         try:
-            await self.call(Req.WRITE_DONE, caller=caller, ino=inode.ino,
-                            attr=mds_pb2.InodeAttr(size=inode.written_size,
-                                                   mtime_ns=inode.written_mtime_ns))
+            await self.call(Req.WRITE_DONE, caller=inode.pending_caller or caller,
+                            ino=inode.ino, attr=attr, set_mask=mask)
         except QuotaExceeded:
             await self._drop_refused_growth(inode, seq)
             raise
-        inode.mark_reported(seq)
+        except (NotPermitted, PermissionDenied) as e:
+            if not mask:
+                raise
+            # the MDS saw other attributes than this mount did: its answer stands
+            log.warning("inode %d: buffered attribute change refused by the MDS: %s",
+                        inode.ino, e)
+            inode.mark_reported(inode.reported_seq, mask)
+            await self.refresh(inode)
+            return await self._report_writes(inode, caller)
+        inode.mark_reported(seq, mask)
 
     async def _drop_refused_growth(self, inode: Inode, seq: int) -> None:
         """The MDS refused the new size (quota): remove the bytes past the size it keeps,
@@ -419,8 +454,9 @@ class SdsOperations(pyfuse3.Operations):
     def _file_info(self, inode: Inode, flags: int, caller: mds_pb2.Caller,
                    keep_cache: bool) -> pyfuse3.FileInfo:
         fh = self._new_fh()
-        self.handles[fh] = Handle(inode, flags, caller)
+        h = self.handles[fh] = Handle(inode, flags, caller)
         self.inodes.opened(inode)
+        inode.write_handles += h.writable
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
 
     @handler
@@ -430,6 +466,9 @@ class SdsOperations(pyfuse3.Operations):
         inode = self.inode(fuse_ino)
         caller = caller_of(ctx)
         seen = inode.attr.version
+        if inode.pending_mask:  # the MDS checks this open against the buffered mode/owner
+            async with inode.lock:
+                await self._report_writes(inode, caller)
         if flags & os.O_TRUNC:  # the MDS truncates; writes still in flight must land first
             async with inode.lock:
                 await self._report_writes(inode, caller)
@@ -553,6 +592,7 @@ class SdsOperations(pyfuse3.Operations):
             try:
                 await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino)
             finally:
+                h.inode.write_handles -= h.writable
                 self.inodes.closed(h.inode)
 
     # -- extended attributes, statfs, access -------------------------------------------------
@@ -643,11 +683,10 @@ class SdsOperations(pyfuse3.Operations):
                     return
                 async with inode.lock:  # flush what was written here, as a WRITE_DONE would
                     await self._settle(inode)
-                    seq, attr = inode.write_seq, mds_pb2.InodeAttr(ino=msg.ino)
-                    if inode.dirty:
-                        attr.size, attr.mtime_ns = inode.written_size, inode.written_mtime_ns
-                    await self.call(Req.CAPS_ACK, ino=msg.ino, attr=attr)
-                    inode.mark_reported(seq)
+                    seq, (attr, mask) = inode.write_seq, inode.report()
+                    await self.call(Req.CAPS_ACK, ino=msg.ino, attr=attr, set_mask=mask,
+                                    caller=inode.pending_caller or mds_pb2.Caller())
+                    inode.mark_reported(seq, mask)
                 self._invalidate_inode(self.inodes.to_fuse(msg.ino))
             elif msg.kind == K.INVALIDATE_DENTRY:
                 pyfuse3.invalidate_entry_async(self.inodes.to_fuse(msg.ino),

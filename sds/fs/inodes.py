@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sds.mds.attrs import OWNER_BITS, set_attrs
 from sds.mds.layout import ROOT_INO
 from sds.proto import mds_pb2
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from sds.fs.writebehind import WriteBehind
 
 FUSE_ROOT = 1
+MTIME_BITS = mds_pb2.SET_MTIME | mds_pb2.SET_MTIME_NOW
+ATIME_BITS = mds_pb2.SET_ATIME | mds_pb2.SET_ATIME_NOW
 
 
 @dataclass
@@ -37,6 +40,12 @@ class Inode:
     # this mount's appenders queue here before asking the MDS for its (per-mount) lock
     append_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writes: WriteBehind | None = None  # data on its way to the OSDs (created on first write)
+    write_handles: int = 0         # handles of this mount open for writing
+    # attribute write-back: mode/owner/time changes made here while open for writing,
+    # not yet sent to the MDS (they go with the next WRITE_DONE), and by whom
+    pending_mask: int = 0
+    pending: mds_pb2.InodeAttr = field(default_factory=mds_pb2.InodeAttr)
+    pending_caller: mds_pb2.Caller | None = None
     absent_xattrs: set[bytes] = field(default_factory=set)
     absent_key: tuple[int, float] = (-1, 0.0)  # (attr version, expiry) they were seen at
 
@@ -65,17 +74,65 @@ class Inode:
         self.written_size = max(self.written_size, end)
         self.written_mtime_ns = time.time_ns()
         self.write_seq += 1
+        self.pending_mask &= ~MTIME_BITS  # the write is newer than a buffered utimens
 
-    def mark_reported(self, seq: int) -> None:
-        """Writes up to `seq` reached the MDS; once all have, its size is the truth."""
+    def mark_reported(self, seq: int, mask: int = 0) -> None:
+        """Writes up to `seq` (and the buffered changes `mask`) reached the MDS; once all
+        writes have, its size is the truth."""
         self.reported_seq = max(self.reported_seq, seq)
+        self.pending_mask &= ~mask
+        if not self.pending_mask:
+            self.pending_caller = None
         if not self.dirty:
             self.written_size = 0
 
+    def buffer_attrs(self, new: mds_pb2.InodeAttr, mask: int,
+                     caller: mds_pb2.Caller) -> None:
+        """Apply a mode/owner/time change here, now, with the MDS's rules (raising as it
+        would); it reaches the MDS with the next report of this file."""
+        attr = mds_pb2.InodeAttr()
+        attr.CopyFrom(self.attr)
+        set_attrs(attr, new, mask, caller)
+        self.attr = attr
+        for bits, other in ((MTIME_BITS, mask & MTIME_BITS), (ATIME_BITS, mask & ATIME_BITS)):
+            if other:  # the latest of "to now" and "to this time" wins
+                self.pending_mask &= ~bits
+        self.pending_mask |= mask
+        self.pending_caller = caller
+        if mask & MTIME_BITS:
+            self.written_mtime_ns = 0  # stat shows the time set, not the last write's
+        self.pending.CopyFrom(attr)
+
+    def report(self) -> tuple[mds_pb2.InodeAttr, int]:
+        """What a WRITE_DONE / CAPS_ACK carries: the written size and mtime (if any
+        writes are unreported) and the buffered changes with their mask."""
+        mask = self.pending_mask
+        attr = mds_pb2.InodeAttr(ino=self.ino)
+        if mask:
+            attr.CopyFrom(self.pending)
+            attr.size = 0
+        if self.dirty:
+            attr.size = self.written_size
+            if not mask & mds_pb2.SET_MTIME:
+                attr.mtime_ns = self.written_mtime_ns
+        return attr, mask
+
     def update(self, attr: mds_pb2.InodeAttr) -> None:
-        """Take newer attributes; replies may arrive out of order, versions decide."""
+        """Take newer attributes; replies may arrive out of order, versions decide.
+        Changes buffered here stay on top until the MDS has them."""
         if attr.ino == self.ino and attr.version >= self.attr.version:
             self.attr = attr
+            if self.pending_mask:
+                self._overlay(attr)
+
+    def _overlay(self, attr: mds_pb2.InodeAttr) -> None:
+        mask, p = self.pending_mask, self.pending
+        if mask & (mds_pb2.SET_MODE | OWNER_BITS):
+            attr.mode, attr.uid, attr.gid = p.mode, p.uid, p.gid
+        if mask & ATIME_BITS:
+            attr.atime_ns = p.atime_ns
+        if mask & MTIME_BITS:
+            attr.mtime_ns = p.mtime_ns
 
 
 class InodeTable:

@@ -37,6 +37,7 @@ from sds.common.errors import (
     SdsError,
 )
 from sds.mds import layout, perms, quota, snapshots
+from sds.mds.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal
@@ -678,19 +679,28 @@ class Namespace:
                 await self.store.cut_data(ino, size, old)
 
     async def write_done(self, req: Req) -> mds_pb2.MdsReply:
+        """Data written up to attr.size at attr.mtime_ns, and the client's buffered
+        attribute changes (set_mask: mode, owner, times), applied after the write."""
         if req.op == Req.CAPS_ACK:  # (no revoke here: two writers must not wait on each other)
             self.caps.acked(req.ino, req.session_id)
+        changes = req.set_mask & WRITE_BACK_BITS
         async with self.lock:
             tx = Tx(self.store)
             rec = await tx.get(req.ino)
             if rec.readonly:
                 raise ReadOnly("snapshots are read-only")
-            if req.op == Req.CAPS_ACK and not req.attr.size and not req.attr.mtime_ns:
+            # (with changes, attr.mtime_ns may be a utimens value: the size tells a write)
+            wrote = bool(req.attr.size or (req.attr.mtime_ns and not changes))
+            if not wrote and not changes:
                 return self._reply(rec)
-            if req.attr.size > rec.attr.size:
-                await self._resize(tx, rec, req.attr.size)
-            touch(rec, at=req.attr.mtime_ns or None)
-            rec.attr.mode &= ~(stat.S_ISUID | (stat.S_ISGID if rec.attr.mode & 0o010 else 0))
+            if wrote:
+                if req.attr.size > rec.attr.size:
+                    await self._resize(tx, rec, req.attr.size)
+                touch(rec, at=req.attr.mtime_ns or None)
+                rec.attr.mode &= ~(stat.S_ISUID | (stat.S_ISGID if rec.attr.mode & 0o010 else 0))
+            if changes:
+                set_attrs(rec.attr, req.attr, changes, req.caller)
+                touch(rec, mtime=False)
             tx.put(rec)
             reply = self._reply(rec)
             self._commit(tx, req, reply)
@@ -698,22 +708,16 @@ class Namespace:
 
     async def setattr(self, req: Req) -> mds_pb2.MdsReply:
         mask, new, caller = req.set_mask, req.attr, req.caller
-        if mask & mds_pb2.SET_SIZE:
-            await self._revoke(req.ino, req.session_id, True)
+        # a size change revokes every other holder; other changes the writers, whose
+        # buffered attribute changes (write-back) must land first
+        await self._revoke(req.ino, req.session_id, bool(mask & mds_pb2.SET_SIZE))
         async with self.lock:
             tx = Tx(self.store)
             rec = await tx.get(req.ino)
             attr = rec.attr
             if rec.readonly:
                 raise ReadOnly("snapshots are read-only")
-            if mask & mds_pb2.SET_MODE:
-                perms.check_owner(attr, caller)
-                mode = stat.S_IMODE(new.mode)
-                if not perms.is_root(caller) and not perms.in_group(caller, attr.gid):
-                    mode &= ~stat.S_ISGID
-                attr.mode = stat.S_IFMT(attr.mode) | mode
-            if mask & (mds_pb2.SET_UID | mds_pb2.SET_GID):
-                self._chown(attr, new, mask, caller)
+            set_attrs(attr, new, mask & (mds_pb2.SET_MODE | OWNER_BITS), caller)
             if mask & mds_pb2.SET_SIZE:
                 if layout.is_dir(attr.mode):
                     raise IsADirectory("cannot truncate a directory")
@@ -722,46 +726,13 @@ class Namespace:
                 perms.check(attr, caller, perms.W)
                 await self._resize(tx, rec, new.size)
                 touch(rec)
-            self._set_times(attr, new, mask, caller)
+            set_attrs(attr, new, mask & TIME_BITS, caller)
             touch(rec, mtime=False)
             tx.put(rec)
             reply = self._reply(rec)
             self._commit(tx, req, reply)
             await self._cut(tx)
             return reply
-
-    @staticmethod
-    def _chown(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
-               caller: mds_pb2.Caller) -> None:
-        uid = new.uid if mask & mds_pb2.SET_UID else attr.uid
-        gid = new.gid if mask & mds_pb2.SET_GID else attr.gid
-        if not perms.is_root(caller):
-            if uid != attr.uid or caller.uid != attr.uid:
-                raise NotPermitted("only root may change the owner")
-            if gid != attr.gid and not perms.in_group(caller, gid):
-                raise NotPermitted("not a member of the new group")
-        if (uid, gid) != (attr.uid, attr.gid) and not layout.is_dir(attr.mode):
-            attr.mode &= ~(stat.S_ISUID | (stat.S_ISGID if attr.mode & 0o010 else 0))
-        attr.uid, attr.gid = uid, gid
-
-    @staticmethod
-    def _set_times(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
-                   caller: mds_pb2.Caller) -> None:
-        explicit = mask & (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME)
-        to_now = mask & (mds_pb2.SET_ATIME_NOW | mds_pb2.SET_MTIME_NOW)
-        if explicit:
-            perms.check_owner(attr, caller)
-        elif to_now and caller.uid != attr.uid:
-            perms.check(attr, caller, perms.W)
-        at = now_ns()
-        if mask & mds_pb2.SET_ATIME_NOW:
-            attr.atime_ns = at
-        elif mask & mds_pb2.SET_ATIME:
-            attr.atime_ns = new.atime_ns
-        if mask & mds_pb2.SET_MTIME_NOW:
-            attr.mtime_ns = at
-        elif mask & mds_pb2.SET_MTIME:
-            attr.mtime_ns = new.mtime_ns
 
     async def setxattr(self, req: Req) -> mds_pb2.MdsReply:
         if not req.name or len(req.name.encode()) > 255:

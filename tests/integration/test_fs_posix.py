@@ -19,6 +19,7 @@ from fsmounts import FS_CLUSTER, mounted, requires_mds
 
 from sds.client import Rados
 from sds.fs.mdsclient import MdsClient
+from sds.proto import mds_pb2
 from sds.proto.mds_pb2 import MdsRequest
 
 pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
@@ -230,6 +231,51 @@ def test_chmod_chown_utimens(d):
     os.utime(p, ns=(1_000_000_000_123, 2_000_000_000_456))
     st = p.stat()
     assert st.st_atime_ns == 1_000_000_000_123 and st.st_mtime_ns == 2_000_000_000_456
+
+
+def test_attribute_changes_on_an_open_file_are_checked_at_once_and_kept(d, cluster_module):
+    """chmod/chown/utimens on a file open for writing are written back with the data
+    report (sds/fs/fuse_ops.py): they must still be refused at once when not allowed,
+    show at once, and be on the MDS after close."""
+    p = d / "wb"
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"data")
+        os.fchmod(fd, 0o4751)
+        os.fchown(fd, 1000, 1000)   # root may; the setuid bit goes, as on any chown
+        os.utime(fd, ns=(5_000_000_000, 6_000_000_000))
+        st = os.fstat(fd)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o751, 1000, 1000)
+        assert st.st_mtime_ns == 6_000_000_000
+    finally:
+        os.close(fd)
+    os.chmod(d, 0o777)
+    (d / "theirs").write_text("t")
+    os.chmod(d / "theirs", 0o666)
+    out = as_user(1000, d, "import os\nfd = os.open('theirs', os.O_WRONLY)\n"
+                           "os.write(fd, b'x')\n"
+                           "for f, a in ((os.fchmod, (0o777,)), (os.fchown, (1000, 1000)),"
+                           " (os.utime, (None,)), (os.utime, ((1, 1),))):\n"
+                           "    try: f(fd, *a)\n"
+                           "    except OSError as e: print(e.errno, end=' ')\n"
+                           "    else: print(0, end=' ')\n"
+                           "os.close(fd)\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "0", "1"]  # EPERM, EPERM, ok (touch), EPERM
+    assert stat.S_IMODE((d / "theirs").stat().st_mode) == 0o666
+
+    async def on_the_mds() -> mds_pb2.InodeAttr:
+        async with Rados(cluster_module.conf) as rados:
+            mds = await MdsClient(rados).open()
+            try:
+                ino = os.stat(p).st_ino
+                return (await mds.request(MdsRequest(op=MdsRequest.GETATTR, ino=ino))).attr
+            finally:
+                await mds.close()
+
+    attr = asyncio.run(on_the_mds())
+    assert (stat.S_IMODE(attr.mode), attr.uid, attr.gid, attr.size) == (0o751, 1000, 1000, 4)
+    assert (attr.atime_ns, attr.mtime_ns) == (5_000_000_000, 6_000_000_000)
 
 
 def as_user(uid: int, cwd: Path, code: str) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ is atomic across mounts, so concurrent appenders lose nothing.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -93,3 +94,27 @@ def test_concurrent_appends_from_both_lose_nothing(two):
         for tag in "ABCD":  # each writer's records stay in its own order
             mine = [line for line in lines if line.startswith(tag)]
             assert mine == sorted(mine)
+
+
+def test_attribute_write_back_is_ordered_with_changes_elsewhere(two):
+    """A chmod/utimens buffered on one mount's open file lands before a chmod made on the
+    other mount meanwhile (the MDS revokes the writer first), never after it."""
+    a, b = two
+    (a / "attrs").write_text("v1")
+    eventually(lambda: (b / "attrs").exists())
+    fd = os.open(a / "attrs", os.O_WRONLY)
+    try:
+        os.write(fd, b"v2")
+        os.fchmod(fd, 0o640)
+        os.utime(fd, ns=(7_000_000_000, 8_000_000_000))
+        os.chmod(b / "attrs", 0o604)
+    finally:
+        os.close(fd)
+
+    def settled(mnt) -> bool:
+        st = (mnt / "attrs").stat()
+        return (stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size) == (0o604, 8_000_000_000, 2)
+
+    for mnt in (a, b):
+        eventually(lambda mnt=mnt: settled(mnt))
+    assert (b / "attrs").read_bytes() == b"v2"

@@ -272,6 +272,15 @@ async def test_truncate_cuts_data_and_write_done_grows(cluster_module):
         d = await mkdir(m, top, "d")
         assert await code_of(call(m, Req.SETATTR, ino=d, attr=mds_pb2.InodeAttr(size=0),
                                   set_mask=mds_pb2.SET_SIZE)) == errno.EISDIR
+        # buffered attribute changes ride on WRITE_DONE, checked as a SETATTR would be
+        both = await call(m, Req.WRITE_DONE, ino=f, caller=mds_pb2.Caller(), attr=mds_pb2.InodeAttr(
+            size=300, mode=0o4700, uid=1000, gid=1000, mtime_ns=77),
+            set_mask=mds_pb2.SET_MODE | mds_pb2.SET_UID | mds_pb2.SET_GID | mds_pb2.SET_MTIME)
+        assert (both.attr.size, both.attr.mode & 0o7777, both.attr.uid, both.attr.mtime_ns) == \
+            (300, 0o700, 1000, 77)  # chown after chmod drops setuid, as in one SETATTR
+        assert await code_of(call(m, Req.WRITE_DONE, ino=f, caller=OTHER, attr=mds_pb2.InodeAttr(
+            size=400, mode=0o777), set_mask=mds_pb2.SET_MODE)) == errno.EPERM
+        assert (await getattr_(m, f)).size == 300  # refused whole
 
 
 async def test_readdir_pages_ten_thousand_entries(cluster_module):
