@@ -14,6 +14,7 @@ Trimming removes applied events beyond `keep` recent ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,8 @@ APPLIED_KEY = b"applied"
 _SEQ = struct.Struct(">Q")
 PAGE = 1000
 MAX_BATCH = 256
+MARK_IDLE_S = 0.2
+APPLY_DELAY_S = 0.05
 
 Apply = Callable[[list[mds_pb2.MetaOp]], Awaitable[None]]
 
@@ -46,6 +49,10 @@ class Journal:
         self.last_seq = 0      # submitted
         self.durable_seq = 0   # written to the journal object
         self.applied_seq = 0   # applied to the metadata objects
+        self.marked_seq = 0    # the applied mark stored in the journal object
+        self._marker: asyncio.Task | None = None
+        self._hurry = asyncio.Event()  # someone waits for events to be applied ...
+        self._wanted = 0               # ... up to this one
         self.failed: asyncio.Future | None = None
         self._stored: list[int] = []  # sequence numbers still in the journal object
         self._queue: list[mds_pb2.JournalEvent] = []
@@ -84,13 +91,14 @@ class Journal:
     def start(self, apply: Apply) -> asyncio.Future:
         """Start the writer and applier; the returned future fails if either does."""
         self._changed = asyncio.Condition()
+        self._hurry = asyncio.Event()
         self.failed = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._writer()),
                        asyncio.create_task(self._applier(apply))]
         return self.failed
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait(self._tasks + ([self._marker] if self._marker else []))
 
     def submit(self, event: mds_pb2.JournalEvent) -> int:
         """Queue an event for the journal; returns its sequence number."""
@@ -120,6 +128,9 @@ class Journal:
         await self._wait(lambda: self.durable_seq >= seq)
 
     async def wait_applied(self, seq: int) -> None:
+        if self.applied_seq < seq:
+            self._wanted = max(self._wanted, seq)
+            self._hurry.set()
         await self._wait(lambda: self.applied_seq >= seq)
 
     async def _writer(self) -> None:
@@ -128,8 +139,10 @@ class Journal:
                 await self._wait(lambda: bool(self._queue))
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 kvs = {event_key(ev.seq): ev.SerializeToString() for ev in batch}
-                kvs[APPLIED_KEY] = _SEQ.pack(self.applied_seq)
+                marking = self.applied_seq
+                kvs[APPLIED_KEY] = _SEQ.pack(marking)
                 await self.meta.omap_set(layout.JOURNAL, kvs)
+                self.marked_seq = max(self.marked_seq, marking)
                 self._stored.extend(ev.seq for ev in batch)
                 self._durable.extend(batch)
                 self.durable_seq = batch[-1].seq
@@ -143,14 +156,43 @@ class Journal:
         try:
             while True:
                 await self._wait(lambda: bool(self._durable))
+                await self._gather_more()
                 batch, self._durable = self._durable[:MAX_BATCH], self._durable[MAX_BATCH:]
                 await apply([op for ev in batch for op in ev.ops])
                 self.applied_seq = batch[-1].seq
                 self._notify()
-                if not self._queue:  # idle: record the mark now (else the next append does)
-                    await self.meta.omap_set(layout.JOURNAL,
-                                             {APPLIED_KEY: _SEQ.pack(self.applied_seq)})
+                if not self._queue:  # idle: record the mark soon (else the next append does)
+                    self._mark_soon()
                 await self._trim()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
+
+    async def _gather_more(self) -> None:
+        """Let durable events gather for up to APPLY_DELAY_S before applying them, unless
+        someone waits for them: applies then share object writes (a directory's new
+        dentries, an inode changed twice), and they compete less with journal appends,
+        whose latency is what requests wait for."""
+        self._hurry.clear()
+        if len(self._durable) < MAX_BATCH and self._wanted <= self.applied_seq:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), APPLY_DELAY_S)
+
+    def _mark_soon(self) -> None:
+        """Record the applied mark after MARK_IDLE_S unless an append carries it first:
+        written at once, it would queue on the journal object ahead of the next event and
+        add its latency to that request (a mark that lags only makes replay longer)."""
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_when_idle())
+
+    async def _mark_when_idle(self) -> None:
+        try:
+            await asyncio.sleep(MARK_IDLE_S)
+            if self.marked_seq < self.applied_seq and not self._queue:
+                seq = self.applied_seq
+                await self.meta.omap_set(layout.JOURNAL, {APPLIED_KEY: _SEQ.pack(seq)})
+                self.marked_seq = max(self.marked_seq, seq)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

@@ -848,6 +848,7 @@ class Namespace:
             reply = mds_pb2.MdsReply(attr=copy.attr)
             reply.snaps.add(name=name, snap_id=copy.attr.ino, created_ns=copy.snap_created_ns)
             self._commit(tx, None, reply)
+            await self._settled()  # the data is copied before anyone may overwrite it
             return reply
 
     async def snap_list(self, req: Req) -> mds_pb2.MdsReply:

@@ -158,6 +158,7 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
     async with cluster.rados() as rados:
         client = await MdsClient(rados, timeout=90).open()
         await client.request(Req(op=Req.MKDIR, ino=layout.ROOT_INO, name="before", mode=0o755))
+        assert await listdir(client, layout.ROOT_INO) == {"before"}  # (waits for its apply)
         victim = await active_mds(rados)
         assert cluster.kill(f"mds.{victim}")
         meta = rados.ioctx("sdsfs_metadata")
