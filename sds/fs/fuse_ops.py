@@ -10,7 +10,8 @@ Consistency model (close-to-open, like NFS and CephFS without caps):
   saw it, the kernel's cached attributes and pages are dropped, so a file written and
   closed on another mount is read correctly after open;
 - attributes and entries are cached by the kernel for at most ATTR_TIMEOUT_S (or the MDS
-  lease), and the MDS can invalidate them earlier (INVALIDATE_DENTRY, REVOKE);
+  lease); the MDS pushes INVALIDATE_DENTRY for a name changed elsewhere in a directory this
+  mount holds a dentry lease on (sds/mds/leases.py), and REVOKE for files open here;
 - attribute write-back: chmod/chown/utimens of a file this mount has open for writing are
   checked and applied here and reach the MDS with the data report (close, fsync, revoke);
   another mount sees them after that close, as it sees the data; an open here, or a

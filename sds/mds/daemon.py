@@ -41,6 +41,7 @@ Req = mds_pb2.MdsRequest
 LEASE_FRACTION = 0.6   # serve only while the last acknowledged beacon is this fresh
 STATFS_CACHE_S = 2.0
 LEASE_MS = 1000
+LEASE_MARGIN_S = 0.5
 
 
 class MdsDaemon(Daemon):
@@ -150,7 +151,9 @@ class MdsDaemon(Daemon):
         data = rados.ioctx(pool_by_id(rados.osdmap, out["data_pool"]).name)
         store = MetaStore(meta, data, int(self.config.get("mds_cache_size")))
         caps = Caps(self._send, float(self.config.get("mds_revoke_timeout")))
-        ns = Namespace(store, Journal(meta), self._cluster_statfs, caps, self._fence)
+        # dentry leases outlive the client's cache by a margin: it starts caching later
+        ns = Namespace(store, Journal(meta), self._cluster_statfs, caps, self._fence,
+                       lease_s=LEASE_MS / 1000 + LEASE_MARGIN_S)
         failed = await ns.start()
         failed.add_done_callback(lambda _f: self._on_journal_failure(ns))
         self.fs, self.generation = dict(out), int(out.get("generation", 0))

@@ -41,6 +41,7 @@ from sds.mds.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal
+from sds.mds.leases import DentryLeases
 from sds.mds.locks import FileLocks
 from sds.mds.quota import quota_of, quota_statfs
 from sds.mds.store import MetaStore
@@ -60,6 +61,9 @@ COMPLETED_KEEP = 20_000
 MAX_DEPTH = 4096
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
+# the request field naming the directory whose entries the client may cache afterwards
+LEASED_DIR = {Req.LOOKUP: "ino", Req.READDIR: "ino", Req.CREATE: "ino", Req.MKNOD: "ino",
+              Req.MKDIR: "ino", Req.SYMLINK: "ino", Req.LINK: "ino2", Req.RENAME: "ino2"}
 
 
 def check_name(name: str) -> None:
@@ -73,7 +77,8 @@ class Namespace:
     def __init__(self, store: MetaStore, journal: Journal,
                  cluster_statfs: Callable[[], Awaitable[mds_pb2.StatFs]],
                  caps: Caps | None = None,
-                 fence: Callable[[int], Awaitable[int]] | None = None):
+                 fence: Callable[[int], Awaitable[int]] | None = None,
+                 lease_s: float = 1.0):
         self.store = store
         self.fence = fence  # blocklists a session's client on the OSDs; returns the epoch
         self.osd_epoch_barrier = 0
@@ -85,6 +90,8 @@ class Namespace:
         self.completed: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.inflight: dict[tuple[str, int], asyncio.Future] = {}
         self.locks = FileLocks()
+        self.leases = DentryLeases(lease_s)
+        self._pushes: set[asyncio.Task] = set()
         self.replayed = 0
         self.handlers = {
             Req.LOOKUP: self.lookup, Req.GETATTR: self.getattr, Req.SETATTR: self.setattr,
@@ -164,11 +171,14 @@ class Namespace:
         if handler is None:
             raise NotSupported(f"MDS op {req.op} is not supported")
         if key is None or req.op in READ_ONLY_OPS:
-            return await self._durably(handler, req)
+            reply = await self._durably(handler, req)
+            self._grant_lease(req)
+            return reply
         fut = asyncio.get_running_loop().create_future()
         self.inflight[key] = fut
         try:
             reply = await self._durably(handler, req)
+            self._grant_lease(req)
             self._remember(req.client_name, req.tid, reply.SerializeToString())
             fut.set_result(reply)
             return reply
@@ -190,6 +200,28 @@ class Namespace:
         finally:
             await self.journal.wait_durable(self.journal.last_seq)
 
+    def _grant_lease(self, req: Req) -> None:
+        """The client may now cache entries of the directory this request named."""
+        field = LEASED_DIR.get(req.op)
+        if field is not None:
+            self.leases.grant(getattr(req, field), req.session_id)
+
+    def _invalidate_dentries(self, ops: list[mds_pb2.MetaOp], session: int) -> None:
+        """Tell other sessions caching a changed name to drop it (best effort)."""
+        for op in ops:
+            if op.kind not in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY):
+                continue
+            for other in self.leases.others(op.ino, session):
+                msg = mds_pb2.MdsClientMessage(
+                    kind=mds_pb2.MdsClientMessage.INVALIDATE_DENTRY, ino=op.ino, name=op.name)
+                task = asyncio.ensure_future(self._push(other, msg))
+                self._pushes.add(task)
+                task.add_done_callback(self._pushes.discard)
+
+    async def _push(self, session: int, msg: mds_pb2.MdsClientMessage) -> None:
+        with contextlib.suppress(SdsError):
+            await self.caps.send(session, msg)
+
     def _remember(self, client: str, tid: int, reply: bytes) -> None:
         self.completed[(client, tid)] = reply
         while len(self.completed) > COMPLETED_KEEP:
@@ -207,6 +239,7 @@ class Namespace:
             ev.client, ev.tid, ev.reply = req.client_name, req.tid, reply.SerializeToString()
         self.store.stage(ops)
         self.journal.submit(ev)
+        self._invalidate_dentries(ops, req.session_id if req is not None else 0)
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _dir(self, tx: Tx | None, ino: int) -> Rec:

@@ -552,3 +552,37 @@ async def test_stopped_mds_hands_over_without_waiting_for_the_grace(cluster_modu
         assert (await m.active())[1] != before
         assert took < 4.5, f"handover took {took:.1f}s"
         cluster_module.start(name)
+
+
+async def test_name_changes_are_pushed_to_sessions_caching_the_directory(cluster_module):
+    K = mds_pb2.MdsClientMessage
+    async with mds(cluster_module) as m, cluster_module.rados() as rw, \
+            cluster_module.rados() as ri:
+        top = await mkdir(m, ROOT, "leased")
+        await create(m, top, "a")
+        await create(m, top, "b")
+        to_watcher: list[mds_pb2.MdsClientMessage] = []
+        to_idle: list[mds_pb2.MdsClientMessage] = []
+        watcher = await MdsClient(rw, timeout=30, on_message=to_watcher.append).open()
+        idle = await MdsClient(ri, timeout=30, on_message=to_idle.append).open()
+
+        async def pushed(n: int) -> list[tuple[int, str]]:
+            async def enough() -> bool:
+                return len(to_watcher) >= n
+            await eventually(enough)
+            return [(x.ino, x.name) for x in to_watcher if x.kind == K.INVALIDATE_DENTRY]
+
+        try:
+            await lookup(idle, ROOT, "leased")       # a lease on the root only
+            await lookup(watcher, top, "a")          # the watcher caches entries of `top`
+            await call(m, Req.RENAME, ino=top, name="a", ino2=top, name2="b")
+            assert sorted(await pushed(2)) == [(top, "a"), (top, "b")]
+            await lookup(watcher, top, "b")
+            await call(m, Req.UNLINK, ino=top, name="b")
+            assert (await pushed(3))[-1] == (top, "b")
+            await create(m, top, "c")
+            assert (await pushed(4))[-1] == (top, "c")
+            assert to_idle == []                     # nothing it caches changed
+        finally:
+            await watcher.close()
+            await idle.close()
