@@ -34,6 +34,7 @@ class Caps:
         self.opens: dict[int, Counter[int]] = {}     # ino -> session -> open handles
         self.writers: dict[int, set[int]] = {}       # ino -> sessions that opened for writing
         self.evicted: set[int] = set()
+        self.successor: dict[int, int] = {}  # old session -> the one its client reconnected as
         self._acks: dict[tuple[int, int], asyncio.Future] = {}
         self._seq = itertools.count(1)
 
@@ -82,10 +83,37 @@ class Caps:
             with contextlib.suppress(SdsError):
                 await self.send(target, Msg(kind=Msg.REVOKE, ino=ino, seq=next(self._seq)))
         await asyncio.wait(list(futs.values()), timeout=self.timeout)
-        silent = [t for t, f in futs.items() if not f.done()]
+        silent = [self.current(t) for t, f in futs.items() if not f.done()]
         for target in futs:
-            self._acks.pop((target, ino), None)
+            self._acks.pop((self.current(target), ino), None)
         return silent
+
+    def transfer(self, old: int, new: int) -> tuple[Counter[int], list[int]]:
+        """A client reconnected with a new session (same client instance, same MDS): its
+        open handles and the revokes it has not answered move over. Returns the handles
+        moved per inode, and the inodes whose REVOKE must be sent again."""
+        moved: Counter[int] = Counter()
+        for ino, held in self.opens.items():
+            count = held.pop(old, 0)
+            if count:
+                held[new] += count
+                moved[ino] = count
+                writers = self.writers.get(ino, set())
+                if old in writers:
+                    writers.discard(old)
+                    writers.add(new)
+        resend = []
+        for _, ino in [k for k in self._acks if k[0] == old]:
+            self._acks[(new, ino)] = self._acks.pop((old, ino))
+            resend.append(ino)
+        self.successor[old] = new
+        return moved, resend
+
+    def current(self, session: int) -> int:
+        """The session that took over from `session` (itself if none did)."""
+        while session in self.successor:
+            session = self.successor[session]
+        return session
 
     def evict(self, session: int) -> Counter[int]:
         """Forget a session; returns its open handles per inode (to release them)."""

@@ -200,7 +200,12 @@ class MdsDaemon(Daemon):
         if is_blocklisted(self.rados.osdmap, name, time.time()):
             raise Blocklisted(f"client {name} was evicted: mount again")
         session_id = (self.generation << 32) | next(self._session_ids)
-        self.sessions[session_id] = (req.name or req.client_name, conn)
+        earlier = [sid for sid, (n, _conn) in self.sessions.items() if n == name]
+        self.sessions[session_id] = (name, conn)
+        for old in earlier:  # the same client reconnected (its connection broke)
+            del self.sessions[old]
+            self.ns.retire_session(old, session_id)
+            log.info("client %s reconnected: session %d replaces %d", name, session_id, old)
         return mds_pb2.MdsReply(session_id=session_id, data_pool=self.fs["data_pool"],
                                 stripe_size=layout.STRIPE, lease_ms=LEASE_MS)
 

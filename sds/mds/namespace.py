@@ -87,6 +87,7 @@ class Namespace:
         self.caps = caps or Caps(_no_client)
         self.lock = asyncio.Lock()
         self.opens: Counter[int] = Counter()
+        self.carried: Counter[tuple[int, int]] = Counter()  # (session, ino): see retire_session
         self.completed: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.inflight: dict[tuple[str, int], asyncio.Future] = {}
         self.locks = FileLocks()
@@ -212,15 +213,18 @@ class Namespace:
             if op.kind not in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY):
                 continue
             for other in self.leases.others(op.ino, session):
-                msg = mds_pb2.MdsClientMessage(
-                    kind=mds_pb2.MdsClientMessage.INVALIDATE_DENTRY, ino=op.ino, name=op.name)
-                task = asyncio.ensure_future(self._push(other, msg))
-                self._pushes.add(task)
-                task.add_done_callback(self._pushes.discard)
+                self._push(other, mds_pb2.MdsClientMessage(
+                    kind=mds_pb2.MdsClientMessage.INVALIDATE_DENTRY, ino=op.ino, name=op.name))
 
-    async def _push(self, session: int, msg: mds_pb2.MdsClientMessage) -> None:
-        with contextlib.suppress(SdsError):
-            await self.caps.send(session, msg)
+    def _push(self, session: int, msg: mds_pb2.MdsClientMessage) -> None:
+        """Send a one-way message to a client in the background (best effort)."""
+        async def send() -> None:
+            with contextlib.suppress(SdsError):
+                await self.caps.send(session, msg)
+
+        task = asyncio.ensure_future(send())
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     def _remember(self, client: str, tid: int, reply: bytes) -> None:
         self.completed[(client, tid)] = reply
@@ -615,8 +619,12 @@ class Namespace:
     async def open(self, req: Req) -> mds_pb2.MdsReply:
         write = bool(perms.open_mask(req.flags) & perms.W)
         if req.name == "reopen":  # a client re-announcing its open file after a failover
-            self.opens[req.ino] += 1
-            self.caps.opened(req.ino, req.session_id, True)
+            carried = (req.session_id, req.ino)
+            if self.carried[carried] > 0:  # ... or a reconnect: this MDS counted it already
+                self.carried[carried] -= 1
+            else:
+                self.opens[req.ino] += 1
+                self.caps.opened(req.ino, req.session_id, True)
             return self._reply(await self.store.inode(req.ino))
         self._check_open(await self.store.inode(req.ino), req)
         await self._revoke(req.ino, req.session_id, write)
@@ -626,6 +634,20 @@ class Namespace:
             return self._reply(rec)
         async with self.lock:
             return await self._open_locked(req)
+
+    def retire_session(self, old: int, new: int) -> None:
+        """The client of session `old` reconnected to this MDS as `new` (its connection
+        broke): its open files and unanswered revokes move over, so the old session is
+        never evicted (which would fence the live client). It re-announces its opens;
+        those are not counted twice."""
+        for key in [k for k in self.carried if k[0] == old]:
+            del self.carried[key]
+        moved, resend = self.caps.transfer(old, new)
+        for ino, count in moved.items():
+            self.carried[(new, ino)] += count
+        for ino in resend:  # the first REVOKE may have been lost with the old connection
+            self._push(new, mds_pb2.MdsClientMessage(
+                kind=mds_pb2.MdsClientMessage.REVOKE, ino=ino))
 
     def _opened(self, req: Req, ino: int, write: bool) -> None:
         self.opens[ino] += 1

@@ -586,3 +586,39 @@ async def test_name_changes_are_pushed_to_sessions_caching_the_directory(cluster
         finally:
             await watcher.close()
             await idle.close()
+
+
+async def test_a_client_that_reconnects_keeps_its_opens_and_is_not_evicted(cluster_module):
+    """A broken connection to the same MDS: the client opens a new session. Its old
+    session must not linger holding its open files, or the next revoke would go
+    unanswered there and evict (and fence) the live client."""
+    async with mds(cluster_module) as m, cluster_module.rados() as rw:
+        f = await create(m, ROOT, "reconnecting")
+        got: list[mds_pb2.MdsClientMessage] = []
+        writer = MdsClient(rw, timeout=30)
+
+        def flush_on_revoke(msg: mds_pb2.MdsClientMessage) -> None:
+            got.append(msg)
+            if msg.kind == msg.REVOKE:
+                asyncio.get_running_loop().create_task(writer.request(Req(
+                    op=Req.CAPS_ACK, ino=msg.ino, attr=mds_pb2.InodeAttr(size=77))))
+
+        writer.on_message = flush_on_revoke
+        await writer.open()
+        await writer.request(Req(op=Req.OPEN, ino=f, flags=os.O_WRONLY))
+        first = writer.session_id
+        await writer._conn.close()  # a network blip
+        await writer.request(Req(op=Req.GETATTR, ino=f))
+        assert writer.session_id != first  # reconnected as a new session
+        opened = await m.request(Req(op=Req.OPEN, ino=f, flags=os.O_RDONLY))
+        assert opened.attr.size == 77  # the revoke reached the live session, which flushed
+        assert [x.kind for x in got] == [mds_pb2.MdsClientMessage.REVOKE]
+        listed = await m.rados.mon_command({"prefix": "osd blocklist ls"})
+        assert rw.client_id not in [e["addr"] for e in listed["blocklist"]]
+        # its open handle is counted once: unlinked, the file goes with the last release
+        await m.request(Req(op=Req.RELEASE, ino=f))
+        await call(m, Req.UNLINK, ino=ROOT, name="reconnecting")
+        assert (await getattr_(m, f)).nlink == 0
+        await writer.request(Req(op=Req.RELEASE, ino=f))
+        assert await code_of(getattr_(m, f)) == errno.ENOENT
+        await writer.close()
