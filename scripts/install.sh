@@ -21,6 +21,8 @@ cd "$repo"
 # -- system packages -------------------------------------------------------------------
 packages=(python3-venv python3-dev gcc pkg-config libfuse3-dev fuse3 iproute2 iptables
           procps psmisc)
+# the filesystem tests run ordinary tools on a mount
+[ "$want_test" = 1 ] && packages+=(git tar rsync)
 sudo=""
 if [ "$(id -u)" != 0 ]; then
     command -v sudo >/dev/null || { echo "install.sh: run as root or install sudo" >&2; exit 1; }

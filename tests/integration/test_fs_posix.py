@@ -389,6 +389,14 @@ def test_rsync(d, tmp_path):
     src = source_tree(tmp_path)
     subprocess.run(["rsync", "-a", f"{src}/", str(d / "r")], check=True)
     assert tree_digest(d / "r") == tree_digest(src)
+    # an update: rsync writes changed files to a temporary name and renames it over
+    (src / "common" / "errors.py").write_text("changed\n")
+    os.chmod(src / "common" / "errors.py", 0o600)
+    os.unlink(src / "cli" / "main.py")
+    (src / "new-dir").mkdir()
+    (src / "new-dir" / "f").write_bytes(os.urandom(5 << 20))
+    subprocess.run(["rsync", "-a", "--delete", f"{src}/", str(d / "r")], check=True)
+    assert tree_digest(d / "r") == tree_digest(src)
 
 
 def test_git_init_and_commit(d):
