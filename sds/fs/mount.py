@@ -128,9 +128,10 @@ def _tune_read_ahead(mountpoint: str, kb: int) -> None:
         log.warning("cannot set %s: %s", path, e)
 
 
-async def serve(opts: MountOptions, ready=lambda error: None) -> int:
-    """Mount, serve until unmounted or signalled, then clean up. `ready(None)` once the
-    mount is live, `ready(exception)` if it never gets there."""
+async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
+    """Mount, serve until unmounted or signalled, then clean up. `ready(None, info)` once
+    the mount is live (info: its client instance, as `osd blocklist` names it, and fs),
+    `ready(exception)` if it never gets there."""
     import pyfuse3
     import pyfuse3.asyncio
 
@@ -168,9 +169,9 @@ async def serve(opts: MountOptions, ready=lambda error: None) -> int:
 
     def live() -> None:  # the kernel has our INIT reply: its settings are in place
         _tune_read_ahead(opts.mountpoint, opts.read_ahead_kb)
-        log.info("mounted fs %s%s on %s (pid %d)", mds.fs_name, opts.root, opts.mountpoint,
-                 os.getpid())
-        ready(None)
+        log.info("mounted fs %s%s on %s (pid %d, client %s)", mds.fs_name, opts.root,
+                 opts.mountpoint, os.getpid(), rados.client_id)
+        ready(None, {"client": rados.client_id, "fs": mds.fs_name})
 
     ops.on_init = lambda: loop.call_soon(live)
     try:
@@ -298,10 +299,11 @@ def _daemon_main(opts: MountOptions, report_fd: int) -> None:  # pragma: no cove
     report.write(json.dumps({"pid": os.getpid()}) + "\n")
     report.flush()
 
-    def ready(error: BaseException | None) -> None:
+    def ready(error: BaseException | None, info: dict | None = None) -> None:
         if report.closed:
             return
-        status = {"mountpoint": opts.mountpoint, "pid": os.getpid(), "log": opts.log_file}
+        status = {"mountpoint": opts.mountpoint, "pid": os.getpid(), "log": opts.log_file,
+                  **(info or {})}
         if error is not None:
             status["error"] = str(error) if isinstance(error, SdsError) else \
                 f"{type(error).__name__}: {error}"

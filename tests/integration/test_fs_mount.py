@@ -3,7 +3,9 @@ errors, --ro, --root, busy unmounts, and fsync'd data surviving a client crash."
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import time
 import pytest
 from fsmounts import FS_CLUSTER, Mount, alive, mounted, requires_mds, sds
 
-from sds.fs.mount import is_mounted, sds_mounts
+from sds.fs.mount import is_mounted, sds_mounts, state_file
 
 pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
 
@@ -131,6 +133,38 @@ def test_fsynced_data_survives_a_client_crash(cluster_module, tmp_path):
     with mounted(cluster_module, tmp_path / "mnt") as again:
         assert (again.path / "durable").stat().st_size == len(data)
         assert (again.path / "durable").read_bytes() == data
+
+
+def test_a_failed_data_write_surfaces_at_fsync_and_close(cluster_module, tmp_path):
+    """Writes are acknowledged once queued for the OSDs; an OSD's refusal must still reach
+    the application, at the next fsync or close, as the kernel reports writeback errors.
+    The mount's client instance (shown by `sds mount`) is blocklisted to make OSDs refuse."""
+    conf = str(cluster_module.conf)
+    with mounted(cluster_module, tmp_path / "mnt") as m:
+        client = json.loads(state_file(os.path.realpath(m.path)).read_text())["client"]
+        fd = os.open(m.path / "f", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            os.write(fd, os.urandom(2 << 20))
+            os.fsync(fd)
+            sds("--conf", conf, "osd", "blocklist", "add", client)
+            failed = None
+            for _ in range(100):  # until the OSDs have the new map
+                os.pwrite(fd, os.urandom(4096), 4096)  # an overwrite: no growth to report
+                try:
+                    os.fsync(fd)
+                except OSError as e:
+                    failed = e.errno
+                    break
+                time.sleep(0.1)
+            assert failed == errno.ESHUTDOWN
+            os.pwrite(fd, b"x", 0)
+            with pytest.raises(OSError) as closing:
+                os.close(fd)
+            assert closing.value.errno == errno.ESHUTDOWN
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            sds("--conf", conf, "osd", "blocklist", "rm", client)
 
 
 def test_no_mounts_left_behind(tmp_path_factory):
