@@ -30,7 +30,7 @@ def mount(ctx: Context, a) -> Output:
     if a.foreground:
         return Output(status, f"unmounted {status['mountpoint']}")
     return Output(status, f"mounted on {status['mountpoint']} (pid {status['pid']}, "
-                          f"log {status.get('log')})")
+                          f"client {status.get('client')}, log {status.get('log')})")
 
 
 @cli("umount", "unmount", rados=False, args=(
