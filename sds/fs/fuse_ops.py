@@ -319,30 +319,16 @@ class SdsOperations(pyfuse3.Operations):
     async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None) -> None:
         """WRITE_DONE for data written here since the last report (sizes live on the MDS),
         once it is all on the OSDs (raises the error of a failed write-behind), with the
-        attribute changes buffered here. Overwrites that do not grow the file report
-        while their data is still on the way: a new mtime on the MDS before the data
-        hides nothing, so fsync then costs one round trip, not two."""
-        drain = None
+        attribute changes buffered here."""
         if inode.writes is not None:
-            drain = asyncio.ensure_future(inode.writes.drain())
-            if inode.size > inode.attr.size or not inode.dirty:
-                await drain  # growth is reported only once the data is there
+            await inode.writes.drain()
         if not inode.dirty and not inode.pending_mask:
             return
         seq = inode.write_seq
         attr, mask = inode.report()
         try:
-            report = self.call(Req.WRITE_DONE, caller=inode.pending_caller or caller,
-                               ino=inode.ino, attr=attr, set_mask=mask)
-            if drain is None or drain.done():
-                await report
-            else:
-                results = await asyncio.gather(drain, report, return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-            if drain is not None:
-                drain.result()  # a failed write-behind fails the flush
+            await self.call(Req.WRITE_DONE, caller=inode.pending_caller or caller,
+                            ino=inode.ino, attr=attr, set_mask=mask)
         except QuotaExceeded:
             await self._drop_refused_growth(inode, seq)
             raise

@@ -736,7 +736,8 @@ class Namespace:
     async def write_done(self, req: Req) -> mds_pb2.MdsReply:
         """Data written up to attr.size at attr.mtime_ns, and the client's buffered
         attribute changes (set_mask: mode, owner, times), applied after the write."""
-        if req.op == Req.CAPS_ACK:  # (no revoke here: two writers must not wait on each other)
+        if req.op == Req.CAPS_ACK:  # an answer even if refused below; no revoke here (two
+            # writers must not wait on each other)
             self.caps.acked(req.ino, req.session_id)
         changes = req.set_mask & WRITE_BACK_BITS
         async with self.lock:

@@ -4,6 +4,7 @@ reaches the MDS: close() or fsync() fail with EDQUOT, and the refused bytes are 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -42,3 +43,28 @@ def test_quota_edquot_and_statfs(cluster_module, tmp_path):
             assert st.f_blocks * st.f_frsize == 8 * MiB
             assert st.f_bavail * st.f_frsize <= 2 * MiB
             assert st.f_files == 5
+
+
+def test_growth_refused_during_a_revoke_does_not_evict_the_writer(cluster_module, tmp_path):
+    """A mount holds unreported growth past the quota when another mount opens the file:
+    the MDS refuses the flush the revoke makes but counts it as the answer (no eviction),
+    and the writer's close reports EDQUOT as it would without the other mount."""
+    conf = str(cluster_module.conf)
+    with mounted(cluster_module, tmp_path / "a") as a, \
+            mounted(cluster_module, tmp_path / "b") as b:
+        (a.path / "r").mkdir()
+        sds("--conf", conf, "fs", "quota", "set", "/r", "--max-bytes", str(MiB))
+        fd = os.open(a.path / "r" / "big", os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+            os.write(fd, os.urandom(2 * MiB))     # over the quota, not reported yet
+            assert (b.path / "r" / "big").read_bytes() == b"ok"  # revokes a: refused growth
+            with pytest.raises(OSError) as e:
+                os.close(fd)
+            assert e.value.errno == errno.EDQUOT
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        (a.path / "r" / "after").write_text("still mounted")  # not evicted
+        assert (a.path / "r" / "after").read_text() == "still mounted"
