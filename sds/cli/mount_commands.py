@@ -14,6 +14,10 @@ from sds.cli.commands import Context, Output, arg, cli
         help="stay in the foreground, log to stderr, until unmounted"),
     arg("--log-file", dest="log_file", default=None,
         help="log of the mount process (default <cluster dir>/out/mount.<mountpoint>.log)"),
+    arg("--recover-session", dest="recover_session", choices=("clean", "no"), default="clean",
+        help="after an eviction by the MDS: 'clean' continues with a new session (files "
+             "open then fail with EIO until closed), 'no' leaves the mount failing until "
+             "mounted again (default clean)"),
 ))
 def mount(ctx: Context, a) -> Output:
     """Mount an SDS filesystem with FUSE; returns once the mount is live."""
@@ -25,7 +29,8 @@ def mount(ctx: Context, a) -> Output:
         a.root = "/" + a.root
     opts = MountOptions(mountpoint=a.mountpoint, conf=str(find_conf(a.conf)),
                         entity=a.name, keyring=a.keyring, fs=a.fs, root=a.root,
-                        read_only=a.ro, log_file=a.log_file)
+                        read_only=a.ro, log_file=a.log_file,
+                        recover_session=a.recover_session)
     status = do_mount(opts, foreground=a.foreground)
     if a.foreground:
         return Output(status, f"unmounted {status['mountpoint']}")

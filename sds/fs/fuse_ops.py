@@ -20,6 +20,8 @@ O_APPEND: each append write (up to max_write, 1 MiB) is atomic across mounts: un
 MDS lock it is placed at the current size and reported before the next one, so concurrent
 appenders on any mounts lose nothing (at ~4 MDS round trips per append). flock/fcntl
 locks are local to one mount: pyfuse3 has no lock handlers.
+Eviction (EVICTED from the MDS, or ESTALE/ESHUTDOWN answers): open files fail with EIO;
+with `reconnect` set (--recover-session clean) the mount continues as a new client.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class Handle:
     inode: Inode
     flags: int
     caller: mds_pb2.Caller
+    stale: bool = False  # opened before this mount was evicted: its I/O fails with EIO
 
     @property
     def append(self) -> bool:
@@ -173,6 +176,9 @@ class SdsOperations(pyfuse3.Operations):
         self.dirs: dict[int, DirHandle] = {}
         self._next_fh = 1
         self.evicted = False
+        # set by the mount to recover from an eviction (a new client instance and session)
+        self.reconnect: Callable[[], Awaitable[tuple[MdsLike, Striper]]] | None = None
+        self._recovery = asyncio.Lock()
         self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
         self._tasks: set[asyncio.Task] = set()
 
@@ -191,15 +197,18 @@ class SdsOperations(pyfuse3.Operations):
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
-        if log.isEnabledFor(logging.DEBUG):
-            t0 = time.perf_counter()
-            try:
-                reply = await self.mds.request(req)
-            finally:
+        t0 = time.perf_counter()
+        try:
+            reply = await self.mds.request(req)
+        except SdsError as e:
+            if e.code in (errno.ESTALE, errno.ESHUTDOWN):  # our session was evicted
+                self._evicted()
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            raise
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
                 log.debug("mds %s ino=%d %.2f ms", Req.Op.Name(op), req.ino,
                           (time.perf_counter() - t0) * 1e3)
-        else:
-            reply = await self.mds.request(req)
         for attr in (reply.attr, reply.parent):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
@@ -497,7 +506,7 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def read(self, fh, off, size):
-        inode = self.handles[fh].inode
+        inode = self.live_handle(fh).inode
         await self._settle(inode)  # read your own writes
         return await self.striper.read(inode.ino, off, size, inode.size)
 
@@ -510,9 +519,7 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def write(self, fh, off, buf):
-        h = self.handles[fh]
-        if self.evicted:
-            raise pyfuse3.FUSEError(errno.EIO)
+        h = self.live_handle(fh)
         inode = h.inode
         if not h.append:
             if inode.writes is None:
@@ -568,9 +575,9 @@ class SdsOperations(pyfuse3.Operations):
     async def _flush(self, fh: int, datasync: bool = False) -> None:
         """Data is durable once the OSDs acked it; fdatasync reports to the MDS only when
         the size grew (a new mtime alone can wait for close, as fdatasync(2) allows)."""
-        h = self.handles.get(fh)
-        if h is None:
+        if fh not in self.handles:
             return
+        h = self.live_handle(fh)
         inode = h.inode
         async with inode.lock:
             if datasync and inode.writes is not None and inode.size <= inode.attr.size:
@@ -585,6 +592,9 @@ class SdsOperations(pyfuse3.Operations):
     async def _release(self, fh: int) -> None:
         h = self.handles.pop(fh, None)
         if h is None:
+            return
+        if h.stale:  # the MDS forgot it when it evicted us
+            self.inodes.closed(h.inode)
             return
         try:
             async with h.inode.lock:
@@ -693,10 +703,52 @@ class SdsOperations(pyfuse3.Operations):
                 pyfuse3.invalidate_entry_async(self.inodes.to_fuse(msg.ino),
                                                os.fsencode(msg.name), ignore_enoent=True)
             elif msg.kind == K.EVICTED:
-                log.error("the MDS evicted this mount: open files now fail with EIO")
-                self.evicted = True
+                self._evicted()
+        except pyfuse3.FUSEError as e:  # evicted meanwhile: nothing left to answer
+            log.info("MDS message %s for inode %d not answered: %s",
+                     K.Kind.Name(msg.kind), msg.ino, e)
         except Exception:  # noqa: BLE001 - a background task: log, never die silently
             log.exception("handling MDS message %s", msg)
+
+    def live_handle(self, fh: int) -> Handle:
+        h = self.handles[fh]
+        if h.stale or self.evicted:
+            raise pyfuse3.FUSEError(errno.EIO)
+        return h
+
+    # -- eviction ------------------------------------------------------------------------------
+    def _evicted(self) -> None:
+        if not self.evicted:
+            log.error("the MDS evicted this mount: files open now fail with EIO%s",
+                      "; recovering with a new session" if self.reconnect else
+                      " (mount again to continue)")
+        self.evicted = True
+        if self.reconnect is not None and not self._recovery.locked():
+            self.spawn(self._recover())
+
+    async def _recover(self) -> None:
+        """recover_session=clean, as CephFS calls it: what this mount had open or buffered
+        is lost (those files keep failing with EIO until closed); a new client instance,
+        which no blocklist names, opens a new session and the mount works again."""
+        async with self._recovery:
+            if not self.evicted:
+                return
+            for h in self.handles.values():
+                h.stale = True
+            for inode in self.inodes:
+                inode.drop_unreported()
+            delay = 0.5
+            while True:
+                try:
+                    self.mds, self.striper = await self.reconnect()
+                    break
+                except Exception as e:  # noqa: BLE001 - keep trying: the mount is useless otherwise
+                    log.warning("recovering from eviction: %s; retrying in %.0fs", e, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            self.evicted = False
+            log.warning("recovered from eviction: new MDS session %d",
+                        getattr(self.mds, "session_id", 0))
 
     def _invalidate_attr(self, fuse_ino: int) -> None:
         try:

@@ -117,6 +117,16 @@ class Inode:
                 attr.mtime_ns = self.written_mtime_ns
         return attr, mask
 
+    def drop_unreported(self) -> None:
+        """Forget writes and attribute changes the MDS never got (after an eviction)."""
+        if self.writes is not None:
+            self.writes.cancel()
+            self.writes = None
+        self.reported_seq = self.write_seq
+        self.written_size = self.written_mtime_ns = 0
+        self.pending_mask, self.pending_caller = 0, None
+        self.write_handles = 0
+
     def update(self, attr: mds_pb2.InodeAttr) -> None:
         """Take newer attributes; replies may arrive out of order, versions decide.
         Changes buffered here stay on top until the MDS has them."""
@@ -193,3 +203,4 @@ class InodeTable:
 
     def __iter__(self):
         return iter(list(self._inodes.values()))
+

@@ -42,6 +42,7 @@ class MountOptions:
     read_only: bool = False
     log_file: str | None = None    # None: stderr (foreground)
     read_ahead_kb: int = READ_AHEAD_KB
+    recover_session: str = "clean"  # after an eviction: "clean" (new session) or "no"
 
 
 # -- where a mount's state and log live --------------------------------------------------
@@ -135,22 +136,29 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
     import pyfuse3
     import pyfuse3.asyncio
 
-    from sds.client import Rados
     from sds.fs.fuse_ops import SdsOperations
-    from sds.fs.mdsclient import MdsClient
-    from sds.fs.striper import Striper
 
     pyfuse3.asyncio.enable()
-    rados = Rados(opts.conf, entity=opts.entity, keyring=opts.keyring)
-    mds = None
+    clients: dict = {}  # the client instance and MDS session in use (new after an eviction)
     mounted = False
     try:
-        await rados.connect()
-        mds = await MdsClient(rados, opts.fs or await default_fs(rados)).open()
+        rados, mds, striper = await _clients(opts, opts.fs)
+        clients.update(rados=rados, mds=mds)
         root = await _resolve_root(mds, opts.root)
-        striper = Striper(await mds.data_ioctx(), mds.stripe_size)
         ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
         mds.on_message = ops.on_mds_message
+
+        async def reconnect():
+            new_rados, new_mds, new_striper = await _clients(opts, mds.fs_name)
+            new_mds.on_message = ops.on_mds_message
+            old = dict(clients)
+            clients.update(rados=new_rados, mds=new_mds)
+            await _close(old["mds"], old["rados"])
+            log.warning("mount %s continues as client %s", opts.mountpoint, new_rados.client_id)
+            return new_mds, new_striper
+
+        if opts.recover_session == "clean":
+            ops.reconnect = reconnect
         options = set(pyfuse3.default_options) | {
             f"fsname=sds:{mds.fs_name}:{opts.root}", "subtype=sds", "allow_other"}
         if opts.read_only:
@@ -161,7 +169,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         ready(e)
         if mounted:
             pyfuse3.close(unmount=True)
-        await _close(mds, rados)
+        await _close(clients.get("mds"), clients.get("rados"))
         raise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -180,16 +188,34 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         log.info("unmounting %s", opts.mountpoint)
         await ops.shutdown()
         pyfuse3.close(unmount=True)
-        await _close(mds, rados)
+        await _close(clients["mds"], clients["rados"])
     return 0
+
+
+async def _clients(opts: MountOptions, fs_name: str | None):
+    """A client instance, an MDS session on the filesystem and a striper over its data."""
+    from sds.client import Rados
+    from sds.fs.mdsclient import MdsClient
+    from sds.fs.striper import Striper
+
+    rados = Rados(opts.conf, entity=opts.entity, keyring=opts.keyring)
+    mds = None
+    try:
+        await rados.connect()
+        mds = await MdsClient(rados, fs_name or await default_fs(rados)).open()
+        return rados, mds, Striper(await mds.data_ioctx(), mds.stripe_size)
+    except BaseException:
+        await _close(mds, rados)
+        raise
 
 
 async def _close(mds, rados) -> None:
     if mds is not None:
         with contextlib.suppress(Exception):
             await mds.close()
-    with contextlib.suppress(Exception):
-        await rados.close()
+    if rados is not None:
+        with contextlib.suppress(Exception):
+            await rados.close()
 
 
 def _run(opts: MountOptions, ready) -> int:

@@ -8,14 +8,20 @@ is atomic across mounts, so concurrent appenders lose nothing.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import time
 
 import pytest
-from fsmounts import FS_CLUSTER, mounted, requires_mds
+from fsmounts import FS_CLUSTER, mounted, requires_mds, sds
+
+from sds.fs.mount import state_file
 
 pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
 
@@ -118,3 +124,46 @@ def test_attribute_write_back_is_ordered_with_changes_elsewhere(two):
     for mnt in (a, b):
         eventually(lambda mnt=mnt: settled(mnt))
     assert (b / "attrs").read_bytes() == b"v2"
+
+
+@pytest.mark.cluster_opts(mds=2, extra_conf={"mds_revoke_timeout": 2})
+@pytest.mark.parametrize("recover", ["clean", "no"])
+def test_an_evicted_mount_recovers_with_a_new_session(cluster, tmp_path, recover):
+    """--recover-session clean (the default): a mount the MDS evicted (here: frozen while
+    another mount needed its file) fails what it had open, then carries on as a new,
+    unfenced client instance; its old instance stays blocklisted. With "no" it keeps
+    failing until mounted again."""
+    with mounted(cluster, tmp_path / "a", "--recover-session", recover) as a, \
+            mounted(cluster, tmp_path / "b") as b:
+        old_client = json.loads(state_file(os.path.realpath(a.path)).read_text())["client"]
+        fd = os.open(a.path / "held", os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, b"never reported")
+            os.kill(a.pid, signal.SIGSTOP)
+            try:  # b's open revokes a, which cannot answer: evicted after 2 s
+                assert (b.path / "held").read_bytes() == b""
+            finally:
+                os.kill(a.pid, signal.SIGCONT)
+
+            def old_handle_fails() -> bool:
+                try:
+                    os.write(fd, b"x")
+                    os.fsync(fd)
+                except OSError as e:
+                    return e.errno in (errno.EIO, errno.ESHUTDOWN)
+                return False
+
+            eventually(old_handle_fails, timeout=30)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if recover == "clean":
+            eventually(lambda: (a.path / "after").write_text("back") == 4, timeout=30)
+            eventually(lambda: (b.path / "after").read_text() == "back")
+        else:
+            with pytest.raises(OSError) as e:
+                (a.path / "after").write_text("back")
+            assert e.value.errno == errno.EIO
+        listed = sds("--conf", str(cluster.conf), "osd", "blocklist", "ls", "--format", "json")
+        fenced = [e["addr"] for e in json.loads(listed.stdout)["blocklist"]]
+        assert fenced == [old_client]
