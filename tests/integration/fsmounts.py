@@ -51,6 +51,13 @@ def sds(*args: str, check: bool = True, timeout: float = MOUNT_TIMEOUT_S,
     return done
 
 
+def close_fails_with(fd: int, code: int) -> None:
+    """close(2) reports a write-back error as `code` (the fd is closed all the same)."""
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == code
+
+
 def processes_mentioning(path: str) -> list[int]:
     """Mount client processes whose command line names this mount point."""
     pids = []

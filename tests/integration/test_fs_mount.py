@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from fsmounts import FS_CLUSTER, Mount, alive, mounted, requires_mds, sds
+from fsmounts import FS_CLUSTER, Mount, alive, close_fails_with, mounted, requires_mds, sds
 
 from sds.fs.mount import is_mounted, sds_mounts, state_file
 
@@ -158,9 +158,7 @@ def test_a_failed_data_write_surfaces_at_fsync_and_close(cluster_module, tmp_pat
                 time.sleep(0.1)
             assert failed == errno.ESHUTDOWN
             os.pwrite(fd, b"x", 0)
-            with pytest.raises(OSError) as closing:
-                os.close(fd)
-            assert closing.value.errno == errno.ESHUTDOWN
+            close_fails_with(fd, errno.ESHUTDOWN)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
