@@ -295,6 +295,13 @@ class Namespace:
             rec.used_bytes = max(0, rec.used_bytes + nbytes)
             tx.put(rec)
 
+    def _save(self, tx: Tx, req: Req, rec: Rec) -> mds_pb2.MdsReply:
+        """Stage the changed record and journal the request with its reply."""
+        tx.put(rec)
+        reply = self._reply(rec)
+        self._commit(tx, req, reply)
+        return reply
+
     def _reply(self, rec: Rec, parent: Rec | None = None) -> mds_pb2.MdsReply:
         reply = mds_pb2.MdsReply(attr=rec.attr, lease_ms=1000)
         if parent is not None:
@@ -757,10 +764,7 @@ class Namespace:
             if changes:
                 set_attrs(rec.attr, req.attr, changes, req.caller)
                 touch(rec, mtime=False)
-            tx.put(rec)
-            reply = self._reply(rec)
-            self._commit(tx, req, reply)
-            return reply
+            return self._save(tx, req, rec)
 
     async def setattr(self, req: Req) -> mds_pb2.MdsReply:
         mask, new, caller = req.set_mask, req.attr, req.caller
@@ -823,10 +827,7 @@ class Namespace:
             else:
                 rec.xattrs[req.name] = req.value
             touch(rec, mtime=False)
-            tx.put(rec)
-            reply = self._reply(rec)
-            self._commit(tx, req, reply)
-            return reply
+            return self._save(tx, req, rec)
 
     async def flock(self, req: Req) -> mds_pb2.MdsReply:
         """Whole-file advisory locks by owner: a conflict answers EAGAIN, or with
