@@ -58,7 +58,7 @@ class Rados:
         if key is None:
             path = keyring or self.config.get("keyring")
             key = Keyring.load(self.config.resolve_path(path)).key_of(entity)
-        self.messenger = Messenger(entity, key)
+        self.messenger = Messenger(entity, key, config=self.config)
         self.monc = MonClient(self.config, self.messenger)
         self._tids = itertools.count(1)
         self.client_id = f"{entity}.{socket.gethostname()}.{os.getpid()}.{random.getrandbits(32):08x}"

@@ -26,8 +26,10 @@ def new_nonce() -> bytes:
     return secrets.token_bytes(NONCE_BYTES)
 
 
-def proof(key: bytes, side: bytes, server_nonce: bytes, client_nonce: bytes, entity: str) -> bytes:
-    msg = side + b"|" + server_nonce + b"|" + client_nonce + b"|" + entity.encode()
+def proof(key: bytes, side: bytes, server_nonce: bytes, client_nonce: bytes, entity: str,
+          extra: bytes = b"") -> bytes:
+    """`extra` binds what else the handshake agreed (the server's chosen mode) to the proof."""
+    msg = side + b"|" + server_nonce + b"|" + client_nonce + b"|" + entity.encode() + extra
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 

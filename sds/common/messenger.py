@@ -18,13 +18,14 @@ import contextlib
 import errno
 import itertools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message as ProtoMessage
 
-from sds.common import auth
+from sds.common import auth, secure
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
@@ -33,7 +34,9 @@ from sds.common.errors import (
     TimedOut,
     from_code,
 )
-from sds.common.frames import FrameProtocol
+from sds.common.frames import FrameLimits, FrameProtocol
+from sds.common.options import OPTIONS
+from sds.common.ratelimit import AuthThrottle, SummaryLog, clip
 from sds.proto import messenger_pb2 as mpb
 
 log = logging.getLogger("sds.messenger")
@@ -106,6 +109,8 @@ class Connection:
         self._ids = itertools.count(1)
         self._handshake: asyncio.Queue = asyncio.Queue()
         self._open = False
+        self.inbound = False      # accepted by our listener (counted against its limits)
+        self.mode = secure.CRC
         self._handler_tasks: set[asyncio.Task] = set()
         self.on_close: list[Callable[[Connection], None]] = []
         proto.attach(self._on_frame, self._on_lost)
@@ -203,6 +208,13 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        if self._open and self.proto.refused:
+            why = self.proto.refused
+            self.messenger.refusals.event(
+                ("frame", _host(self.addr), re.sub(r"\d+", "N", why)[:80]),
+                f"dropped connection to {clip(self.peer.entity)} at {self.addr}: {why}")
+        while not self._handshake.empty():
+            self._handshake.get_nowait()
         self._handshake.put_nowait(None)
         exc = ConnectionLost(f"connection to {self.peer.entity or 'peer'} at {self.addr} lost"
                              + (f": {error}" if error and str(error) else ""))
@@ -211,7 +223,8 @@ class Connection:
                 fut.set_exception(exc)
         self._pending.clear()
         self.proto.abort()
-        for cb in self.on_close:
+        callbacks, self.on_close = self.on_close, []
+        for cb in callbacks:
             with contextlib.suppress(Exception):
                 cb(self)
         self.messenger._forget(self)
@@ -239,23 +252,73 @@ def _cancelled_by_caller(fut: asyncio.Future) -> bool:
     return True
 
 
+def _mode_tag(mode: int) -> bytes:
+    """What the server's proof adds for a mode, so a man in the middle cannot downgrade it."""
+    return b"|secure" if mode == secure.SECURE else b""
+
+
 def _handshake_frame(msg_type: int, payload: ProtoMessage) -> mpb.Envelope:
     return mpb.Envelope(type=msg_type, payload=payload.SerializeToString())
+
+
+DAEMON_ROLES = ("mon", "osd", "mds", "mgr")
+
+
+def _is_daemon(entity: str) -> bool:
+    """Transport policy only (which ms_*_mode applies), never a permission."""
+    return entity.split(".", 1)[0] in DAEMON_ROLES
+
+
+def _host(addr: str) -> str:
+    return addr.rpartition(":")[0] or addr
+
+
+class MessengerOptions:
+    """The ms_* options a messenger reads once (sds.common.options for their meaning)."""
+
+    def __init__(self, config: Any = None):
+        def get(name: str) -> Any:
+            return config.get(name) if config is not None else OPTIONS[name].default
+
+        write = get("osd_max_write_size")
+        self.limits = FrameLimits(
+            handshake=get("ms_handshake_max_bytes"), envelope=get("ms_max_envelope_bytes"),
+            data=get("ms_max_frame_bytes"),
+            request_data={mpb.OSD_OP: (write, "osd_max_write_size"),
+                          mpb.OSD_REPOP: (write, "osd_max_write_size")})
+        self.max_connections = get("ms_max_connections")
+        self.max_per_peer = get("ms_max_connections_per_peer")
+        self.max_handshakes_per_peer = get("ms_max_handshakes_per_peer")
+        self.fail_window = get("ms_auth_fail_window")
+        self.ban_after = get("ms_auth_fail_ban_after")
+        self.ban_s = get("ms_auth_fail_ban_time")
+        self.modes = {name: secure.mode_value(get(f"ms_{name}_mode"))
+                      for name in ("mon", "cluster", "client")}
+
+    def mode_for(self, local: str, remote: str) -> int:
+        """The least mode this side accepts on a connection between the two entities."""
+        if local == "mon." or remote == "mon." or local.startswith("mon.") \
+                or remote.startswith("mon."):
+            return self.modes["mon"]
+        both_daemons = _is_daemon(local) and _is_daemon(remote)
+        return self.modes["cluster" if both_daemons else "client"]
 
 
 class Messenger:
     """Listens, connects, authenticates and routes messages to registered handlers.
 
     `key_lookup` answers who may connect to us (entity -> key, caps); a messenger
-    without it can only make outgoing connections.
+    without it can only make outgoing connections. `config` supplies the ms_* limits
+    and modes (defaults without it).
     """
 
     def __init__(self, entity: str, key: bytes, key_lookup: auth.KeyLookup | None = None,
-                 epoch: Callable[[], int] | None = None):
+                 epoch: Callable[[], int] | None = None, config: Any = None):
         self.entity = entity
         self.key = key
         self.key_lookup = key_lookup
         self.epoch = epoch or (lambda: 0)
+        self.options = MessengerOptions(config)
         self.handlers: dict[int, Handler] = {}
         self.server: asyncio.AbstractServer | None = None
         self.addr = ""
@@ -263,37 +326,78 @@ class Messenger:
         self._connecting: dict[str, asyncio.Future[Connection]] = {}
         self._all: set[Connection] = set()
         self._handshakes: set[asyncio.Task] = set()
+        self._inbound: dict[str, int] = {}        # peer host -> accepted connections
+        self._inbound_total = 0
+        self._authenticating: dict[str, int] = {}  # peer host -> handshakes under way
+        self.refusals = SummaryLog(log, self.options.fail_window)
+        self.auth_throttle = AuthThrottle(
+            log, window=self.options.fail_window, ban_after=self.options.ban_after,
+            ban_s=self.options.ban_s)
+        self._auth_report: asyncio.TimerHandle | None = None
 
     def register(self, msg_type: int, handler: Handler) -> None:
         self.handlers[msg_type] = handler
+
+    def auth_failures(self) -> dict[str, int]:
+        """Failed authentications per peer address in the last ms_auth_fail_window s."""
+        return self.auth_throttle.recent()
 
     # -- server side --------------------------------------------------------------
     async def listen(self, addr: str) -> str:
         host, port = parse_addr(addr)
         loop = asyncio.get_running_loop()
+        limits = self.options.limits
         self.server = await loop.create_server(
-            lambda: FrameProtocol(on_made=self._accepted), host, port)
+            lambda: FrameProtocol(on_made=self._accepted, limits=limits), host, port)
         sock_host, sock_port = self.server.sockets[0].getsockname()[:2]
         self.addr = f"{sock_host}:{sock_port}"
         return self.addr
 
     def _accepted(self, proto: FrameProtocol) -> None:
-        conn = Connection(self, proto, proto.peername())
-        task = asyncio.get_running_loop().create_task(self._serve_handshake(conn))
+        addr = proto.peername()
+        host = _host(addr)
+        opts = self.options
+        why = None
+        if self._inbound_total >= opts.max_connections:
+            why = f"{self._inbound_total} connections (ms_max_connections)"
+        elif self._inbound.get(host, 0) >= opts.max_per_peer:
+            why = f"{self._inbound[host]} connections from it (ms_max_connections_per_peer)"
+        elif self._authenticating.get(host, 0) >= opts.max_handshakes_per_peer:
+            why = (f"{self._authenticating[host]} handshakes from it under way "
+                   "(ms_max_handshakes_per_peer)")
+        if why is not None:
+            self.refusals.event(("limit", host), f"refused connection from {addr}: {why}")
+            proto.abort()
+            return
+        self._inbound[host] = self._inbound.get(host, 0) + 1
+        self._inbound_total += 1
+        self._authenticating[host] = self._authenticating.get(host, 0) + 1
+        conn = Connection(self, proto, addr)
+        conn.inbound = True
+        task = asyncio.get_running_loop().create_task(self._serve_handshake(conn, host))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def _serve_handshake(self, conn: Connection) -> None:
+    async def _serve_handshake(self, conn: Connection, host: str) -> None:
         try:
-            await asyncio.wait_for(self._server_handshake(conn), HANDSHAKE_TIMEOUT_S)
+            await asyncio.wait_for(self._server_handshake(conn, host), HANDSHAKE_TIMEOUT_S)
         except (SdsError, TimeoutError) as e:
-            log.info("refused connection from %s: %s", conn.addr, e)
-            conn.proto.transport.close()
+            if not isinstance(e, AuthError):  # failed proofs are summarised by the throttle
+                why = conn.proto.refused or str(e) or "handshake timed out"
+                self.refusals.event(("handshake", host, re.sub(r"\d+", "N", why)[:80]),
+                                    f"refused connection from {conn.addr}: {why}")
             conn._shutdown(e)
             return
-        self._all.add(conn)
+        finally:
+            left = self._authenticating.get(host, 1) - 1
+            if left:
+                self._authenticating[host] = left
+            else:
+                self._authenticating.pop(host, None)
+        if not conn.closed:
+            self._all.add(conn)
 
-    async def _server_handshake(self, conn: Connection) -> None:
+    async def _server_handshake(self, conn: Connection, host: str) -> None:
         nonce = auth.new_nonce()
         conn.proto.write_frame(_handshake_frame(mpb.HELLO, mpb.Hello(
             entity=self.entity, nonce=nonce, protocol=PROTOCOL_VERSION)), [])
@@ -301,22 +405,48 @@ class Messenger:
         if env.type != mpb.AUTH_REQUEST:
             raise AuthError("expected an authentication request")
         req = mpb.AuthRequest()
-        req.ParseFromString(env.payload)
-        found = self.key_lookup(req.entity) if self.key_lookup else None
+        try:
+            req.ParseFromString(env.payload)
+        except Exception:
+            raise AuthError("undecodable authentication request") from None
+        throttle = self.auth_throttle
+        banned = throttle.banned(host, req.entity)
+        found = None if banned or self.key_lookup is None else self.key_lookup(req.entity)
         if found is None or not auth.verify(
                 auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity), req.proof):
+            delay = throttle.failed(host, req.entity)
+            self._schedule_auth_report()
+            if delay:
+                await asyncio.sleep(delay)
+            why = "temporarily banned after repeated failures" if banned else \
+                "unknown entity or wrong key"
             conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, mpb.AuthReply(
-                ok=False, err=f"authentication failed for {req.entity or '(no name)'}: "
-                              "unknown entity or wrong key")), [])
+                ok=False, err=f"authentication failed for {clip(req.entity) or '(no name)'}: "
+                              f"{why}")), [])
             await asyncio.sleep(0)  # let the refusal leave before the close
-            raise AuthError(f"authentication failed for {req.entity!r}")
+            raise AuthError(f"authentication failed for {clip(req.entity)}")
         key, caps = found
-        reply = mpb.AuthReply(ok=True, proof=auth.proof(key, b"server", nonce, req.client_nonce,
-                                                        req.entity))
+        mode = max(req.mode, self.options.mode_for(self.entity, req.entity))
+        reply = mpb.AuthReply(ok=True, mode=mode, proof=auth.proof(
+            key, b"server", nonce, req.client_nonce, req.entity, _mode_tag(mode)))
         reply.caps.update(caps)
         conn.peer = auth.Peer(req.entity, dict(caps))
-        conn._open = True
+        conn.mode = mode
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, reply), [])
+        conn._open = True
+        conn.proto.authenticate(secure.SecureSession.derive(
+            key, nonce, req.client_nonce, req.entity, is_client=False)
+            if mode == secure.SECURE else None)
+
+    def _schedule_auth_report(self) -> None:
+        if self._auth_report is None:
+            self._auth_report = asyncio.get_running_loop().call_later(
+                self.options.fail_window, self._report_auth_failures)
+
+    def _report_auth_failures(self) -> None:
+        self._auth_report = None
+        if self.auth_throttle.report_due():
+            self._schedule_auth_report()
 
     # -- client side --------------------------------------------------------------
     async def connect(self, addr: str, timeout: float = 10.0) -> Connection:
@@ -339,9 +469,11 @@ class Messenger:
     async def _open(self, addr: str, timeout: float) -> Connection:
         host, port = parse_addr(addr)
         loop = asyncio.get_running_loop()
+        limits = self.options.limits
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(FrameProtocol, host, port), timeout)
+                loop.create_connection(lambda: FrameProtocol(limits=limits), host, port),
+                timeout)
         except (OSError, TimeoutError) as e:
             raise ConnectionLost(f"cannot connect to {addr}: {e or 'timed out'}") from None
         conn = Connection(self, proto, addr)
@@ -358,22 +490,36 @@ class Messenger:
 
     async def _client_handshake(self, conn: Connection) -> None:
         env, _ = await conn._next_handshake_frame()
+        if env.type != mpb.HELLO:
+            raise AuthError(f"{conn.addr} did not greet us with a hello")
         hello = mpb.Hello()
         hello.ParseFromString(env.payload)
         client_nonce = auth.new_nonce()
+        want = self.options.mode_for(self.entity, hello.entity)
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
-            entity=self.entity, client_nonce=client_nonce,
+            entity=self.entity, client_nonce=client_nonce, mode=want,
             proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity))), [])
+        conn.proto.release_hold()
         env, _ = await conn._next_handshake_frame()
+        if env.type != mpb.AUTH_REPLY:
+            raise AuthError(f"{conn.addr} did not answer our authentication request")
         reply = mpb.AuthReply()
         reply.ParseFromString(env.payload)
         if not reply.ok:
-            raise AuthError(reply.err or "authentication refused")
-        expected = auth.proof(self.key, b"server", hello.nonce, client_nonce, self.entity)
+            raise AuthError(clip(reply.err, 200) or "authentication refused")
+        expected = auth.proof(self.key, b"server", hello.nonce, client_nonce, self.entity,
+                              _mode_tag(reply.mode))
         if not auth.verify(expected, reply.proof):
-            raise AuthError(f"{hello.entity} could not prove it knows our key")
+            raise AuthError(f"{clip(hello.entity)} could not prove it knows our key")
+        if reply.mode < want or reply.mode > secure.SECURE:
+            raise AuthError(f"{clip(hello.entity)} offered mode {reply.mode}; we require "
+                            f"{secure.MODES[want]}")
         conn.peer = auth.Peer(hello.entity)
+        conn.mode = reply.mode
         conn._open = True
+        conn.proto.authenticate(secure.SecureSession.derive(
+            self.key, hello.nonce, client_nonce, self.entity, is_client=True)
+            if reply.mode == secure.SECURE else None)
 
     async def call(self, addr: str, msg_type: int, payload: Payload = None,
                    data: Data | list[Data] | None = None, epoch: int = 0,
@@ -383,6 +529,15 @@ class Messenger:
 
     def _forget(self, conn: Connection) -> None:
         self._all.discard(conn)
+        if conn.inbound:
+            conn.inbound = False
+            host = _host(conn.addr)
+            left = self._inbound.get(host, 1) - 1
+            if left:
+                self._inbound[host] = left
+            else:
+                self._inbound.pop(host, None)
+            self._inbound_total -= 1
         if self._outgoing.get(conn.addr) is conn:
             del self._outgoing[conn.addr]
 

@@ -119,7 +119,8 @@ class MgrDaemon(Daemon):
 
     async def start(self) -> None:
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=lambda e: self.monc.key_lookup(e))
+                                   key_lookup=lambda e: self.monc.key_lookup(e),
+                                   config=self.config)
         self.monc = MonClient(self.config, self.messenger, want_auth=True)
         self.messenger.register(mpb.MON_STATS, self._on_stats)
         addr = self.config.get("mgr_addr") or self.config.get("addr")

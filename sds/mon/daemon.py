@@ -94,7 +94,7 @@ class MonDaemon(Daemon):
                 self.state.apply(version, value)
         self.messenger = Messenger("mon.", self.keyring.key_of("mon."),
                                    key_lookup=self.state.key_lookup,
-                                   epoch=lambda: self.state.osdmap.epoch)
+                                   epoch=lambda: self.state.osdmap.epoch, config=self.config)
         self.messenger.register(mpb.PAXOS, self._on_paxos)
         self.messenger.register(mpb.MON_COMMAND, self._on_command)
         self.messenger.register(mpb.MON_SUBSCRIBE, self._on_subscribe)

@@ -84,7 +84,8 @@ class OsdDaemon(Daemon):
         self.uuid = self._identity()
         self.store = DurableStore(self.data_dir / "store")
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=self._key_lookup, epoch=lambda: self.osdmap.epoch)
+                                   key_lookup=self._key_lookup, epoch=lambda: self.osdmap.epoch,
+                                   config=self.config)
         self.monc = MonClient(self.config, self.messenger, want_auth=True,
                               on_osdmap=self._on_osdmap)
         for msg_type, handler in ((mpb.OSD_OP, self._on_op), (mpb.OSD_REPOP, self._on_repop),
