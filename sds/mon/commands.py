@@ -54,6 +54,7 @@ class MonView:
     config: Config
     now: float
     mdsmap: maps_pb2.MdsMap = field(default_factory=maps_pb2.MdsMap)
+    auth_failures: dict[str, int] = field(default_factory=dict)  # at this mon, per address
 
 
 @dataclass

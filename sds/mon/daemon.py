@@ -27,7 +27,7 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.common.tasks import cancel_and_wait
-from sds.mon import commands, genesis, paxos, paxos_wire
+from sds.mon import auth_health, commands, genesis, paxos, paxos_wire  # noqa: F401 (auth_health registers AUTH_FAILURES)
 from sds.mon.failures import FailureTracker
 from sds.mon.state import MonState
 from sds.mon.store import MonStore
@@ -266,7 +266,9 @@ class MonDaemon(Daemon):
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
-                                mdsmap=self.state.mdsmap)
+                                mdsmap=self.state.mdsmap,
+                                auth_failures=self.messenger.auth_failures()
+                                if self.messenger else {})
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()

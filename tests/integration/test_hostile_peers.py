@@ -24,6 +24,8 @@ from hostile import (
 )
 
 from sds.client import Rados
+from sds.common.errors import AuthError
+from sds.common.messenger import Messenger
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.cluster_opts(mds=1, extra_conf={"ms_cluster_mode": "secure"})]
@@ -118,3 +120,31 @@ def test_secure_mode_leaves_no_object_data_on_the_wire(cluster_module):
     assert set(modes) == {1}
     assert len(sealed.packets) > 20 and sealed.count(MARKER) == 0
     assert sealed.count(MARKER[:16]) == 0
+
+
+async def guess_keys(addr: str, attempts: int) -> None:
+    async def one():
+        m = Messenger("client.guesser", b"not the key" * 3)
+        try:
+            with pytest.raises(AuthError):
+                await m.connect(addr, timeout=20)
+        finally:
+            await m.close()
+    await asyncio.gather(*(one() for _ in range(attempts)))
+
+
+def test_wrong_keys_raise_auth_failures_and_are_summarised(cluster_module):
+    c = cluster_module
+    mons = [n for n in c.names() if n.startswith("mon.")]
+
+    async def run():
+        await asyncio.gather(*(guess_keys(c.addr(n), 12) for n in mons))
+        async with Rados(c.conf) as r:   # client.admin is not banned by client.guesser's failures
+            return await r.mon_command({"prefix": "health", "detail": True})
+
+    health = asyncio.run(run())
+    check = health["checks"]["AUTH_FAILURES"]
+    assert check["summary"]["count"] >= 12 and health["status"] == "HEALTH_WARN"
+    log = c.log_tail(mons[0], 400)
+    lines = [line for line in log.splitlines() if "client.guesser" in line]
+    assert 1 <= len(lines) <= 2, lines   # the first failure, never one line per attempt

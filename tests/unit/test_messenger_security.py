@@ -198,3 +198,16 @@ async def test_closed_connections_are_freed_without_the_gc():
     finally:
         gc.enable()
         await server.close()
+
+
+def test_auth_failures_become_a_health_warning():
+    from sds.mon import auth_health
+    from sds.mon.commands import MonView
+
+    view = MonView(osdmap=None, auth={}, monmap=None, mon_status={}, digest=None,
+                   config=Conf(), now=0.0, auth_failures={"127.0.0.1": 37, "10.0.0.2": 2})
+    (check,) = auth_health.check_auth(view)
+    assert check.code == "AUTH_FAILURES" and check.count == 37
+    assert check.detail == ["37 failed attempts from 127.0.0.1 at this monitor"]
+    view.auth_failures = {"127.0.0.1": 3}
+    assert auth_health.check_auth(view) == []
