@@ -9,6 +9,13 @@ one connection and replies come back in any order. Bulk data rides after the env
 and is never re-encoded. Each connection is authenticated at set-up (sds.common.auth);
 connections are symmetric: either side may call the other once set up.
 Reconnects, timeouts, back-pressure and errno mapping live here once.
+
+Against hostile peers: frame limits (sds.common.frames) before and after
+authentication, connection limits per peer address and in total, failed
+authentications backed off and banned (sds.common.ratelimit), every refusal logged
+once per interval with peer strings clipped. Secure mode (ms_mon_mode,
+ms_cluster_mode, ms_client_mode: the stricter side wins) encrypts every frame after
+the handshake (sds.common.secure).
 """
 
 from __future__ import annotations
@@ -210,7 +217,7 @@ class Connection:
         self.closed = True
         if self._open and self.proto.refused:
             why = self.proto.refused
-            self.messenger.refusals.event(
+            self.messenger._refused(
                 ("frame", _host(self.addr), re.sub(r"\d+", "N", why)[:80]),
                 f"dropped connection to {clip(self.peer.entity)} at {self.addr}: {why}")
         while not self._handshake.empty():
@@ -334,6 +341,7 @@ class Messenger:
             log, window=self.options.fail_window, ban_after=self.options.ban_after,
             ban_s=self.options.ban_s)
         self._auth_report: asyncio.TimerHandle | None = None
+        self._refusal_flush: asyncio.TimerHandle | None = None
 
     def register(self, msg_type: int, handler: Handler) -> None:
         self.handlers[msg_type] = handler
@@ -366,7 +374,7 @@ class Messenger:
             why = (f"{self._authenticating[host]} handshakes from it under way "
                    "(ms_max_handshakes_per_peer)")
         if why is not None:
-            self.refusals.event(("limit", host), f"refused connection from {addr}: {why}")
+            self._refused(("limit", host), f"refused connection from {addr}: {why}")
             proto.abort()
             return
         self._inbound[host] = self._inbound.get(host, 0) + 1
@@ -384,8 +392,8 @@ class Messenger:
         except (SdsError, TimeoutError) as e:
             if not isinstance(e, AuthError):  # failed proofs are summarised by the throttle
                 why = conn.proto.refused or str(e) or "handshake timed out"
-                self.refusals.event(("handshake", host, re.sub(r"\d+", "N", why)[:80]),
-                                    f"refused connection from {conn.addr}: {why}")
+                self._refused(("handshake", host, re.sub(r"\d+", "N", why)[:80]),
+                              f"refused connection from {conn.addr}: {why}")
             conn._shutdown(e)
             return
         finally:
@@ -403,12 +411,12 @@ class Messenger:
             entity=self.entity, nonce=nonce, protocol=PROTOCOL_VERSION)), [])
         env, _ = await conn._next_handshake_frame()
         if env.type != mpb.AUTH_REQUEST:
-            raise AuthError("expected an authentication request")
+            raise InvalidArgument("expected an authentication request")
         req = mpb.AuthRequest()
         try:
             req.ParseFromString(env.payload)
         except Exception:
-            raise AuthError("undecodable authentication request") from None
+            raise InvalidArgument("undecodable authentication request") from None
         throttle = self.auth_throttle
         banned = throttle.banned(host, req.entity)
         found = None if banned or self.key_lookup is None else self.key_lookup(req.entity)
@@ -437,6 +445,17 @@ class Messenger:
         conn.proto.authenticate(secure.SecureSession.derive(
             key, nonce, req.client_nonce, req.entity, is_client=False)
             if mode == secure.SECURE else None)
+
+    def _refused(self, key: tuple, text: str) -> None:
+        """Log a refusal at most once per key and ms_auth_fail_window (then a summary)."""
+        self.refusals.event(key, text)
+        if self._refusal_flush is None:
+            self._refusal_flush = asyncio.get_running_loop().call_later(
+                self.options.fail_window, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._refusal_flush = None
+        self.refusals.flush()
 
     def _schedule_auth_report(self) -> None:
         if self._auth_report is None:
@@ -553,6 +572,10 @@ class Messenger:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for timer in (self._auth_report, self._refusal_flush):
+            if timer is not None:
+                timer.cancel()
+        self._auth_report = self._refusal_flush = None
         for task in list(self._handshakes):
             task.cancel()
         for conn in list(self._all):
