@@ -418,11 +418,12 @@ class Messenger:
         except Exception:
             raise InvalidArgument("undecodable authentication request") from None
         throttle = self.auth_throttle
-        banned = throttle.banned(host, req.entity)
+        who = req.entity[:256]   # what the throttle keys on: bounded, whatever was sent
+        banned = throttle.banned(host, who)
         found = None if banned or self.key_lookup is None else self.key_lookup(req.entity)
         if found is None or not auth.verify(
                 auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity), req.proof):
-            delay = throttle.failed(host, req.entity)
+            delay = throttle.failed(host, who)
             self._schedule_auth_report()
             if delay:
                 await asyncio.sleep(delay)
