@@ -328,6 +328,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
         size = 0
         for seg in segments:
             size += len(seg)
+        if self.authenticated:  # what the peer would refuse fails here, early and clearly
+            self.limits.check_header(True, len(env_bytes), size)
+            self.limits.check_data(env, size)
         if self.session is not None:
             sealed = self.session.seal(env_bytes, segments, size)
             self._out.extend(sealed)

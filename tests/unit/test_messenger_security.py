@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from sds.common import secure
-from sds.common.errors import AuthError, ConnectionLost
+from sds.common.errors import AuthError, ConnectionLost, InvalidArgument
 from sds.common.messenger import Messenger
 from sds.common.options import OPTIONS
 from sds.proto import messenger_pb2 as mpb
@@ -211,3 +211,16 @@ def test_auth_failures_become_a_health_warning():
     assert check.detail == ["37 failed attempts from 127.0.0.1 at this monitor"]
     view.auth_failures = {"127.0.0.1": 3}
     assert auth_health.check_auth(view) == []
+
+
+async def test_a_request_over_the_limits_fails_early_at_the_sender():
+    server, addr = await start_server()
+    client = Messenger("client.admin", KEYS["client.admin"], config=Conf(osd_max_write_size=1000))
+    try:
+        with pytest.raises(InvalidArgument, match="osd_max_write_size"):
+            await client.call(addr, mpb.OSD_OP, b"", data=b"x" * 1001)
+        resp = await client.call(addr, mpb.PING, b"still fine", data=b"x" * 1001)
+        assert resp.payload == b"still fine"
+    finally:
+        await client.close()
+        await server.close()
