@@ -2,8 +2,9 @@
 8 MiB entity name is never logged, and secure mode leaves no object data on the wire.
 
 Bound stated and asserted: each daemon's RSS grows by less than RSS_BOUND_MIB while
-being sent four 1 GiB-announcing headers, four 64 MiB envelope headers and two 8 MiB
-AuthRequests (before this messenger: +3.4 to +4.4 GiB each).
+being sent four 1 GiB-announcing headers, four 64 MiB envelope headers, two 8 MiB
+AuthRequests and 300 idle connections (before this messenger the first three took
++3.4 to +4.4 GiB each).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def test_pre_auth_headers_leave_every_daemon_small(cluster_module, capsys):
         send_and_hold(addr, [giant_data_header()] * 4, 0.5)
         send_and_hold(addr, [giant_envelope_header()] * 4, 0.5)
         send_and_hold(addr, [huge_auth_request()] * 2, 0.5)
+        send_and_hold(addr, [b""] * 300, 1.0)   # idle, never authenticating (64 get in)
         time.sleep(0.5)
         after = rss_kib(pid)
         seen[role] = (name, before // 1024, after // 1024)
