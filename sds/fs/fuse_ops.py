@@ -66,6 +66,7 @@ READDIR_PAGE = 512            # entries per MDS READDIR; the kernel takes ~30 pe
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 BLOCK = 512                   # st_blocks unit
 APPEND_LOCK_WAIT_S = 5.0
+STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
     ("update_size", mds_pb2.SET_SIZE, "size", "st_size"),
     ("update_mode", mds_pb2.SET_MODE, "mode", "st_mode"),
@@ -80,7 +81,8 @@ SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttri
 class MdsLike:
     """What the operations need from `sds.fs.mdsclient.MdsClient`."""
 
-    async def request(self, req: mds_pb2.MdsRequest) -> mds_pb2.MdsReply: ...
+    async def request(self, req: mds_pb2.MdsRequest,
+                      timeout: float | None = None) -> mds_pb2.MdsReply: ...
 
 
 def handler(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -180,6 +182,7 @@ class SdsOperations(pyfuse3.Operations):
         self.reconnect: Callable[[], Awaitable[tuple[MdsLike, Striper]]] | None = None
         self._recovery = asyncio.Lock()
         self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
+        self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
@@ -193,13 +196,14 @@ class SdsOperations(pyfuse3.Operations):
 
     # -- helpers ------------------------------------------------------------------------
     async def call(self, op: int, ctx: pyfuse3.RequestContext | None = None,
-                   caller: mds_pb2.Caller | None = None, **fields: Any) -> mds_pb2.MdsReply:
+                   caller: mds_pb2.Caller | None = None, timeout: float | None = None,
+                   **fields: Any) -> mds_pb2.MdsReply:
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
         try:
-            reply = await self.mds.request(req)
+            reply = await (self.mds.request(req, timeout) if timeout else self.mds.request(req))
         except SdsError as e:
             if e.code in (errno.ESTALE, errno.ESHUTDOWN):  # our session was evicted
                 self._evicted()
@@ -252,6 +256,14 @@ class SdsOperations(pyfuse3.Operations):
 
     def mds_ino(self, fuse_ino: int) -> int:
         return self.inodes.to_mds(fuse_ino)
+
+    @property
+    def max_file_size(self) -> int:
+        return getattr(self.mds, "max_file_size", 1 << 63)
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_file_size:
+            raise pyfuse3.FUSEError(errno.EFBIG)
 
     def check_writable(self) -> None:
         if self.read_only:
@@ -308,6 +320,11 @@ class SdsOperations(pyfuse3.Operations):
                 mask |= bit
         if mask & (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME) and ctx.uid not in (0, inode.attr.uid):
             mask = times_to_now(new, mask)
+        if mask & mds_pb2.SET_SIZE:
+            self.check_size(new.size)
+            h = self.handles.get(fh) if fh is not None else None
+            if h is not None and h.writable and not h.stale:
+                mask |= mds_pb2.SET_BY_WRITER  # ftruncate: allowed whatever the mode now
         async with inode.lock:
             if mask and not mask & ~WRITE_BACK_BITS and inode.write_handles:
                 # attribute write-back (tar: fchown, fchmod, futimens before close): checked
@@ -521,6 +538,7 @@ class SdsOperations(pyfuse3.Operations):
     async def write(self, fh, off, buf):
         h = self.live_handle(fh)
         inode = h.inode
+        buf = self._within_max_size(off if not h.append else inode.size, buf)
         if not h.append:
             if inode.writes is None:
                 inode.writes = WriteBehind(self.striper, inode.ino)
@@ -537,6 +555,15 @@ class SdsOperations(pyfuse3.Operations):
             inode.note_write(off + len(buf))
             await self._report_writes(inode, h.caller)  # the next appender anywhere sees it
         return len(buf)
+
+    def _within_max_size(self, off: int, buf: bytes) -> bytes:
+        """As Linux: EFBIG at or past max_file_size, a short write up to it."""
+        limit = self.max_file_size
+        if off + len(buf) <= limit:
+            return buf
+        if off >= limit:
+            raise pyfuse3.FUSEError(errno.EFBIG)
+        return buf[:limit - off]
 
     @contextlib.asynccontextmanager
     async def _append_lock(self, inode: Inode):
@@ -654,7 +681,17 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def statfs(self, ctx):
-        s = (await self.call(Req.STATFS, ctx, ino=self.inodes.root_ino)).statfs
+        """df must answer even without an MDS (kubelet polls it): the last known values
+        then, after a short wait."""
+        try:
+            s = (await self.call(Req.STATFS, ctx, timeout=STATFS_TIMEOUT_S,
+                                 ino=self.inodes.root_ino)).statfs
+            self.last_statfs = s
+        except SdsError as e:
+            if self.last_statfs is None or e.code not in (errno.ETIMEDOUT, errno.EIO):
+                raise
+            log.info("statfs answered from the last known values: %s", e)
+            s = self.last_statfs
         out = pyfuse3.StatvfsData()
         bsize = s.block_size or 4096
         out.f_bsize = out.f_frsize = bsize

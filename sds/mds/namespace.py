@@ -22,6 +22,7 @@ from sds.common.errors import (
     AlreadyExists,
     Busy,
     CrossDevice,
+    FileTooBig,
     InvalidArgument,
     IsADirectory,
     NameTooLong,
@@ -82,6 +83,7 @@ class Namespace:
         self.store = store
         self.fence = fence  # blocklists a session's client on the OSDs; returns the epoch
         self.osd_epoch_barrier = 0
+        self.max_file_size = layout.DEFAULT_MAX_FILE_SIZE  # EFBIG past it; the mons set it
         self.journal = journal
         self.cluster_statfs = cluster_statfs
         self.caps = caps or Caps(_no_client)
@@ -118,7 +120,7 @@ class Namespace:
             if ev.client:
                 self._remember(ev.client, ev.tid, ev.reply)
             if ev.seq > applied:
-                await self.store.apply(list(ev.ops), replay=True)
+                await self.journal.replay(self._replay_apply, ev)
                 self.replayed += 1
         await self.journal.replayed()
         failed = self.journal.start(self.store.apply)
@@ -135,8 +137,15 @@ class Namespace:
             await self._settled()
         return failed
 
+    async def _replay_apply(self, ops: list[MetaOp]) -> None:
+        await self.store.apply(ops, replay=True)
+
     async def stop(self) -> None:
         await self.journal.stop()
+
+    def health(self) -> list[dict]:
+        """What this MDS reports wrong in its beacons (MDS_... codes)."""
+        return self.journal.health()
 
     async def _settled(self) -> None:
         """Wait until every staged change is applied to RADOS (before reading listings)."""
@@ -757,6 +766,7 @@ class Namespace:
             if not wrote and not changes:
                 return self._reply(rec)
             if wrote:
+                self._check_size(req.attr.size)
                 if req.attr.size > rec.attr.size:
                     await self._resize(tx, rec, req.attr.size)
                 touch(rec, at=req.attr.mtime_ns or None)
@@ -783,7 +793,9 @@ class Namespace:
                     raise IsADirectory("cannot truncate a directory")
                 if not stat.S_ISREG(attr.mode):
                     raise InvalidArgument("only regular files have a size to set")
-                perms.check(attr, caller, perms.W)
+                if not mask & mds_pb2.SET_BY_WRITER:  # ftruncate: the open checked it
+                    perms.check(attr, caller, perms.W)
+                self._check_size(new.size)
                 await self._resize(tx, rec, new.size)
                 touch(rec)
             set_attrs(attr, new, mask & TIME_BITS, caller)
@@ -793,6 +805,11 @@ class Namespace:
             self._commit(tx, req, reply)
             await self._cut(tx)
             return reply
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_file_size:
+            raise FileTooBig(f"size {size} is past the filesystem's max_file_size "
+                             f"{self.max_file_size}")
 
     async def setxattr(self, req: Req) -> mds_pb2.MdsReply:
         if not req.name or len(req.name.encode()) > 255:
