@@ -67,6 +67,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 BLOCK = 512                   # st_blocks unit
 APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
+QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
     ("update_size", mds_pb2.SET_SIZE, "size", "st_size"),
     ("update_mode", mds_pb2.SET_MODE, "mode", "st_mode"),
@@ -217,6 +218,11 @@ class SdsOperations(pyfuse3.Operations):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
                 known.update(attr)
+        if op in QUOTA_ROOM_OPS and reply.attr.ino:
+            known = self.inodes.known(reply.attr.ino)
+            if known is not None:
+                known.quota_end = reply.attr.size + reply.quota_room \
+                    if reply.quota_limited else None
         return reply
 
     def _timeout(self, reply: mds_pb2.MdsReply | None) -> float:
@@ -540,6 +546,8 @@ class SdsOperations(pyfuse3.Operations):
         inode = h.inode
         buf = self._within_max_size(off if not h.append else inode.size, buf)
         if not h.append:
+            if inode.quota_end is not None and off + len(buf) > max(inode.quota_end, inode.size):
+                buf = await self._within_quota(inode, h, off, buf)
             if inode.writes is None:
                 inode.writes = WriteBehind(self.striper, inode.ino)
             await inode.writes.write(off, buf)
@@ -555,6 +563,21 @@ class SdsOperations(pyfuse3.Operations):
             inode.note_write(off + len(buf))
             await self._report_writes(inode, h.caller)  # the next appender anywhere sees it
         return len(buf)
+
+    async def _within_quota(self, inode: Inode, h: Handle, off: int, buf: bytes) -> bytes:
+        """The write would grow the file past what its byte quota allowed when last heard:
+        report what was written (the MDS answers with the room left), then write what
+        fits, or fail with EDQUOT, as CephFS clients check quotas in the write path."""
+        async with inode.lock:
+            await self._report_writes(inode, h.caller)
+            if not inode.dirty and inode.quota_end is not None:
+                await self.call(Req.WRITE_DONE, caller=h.caller, ino=inode.ino)
+        end = inode.quota_end
+        if end is None or off + len(buf) <= max(end, inode.size):
+            return buf
+        if off >= max(end, inode.size):
+            raise pyfuse3.FUSEError(errno.EDQUOT)
+        return buf[:max(end, inode.size) - off]
 
     def _within_max_size(self, off: int, buf: bytes) -> bytes:
         """As Linux: EFBIG at or past max_file_size, a short write up to it."""
@@ -684,7 +707,8 @@ class SdsOperations(pyfuse3.Operations):
         """df must answer even without an MDS (kubelet polls it): the last known values
         then, after a short wait."""
         try:
-            s = (await self.call(Req.STATFS, ctx, timeout=STATFS_TIMEOUT_S,
+            wait = STATFS_TIMEOUT_S if self.last_statfs is not None else None
+            s = (await self.call(Req.STATFS, ctx, timeout=wait,
                                  ino=self.inodes.root_ino)).statfs
             self.last_statfs = s
         except SdsError as e:

@@ -151,7 +151,6 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
     import pyfuse3.asyncio
 
     from sds.fs.fuse_ops import SdsOperations
-    from sds.proto import mds_pb2
 
     pyfuse3.asyncio.enable()
     clients: dict = {}  # the client instance and MDS session in use (new after an eviction)
@@ -161,9 +160,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         clients.update(rados=rados, mds=mds)
         root = await _resolve_root(mds, opts.root)
         ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
-        with contextlib.suppress(SdsError):  # df answers from the start, even without an MDS
-            ops.last_statfs = (await mds.request(mds_pb2.MdsRequest(
-                op=mds_pb2.MdsRequest.STATFS, ino=root))).statfs
+        ops.spawn(_remember_statfs(ops, mds, root))
         mds.on_message = ops.on_mds_message
 
         async def reconnect():
@@ -221,6 +218,16 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         pyfuse3.close(unmount=True)
         await _close(clients["mds"], clients["rados"])
     return 0
+
+
+async def _remember_statfs(ops, mds, root: int) -> None:
+    """statfs once at the start, so df can answer even if the MDS goes away next."""
+    from sds.proto import mds_pb2
+
+    with contextlib.suppress(SdsError):
+        reply = await mds.request(mds_pb2.MdsRequest(op=mds_pb2.MdsRequest.STATFS, ino=root))
+        if ops.last_statfs is None:
+            ops.last_statfs = reply.statfs
 
 
 def _exit_now(mountpoint: str) -> None:

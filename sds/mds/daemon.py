@@ -40,6 +40,8 @@ log = logging.getLogger("sds.mds")
 Req = mds_pb2.MdsRequest
 LEASE_FRACTION = 0.6   # serve only while the last acknowledged beacon is this fresh
 STATFS_CACHE_S = 2.0
+STATS_WAIT_S = 10.0  # a statfs waits this long for the cluster's first statistics
+STATS_POLL_S = 0.25
 LEASE_MS = 1000
 LEASE_MARGIN_S = 0.5
 
@@ -237,11 +239,20 @@ class MdsDaemon(Daemon):
         await found[1].send(mpb.MDS_CLIENT, msg)
 
     async def _cluster_statfs(self) -> mds_pb2.StatFs:
-        """Capacity of the data pool from the monitors' `df`, cached for a moment."""
+        """Capacity of the data pool from the monitors' `df`, cached for a moment. On a
+        fresh cluster the mons have no statistics for the first seconds (they come from
+        the mgr): wait for them rather than report a size of 0."""
         now = time.monotonic()
         if self._statfs is not None and now - self._statfs[0] < STATFS_CACHE_S:
             return self._statfs[1]
-        out = await self.rados.mon_command({"prefix": "df"})
+        deadline = now + STATS_WAIT_S
+        while True:
+            out = await self.rados.mon_command({"prefix": "df"})
+            stats = out.get("stats", {})
+            if (stats.get("stats_available", True) and int(stats.get("total_bytes", 0))) \
+                    or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(STATS_POLL_S)
         stats = out.get("stats", {})
         pool = next((p["stats"] for p in out.get("pools", [])
                      if p.get("id") == self.fs.get("data_pool")), {})
@@ -251,7 +262,8 @@ class MdsDaemon(Daemon):
         statfs = mds_pb2.StatFs(total_bytes=total, free_bytes=free, total_files=files,
                                 free_files=max(0, files - int(stats.get("total_objects", 0))),
                                 block_size=4096, name_max=layout.NAME_MAX)
-        self._statfs = (now, statfs)
+        if total:  # never remember "no statistics yet"
+            self._statfs = (time.monotonic(), statfs)
         return statfs
 
 

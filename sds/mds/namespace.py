@@ -63,6 +63,8 @@ MAX_DEPTH = 4096
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
 # the request field naming the directory whose entries the client may cache afterwards
+# replies about a file that carry the room its byte quota leaves (the client's write path)
+QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
 LEASED_DIR = {Req.LOOKUP: "ino", Req.READDIR: "ino", Req.CREATE: "ino", Req.MKNOD: "ino",
               Req.MKDIR: "ino", Req.SYMLINK: "ino", Req.LINK: "ino2", Req.RENAME: "ino2"}
 
@@ -189,6 +191,8 @@ class Namespace:
         try:
             reply = await self._durably(handler, req)
             self._grant_lease(req)
+            if req.op in QUOTA_ROOM_OPS:
+                await self._quota_room(reply)
             self._remember(req.client_name, req.tid, reply.SerializeToString())
             fut.set_result(reply)
             return reply
@@ -303,6 +307,22 @@ class Namespace:
             rec.used_files = max(0, rec.used_files + files)
             rec.used_bytes = max(0, rec.used_bytes + nbytes)
             tx.put(rec)
+
+    async def _quota_room(self, reply: mds_pb2.MdsReply) -> None:
+        """How far the file of the reply may grow before a byte quota above it is reached:
+        the client fails write(2) with EDQUOT there, keeping what fitted."""
+        if not stat.S_ISREG(reply.attr.mode):
+            return
+        with contextlib.suppress(NotFound):
+            tx = Tx(self.store)
+            rec = await tx.get(reply.attr.ino)
+            if not rec.parent:
+                return
+            rooms = [a.max_bytes - min(a.used_bytes, a.max_bytes)
+                     for a in await self._ancestors(tx, rec.parent)
+                     if a.has_quota and a.max_bytes]
+            if rooms:
+                reply.quota_limited, reply.quota_room = True, min(rooms)
 
     def _save(self, tx: Tx, req: Req, rec: Rec) -> mds_pb2.MdsReply:
         """Stage the changed record and journal the request with its reply."""

@@ -431,3 +431,42 @@ def test_sqlite_writes(d):
     assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     assert db.execute("select count(*) from t").fetchone()[0] == 5000 - len(range(0, 5000, 7))
     db.close()
+
+
+SETID_PROBE = """
+import json, os, stat
+out = {}
+for name in ("suid_sgid", "sgid_noexec", "suid"):
+    fd = os.open(name, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"more")
+    os.close(fd)
+    out[name] = oct(stat.S_IMODE(os.stat(name).st_mode))
+fd = os.open("ro", os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o444)
+os.write(fd, b"hello")
+try:
+    os.ftruncate(fd, 2)
+    out["ftruncate"] = os.fstat(fd).st_size
+except OSError as e:
+    out["ftruncate"] = e.errno
+os.close(fd)
+out["ro_size"] = os.stat("ro").st_size
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_setid_write_and_ftruncate_by_non_owner_as_on_a_local_dir(d, tmp_path):
+    """A non-owner writing a setuid/setgid file clears the bits (the kernel asks with a
+    SETATTR of the mode in the writer's name); ftruncate through a descriptor open for
+    writing works whatever the mode. The same calls on a local directory agree."""
+    results = []
+    for where in (d, tmp_path / "local"):
+        where.mkdir(exist_ok=True)
+        os.chmod(where, 0o777)
+        for name, mode in (("suid_sgid", 0o6777), ("sgid_noexec", 0o2766), ("suid", 0o4766)):
+            (where / name).write_text("x")
+            os.chmod(where / name, mode)
+        out = as_user(1000, where, SETID_PROBE)
+        assert out.returncode == 0, out.stderr
+        results.append(out.stdout.strip())
+    assert results[0] == results[1], results
+    assert '"ftruncate": 2' in results[0] and '"suid_sgid": "0o777"' in results[0], results
