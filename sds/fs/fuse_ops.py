@@ -68,6 +68,7 @@ BLOCK = 512                   # st_blocks unit
 APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
 QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 0x01, 0x02, 0x10
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
     ("update_size", mds_pb2.SET_SIZE, "size", "st_size"),
     ("update_mode", mds_pb2.SET_MODE, "mode", "st_mode"),
@@ -161,6 +162,11 @@ def times_to_now(new: mds_pb2.InodeAttr, mask: int) -> int:
     return mask
 
 
+def note_quota_room(inode: Inode, reply: mds_pb2.MdsReply) -> None:
+    """Where the file's byte quota stops its growth, as of this reply (None: no quota)."""
+    inode.quota_end = reply.attr.size + reply.quota_room if reply.quota_limited else None
+
+
 def fsname(name: bytes) -> str:
     return os.fsdecode(name)
 
@@ -221,8 +227,7 @@ class SdsOperations(pyfuse3.Operations):
         if op in QUOTA_ROOM_OPS and reply.attr.ino:
             known = self.inodes.known(reply.attr.ino)
             if known is not None:
-                known.quota_end = reply.attr.size + reply.quota_room \
-                    if reply.quota_limited else None
+                note_quota_room(known, reply)
         return reply
 
     def _timeout(self, reply: mds_pb2.MdsReply | None) -> float:
@@ -525,6 +530,7 @@ class SdsOperations(pyfuse3.Operations):
         entry = self.new_entry(reply)
         inode = self.inodes.get(entry.st_ino)
         assert inode is not None
+        note_quota_room(inode, reply)
         return self._file_info(inode, flags, caller, keep_cache=False), entry
 
     @handler
@@ -613,6 +619,36 @@ class SdsOperations(pyfuse3.Operations):
             if locked:
                 await self.call(Req.FLOCK, ino=inode.ino, lock_type=fcntl.F_UNLCK,
                                 owner=self.lock_owner)
+
+    @handler
+    async def fallocate(self, fuse_ino, mode, off, length, fh):
+        """fallocate(2) (installed by sds.fs.fallocate): mode 0 and KEEP_SIZE only set the
+        size (objects are written lazily, so there is no space to reserve); PUNCH_HOLE
+        and ZERO_RANGE make the range read as zeros. Growth is reported at once, so
+        EFBIG and EDQUOT come from this call."""
+        self.check_writable()
+        h = self.handles.get(fh) if fh is not None else None
+        if h is None or not h.writable:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        h = self.live_handle(fh)
+        known = FALLOC_KEEP_SIZE | FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE
+        if mode & ~known or (mode & FALLOC_PUNCH_HOLE and mode != FALLOC_PUNCH_HOLE |
+                             FALLOC_KEEP_SIZE):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+        if off < 0 or length <= 0:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        inode, end = h.inode, off + length
+        grow = not mode & FALLOC_KEEP_SIZE and end > inode.size
+        if grow:
+            self.check_size(end)
+        async with inode.lock:
+            await self._report_writes(inode, h.caller)  # what is in flight lands first
+            zeroed = mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) and off < inode.size
+            if zeroed:  # past the size it is a hole already
+                await self.striper.zero(inode.ino, off, min(end, inode.size) - off)
+            if grow or zeroed:
+                inode.note_write(end if grow else 0)
+                await self._report_writes(inode, h.caller)
 
     @handler
     async def flush(self, fh):

@@ -150,6 +150,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
     import pyfuse3
     import pyfuse3.asyncio
 
+    from sds.fs import fallocate
     from sds.fs.fuse_ops import SdsOperations
 
     pyfuse3.asyncio.enable()
@@ -180,6 +181,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
             options.add("ro")
         pyfuse3.init(ops, opts.mountpoint, options)
         mounted = True
+        fallocate.install(ops.fallocate)
     except BaseException as e:
         ready(e)
         if mounted:

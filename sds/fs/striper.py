@@ -97,6 +97,23 @@ class Striper:
         await self.each_object(ino, first_whole, (old_size - 1) // size,
                                lambda index: self._remove_one(ino, index))
 
+    async def zero(self, ino: int, offset: int, length: int) -> None:
+        """Make a range read as zeros (fallocate PUNCH_HOLE/ZERO_RANGE): the objects it
+        covers whole are removed (holes), the partial ones at its ends overwritten."""
+        size = self.stripe_size
+        end = offset + length
+        first_whole, last_whole = -(-offset // size), end // size - 1
+        if first_whole > last_whole:
+            await self.write(ino, offset, bytes(length))
+            return
+        head, tail = first_whole * size - offset, end - (last_whole + 1) * size
+        if head:
+            await self.write(ino, offset, bytes(head))
+        if tail:
+            await self.write(ino, end - tail, bytes(tail))
+        await self.each_object(ino, first_whole, last_whole,
+                               lambda index: self._remove_one(ino, index))
+
     async def remove_all(self, ino: int, size: int) -> None:
         """Remove every data object of a file of `size` bytes (missing ones are fine)."""
         await self.truncate(ino, max(size, 1), 0)

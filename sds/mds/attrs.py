@@ -39,11 +39,11 @@ def set_attrs(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
 def _kills_privileges(attr: mds_pb2.InodeAttr, mode: int, caller: mds_pb2.Caller) -> bool:
     """A change that only clears S_ISUID/S_ISGID, by someone who may write the file: what
     the kernel sends (with the writer's credentials) before a write or truncate by a
-    non-owner, as Linux clears those bits itself on such a write."""
+    non-owner, as Linux clears those bits itself on such a write. (It may also change
+    nothing: the write it came with, applied first, already cleared them.)"""
     old = stat.S_IMODE(attr.mode)
     removed = old & ~mode
-    return (not mode & ~old and bool(removed)
-            and not removed & ~(stat.S_ISUID | stat.S_ISGID)
+    return (not mode & ~old and not removed & ~(stat.S_ISUID | stat.S_ISGID)
             and perms.allowed(attr, caller, perms.W))
 
 

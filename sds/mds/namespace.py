@@ -790,7 +790,7 @@ class Namespace:
                 if req.attr.size > rec.attr.size:
                     await self._resize(tx, rec, req.attr.size)
                 touch(rec, at=req.attr.mtime_ns or None)
-                rec.attr.mode &= ~(stat.S_ISUID | (stat.S_ISGID if rec.attr.mode & 0o010 else 0))
+                rec.attr.mode &= ~perms.privileges_killed_by_write(rec.attr, req.caller)
             if changes:
                 set_attrs(rec.attr, req.attr, changes, req.caller)
                 touch(rec, mtime=False)

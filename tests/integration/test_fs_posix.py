@@ -470,3 +470,43 @@ def test_setid_write_and_ftruncate_by_non_owner_as_on_a_local_dir(d, tmp_path):
         results.append(out.stdout.strip())
     assert results[0] == results[1], results
     assert '"ftruncate": 2' in results[0] and '"suid_sgid": "0o777"' in results[0], results
+
+
+FALLOCATE_PROBE = """
+import ctypes, hashlib, json, os, random
+libc = ctypes.CDLL(None, use_errno=True)
+def fallocate(fd, mode, off, n):
+    if libc.fallocate(fd, mode, ctypes.c_long(off), ctypes.c_long(n)) != 0:
+        return ctypes.get_errno()
+    return 0
+def state(fd):
+    os.fsync(fd)
+    data = open("f", "rb").read()
+    return [os.fstat(fd).st_size, hashlib.sha256(data).hexdigest()[:16]]
+MiB = 1 << 20
+fd = os.open("f", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, random.Random(7).randbytes(3 * MiB + 123))
+out = []
+for mode, off, n in ((0, 0, 10 * MiB), (0, MiB, 100), (1, 20 * MiB, MiB),
+                     (3, MiB + 100, 5 * MiB), (3, 9 * MiB, 4 * MiB), (0x10, 100, 1000),
+                     (0x11, 2 * MiB, 9 * MiB), (0x10, 10 * MiB - 10, 100), (2, 0, 10)):
+    out.append([mode, fallocate(fd, mode, off, n)] + state(fd))
+os.posix_fallocate(fd, 0, 12 * MiB)
+out.append(["posix_fallocate"] + state(fd))
+os.close(fd)
+print(json.dumps(out))
+"""
+
+
+def test_fallocate_modes_as_on_a_local_dir(d, tmp_path):
+    """fallocate(2) mode 0, KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE (with and without
+    KEEP_SIZE, across object boundaries, past the size) by a non-root user: the same
+    sizes, contents and errnos as on a local directory."""
+    results = []
+    for where in (d, tmp_path / "local"):
+        where.mkdir(exist_ok=True)
+        os.chmod(where, 0o777)
+        out = as_user(1000, where, FALLOCATE_PROBE)
+        assert out.returncode == 0, out.stderr
+        results.append(out.stdout.strip())
+    assert results[0] == results[1], results

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import subprocess
 
 import pytest
 from fsmounts import FS_CLUSTER, close_fails_with, mounted, requires_mds, sds
@@ -35,7 +36,7 @@ def test_quota_edquot_and_statfs(cluster_module, tmp_path):
         os.fsync(fd)
         os.close(fd)
         assert (q / "b").read_bytes() == data[:4 * MiB]  # exactly what fitted
-        os.truncate(q / "b", 0)
+        os.truncate(q / "b", 2 * MiB)
         for i in range(3):
             (q / f"f{i}").write_text("x")
         with pytest.raises(OSError) as e:
@@ -75,3 +76,17 @@ def test_growth_refused_during_a_revoke_does_not_evict_the_writer(cluster_module
                     os.close(f)
         (a.path / "r" / "after").write_text("still mounted")  # not evicted
         assert (a.path / "r" / "after").read_text() == "still mounted"
+
+
+def test_dd_into_a_quota_keeps_what_fitted(cluster_module, tmp_path):
+    """`dd bs=1M count=20 conv=fsync` into a 10 MiB quota: dd's write(2) fails with
+    EDQUOT at the quota, and the file keeps the 10 MiB that fitted."""
+    conf = str(cluster_module.conf)
+    with mounted(cluster_module, tmp_path / "m") as m:
+        (m.path / "dd").mkdir()
+        sds("--conf", conf, "fs", "quota", "set", "/dd", "--max-bytes", str(10 * MiB))
+        done = subprocess.run(["dd", "if=/dev/urandom", f"of={m.path / 'dd' / 'out'}", "bs=1M",
+                               "count=20", "conv=fsync"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and "quota" in done.stderr.lower(), done.stderr
+        assert os.stat(m.path / "dd" / "out").st_size == 10 * MiB
