@@ -217,6 +217,8 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         except (TimeoutError, SdsError) as e:
             log.warning("clean-up at unmount cut short: %s", e or "timed out")
         clients["mds"].abort()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # no terminate() on a
+            loop.remove_signal_handler(sig)                         # closed session
         pyfuse3.close(unmount=True)
         await _close(clients["mds"], clients["rados"])
     return 0

@@ -9,11 +9,12 @@ import asyncio
 import errno
 import json
 import os
+import signal
 import threading
 import time
 
 import pytest
-from fsmounts import mounted, requires_mds, sds
+from fsmounts import alive, mounted, requires_mds, sds
 
 GRACE = 3.0
 MOUNT_TIMEOUT = 5.0
@@ -194,13 +195,35 @@ def test_event_that_never_applies_keeps_the_fs_serving(cluster_module, tmp_path)
         cluster.start(f"mds.{victim}")
 
 
+def sigterm_with_a_request_pending(m) -> tuple[float, int]:
+    """stat() in a thread (waiting for an MDS that is gone), then SIGTERM to the mount:
+    how long the process takes to exit, and the errno the stat got."""
+    got: list[int] = []
+
+    def probe() -> None:
+        try:
+            os.stat(m.path / "pending")
+            got.append(0)
+        except OSError as e:
+            got.append(e.errno)
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.kill(m.pid, signal.SIGTERM)
+    wait_for(lambda: not alive(m.pid), 30, "the mount process to exit")
+    exited = time.monotonic() - t0
+    thread.join(10)
+    return exited, got[0] if got else -1
+
+
 def test_mount_without_any_mds_fails_fast_and_unmounts(cluster_module, tmp_path):
     """Every MDS killed: statfs answers (last known values), stat and create fail within
     client_mount_timeout, fsync of an open file too; `sds umount` returns within
     seconds; with an MDS back, a new mount works."""
     cluster = cluster_module
     path = tmp_path / "m"
-    with mounted(cluster, path) as m:
+    with mounted(cluster, path) as m, mounted(cluster, tmp_path / "term") as term:
         (m.path / "known").write_text("x")
         assert os.statvfs(m.path).f_blocks > 0   # right even on a cluster seconds old
         fd = os.open(m.path / "open", os.O_CREAT | os.O_WRONLY, 0o644)
@@ -208,6 +231,9 @@ def test_mount_without_any_mds_fails_fast_and_unmounts(cluster_module, tmp_path)
         for name in names:
             cluster.kill(name)
         try:
+            exited, pending = sigterm_with_a_request_pending(term)
+            print(f"mount exit after SIGTERM with a request pending: {exited:.2f}s ({pending})")
+            assert exited < 10 and pending in (errno.EIO, errno.ENOTCONN, errno.ETIMEDOUT)
             t0 = time.monotonic()
             st = os.statvfs(m.path)
             assert st.f_blocks > 0
