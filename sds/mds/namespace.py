@@ -126,7 +126,9 @@ class Namespace:
                 self.replayed += 1
         await self.journal.replayed()
         failed = self.journal.start(self.store.apply)
-        self.store.pinned = lambda: self.journal.applied_seq < self.journal.last_seq
+        # staged changes stay cached until RADOS has them: applied, and none set aside
+        self.store.pinned = lambda: self.journal.applied_seq < self.journal.last_seq or \
+            bool(self.journal.aside.events)
         try:
             await self.store.inode(layout.ROOT_INO)
         except NotFound:
