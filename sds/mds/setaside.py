@@ -114,12 +114,12 @@ class SetAside:
                         continue
                     try:
                         await apply(list(ev.ops))
+                        await self.meta.omap_rm(layout.JOURNAL, [aside_key(seq)])
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:  # noqa: BLE001 - kept aside, in health
                         self.errors[seq] = f"{type(e).__name__}: {e}"
                         continue
-                    await self.meta.omap_rm(layout.JOURNAL, [aside_key(seq)])
                     del self.events[seq]
                     self.errors.pop(seq, None)
                     log.warning("journal event %d applied at last", seq)
