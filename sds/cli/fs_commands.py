@@ -50,6 +50,14 @@ async def fs_status(ctx: Context, rados, a) -> Output:
     return Output(data, _fs_table(data))
 
 
+@cli("fs set", args=(arg("fs_name"), arg("var", metavar="VAR", help="max_file_size"),
+                     arg("val", metavar="VALUE")))
+async def fs_set(ctx: Context, rados, a) -> Output:
+    """Change a filesystem setting: max_file_size (bytes; EFBIG past it)."""
+    data = await rados.mon_command(mon("fs set", fs_name=a.fs_name, var=a.var, val=a.val))
+    return Output(data, f"set {a.var} of fs '{a.fs_name}' to {data.get(a.var, a.val)}")
+
+
 @cli("fs rm", args=(arg("fs_name"), arg("--yes-i-really-mean-it", action="store_true"),
                     arg("--force", action="store_true",
                         help="remove even while an MDS is active for it")))

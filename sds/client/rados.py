@@ -273,6 +273,23 @@ class IoCtx:
                     break
                 cursor = reply.names[-1]
 
+    async def list_prefix(self, prefix: str, page_size: int = 256) -> AsyncIterator[str]:
+        """The objects whose names start with `prefix`, PG by PG. Each PG lists its objects
+        in name order, so a listing that starts at the prefix and stops at the first other
+        name costs about one page per PG plus the matches, whatever else the pool holds."""
+        pool = pool_by_name(self.rados.osdmap, self.pool_name)
+        for pg in range(pool.pg_num):
+            cursor = prefix
+            while True:
+                op = Op(code=Op.LIST, oid=cursor, max=page_size)
+                reply = self._reply(await self.rados._osd_call(self.pool_name, op, pg=pg))
+                names = [n for n in reply.names if n.startswith(prefix)]
+                for name in names:
+                    yield name
+                if not reply.more or len(names) < len(reply.names) or not names:
+                    break
+                cursor = names[-1]
+
     async def exists(self, oid: str) -> bool:
         try:
             await self.stat(oid)

@@ -134,6 +134,12 @@ class TooManyLinks(SdsError):
     code = _errno.EMLINK
 
 
+class FileTooBig(SdsError):
+    """A size or write past the filesystem's max_file_size (EFBIG)."""
+
+    code = _errno.EFBIG
+
+
 class Blocklisted(SdsError):
     """This client instance was fenced off (evicted): it must reconnect as a new one."""
 
@@ -145,7 +151,7 @@ for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

@@ -64,6 +64,13 @@ OPTIONS: dict[str, Option] = {
         Option("mds_revoke_timeout", float, 10.0,
                "seconds a client may take to flush a revoked file before it is evicted"),
         Option("mds_cache_size", int, 200000, "inode and dentry records an MDS keeps in memory"),
+        Option("mds_apply_attempts", int, 5,
+               "tries of a journal event that fails to apply before it is set aside and "
+               "retried in the background (health MDS_JOURNAL_APPLY)"),
+        Option("mds_inject_apply_failure", str, "",
+               "testing: every journal apply of a dentry with this name fails"),
+        Option("client_mount_timeout", float, 30.0,
+               "seconds a mount's request waits for an active MDS before it fails (ETIMEDOUT)"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),
         Option("ms_handshake_max_bytes", int, 4096,
                "largest frame a peer may send before it has authenticated (no data section)"),

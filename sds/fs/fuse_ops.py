@@ -66,6 +66,9 @@ READDIR_PAGE = 512            # entries per MDS READDIR; the kernel takes ~30 pe
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 BLOCK = 512                   # st_blocks unit
 APPEND_LOCK_WAIT_S = 5.0
+STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
+QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 0x01, 0x02, 0x10
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
     ("update_size", mds_pb2.SET_SIZE, "size", "st_size"),
     ("update_mode", mds_pb2.SET_MODE, "mode", "st_mode"),
@@ -80,7 +83,8 @@ SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttri
 class MdsLike:
     """What the operations need from `sds.fs.mdsclient.MdsClient`."""
 
-    async def request(self, req: mds_pb2.MdsRequest) -> mds_pb2.MdsReply: ...
+    async def request(self, req: mds_pb2.MdsRequest,
+                      timeout: float | None = None) -> mds_pb2.MdsReply: ...
 
 
 def handler(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -158,6 +162,11 @@ def times_to_now(new: mds_pb2.InodeAttr, mask: int) -> int:
     return mask
 
 
+def note_quota_room(inode: Inode, reply: mds_pb2.MdsReply) -> None:
+    """Where the file's byte quota stops its growth, as of this reply (None: no quota)."""
+    inode.quota_end = reply.attr.size + reply.quota_room if reply.quota_limited else None
+
+
 def fsname(name: bytes) -> str:
     return os.fsdecode(name)
 
@@ -180,6 +189,7 @@ class SdsOperations(pyfuse3.Operations):
         self.reconnect: Callable[[], Awaitable[tuple[MdsLike, Striper]]] | None = None
         self._recovery = asyncio.Lock()
         self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
+        self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
@@ -193,13 +203,14 @@ class SdsOperations(pyfuse3.Operations):
 
     # -- helpers ------------------------------------------------------------------------
     async def call(self, op: int, ctx: pyfuse3.RequestContext | None = None,
-                   caller: mds_pb2.Caller | None = None, **fields: Any) -> mds_pb2.MdsReply:
+                   caller: mds_pb2.Caller | None = None, timeout: float | None = None,
+                   **fields: Any) -> mds_pb2.MdsReply:
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
         try:
-            reply = await self.mds.request(req)
+            reply = await (self.mds.request(req, timeout) if timeout else self.mds.request(req))
         except SdsError as e:
             if e.code in (errno.ESTALE, errno.ESHUTDOWN):  # our session was evicted
                 self._evicted()
@@ -213,6 +224,10 @@ class SdsOperations(pyfuse3.Operations):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
                 known.update(attr)
+        if op in QUOTA_ROOM_OPS and reply.attr.ino:
+            known = self.inodes.known(reply.attr.ino)
+            if known is not None:
+                note_quota_room(known, reply)
         return reply
 
     def _timeout(self, reply: mds_pb2.MdsReply | None) -> float:
@@ -252,6 +267,14 @@ class SdsOperations(pyfuse3.Operations):
 
     def mds_ino(self, fuse_ino: int) -> int:
         return self.inodes.to_mds(fuse_ino)
+
+    @property
+    def max_file_size(self) -> int:
+        return getattr(self.mds, "max_file_size", 1 << 63)
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_file_size:
+            raise pyfuse3.FUSEError(errno.EFBIG)
 
     def check_writable(self) -> None:
         if self.read_only:
@@ -308,6 +331,11 @@ class SdsOperations(pyfuse3.Operations):
                 mask |= bit
         if mask & (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME) and ctx.uid not in (0, inode.attr.uid):
             mask = times_to_now(new, mask)
+        if mask & mds_pb2.SET_SIZE:
+            self.check_size(new.size)
+            h = self.handles.get(fh) if fh is not None else None
+            if h is not None and h.writable and not h.stale:
+                mask |= mds_pb2.SET_BY_WRITER  # ftruncate: allowed whatever the mode now
         async with inode.lock:
             if mask and not mask & ~WRITE_BACK_BITS and inode.write_handles:
                 # attribute write-back (tar: fchown, fchmod, futimens before close): checked
@@ -502,6 +530,7 @@ class SdsOperations(pyfuse3.Operations):
         entry = self.new_entry(reply)
         inode = self.inodes.get(entry.st_ino)
         assert inode is not None
+        note_quota_room(inode, reply)
         return self._file_info(inode, flags, caller, keep_cache=False), entry
 
     @handler
@@ -521,7 +550,10 @@ class SdsOperations(pyfuse3.Operations):
     async def write(self, fh, off, buf):
         h = self.live_handle(fh)
         inode = h.inode
+        buf = self._within_max_size(off if not h.append else inode.size, buf)
         if not h.append:
+            if inode.quota_end is not None and off + len(buf) > max(inode.quota_end, inode.size):
+                buf = await self._within_quota(inode, h, off, buf)
             if inode.writes is None:
                 inode.writes = WriteBehind(self.striper, inode.ino)
             await inode.writes.write(off, buf)
@@ -537,6 +569,30 @@ class SdsOperations(pyfuse3.Operations):
             inode.note_write(off + len(buf))
             await self._report_writes(inode, h.caller)  # the next appender anywhere sees it
         return len(buf)
+
+    async def _within_quota(self, inode: Inode, h: Handle, off: int, buf: bytes) -> bytes:
+        """The write would grow the file past what its byte quota allowed when last heard:
+        report what was written (the MDS answers with the room left), then write what
+        fits, or fail with EDQUOT, as CephFS clients check quotas in the write path."""
+        async with inode.lock:
+            await self._report_writes(inode, h.caller)
+            if not inode.dirty and inode.quota_end is not None:
+                await self.call(Req.WRITE_DONE, caller=h.caller, ino=inode.ino)
+        end = inode.quota_end
+        if end is None or off + len(buf) <= max(end, inode.size):
+            return buf
+        if off >= max(end, inode.size):
+            raise pyfuse3.FUSEError(errno.EDQUOT)
+        return buf[:max(end, inode.size) - off]
+
+    def _within_max_size(self, off: int, buf: bytes) -> bytes:
+        """As Linux: EFBIG at or past max_file_size, a short write up to it."""
+        limit = self.max_file_size
+        if off + len(buf) <= limit:
+            return buf
+        if off >= limit:
+            raise pyfuse3.FUSEError(errno.EFBIG)
+        return buf[:limit - off]
 
     @contextlib.asynccontextmanager
     async def _append_lock(self, inode: Inode):
@@ -563,6 +619,36 @@ class SdsOperations(pyfuse3.Operations):
             if locked:
                 await self.call(Req.FLOCK, ino=inode.ino, lock_type=fcntl.F_UNLCK,
                                 owner=self.lock_owner)
+
+    @handler
+    async def fallocate(self, fuse_ino, mode, off, length, fh):
+        """fallocate(2) (installed by sds.fs.fallocate): mode 0 and KEEP_SIZE only set the
+        size (objects are written lazily, so there is no space to reserve); PUNCH_HOLE
+        and ZERO_RANGE make the range read as zeros. Growth is reported at once, so
+        EFBIG and EDQUOT come from this call."""
+        self.check_writable()
+        h = self.handles.get(fh) if fh is not None else None
+        if h is None or not h.writable:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        h = self.live_handle(fh)
+        known = FALLOC_KEEP_SIZE | FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE
+        if mode & ~known or (mode & FALLOC_PUNCH_HOLE and mode != FALLOC_PUNCH_HOLE |
+                             FALLOC_KEEP_SIZE):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+        if off < 0 or length <= 0:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        inode, end = h.inode, off + length
+        grow = not mode & FALLOC_KEEP_SIZE and end > inode.size
+        if grow:
+            self.check_size(end)
+        async with inode.lock:
+            await self._report_writes(inode, h.caller)  # what is in flight lands first
+            zeroed = mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) and off < inode.size
+            if zeroed:  # past the size it is a hole already
+                await self.striper.zero(inode.ino, off, min(end, inode.size) - off)
+            if grow or zeroed:
+                inode.note_write(end if grow else 0)
+                await self._report_writes(inode, h.caller)
 
     @handler
     async def flush(self, fh):
@@ -654,7 +740,18 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def statfs(self, ctx):
-        s = (await self.call(Req.STATFS, ctx, ino=self.inodes.root_ino)).statfs
+        """df must answer even without an MDS (kubelet polls it): the last known values
+        then, after a short wait."""
+        try:
+            wait = STATFS_TIMEOUT_S if self.last_statfs is not None else None
+            s = (await self.call(Req.STATFS, ctx, timeout=wait,
+                                 ino=self.inodes.root_ino)).statfs
+            self.last_statfs = s
+        except SdsError as e:
+            if self.last_statfs is None or e.code not in (errno.ETIMEDOUT, errno.EIO):
+                raise
+            log.info("statfs answered from the last known values: %s", e)
+            s = self.last_statfs
         out = pyfuse3.StatvfsData()
         bsize = s.block_size or 4096
         out.f_bsize = out.f_frsize = bsize

@@ -48,6 +48,7 @@ class Inode:
     pending_caller: mds_pb2.Caller | None = None
     absent_xattrs: set[bytes] = field(default_factory=set)
     absent_key: tuple[int, float] = (-1, 0.0)  # (attr version, expiry) they were seen at
+    quota_end: int | None = None   # a byte quota lets the file grow to here (None: no quota)
 
     def xattr_absent(self, name: bytes) -> bool:
         """Known not to exist: the kernel asks for security.capability on every write."""

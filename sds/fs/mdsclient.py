@@ -7,6 +7,9 @@ waits for the (new) active MDS, re-opens its session, re-announces its open file
 (so an unlinked-but-open file survives the failover) and resends; the MDS answers a
 request it already executed from its journal instead of executing it twice.
 Error replies raise the typed errors of sds.common.errors (their `code` is the errno).
+Every request has a deadline (`timeout`, a mount's client_mount_timeout): past it, with
+no active MDS reachable, it fails with ETIMEDOUT, never later; `abort()` fails every
+pending and later request at once (EIO), so a mount can always exit.
 """
 
 from __future__ import annotations
@@ -58,12 +61,14 @@ class MdsClient:
         self.data_pool = -1
         self.stripe_size = 4 << 20
         self.lease_ms = 0
+        self.max_file_size = 1 << 63  # the filesystem's, from every MDS reply
         self.generation = 0
         self._conn: Connection | None = None
         self._tids = itertools.count(1)
         self._opens: Counter[int] = Counter()
         self._reconnect_lock = asyncio.Lock()
         self._closed = False
+        self._aborted: asyncio.Event | None = None
         rados.messenger.register(mpb.MDS_CLIENT, self._on_client_message)
 
     async def open(self) -> MdsClient:
@@ -76,12 +81,26 @@ class MdsClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def abort(self) -> None:
+        """Fail every pending and later request with EIO now (the mount is going away)."""
+        self._abort_event().set()
+
+    def _abort_event(self) -> asyncio.Event:
+        if self._aborted is None:
+            self._aborted = asyncio.Event()
+        return self._aborted
+
+    def _check_aborted(self) -> None:
+        if self._aborted is not None and self._aborted.is_set():
+            raise SdsError("the mount is shutting down", errno.EIO)
+
     async def close(self) -> None:
         """End the session (best effort: the MDS also forgets silent sessions)."""
         if self._closed:
             return
         self._closed = True
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and not self._conn.closed and not (
+                self._aborted is not None and self._aborted.is_set()):
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
                 await self._conn.call(mpb.MDS_REQUEST, self._stamp(Req(op=Req.SESSION_CLOSE)),
                                       timeout=2.0)
@@ -106,12 +125,13 @@ class MdsClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
         while True:
+            self._check_aborted()
             conn = self._conn
             try:
                 if conn is None or conn.closed:
                     raise ConnectionLost("no MDS session")
                 req.session_id = self.session_id
-                resp = await self._call_watching(conn, req)
+                resp = await self._call_watching(conn, req, deadline)
             except RETRYABLE as e:
                 if loop.time() >= deadline:
                     raise TimedOut(f"no active MDS answered {Req.Op.Name(req.op)} "
@@ -126,6 +146,7 @@ class MdsClient:
                     self._opens.clear()
                 raise
             reply = resp.parse(mds_pb2.MdsReply)
+            self.max_file_size = reply.max_file_size or self.max_file_size
             if reply.osd_epoch_barrier > self.rados.osdmap.epoch:
                 # an evicted client is fenced in that epoch: our data ops must not reach
                 # an OSD that does not know it yet
@@ -133,23 +154,31 @@ class MdsClient:
             self._track_open(req, reply)
             return reply
 
-    async def _call_watching(self, conn: Connection, req: Req):
+    async def _call_watching(self, conn: Connection, req: Req, deadline: float):
         """Send on `conn`; while no reply comes, check now and then whether the monitors
         replaced the MDS (a frozen MDS keeps its connections open but never answers)."""
-        call = asyncio.ensure_future(conn.call(mpb.MDS_REQUEST, req, timeout=CALL_TIMEOUT_S))
+        loop = asyncio.get_running_loop()
+        call = asyncio.ensure_future(conn.call(
+            mpb.MDS_REQUEST, req, timeout=max(0.1, min(CALL_TIMEOUT_S, deadline - loop.time()))))
+        aborted = asyncio.ensure_future(self._abort_event().wait())
         try:
             while True:
-                done, _ = await asyncio.wait({call}, timeout=WATCH_S)
+                done, _ = await asyncio.wait({call, aborted}, timeout=WATCH_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                self._check_aborted()
                 if done:
                     return call.result()
+                if loop.time() >= deadline:
+                    raise TimedOut(f"the MDS did not answer {Req.Op.Name(req.op)}")
                 try:
-                    _, addr, generation = await self.active()
+                    _, addr, generation = await self.active(deadline - loop.time())
                 except SdsError:
                     continue  # no answer about it: keep waiting for the reply
                 if generation != self.generation or addr != conn.addr:
                     raise ConnectionLost(f"the active MDS is now {addr} (generation "
                                          f"{generation})")
         finally:
+            aborted.cancel()
             if not call.done():
                 call.cancel()
                 with contextlib.suppress(BaseException):
@@ -164,12 +193,12 @@ class MdsClient:
                 del self._opens[req.ino]
 
     # -- finding the active MDS -----------------------------------------------------------
-    async def active(self) -> tuple[str, str, int]:
+    async def active(self, timeout: float | None = None) -> tuple[str, str, int]:
         """(fs name, address, generation) of the active MDS, as the monitors see it."""
         cmd = {"prefix": "fs status"}
         if self.fs_name:
             cmd["fs_name"] = self.fs_name
-        out = await self.rados.mon_command(cmd)
+        out = await self.rados.mon_command(cmd, None if timeout is None else max(0.1, timeout))
         filesystems = out.get("filesystems") or []
         if not filesystems:
             raise NotFound(f"filesystem '{self.fs_name}' does not exist" if self.fs_name
@@ -188,8 +217,9 @@ class MdsClient:
                 return
             last: Exception | None = None
             while True:
+                self._check_aborted()
                 try:
-                    await self._open_session()
+                    await self._open_session(deadline)
                     return
                 except (*RETRYABLE, NotFound) as e:
                     if isinstance(e, NotFound) and self._conn is None and broken is None:
@@ -198,19 +228,24 @@ class MdsClient:
                 if loop.time() >= deadline:
                     raise TimedOut(f"no active MDS for filesystem "
                                    f"'{self.fs_name or '(default)'}': {last}")
-                await asyncio.sleep(POLL_S)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._abort_event().wait(), POLL_S)
 
-    async def _open_session(self) -> None:
-        fs_name, addr, generation = await self.active()
-        conn = await self.rados.messenger.connect(addr, timeout=3.0)
+    async def _open_session(self, deadline: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        left = max(0.1, deadline - loop.time()) if deadline is not None else 10.0
+        fs_name, addr, generation = await self.active(left)
+        conn = await self.rados.messenger.connect(addr, timeout=min(3.0, left))
         hello = self._stamp(Req(op=Req.SESSION_OPEN, name=self.client_name, tid=0))
         hello.tid = 0
-        reply = (await conn.call(mpb.MDS_REQUEST, hello, timeout=10.0)).parse(mds_pb2.MdsReply)
+        reply = (await conn.call(mpb.MDS_REQUEST, hello, timeout=min(10.0, left))
+                 ).parse(mds_pb2.MdsReply)
         self.fs_name = fs_name
         self.session_id = reply.session_id
         self.data_pool = reply.data_pool
         self.stripe_size = reply.stripe_size or self.stripe_size
         self.lease_ms = reply.lease_ms
+        self.max_file_size = reply.max_file_size or self.max_file_size
         self.generation = generation
         for ino, count in list(self._opens.items()):
             for _ in range(count):  # re-announce open files so unlinked ones stay alive

@@ -27,6 +27,11 @@ log = logging.getLogger("sds.mount")
 
 READY_TIMEOUT_S = 90.0
 UMOUNT_TIMEOUT_S = 30.0
+FUSERMOUNT_TIMEOUT_S = 5.0  # an unmount that takes longer is stuck: detach and abort it
+TERM_AFTER_S = 5.0          # a client still running this long after the unmount gets SIGTERM
+KILL_AFTER_S = 10.0         # ... and SIGKILL this long after that
+SHUTDOWN_S = 5.0            # the client's own clean-up at exit (reports, releases) at most
+EXIT_GRACE_S = 5.0          # after SIGTERM, the client exits by this time whatever is pending
 READ_AHEAD_KB = 4096  # sequential reads reach the client as 1 MiB requests, several in flight
 FUSE_TYPE = "fuse.sds"
 
@@ -66,15 +71,24 @@ def default_log_file(conf: str, mountpoint: str) -> str:
     return str(base / f"mount.{_slug(mountpoint)}.log")
 
 
-def is_mounted(mountpoint: str) -> bool:
-    target = os.path.realpath(mountpoint)
+def _mounted_paths() -> set[str]:
     with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == FUSE_TYPE and \
-                    fields[1].replace("\\040", " ") == target:
-                return True
-    return False
+        return {fields[1].replace("\\040", " ") for fields in map(str.split, f)
+                if len(fields) > 2 and fields[2] == FUSE_TYPE}
+
+
+def mount_path(mountpoint: str) -> str:
+    """The absolute path of a mount point, without stat()ing it: on a mount whose MDS is
+    gone that would wait on the dead mount (realpath() stats every component)."""
+    path = os.path.abspath(mountpoint)
+    parent, name = os.path.split(path)
+    candidates = [path, os.path.join(os.path.realpath(parent), name)]
+    mounted = _mounted_paths()
+    return next((c for c in candidates if c in mounted), None) or os.path.realpath(path)
+
+
+def is_mounted(mountpoint: str) -> bool:
+    return mount_path(mountpoint) in _mounted_paths()
 
 
 def sds_mounts() -> list[str]:
@@ -136,6 +150,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
     import pyfuse3
     import pyfuse3.asyncio
 
+    from sds.fs import fallocate
     from sds.fs.fuse_ops import SdsOperations
 
     pyfuse3.asyncio.enable()
@@ -146,6 +161,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         clients.update(rados=rados, mds=mds)
         root = await _resolve_root(mds, opts.root)
         ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
+        ops.spawn(_remember_statfs(ops, mds, root))
         mds.on_message = ops.on_mds_message
 
         async def reconnect():
@@ -165,6 +181,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
             options.add("ro")
         pyfuse3.init(ops, opts.mountpoint, options)
         mounted = True
+        fallocate.install(ops.fallocate)
     except BaseException as e:
         ready(e)
         if mounted:
@@ -172,8 +189,17 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         await _close(clients.get("mds"), clients.get("rados"))
         raise
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        """Fail what is pending (EIO) so the workers finish, end the loop; if anything
+        still holds it (an OSD op), exit anyway: the kernel then fails the rest."""
+        log.warning("signalled: failing pending requests and unmounting %s", opts.mountpoint)
+        clients["mds"].abort()
+        pyfuse3.terminate()
+        loop.call_later(EXIT_GRACE_S, _exit_now, opts.mountpoint)
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, pyfuse3.terminate)
+        loop.add_signal_handler(sig, stop)
 
     def live() -> None:  # the kernel has our INIT reply: its settings are in place
         _tune_read_ahead(opts.mountpoint, opts.read_ahead_kb)
@@ -186,10 +212,34 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         await pyfuse3.main()
     finally:
         log.info("unmounting %s", opts.mountpoint)
-        await ops.shutdown()
+        try:
+            await asyncio.wait_for(ops.shutdown(), SHUTDOWN_S)
+        except (TimeoutError, SdsError) as e:
+            log.warning("clean-up at unmount cut short: %s", e or "timed out")
+        clients["mds"].abort()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # no terminate() on a
+            loop.remove_signal_handler(sig)                         # closed session
         pyfuse3.close(unmount=True)
         await _close(clients["mds"], clients["rados"])
     return 0
+
+
+async def _remember_statfs(ops, mds, root: int) -> None:
+    """statfs once at the start, so df can answer even if the MDS goes away next."""
+    from sds.proto import mds_pb2
+
+    with contextlib.suppress(SdsError):
+        reply = await mds.request(mds_pb2.MdsRequest(op=mds_pb2.MdsRequest.STATFS, ino=root))
+        if ops.last_statfs is None:
+            ops.last_statfs = reply.statfs
+
+
+def _exit_now(mountpoint: str) -> None:
+    log.error("the client did not finish within %.0fs of the signal: exiting; the kernel "
+              "fails what is left (`sds umount %s` detaches the mount)", EXIT_GRACE_S,
+              mountpoint)
+    logging.shutdown()
+    os._exit(1)
 
 
 async def _clients(opts: MountOptions, fs_name: str | None):
@@ -202,7 +252,8 @@ async def _clients(opts: MountOptions, fs_name: str | None):
     mds = None
     try:
         await rados.connect()
-        mds = await MdsClient(rados, fs_name or await default_fs(rados)).open()
+        mds = await MdsClient(rados, fs_name or await default_fs(rados),
+                              timeout=float(rados.config.get("client_mount_timeout"))).open()
         return rados, mds, Striper(await mds.data_ioctx(), mds.stripe_size)
     except BaseException:
         await _close(mds, rados)
@@ -364,8 +415,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def umount(mountpoint: str, timeout: float = UMOUNT_TIMEOUT_S, lazy: bool = False) -> dict:
-    """Unmount, then wait for the client process to exit. EBUSY if files are in use."""
-    path = os.path.realpath(mountpoint)
+    """Unmount, then wait for the client process to exit. EBUSY if files are in use
+    (unless lazy). Never stats the mount; returns within seconds even when its MDS or
+    OSDs are gone: a stuck unmount is detached and its FUSE connection aborted, a client
+    that does not exit afterwards gets SIGTERM, then SIGKILL."""
+    path = mount_path(mountpoint)
     state = state_file(path)
     pid = None
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -374,20 +428,70 @@ def umount(mountpoint: str, timeout: float = UMOUNT_TIMEOUT_S, lazy: bool = Fals
         if pid is None or not _pid_alive(pid):
             raise InvalidArgument(f"{path} is not an SDS mount")
     else:
-        argv = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]
-        done = subprocess.run(argv, capture_output=True, text=True)
-        if done.returncode != 0:
-            message = (done.stderr or done.stdout).strip()
-            if "busy" in message.lower():
-                raise Busy(f"{path} is busy (files open or a process inside it): {message}")
-            raise SdsError(f"fusermount3 -u {path} failed: {message}")
-    deadline = time.monotonic() + timeout
-    while pid is not None and _pid_alive(pid):
-        if time.monotonic() > deadline:
-            raise TimedOut(f"unmounted {path}, but the client (pid {pid}) did not exit "
-                           f"in {timeout:g}s")
-        time.sleep(0.05)
+        _unmount(path, lazy)
+    _wait_exit(path, pid, timeout)
+    if is_mounted(path):  # the client died before it unmounted: detach what is left
+        _fusermount(path, lazy=True)
     with contextlib.suppress(FileNotFoundError):
         state.unlink()
     return {"mountpoint": path, "pid": pid}
 
+
+def _fusermount(path: str, lazy: bool) -> subprocess.CompletedProcess | None:
+    """fusermount3 -u [-z]; None if it did not return in time."""
+    argv = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]
+    try:
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=FUSERMOUNT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _unmount(path: str, lazy: bool) -> None:
+    done = _fusermount(path, lazy)
+    if done is not None and done.returncode == 0:
+        return
+    message = (done.stderr or done.stdout).strip() if done is not None else "timed out"
+    if done is not None and "busy" in message.lower():
+        raise Busy(f"{path} is busy (files open or a process inside it): {message} "
+                   "(`sds umount -l` detaches it anyway)")
+    log.warning("unmounting %s: %s; aborting its FUSE connection and detaching it", path,
+                message)
+    abort_connection(path)
+    done = _fusermount(path, lazy=True)
+    if is_mounted(path):
+        raise SdsError(f"fusermount3 -u {path} failed: {message}")
+
+
+def abort_connection(path: str) -> bool:
+    """Abort the mount's FUSE connection (fusectl): every request waiting on it fails
+    with ENOTCONN at once, as `echo 1 > /sys/fs/fuse/connections/N/abort` does."""
+    dev = _bdi_of(path)
+    if dev is None:
+        return False
+    try:
+        Path(f"/sys/fs/fuse/connections/{dev.split(':')[1]}/abort").write_text("1")
+        return True
+    except OSError as e:
+        log.warning("cannot abort the FUSE connection of %s: %s", path, e)
+        return False
+
+
+def _wait_exit(path: str, pid: int | None, timeout: float) -> None:
+    """Wait for the client to exit; SIGTERM it after TERM_AFTER_S, SIGKILL after more."""
+    start = time.monotonic()
+    sent: set[int] = set()
+    while pid is not None and _pid_alive(pid):
+        waited = time.monotonic() - start
+        for after, sig in ((TERM_AFTER_S, signal.SIGTERM),
+                           (TERM_AFTER_S + KILL_AFTER_S, signal.SIGKILL)):
+            if waited > after and sig not in sent:
+                log.warning("the client of %s (pid %d) is still running: %s", path, pid,
+                            signal.Signals(sig).name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                sent.add(sig)
+        if waited > timeout:
+            raise TimedOut(f"unmounted {path}, but the client (pid {pid}) did not exit "
+                           f"in {timeout:g}s")
+        time.sleep(0.05)

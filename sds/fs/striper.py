@@ -8,17 +8,27 @@ hole and reads as zeros up to the file size the caller passes in.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from sds.client.rados import IoCtx
 from sds.common.errors import NotFound
 
 DEFAULT_STRIPE_SIZE = 4 << 20
 MAX_PARALLEL = 32  # object ops in flight for one truncate/remove: bounds memory and OSD load
+DIRECT_OBJECTS = 64  # up to this many possible objects are tried one by one, more are listed
 
 
 def object_name(ino: int, index: int) -> str:
     return f"{ino:016x}.{index:08x}"
+
+
+def parse_index(name: str) -> int | None:
+    """The stripe index of a data object's name (None if it is not one)."""
+    _, dot, index = name.partition(".")
+    try:
+        return int(index, 16) if dot else None
+    except ValueError:
+        return None
 
 
 class Striper:
@@ -81,17 +91,68 @@ class Striper:
             return
         size = self.stripe_size
         first_whole, in_obj = divmod(new_size, size)
-        jobs = []
         if in_obj:
-            jobs.append(self._truncate_one(ino, first_whole, in_obj))
+            await self._truncate_one(ino, first_whole, in_obj)
             first_whole += 1
-        last = (old_size - 1) // size
-        jobs += [self._remove_one(ino, index) for index in range(first_whole, last + 1)]
-        await _bounded(jobs, MAX_PARALLEL)
+        await self.each_object(ino, first_whole, (old_size - 1) // size,
+                               lambda index: self._remove_one(ino, index))
+
+    async def zero(self, ino: int, offset: int, length: int) -> None:
+        """Make a range read as zeros (fallocate PUNCH_HOLE/ZERO_RANGE): the objects it
+        covers whole are removed (holes), the partial ones at its ends overwritten."""
+        size = self.stripe_size
+        end = offset + length
+        first_whole, last_whole = -(-offset // size), end // size - 1
+        if first_whole > last_whole:
+            await self.write(ino, offset, bytes(length))
+            return
+        head, tail = first_whole * size - offset, end - (last_whole + 1) * size
+        if head:
+            await self.write(ino, offset, bytes(head))
+        if tail:
+            await self.write(ino, end - tail, bytes(tail))
+        await self.each_object(ino, first_whole, last_whole,
+                               lambda index: self._remove_one(ino, index))
 
     async def remove_all(self, ino: int, size: int) -> None:
         """Remove every data object of a file of `size` bytes (missing ones are fine)."""
         await self.truncate(ino, max(size, 1), 0)
+
+    async def each_object(self, ino: int, first: int, last: int,
+                          fn: Callable[[int], Awaitable[None]]) -> None:
+        """fn(index) for every object of `ino` in [first, last] that may exist.
+
+        A sparse file may span billions of possible objects: beyond DIRECT_OBJECTS the
+        ones that exist are listed instead of tried, and at most MAX_PARALLEL calls run
+        at once, so the work is bounded by the objects stored, the memory by
+        MAX_PARALLEL, whatever the size."""
+        if last < first:
+            return
+        if last - first < DIRECT_OBJECTS:
+            indexes: AsyncIterator[int] = _count(first, last)
+        else:
+            indexes = self._stored(ino, first, last)
+        running: set[asyncio.Future] = set()
+        try:
+            async for index in indexes:
+                if len(running) >= MAX_PARALLEL:
+                    done, running = await asyncio.wait(
+                        running, return_when=asyncio.FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+                running.add(asyncio.ensure_future(fn(index)))
+            for future in asyncio.as_completed(running):
+                await future
+        finally:
+            for future in running:
+                future.cancel()
+
+    async def _stored(self, ino: int, first: int, last: int) -> AsyncIterator[int]:
+        """Indexes in [first, last] of the objects of `ino` the pool holds."""
+        async for name in self.ioctx.list_prefix(object_name(ino, 0)[:-8]):
+            index = parse_index(name)
+            if index is not None and first <= index <= last:
+                yield index
 
     async def _truncate_one(self, ino: int, index: int, length: int) -> None:
         try:
@@ -106,12 +167,6 @@ class Striper:
             pass
 
 
-async def _bounded(coros: list, limit: int) -> None:
-    """Await every coroutine with at most `limit` running at once."""
-    gate = asyncio.Semaphore(limit)
-
-    async def run(coro) -> None:
-        async with gate:
-            await coro
-
-    await asyncio.gather(*(run(c) for c in coros))
+async def _count(first: int, last: int) -> AsyncIterator[int]:
+    for index in range(first, last + 1):
+        yield index

@@ -24,8 +24,9 @@ def set_attrs(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
               caller: mds_pb2.Caller, now_ns: int | None = None) -> None:
     """Apply the mode, owner and time bits of `mask` to `attr`, or raise EPERM/EACCES."""
     if mask & mds_pb2.SET_MODE:
-        perms.check_owner(attr, caller)
         mode = stat.S_IMODE(new.mode)
+        if not _kills_privileges(attr, mode, caller):
+            perms.check_owner(attr, caller)
         if not perms.is_root(caller) and not perms.in_group(caller, attr.gid):
             mode &= ~stat.S_ISGID
         attr.mode = stat.S_IFMT(attr.mode) | mode
@@ -33,6 +34,17 @@ def set_attrs(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
         _chown(attr, new, mask, caller)
     if mask & TIME_BITS:
         _set_times(attr, new, mask, caller, now_ns or time.time_ns())
+
+
+def _kills_privileges(attr: mds_pb2.InodeAttr, mode: int, caller: mds_pb2.Caller) -> bool:
+    """A change that only clears S_ISUID/S_ISGID, by someone who may write the file: what
+    the kernel sends (with the writer's credentials) before a write or truncate by a
+    non-owner, as Linux clears those bits itself on such a write. (It may also change
+    nothing: the write it came with, applied first, already cleared them.)"""
+    old = stat.S_IMODE(attr.mode)
+    removed = old & ~mode
+    return (not mode & ~old and not removed & ~(stat.S_ISUID | stat.S_ISGID)
+            and perms.allowed(attr, caller, perms.W))
 
 
 def _chown(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,

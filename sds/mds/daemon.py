@@ -22,7 +22,7 @@ from sds.client.rados import Rados
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import Blocklisted, ConnectionLost, SdsError, Unavailable
-from sds.common.fencing import active_instance
+from sds.common.fencing import FENCE_PENDING, active_instance
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
 from sds.common.osdmap import is_blocklisted, pool_by_id
@@ -40,6 +40,8 @@ log = logging.getLogger("sds.mds")
 Req = mds_pb2.MdsRequest
 LEASE_FRACTION = 0.6   # serve only while the last acknowledged beacon is this fresh
 STATFS_CACHE_S = 2.0
+STATS_WAIT_S = 10.0  # a statfs waits this long for the cluster's first statistics
+STATS_POLL_S = 0.25
 LEASE_MS = 1000
 LEASE_MARGIN_S = 0.5
 
@@ -94,6 +96,7 @@ class MdsDaemon(Daemon):
         cmd = {"prefix": "mds beacon", "name": self.daemon_id, "addr": self.addr}
         while True:
             cmd["instance"] = self._instance_base
+            cmd["health"] = self.ns.health() if self.ns is not None else []
             sent = time.monotonic()
             try:
                 out = await self.rados.mon_command(cmd, timeout=max(self.interval * 2, 2.0))
@@ -115,6 +118,7 @@ class MdsDaemon(Daemon):
         generation = int(out.get("generation", 0))
         if self.ns is not None and generation == self.generation and out.get("fs") == \
                 self.fs.get("fs"):
+            self.ns.max_file_size = int(out.get("max_file_size", 0)) or self.ns.max_file_size
             return
         self._demote(f"generation changed to {generation}")
         try:
@@ -144,16 +148,22 @@ class MdsDaemon(Daemon):
         # a fresh client instance per activation: when the mons replace this MDS they
         # blocklist the instance it served with, never the one of a later activation
         rados.client_id = active_instance(self._instance_base, int(out.get("generation", 0)))
-        await rados.wait_for_epoch(int(out.get("osd_epoch_barrier", 0)))  # old MDS fenced
+        barrier = int(out.get("osd_epoch_barrier", 0))
+        if barrier >= FENCE_PENDING:  # the mons do not know the fencing epoch yet
+            raise Unavailable("the OSD map epoch fencing the previous MDS is not known yet")
+        await rados.wait_for_epoch(barrier)  # old MDS fenced
         if not any(p.id == out["metadata_pool"] for p in rados.osdmap.pools):
             await rados.wait_for_map_change(5.0)
         meta = rados.ioctx(pool_by_id(rados.osdmap, out["metadata_pool"]).name)
         data = rados.ioctx(pool_by_id(rados.osdmap, out["data_pool"]).name)
         store = MetaStore(meta, data, int(self.config.get("mds_cache_size")))
+        store.inject_failure = self.config.get("mds_inject_apply_failure")
         caps = Caps(self._send, float(self.config.get("mds_revoke_timeout")))
+        journal = Journal(meta, attempts=int(self.config.get("mds_apply_attempts")))
         # dentry leases outlive the client's cache by a margin: it starts caching later
-        ns = Namespace(store, Journal(meta), self._cluster_statfs, caps, self._fence,
+        ns = Namespace(store, journal, self._cluster_statfs, caps, self._fence,
                        lease_s=LEASE_MS / 1000 + LEASE_MARGIN_S)
+        ns.max_file_size = int(out.get("max_file_size", 0)) or ns.max_file_size
         failed = await ns.start()
         failed.add_done_callback(lambda _f: self._on_journal_failure(ns))
         self.fs, self.generation = dict(out), int(out.get("generation", 0))
@@ -193,6 +203,7 @@ class MdsDaemon(Daemon):
         if self.ns is not ns:
             raise Unavailable(f"mds.{self.daemon_id} was replaced while serving the request")
         reply.osd_epoch_barrier = ns.osd_epoch_barrier
+        reply.max_file_size = ns.max_file_size
         return reply
 
     def _open_session(self, conn: Connection, req: Req) -> mds_pb2.MdsReply:
@@ -207,7 +218,8 @@ class MdsDaemon(Daemon):
             self.ns.retire_session(old, session_id)
             log.info("client %s reconnected: session %d replaces %d", name, session_id, old)
         return mds_pb2.MdsReply(session_id=session_id, data_pool=self.fs["data_pool"],
-                                stripe_size=layout.STRIPE, lease_ms=LEASE_MS)
+                                stripe_size=layout.STRIPE, lease_ms=LEASE_MS,
+                                max_file_size=self.ns.max_file_size)
 
     async def _fence(self, session_id: int) -> int:
         """Blocklist the session's client instance on the OSDs; the map epoch that does it."""
@@ -227,11 +239,20 @@ class MdsDaemon(Daemon):
         await found[1].send(mpb.MDS_CLIENT, msg)
 
     async def _cluster_statfs(self) -> mds_pb2.StatFs:
-        """Capacity of the data pool from the monitors' `df`, cached for a moment."""
+        """Capacity of the data pool from the monitors' `df`, cached for a moment. On a
+        fresh cluster the mons have no statistics for the first seconds (they come from
+        the mgr): wait for them rather than report a size of 0."""
         now = time.monotonic()
         if self._statfs is not None and now - self._statfs[0] < STATFS_CACHE_S:
             return self._statfs[1]
-        out = await self.rados.mon_command({"prefix": "df"})
+        deadline = now + STATS_WAIT_S
+        while True:
+            out = await self.rados.mon_command({"prefix": "df"})
+            stats = out.get("stats", {})
+            if (stats.get("stats_available", True) and int(stats.get("total_bytes", 0))) \
+                    or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(STATS_POLL_S)
         stats = out.get("stats", {})
         pool = next((p["stats"] for p in out.get("pools", [])
                      if p.get("id") == self.fs.get("data_pool")), {})
@@ -241,7 +262,8 @@ class MdsDaemon(Daemon):
         statfs = mds_pb2.StatFs(total_bytes=total, free_bytes=free, total_files=files,
                                 free_files=max(0, files - int(stats.get("total_objects", 0))),
                                 block_size=4096, name_max=layout.NAME_MAX)
-        self._statfs = (now, statfs)
+        if total:  # never remember "no statistics yet"
+            self._statfs = (time.monotonic(), statfs)
         return statfs
 
 

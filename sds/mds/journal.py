@@ -8,7 +8,9 @@ commit), replies wait for that, and an applier task then applies the durable eve
 to the metadata objects in order, batching them too. Replay re-applies the events
 after the mark (their ops are absolute, so applying one twice is harmless) and, from
 the recent events kept, rebuilds which (client, tid) requests were already answered.
-Trimming removes applied events beyond `keep` recent ones.
+Trimming removes applied events beyond `keep` recent ones. An event that does not
+apply is retried with back-off, then set aside (sds.mds.setaside) so that neither the
+applier nor a takeover's replay waits on it for ever.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sds.client.rados import IoCtx
 from sds.common.errors import NotFound, Unavailable
 from sds.common.tasks import cancel_and_wait
 from sds.mds import layout
+from sds.mds.setaside import SetAside, describe_failure
 from sds.proto import mds_pb2
 
 log = logging.getLogger("sds.mds.journal")
@@ -34,6 +37,8 @@ PAGE = 1000
 MAX_BATCH = 256
 MARK_IDLE_S = 0.2
 APPLY_DELAY_S = 0.05
+APPLY_RETRY_FIRST_S = 0.1
+APPLY_RETRY_MAX_S = 5.0
 
 Apply = Callable[[list[mds_pb2.MetaOp]], Awaitable[None]]
 
@@ -43,9 +48,12 @@ def event_key(seq: int) -> bytes:
 
 
 class Journal:
-    def __init__(self, meta: IoCtx, keep: int = 4096):
+    def __init__(self, meta: IoCtx, keep: int = 4096, attempts: int = 5):
         self.meta = meta
         self.keep = keep
+        self.attempts = max(1, attempts)
+        self.aside = SetAside(meta)
+        self._gate = asyncio.Lock()  # one apply at a time: the applier's or a retry's
         self.last_seq = 0      # submitted
         self.durable_seq = 0   # written to the journal object
         self.applied_seq = 0   # applied to the metadata objects
@@ -79,7 +87,12 @@ class Journal:
                 after = items[-1][0]
         self._stored = [ev.seq for ev in events]
         self.last_seq = self.durable_seq = max([applied] + self._stored)
+        await self.aside.load()
         return events, applied
+
+    async def replay(self, apply: Apply, ev: mds_pb2.JournalEvent) -> None:
+        """Apply one loaded event, retried and set aside like the pipeline's."""
+        await self._apply_event(apply, ev)
 
     async def replayed(self) -> None:
         """Everything loaded is applied now: record it and trim."""
@@ -94,7 +107,8 @@ class Journal:
         self._hurry = asyncio.Event()
         self.failed = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._writer()),
-                       asyncio.create_task(self._applier(apply))]
+                       asyncio.create_task(self._applier(apply)),
+                       asyncio.create_task(self.aside.retry_forever(apply, self._gate))]
         return self.failed
 
     async def stop(self) -> None:
@@ -158,7 +172,7 @@ class Journal:
                 await self._wait(lambda: bool(self._durable))
                 await self._gather_more()
                 batch, self._durable = self._durable[:MAX_BATCH], self._durable[MAX_BATCH:]
-                await apply([op for ev in batch for op in ev.ops])
+                await self._apply_batch(apply, batch)
                 self.applied_seq = batch[-1].seq
                 self._notify()
                 if not self._queue:  # idle: record the mark soon (else the next append does)
@@ -168,6 +182,50 @@ class Journal:
             raise
         except BaseException as e:
             self._fail(e)
+
+    async def _apply_batch(self, apply: Apply, batch: list[mds_pb2.JournalEvent]) -> None:
+        """Apply events together; if that fails, one by one, so a bad one is found and
+        the others are not held back by it."""
+        ops = [op for ev in batch for op in ev.ops]
+        try:
+            async with self._gate:
+                await apply(ops)
+                self.aside.supersede(ops)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried event by event below
+            log.warning("applying journal events %d..%d failed (%s: %s); one by one now",
+                        batch[0].seq, batch[-1].seq, type(e).__name__, e)
+        for ev in batch:
+            await self._apply_event(apply, ev)
+
+    async def _apply_event(self, apply: Apply, ev: mds_pb2.JournalEvent) -> None:
+        """Apply one event, retried with back-off; set aside if it keeps failing."""
+        delay = APPLY_RETRY_FIRST_S
+        error = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with self._gate:
+                    await apply(list(ev.ops))
+                    self.aside.supersede(ev.ops)
+                self.aside.retrying = ""
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - retried, then set aside; in health
+                error = f"{type(e).__name__}: {e}"
+                self.aside.retrying = describe_failure(ev, e, attempt, self.attempts)
+                log.warning("%s", self.aside.retrying)
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, APPLY_RETRY_MAX_S)
+        self.aside.retrying = ""
+        await self.aside.add(ev, error)
+
+    def health(self) -> list[dict]:
+        """MDS_... problems of the journal, for the beacon."""
+        return self.aside.health()
 
     async def _gather_more(self) -> None:
         """Let durable events gather for up to APPLY_DELAY_S before applying them, unless

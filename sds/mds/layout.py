@@ -25,6 +25,7 @@ from sds.proto import mds_pb2
 ROOT_INO = 1
 FIRST_INO = 0x1000
 NAME_MAX = 255
+DEFAULT_MAX_FILE_SIZE = 1 << 40  # until the mons send the filesystem's (`fs set max_file_size`)
 INOTABLE = "inotable"
 JOURNAL = "journal"
 STRAY = "stray"

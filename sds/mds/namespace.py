@@ -22,6 +22,7 @@ from sds.common.errors import (
     AlreadyExists,
     Busy,
     CrossDevice,
+    FileTooBig,
     InvalidArgument,
     IsADirectory,
     NameTooLong,
@@ -62,6 +63,8 @@ MAX_DEPTH = 4096
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
 # the request field naming the directory whose entries the client may cache afterwards
+# replies about a file that carry the room its byte quota leaves (the client's write path)
+QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
 LEASED_DIR = {Req.LOOKUP: "ino", Req.READDIR: "ino", Req.CREATE: "ino", Req.MKNOD: "ino",
               Req.MKDIR: "ino", Req.SYMLINK: "ino", Req.LINK: "ino2", Req.RENAME: "ino2"}
 
@@ -82,6 +85,7 @@ class Namespace:
         self.store = store
         self.fence = fence  # blocklists a session's client on the OSDs; returns the epoch
         self.osd_epoch_barrier = 0
+        self.max_file_size = layout.DEFAULT_MAX_FILE_SIZE  # EFBIG past it; the mons set it
         self.journal = journal
         self.cluster_statfs = cluster_statfs
         self.caps = caps or Caps(_no_client)
@@ -118,11 +122,13 @@ class Namespace:
             if ev.client:
                 self._remember(ev.client, ev.tid, ev.reply)
             if ev.seq > applied:
-                await self.store.apply(list(ev.ops), replay=True)
+                await self.journal.replay(self._replay_apply, ev)
                 self.replayed += 1
         await self.journal.replayed()
         failed = self.journal.start(self.store.apply)
-        self.store.pinned = lambda: self.journal.applied_seq < self.journal.last_seq
+        # staged changes stay cached until RADOS has them: applied, and none set aside
+        self.store.pinned = lambda: self.journal.applied_seq < self.journal.last_seq or \
+            bool(self.journal.aside.events)
         try:
             await self.store.inode(layout.ROOT_INO)
         except NotFound:
@@ -135,8 +141,15 @@ class Namespace:
             await self._settled()
         return failed
 
+    async def _replay_apply(self, ops: list[MetaOp]) -> None:
+        await self.store.apply(ops, replay=True)
+
     async def stop(self) -> None:
         await self.journal.stop()
+
+    def health(self) -> list[dict]:
+        """What this MDS reports wrong in its beacons (MDS_... codes)."""
+        return self.journal.health()
 
     async def _settled(self) -> None:
         """Wait until every staged change is applied to RADOS (before reading listings)."""
@@ -180,6 +193,8 @@ class Namespace:
         try:
             reply = await self._durably(handler, req)
             self._grant_lease(req)
+            if req.op in QUOTA_ROOM_OPS:
+                await self._quota_room(reply)
             self._remember(req.client_name, req.tid, reply.SerializeToString())
             fut.set_result(reply)
             return reply
@@ -294,6 +309,22 @@ class Namespace:
             rec.used_files = max(0, rec.used_files + files)
             rec.used_bytes = max(0, rec.used_bytes + nbytes)
             tx.put(rec)
+
+    async def _quota_room(self, reply: mds_pb2.MdsReply) -> None:
+        """How far the file of the reply may grow before a byte quota above it is reached:
+        the client fails write(2) with EDQUOT there, keeping what fitted."""
+        if not stat.S_ISREG(reply.attr.mode):
+            return
+        with contextlib.suppress(SdsError):  # no room known: the MDS still enforces it
+            tx = Tx(self.store)
+            rec = await tx.get(reply.attr.ino)
+            if not rec.parent:
+                return
+            rooms = [a.max_bytes - min(a.used_bytes, a.max_bytes)
+                     for a in await self._ancestors(tx, rec.parent)
+                     if a.has_quota and a.max_bytes]
+            if rooms:
+                reply.quota_limited, reply.quota_room = True, min(rooms)
 
     def _save(self, tx: Tx, req: Req, rec: Rec) -> mds_pb2.MdsReply:
         """Stage the changed record and journal the request with its reply."""
@@ -757,10 +788,11 @@ class Namespace:
             if not wrote and not changes:
                 return self._reply(rec)
             if wrote:
+                self._check_size(req.attr.size)
                 if req.attr.size > rec.attr.size:
                     await self._resize(tx, rec, req.attr.size)
                 touch(rec, at=req.attr.mtime_ns or None)
-                rec.attr.mode &= ~(stat.S_ISUID | (stat.S_ISGID if rec.attr.mode & 0o010 else 0))
+                rec.attr.mode &= ~perms.privileges_killed_by_write(rec.attr, req.caller)
             if changes:
                 set_attrs(rec.attr, req.attr, changes, req.caller)
                 touch(rec, mtime=False)
@@ -783,7 +815,9 @@ class Namespace:
                     raise IsADirectory("cannot truncate a directory")
                 if not stat.S_ISREG(attr.mode):
                     raise InvalidArgument("only regular files have a size to set")
-                perms.check(attr, caller, perms.W)
+                if not mask & mds_pb2.SET_BY_WRITER:  # ftruncate: the open checked it
+                    perms.check(attr, caller, perms.W)
+                self._check_size(new.size)
                 await self._resize(tx, rec, new.size)
                 touch(rec)
             set_attrs(attr, new, mask & TIME_BITS, caller)
@@ -793,6 +827,11 @@ class Namespace:
             self._commit(tx, req, reply)
             await self._cut(tx)
             return reply
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_file_size:
+            raise FileTooBig(f"size {size} is past the filesystem's max_file_size "
+                             f"{self.max_file_size}")
 
     async def setxattr(self, req: Req) -> mds_pb2.MdsReply:
         if not req.name or len(req.name.encode()) > 255:

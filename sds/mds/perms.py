@@ -57,3 +57,15 @@ def open_mask(flags: int) -> int:
     if flags & os.O_TRUNC:
         mask |= W
     return mask
+
+
+def privileges_killed_by_write(attr: mds_pb2.InodeAttr, caller: mds_pb2.Caller) -> int:
+    """The setuid/setgid bits a write clears, as Linux's setattr_should_drop_sgid: setuid
+    always, setgid when group-executable or the writer is not in the file's group; none
+    for root (CAP_FSETID)."""
+    if is_root(caller):
+        return 0
+    bits = stat.S_ISUID
+    if attr.mode & stat.S_ISGID and (attr.mode & stat.S_IXGRP or not in_group(caller, attr.gid)):
+        bits |= stat.S_ISGID
+    return bits

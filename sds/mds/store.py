@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 
 from sds.client.rados import IoCtx
-from sds.common.errors import NotFound
+from sds.common.errors import NotFound, SdsError
 from sds.fs.striper import Striper
 from sds.mds import layout
 from sds.proto import mds_pb2
@@ -36,6 +36,9 @@ class MetaStore:
         self._next_ino = 0
         self._ino_limit = 0
         self.pinned: Callable[[], bool] = lambda: False  # changes staged but not applied
+        # data objects copied at once across every apply: bounds memory to PARALLEL stripes
+        self._copies = asyncio.Semaphore(PARALLEL)
+        self.inject_failure = ""  # testing (mds_inject_apply_failure): applies naming it fail
 
     # -- reads -----------------------------------------------------------------------
     def _remember(self, table: dict, key, value) -> None:
@@ -142,6 +145,8 @@ class MetaStore:
         """Apply changes (of one or more events, in order); each op is absolute, so
         replaying one is harmless. Objects are written in parallel, each once: the last
         inode record, the final state of each dentry."""
+        if self.inject_failure and any(op.name == self.inject_failure for op in ops):
+            raise SdsError(f"injected apply failure (dentry '{self.inject_failure}')")
         by_object: dict[str, list[MetaOp]] = {}
         for op in ops:
             if op.kind == MetaOp.CUT_DATA and not replay:
@@ -208,13 +213,15 @@ class MetaStore:
         """Copy the data objects of `src` to `dst` (a snapshot's own copy)."""
 
         async def copy(index: int) -> None:
-            try:
-                data = await self.data.read(layout.data_oid(src, index), layout.STRIPE)
-            except NotFound:
-                return
-            await self.data.write_full(layout.data_oid(dst, index), data)
+            async with self._copies:
+                try:
+                    data = await self.data.read(layout.data_oid(src, index), layout.STRIPE)
+                except NotFound:
+                    return
+                await self.data.write_full(layout.data_oid(dst, index), data)
 
-        await self._bounded([copy(i) for i in range(layout.data_objects(size))])
+        striper = Striper(self.data, layout.STRIPE)
+        await striper.each_object(src, 0, layout.data_objects(size) - 1, copy)
 
 
 def _object_of(op: MetaOp) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sds.common import osdmap as om
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
-from sds.common.fencing import active_instance
+from sds.common.fencing import FENCE_PENDING, active_instance
 from sds.mon.commands import (
     ERR,
     HEALTH_CHECKS,
@@ -21,6 +21,7 @@ from sds.mon.commands import (
     HealthCheck,
     MonView,
     _flag,
+    _int,
     _str,
     command,
 )
@@ -28,7 +29,9 @@ from sds.proto import maps_pb2
 
 ACTIVE, STANDBY = "active", "standby"
 FENCE_S = 3600.0              # how long a replaced MDS's instance stays blocklisted
-FENCE_PENDING = (1 << 64) - 1  # placeholder barrier until the blocklist epoch is known
+DEFAULT_MAX_FILE_SIZE = 1 << 40  # 1 TiB, as Ceph's max_file_size
+FS_VARS = {"max_file_size": (1, (1 << 63) - 1)}  # `fs set` variables and their ranges
+MAX_HEALTH = 8  # health entries kept per MDS beacon
 
 
 class BeaconTracker:
@@ -83,6 +86,8 @@ def _result(out: dict, new: maps_pb2.MdsMap | None, view: MonView | None = None,
     for fs in new.filesystems:
         if fs.osd_epoch_barrier == FENCE_PENDING:
             fs.osd_epoch_barrier = inc.epoch
+    if out.get("osd_epoch_barrier") == FENCE_PENDING:  # a role computed before the epoch
+        out["osd_epoch_barrier"] = inc.epoch            # was known: never send the placeholder
     return CommandResult(out, maps_pb2.MapUpdate(osdmap=inc),
                          [maps_pb2.MapUpdate(mdsmap=new)])
 
@@ -133,7 +138,8 @@ def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
         if fs is not None and fs.active == name:
             out.update(role=ACTIVE, fs=fs.name, generation=fs.generation,
                        metadata_pool=fs.metadata_pool, data_pool=fs.data_pool,
-                       osd_epoch_barrier=fs.osd_epoch_barrier)
+                       osd_epoch_barrier=fs.osd_epoch_barrier,
+                       max_file_size=max_file_size(fs))
     return out
 
 
@@ -159,11 +165,49 @@ def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
             if fs is not None:
                 fs.generation += 1
         changed = True
+    health = _beacon_health(cmd)
+    me = _find_mds(new, name)
+    if [(h.code, h.message) for h in me.health] != [(h.code, h.message) for h in health]:
+        del me.health[:]
+        me.health.extend(health)
+        changed = True
     fenced: list[str] = []
     changed = _reconcile(new, view, fenced) or changed
     if not changed:
         return CommandResult(_role(view.mdsmap, name))
     return _result(_role(new, name), new, view, fenced)
+
+
+def _beacon_health(cmd: dict) -> list[maps_pb2.MdsHealth]:
+    """The problems an MDS reports in its beacon: [{"code": "MDS_...", "message"}]."""
+    raw = cmd.get("health") or []
+    if not isinstance(raw, list):
+        raise InvalidArgument("'health' must be a list")
+    out = []
+    for item in raw[:MAX_HEALTH]:
+        if not isinstance(item, dict) or not str(item.get("code", "")).startswith("MDS_"):
+            raise InvalidArgument(f"bad MDS health entry {item!r}")
+        out.append(maps_pb2.MdsHealth(code=item["code"], message=str(item.get("message", ""))))
+    return out
+
+
+def max_file_size(fs: maps_pb2.Filesystem) -> int:
+    return fs.max_file_size or DEFAULT_MAX_FILE_SIZE
+
+
+@command("fs set", write=True)
+def cmd_fs_set(view: MonView, cmd: dict) -> CommandResult:
+    """Change a filesystem setting (max_file_size); the active MDS follows at its next
+    beacon and enforces it from then on (EFBIG)."""
+    name, var = _str(cmd, "fs_name"), _str(cmd, "var")
+    if var not in FS_VARS:
+        raise InvalidArgument(f"unknown filesystem setting '{var}' (known: "
+                              f"{', '.join(sorted(FS_VARS))})")
+    lo, hi = FS_VARS[var]
+    value = _int(cmd, "val", lo=lo, hi=hi)
+    new = _next(view)
+    setattr(_find_fs(new, name), var, value)
+    return _result({"fs_name": name, var: value}, new)
 
 
 @command("mds fail", write=True)
@@ -247,7 +291,8 @@ def _fs_dict(view: MonView, fs: maps_pb2.Filesystem, mdsmap: maps_pb2.MdsMap) ->
             "data_pool": pools.get(fs.data_pool, str(fs.data_pool)),
             "metadata_pool_id": fs.metadata_pool, "data_pool_id": fs.data_pool,
             "active": ({"name": active.name, "addr": active.addr} if active else None),
-            "generation": fs.generation, "created": fs.created}
+            "generation": fs.generation, "created": fs.created,
+            "max_file_size": max_file_size(fs)}
 
 
 @command("fs ls")
@@ -270,7 +315,8 @@ def cmd_fs_status(view: MonView, cmd: dict) -> CommandResult:
 
 
 def check_fs(view: MonView) -> list[HealthCheck]:
-    """FS_DEGRADED: a filesystem has no active MDS; MDS_ALL_DOWN: no MDS at all."""
+    """FS_DEGRADED: a filesystem has no active MDS; MDS_ALL_DOWN: no MDS at all; and the
+    MDS_... problems the MDSs report in their beacons."""
     if not view.mdsmap.filesystems:
         return []
     checks = []
@@ -281,6 +327,14 @@ def check_fs(view: MonView) -> list[HealthCheck]:
             len(degraded), [f"fs {n} has no active MDS" for n in degraded],
             "start an MDS (`sds daemon mds --id a`); a standby is promoted within "
             "mds_beacon_grace"))
+    reported: dict[str, list[str]] = {}
+    for mds in view.mdsmap.mds:
+        for h in mds.health:
+            reported.setdefault(h.code, []).append(f"mds.{mds.name}: {h.message}")
+    for code, lines in sorted(reported.items()):
+        checks.append(HealthCheck(
+            code, WARN, lines[0] if len(lines) == 1 else f"{len(lines)} MDS report {code}",
+            len(lines), lines, "see the MDS log; the MDS keeps serving and retries"))
     if not view.mdsmap.mds:
         checks.append(HealthCheck(
             "MDS_ALL_DOWN", ERR, "all MDS daemons are down", len(view.mdsmap.filesystems),

@@ -1,5 +1,6 @@
-"""fsx-style randomized test: random writes, truncates and reads on a file in the mount,
-checked against the same operations on a local reference file.
+"""fsx-style randomized test: random writes, truncates, fallocates (mode 0, KEEP_SIZE,
+PUNCH_HOLE, ZERO_RANGE) and reads on a file in the mount, checked against the same
+operations on a local reference file.
 
 SDS_FSX_OPS sets the operation count (default 10,000), SDS_FSX_SEED the seed (default
 a fixed one, printed on failure so a failing run can be replayed).
@@ -7,6 +8,7 @@ a fixed one, printed on failure so a failing run can be replayed).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 
@@ -19,6 +21,14 @@ OPS = int(os.environ.get("SDS_FSX_OPS", "10000"))
 SEED = int(os.environ.get("SDS_FSX_SEED", "20261127"))
 MAX_SIZE = 10 << 20     # crosses two 4 MiB object boundaries
 MAX_IO = 64 << 10       # small ops, as fsx does: many of them, each checked
+FALLOC_MODES = (0, 0x01, 0x03, 0x10, 0x11)  # 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE(|KEEP)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def fallocate(fd: int, mode: int, off: int, length: int) -> None:
+    if _libc.fallocate(fd, mode, ctypes.c_long(off), ctypes.c_long(length)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class Fsx:
@@ -50,8 +60,8 @@ class Fsx:
         return self.rng.randrange(0, MAX_SIZE)
 
     def step(self, i: int) -> None:
-        op = self.rng.choices(["write", "read", "truncate", "reopen", "fsync", "stat"],
-                              [40, 35, 10, 5, 5, 5])[0]
+        op = self.rng.choices(["write", "read", "truncate", "fallocate", "reopen", "fsync",
+                               "stat"], [36, 33, 8, 12, 4, 4, 3])[0]
         fs_fd, ref_fd = self.fds
         if op == "write":
             off = min(self.offset(), MAX_SIZE - 1)
@@ -79,6 +89,15 @@ class Fsx:
             for fd in self.fds:
                 os.ftruncate(fd, size)
             self.size = size
+        elif op == "fallocate":
+            mode = self.rng.choice(FALLOC_MODES)
+            off = min(self.offset(), MAX_SIZE - 1)
+            length = self.rng.randint(1, min(MAX_IO * 4, MAX_SIZE - off))
+            self.log.append(f"{i} fallocate mode={mode:#x} off={off} len={length}")
+            for fd in self.fds:
+                fallocate(fd, mode, off, length)
+            if not mode & 0x01:
+                self.size = max(self.size, off + length)
         elif op == "reopen":
             self.log.append(f"{i} reopen")
             self.reopen()

@@ -431,3 +431,82 @@ def test_sqlite_writes(d):
     assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     assert db.execute("select count(*) from t").fetchone()[0] == 5000 - len(range(0, 5000, 7))
     db.close()
+
+
+SETID_PROBE = """
+import json, os, stat
+out = {}
+for name in ("suid_sgid", "sgid_noexec", "suid"):
+    fd = os.open(name, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"more")
+    os.close(fd)
+    out[name] = oct(stat.S_IMODE(os.stat(name).st_mode))
+fd = os.open("ro", os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o444)
+os.write(fd, b"hello")
+try:
+    os.ftruncate(fd, 2)
+    out["ftruncate"] = os.fstat(fd).st_size
+except OSError as e:
+    out["ftruncate"] = e.errno
+os.close(fd)
+out["ro_size"] = os.stat("ro").st_size
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_setid_write_and_ftruncate_by_non_owner_as_on_a_local_dir(d, tmp_path):
+    """A non-owner writing a setuid/setgid file clears the bits (the kernel asks with a
+    SETATTR of the mode in the writer's name); ftruncate through a descriptor open for
+    writing works whatever the mode. The same calls on a local directory agree."""
+    results = []
+    for where in (d, tmp_path / "local"):
+        where.mkdir(exist_ok=True)
+        os.chmod(where, 0o777)
+        for name, mode in (("suid_sgid", 0o6777), ("sgid_noexec", 0o2766), ("suid", 0o4766)):
+            (where / name).write_text("x")
+            os.chmod(where / name, mode)
+        out = as_user(1000, where, SETID_PROBE)
+        assert out.returncode == 0, out.stderr
+        results.append(out.stdout.strip())
+    assert results[0] == results[1], results
+    assert '"ftruncate": 2' in results[0] and '"suid_sgid": "0o777"' in results[0], results
+
+
+FALLOCATE_PROBE = """
+import ctypes, hashlib, json, os, random
+libc = ctypes.CDLL(None, use_errno=True)
+def fallocate(fd, mode, off, n):
+    if libc.fallocate(fd, mode, ctypes.c_long(off), ctypes.c_long(n)) != 0:
+        return ctypes.get_errno()
+    return 0
+def state(fd):
+    os.fsync(fd)
+    data = open("f", "rb").read()
+    return [os.fstat(fd).st_size, hashlib.sha256(data).hexdigest()[:16]]
+MiB = 1 << 20
+fd = os.open("f", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, random.Random(7).randbytes(3 * MiB + 123))
+out = []
+for mode, off, n in ((0, 0, 10 * MiB), (0, MiB, 100), (1, 20 * MiB, MiB),
+                     (3, MiB + 100, 5 * MiB), (3, 9 * MiB, 4 * MiB), (0x10, 100, 1000),
+                     (0x11, 2 * MiB, 9 * MiB), (0x10, 10 * MiB - 10, 100), (2, 0, 10)):
+    out.append([mode, fallocate(fd, mode, off, n)] + state(fd))
+os.posix_fallocate(fd, 0, 12 * MiB)
+out.append(["posix_fallocate"] + state(fd))
+os.close(fd)
+print(json.dumps(out))
+"""
+
+
+def test_fallocate_modes_as_on_a_local_dir(d, tmp_path):
+    """fallocate(2) mode 0, KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE (with and without
+    KEEP_SIZE, across object boundaries, past the size) by a non-root user: the same
+    sizes, contents and errnos as on a local directory."""
+    results = []
+    for where in (d, tmp_path / "local"):
+        where.mkdir(exist_ok=True)
+        os.chmod(where, 0o777)
+        out = as_user(1000, where, FALLOCATE_PROBE)
+        assert out.returncode == 0, out.stderr
+        results.append(out.stdout.strip())
+    assert results[0] == results[1], results

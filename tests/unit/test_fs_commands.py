@@ -120,3 +120,49 @@ def test_mds_fail_promotes_a_standby_at_once(view):
     assert status["filesystems"][0]["generation"] == 2 and status["standbys"] == []
     with pytest.raises(NotFound):
         run(view, {"prefix": "mds fail", "name": "a"})
+
+
+def test_promoted_standby_never_waits_for_the_placeholder_epoch(view):
+    """The beacon that promotes a standby also fences the old active: its reply names
+    the OSD map epoch of that blocklist, never the unset placeholder (2^64-1)."""
+    run(view, {"prefix": "fs new", "fs_name": "fs", "metadata": "meta", "data": "data"})
+    for name, at in (("a", 10.0), ("a", 10.5), ("b", 10.5)):
+        run(view, {"prefix": "mds beacon", "name": name, "addr": f"127.0.0.1:{ord(name)}",
+                   "instance": f"client.{name}"}, at=at)
+    assert run(view, {"prefix": "fs status"})["filesystems"][0]["active"]["name"] == "a"
+    view.now += GRACE + 1
+    result = handle(view, {"prefix": "mds beacon", "name": "b", "addr": f"127.0.0.1:{ord('b')}",
+                           "instance": "client.b"})
+    assert result.output["role"] == "active"
+    barrier = result.output["osd_epoch_barrier"]
+    assert barrier != fs_commands.FENCE_PENDING
+    assert barrier == result.update.osdmap.epoch  # the epoch that blocklists a
+
+
+def test_fs_set_max_file_size(view):
+    run(view, {"prefix": "fs new", "fs_name": "fs", "metadata": "meta", "data": "data"})
+    assert beacon(view, "a", 10.0)["max_file_size"] == 1 << 40  # Ceph's default
+    run(view, {"prefix": "fs set", "fs_name": "fs", "var": "max_file_size", "val": "4096"})
+    assert beacon(view, "a", 11.0)["max_file_size"] == 4096
+    assert run(view, {"prefix": "fs ls"})["filesystems"][0]["max_file_size"] == 4096
+    for bad in ({"var": "max_file_size", "val": "0"}, {"var": "nope", "val": "1"},
+                {"var": "max_file_size", "val": str(1 << 63)}):
+        with pytest.raises(InvalidArgument):
+            run(view, {"prefix": "fs set", "fs_name": "fs", **bad})
+    with pytest.raises(NotFound):
+        run(view, {"prefix": "fs set", "fs_name": "x", "var": "max_file_size", "val": "1"})
+
+
+def test_mds_health_from_beacons(view):
+    run(view, {"prefix": "fs new", "fs_name": "fs", "metadata": "meta", "data": "data"})
+    beacon(view, "a", 10.0)
+    bad = [{"code": "MDS_JOURNAL_APPLY", "message": "journal event 7 (PURGE_DATA) fails"}]
+    run(view, {"prefix": "mds beacon", "name": "a", "addr": "127.0.0.1:7097",
+               "health": bad}, at=11.0)
+    check = run(view, {"prefix": "health detail"})["checks"]["MDS_JOURNAL_APPLY"]
+    assert check["detail"] == [{"message": "mds.a: journal event 7 (PURGE_DATA) fails"}]
+    beacon(view, "a", 12.0)  # no longer reported: gone from health
+    assert "MDS_JOURNAL_APPLY" not in run(view, {"prefix": "health"})["checks"]
+    with pytest.raises(InvalidArgument):
+        run(view, {"prefix": "mds beacon", "name": "a", "addr": "127.0.0.1:7097",
+                   "health": [{"code": "OSD_DOWN"}]}, at=13.0)
