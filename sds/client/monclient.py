@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Callable
 
+from sds.common import sessions
 from sds.common.config import Config
 from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
 from sds.common.messenger import Connection, Messenger
@@ -87,12 +88,15 @@ class MonClient:
         self.apply(maps)
 
     def apply(self, maps: mon_pb2.MonMaps) -> None:
+        auth_changed = maps.has_auth_full or bool(maps.auth_inc.set or maps.auth_inc.removed)
         if maps.has_auth_full:
             self.auth = {e.name: e for e in maps.auth_full}
         for entity in maps.auth_inc.set:
             self.auth[entity.name] = entity
         for name in maps.auth_inc.removed:
             self.auth.pop(name, None)
+        if auth_changed and self.want_auth and self.messenger.key_lookup is not None:
+            sessions.revalidate(self.messenger, self.messenger.key_lookup)
         if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > self.osdmap.epoch:
             self._install(maps.full_osdmap)
         gap = False

@@ -73,6 +73,9 @@ class Peer:
         where += f" for '{command}'" if command else ""
         raise PermissionDenied(f"{self.entity or 'peer'} lacks {what} on {service}{where}")
 
+    def allows_daemon(self, role: str) -> bool:
+        return self.allows(caps_mod.Need("mon", power=role))
+
     def require_daemon(self, role: str) -> None:
         """Only a daemon of `role` (by its mon caps' profile, never by its name)."""
         self.require("mon", power=role)
