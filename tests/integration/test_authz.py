@@ -9,9 +9,12 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
+from conftest import running_cluster
 
 from sds.client import Rados
 from sds.common.errors import AuthError, InvalidArgument, PermissionDenied, SdsError
@@ -25,14 +28,23 @@ REVOKE_BOUND_S = 5.0  # stated bound: one auth map push after the commit (measur
 
 
 @pytest.fixture(scope="module")
-def c(cluster_module):
-    async def setup():
-        async with Rados(cluster_module.conf) as r:
+def c():
+    """A cluster whose parent directories anyone may enter (pytest's own base is 0700,
+    which would make the file-mode test pass for the wrong reason)."""
+    base = Path(tempfile.mkdtemp(prefix="sds-authz-"))
+    os.chmod(base, 0o755)
+
+    async def setup(cluster):
+        async with Rados(cluster.conf) as r:
             for name in POOLS:
                 await r.pool_create(name, pg_num=4)
                 await r.ioctx(name).write_full("seed", b"seed data")
-    asyncio.run(setup())
-    return cluster_module
+    try:
+        with running_cluster(base / "cluster") as cluster:
+            asyncio.run(setup(cluster))
+            yield cluster
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def entity(c, name: str, **caps: str) -> Rados:
@@ -41,10 +53,12 @@ async def entity(c, name: str, **caps: str) -> Rados:
         out = await admin.mon_command({"prefix": "auth get-or-create", "entity": name,
                                        "caps": caps})
     deadline = time.monotonic() + 5
-    while True:  # a peon learns of the new entity a moment after the leader commits it
+    while True:  # peons and OSDs learn of a new entity a moment after the leader commits it
         r = Rados(c.conf, entity=name, key=base64.b64decode(out["key"]))
         try:
             await r.connect()
+            for addr in r.monc.addrs.values():  # every OSD has the pushed auth update
+                await r.messenger.connect(addr)
             return r
         except AuthError:
             await r.close()
@@ -241,8 +255,12 @@ def test_stores_keyrings_and_logs_are_private(c):
     assert all(seen.values()), seen
     if os.geteuid() != 0 or shutil.which("runuser") is None:
         pytest.skip("needs root and runuser to try as another user")
+    def as_nobody(*argv):
+        return subprocess.run(["runuser", "-u", "nobody", "--", *argv], capture_output=True)
+
+    assert as_nobody("ls", str(c.dir.parent)).returncode == 0  # the way there is open
     files = [p for p, is_dir in _private_paths(c.dir) if not is_dir]
     for path in files:
-        got = subprocess.run(["runuser", "-u", "nobody", "--", "cat", path],
-                             capture_output=True)
+        got = as_nobody("cat", path)
         assert got.returncode != 0 and not got.stdout, f"nobody could read {path}"
+    assert as_nobody("ls", str(c.dir)).returncode != 0
