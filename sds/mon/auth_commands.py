@@ -103,11 +103,11 @@ def cmd_auth_export(view: MonView, cmd: dict) -> CommandResult:
 @command("auth get-or-create", write=True)
 def cmd_auth_get_or_create(view: MonView, cmd: dict) -> CommandResult:
     """An entity's key, created (with the given caps) if it does not exist yet."""
-    name = _entity_name(cmd)
-    existing = view.auth.get(name)
+    existing = view.auth.get(_str(cmd, "entity"))
     if existing is not None:
         _may_read_key(view, existing)
         return CommandResult(_keyed(existing, created=False))
+    name = _entity_name(cmd)
     caps = caps_mod.check(cmd.get("caps") or {})
     _may_hand_out(view, caps, f"creating {name}")
     entity = maps_pb2.AuthEntity(name=name, key=generate_key(), caps=caps)
