@@ -37,6 +37,7 @@ class MonClient:
         self.pools: dict[str, maps_pb2.Pool] = {}   # by name, for this epoch
         self.addrs: dict[int, str] = {}             # OSD id -> address, for this epoch
         self.auth: dict[str, maps_pb2.AuthEntity] = {}
+        self.rotating: dict[str, list[maps_pb2.RotatingSecret]] = {}  # daemons: ticket secrets
         self.timeout = float(config.get("client_mon_timeout"))
         self._placement: PlacementTable | None = None
         self._changed = asyncio.Event()
@@ -95,6 +96,8 @@ class MonClient:
             self.auth[entity.name] = entity
         for name in maps.auth_inc.removed:
             self.auth.pop(name, None)
+        for service in maps.rotating:
+            self.rotating[service.service] = list(service.secrets)
         if auth_changed and self.want_auth and self.messenger.key_lookup is not None:
             sessions.revalidate(self.messenger, self.messenger.key_lookup)
         if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > self.osdmap.epoch:

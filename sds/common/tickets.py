@@ -1,7 +1,7 @@
 """cephx-like service tickets: the mons vouch for an entity once, services verify offline.
 
-Not wired into the messenger handshake yet (see the note at the end); this is the pure
-core both sides will use.
+Not yet used by the messenger handshake (see the note at the end): the mons already
+rotate the secrets and issue tickets, daemons already receive their service's secrets.
 
 A ticket names an entity, its caps, the service it is for (osd, mds, mgr), the id of the
 service's rotating secret that signed it, and its expiry; it is HMAC-SHA256-signed with
@@ -131,13 +131,13 @@ def verify(ticket: bytes, service: str, rotating: list[RotatingSecret], now: flo
                   _mac(secret.secret, b"session", ticket))
 
 
-# Remaining to wire this in (issue 8, "Tickets"):
-# 1. maps.proto: RotatingSecret + a MapUpdate change carrying a service's rotated list;
-#    MonState keeps them; the leader's tick proposes `rotate()` results (like LEADER_TICKS).
-# 2. MonSubscribe: a daemon with profile osd/mds/mgr receives only its own service's
-#    secrets instead of the auth database (keys stay on the mons), plus a keyless
-#    entity -> caps list so `auth rm`/`auth caps` still reach live sessions.
-# 3. A mon command (`auth get-ticket SERVICE`) answering issue() for the caller's entity.
-# 4. Messenger handshake (msgr's module): AuthRequest carries ticket + proof made with the
-#    session key; the server calls verify() and builds the Peer from the ticket's caps.
-# 5. Clients renew tickets in the background before `expires` (e.g. at 3/4 of the ttl).
+# Done: the secrets live in Paxos (MapUpdate.rotating), the leader rotates them from its
+# tick (sds/mon/ticket_commands.py), a daemon's subscription carries its own service's
+# secrets only, and `auth get-ticket SERVICE` issues a ticket for the caller.
+# Remaining (issue 8, "Tickets"):
+# 1. Messenger handshake (msgr's module): AuthRequest carries ticket + a proof made with
+#    the session key; the server calls verify() and builds the Peer from the ticket's caps.
+# 2. Clients fetch tickets after the mon handshake and renew them in the background
+#    before `expires` (e.g. at 3/4 of the ttl); reconnects use the cached ticket.
+# 3. Then daemons stop subscribing to the auth database's keys: a keyless entity -> caps
+#    list still reaches them so `auth rm`/`auth caps` act on live sessions.

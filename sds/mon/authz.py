@@ -41,6 +41,12 @@ SELF_SERVICE: dict[str, tuple[str, str]] = {
 }
 
 
+# commands any authenticated entity may run, for itself
+ANY_ENTITY = frozenset({"auth get-ticket"})
+
+DAEMON_ONLY["auth rotate"] = ("mon", None)  # the leader's own tick; no one else
+
+
 def needs(prefix: str) -> str:
     """The mon permission letters a (non-daemon) command needs."""
     return NEEDS.get(prefix) or ("rw" if commands.is_write(prefix) else "r")
@@ -64,6 +70,10 @@ def authorize(peer: Peer, cmd: dict) -> None:
         peer.require_daemon(role)
         if arg is not None and not _names(peer, role, cmd.get(arg)):
             raise PermissionDenied(f"{peer.entity} may run '{prefix}' only for itself")
+        return
+    if prefix in ANY_ENTITY:
+        if not peer.verified:
+            raise PermissionDenied(f"'{prefix}' needs an authenticated session")
         return
     if prefix in SELF_SERVICE:
         role, arg = SELF_SERVICE[prefix]

@@ -55,6 +55,8 @@ class MonView:
     now: float
     mdsmap: maps_pb2.MdsMap = field(default_factory=maps_pb2.MdsMap)
     caller: Caps | None = None  # the caller's parsed caps; None for the mons' own commands
+    caller_name: str | None = None
+    rotating: dict[str, list[maps_pb2.RotatingSecret]] = field(default_factory=dict)
 
 
 @dataclass
@@ -1008,4 +1010,5 @@ from sds.mon import (  # noqa: E402,F401
     fs_commands,
     osd_admin,
     pg_commands,
+    ticket_commands,
 )

@@ -234,6 +234,11 @@ class MonDaemon(Daemon):
                 continue
             if (which == "osdmap" and sub.osdmap) or (which == "auth" and sub.auth):
                 asyncio.create_task(self._push(sub, maps))
+            elif which == "rotating" and sub.auth:
+                mine = [s for s in update.rotating.services
+                        if sub.conn.peer.allows_daemon(s.service)]
+                if mine:
+                    asyncio.create_task(self._push(sub, mon_pb2.MonMaps(rotating=mine)))
         if which == "auth":
             sessions.revalidate(self.messenger, self.state.key_lookup)
 
@@ -241,7 +246,7 @@ class MonDaemon(Daemon):
         with contextlib.suppress(SdsError):
             await sub.conn.send(mpb.MON_MAPS, maps)
 
-    def _maps_since(self, since: int, auth: bool) -> mon_pb2.MonMaps:
+    def _maps_since(self, since: int, auth: bool, peer: Peer) -> mon_pb2.MonMaps:
         maps = mon_pb2.MonMaps(monmap=self.state.monmap)
         incs = self.state.incrementals_since(since) if since else None
         if incs is None:
@@ -251,6 +256,9 @@ class MonDaemon(Daemon):
         if auth:
             maps.has_auth_full = True
             maps.auth_full.extend(self.state.auth.values())
+            for service, secrets in sorted(self.state.rotating.items()):
+                if peer.allows_daemon(service):  # a daemon gets its own service's only
+                    maps.rotating.add(service=service, secrets=secrets)
         return maps
 
     async def _on_subscribe(self, conn: Connection, env: mpb.Envelope, data: memoryview):
@@ -262,7 +270,7 @@ class MonDaemon(Daemon):
                                    "only daemons (by their mon profile) verify peers")
         self.subscribers = [s for s in self.subscribers if s.conn is not conn]
         self.subscribers.append(Subscriber(conn, sub.osdmap, sub.auth))
-        return self._maps_since(sub.osdmap_since, sub.auth)
+        return self._maps_since(sub.osdmap_since, sub.auth, conn.peer)
 
     # -- commands --------------------------------------------------------------------------
     def _view(self, caller: Peer | None = None) -> commands.MonView:
@@ -271,8 +279,9 @@ class MonDaemon(Daemon):
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
-                                mdsmap=self.state.mdsmap,
-                                caller=caller.parsed if caller is not None else None)
+                                mdsmap=self.state.mdsmap, rotating=self.state.rotating,
+                                caller=caller.parsed if caller is not None else None,
+                                caller_name=caller.entity if caller is not None else None)
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()

@@ -264,3 +264,34 @@ def test_stores_keyrings_and_logs_are_private(c):
         got = as_nobody("cat", path)
         assert got.returncode != 0 and not got.stdout, f"nobody could read {path}"
     assert as_nobody("ls", str(c.dir)).returncode != 0
+
+
+async def test_tickets_from_the_mons_verify_with_the_daemons_secrets(c):
+    from sds.common import tickets
+
+    r = await entity(c, "client.ticket", mon="allow r", osd="allow rw pool=scratch")
+    deadline = time.monotonic() + 10
+    try:
+        while True:  # the leader rotates the first secrets within a second of quorum
+            try:
+                out = await r.mon_command({"prefix": "auth get-ticket", "service": "osd"})
+                break
+            except SdsError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        ticket = base64.b64decode(out["ticket"])
+        session_key = tickets.open_session_key(r.messenger.key,
+                                               base64.b64decode(out["sealed_key"]))
+    finally:
+        await r.close()
+    async with Rados(c.conf, entity="osd.0", key=c.key("osd.0")) as osd:
+        mon = await osd.messenger.connect(c.config().mon_addrs[0])
+        resp = await mon.call(mpb.MON_SUBSCRIBE, mon_pb2.MonSubscribe(osdmap=True, auth=True))
+        maps = resp.parse(mon_pb2.MonMaps)
+    assert [s.service for s in maps.rotating] == ["osd"]  # its own service's secrets only
+    secrets = [tickets.RotatingSecret(s.id, s.secret, s.expires)
+               for s in maps.rotating[0].secrets]
+    got = tickets.verify(ticket, "osd", secrets, time.time())
+    assert got.entity == "client.ticket" and got.caps["osd"] == "allow rw pool=scratch"
+    assert got.session_key == session_key

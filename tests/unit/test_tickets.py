@@ -75,3 +75,41 @@ def test_no_tickets_for_unknown_services_or_without_secrets():
         tickets.issue("client.a", {}, "mon", secrets_at()[0], KEY, NOW)
     with pytest.raises(AuthError):
         tickets.signing_secret([], NOW)
+
+
+def test_mon_rotates_and_issues_tickets_a_daemon_verifies():
+    import base64
+    import time
+
+    from sds.common.config import Config
+    from sds.common.keyring import Keyring
+    from sds.mon import commands, genesis
+    from sds.mon.ticket_commands import _tick
+
+    keyring = Keyring()
+    keyring.add("client.app", KEY, {"osd": "allow rw pool=a"})
+    now = time.time()
+    view = commands.MonView(
+        osdmap=genesis.initial_osdmap("f", "osd", now), auth=genesis.initial_auth(keyring),
+        monmap=genesis.initial_monmap("f", ["h:1"]), mon_status={}, digest=None,
+        config=Config(None), now=now, caller_name="client.app")
+    assert _tick(view) == [{"prefix": "auth rotate"}]
+    result = commands.handle(view, {"prefix": "auth rotate"})
+    rotated = result.update.rotating.services
+    assert sorted(s.service for s in rotated) == ["mds", "mgr", "osd"]
+    for s in rotated:
+        view.rotating[s.service] = list(s.secrets)
+    assert _tick(view) == []  # nothing due until the current secret runs short
+    assert commands.handle(view, {"prefix": "auth rotate"}).update is None
+
+    out = commands.handle(view, {"prefix": "auth get-ticket", "service": "osd"}).output
+    ticket = base64.b64decode(out["ticket"])
+    osd_secrets = [tickets.RotatingSecret(s.id, s.secret, s.expires)
+                   for s in view.rotating["osd"]]
+    got = tickets.verify(ticket, "osd", osd_secrets, now + 1)  # the OSD, offline
+    assert got.entity == "client.app" and got.caps == {"osd": "allow rw pool=a"}
+    assert got.session_key == tickets.open_session_key(KEY, base64.b64decode(out["sealed_key"]))
+    mds_secrets = [tickets.RotatingSecret(s.id, s.secret, s.expires)
+                   for s in view.rotating["mds"]]
+    with pytest.raises(AuthError):
+        tickets.verify(ticket, "osd", mds_secrets, now + 1)
