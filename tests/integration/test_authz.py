@@ -295,3 +295,26 @@ async def test_tickets_from_the_mons_verify_with_the_daemons_secrets(c):
     got = tickets.verify(ticket, "osd", secrets, time.time())
     assert got.entity == "client.ticket" and got.caps["osd"] == "allow rw pool=scratch"
     assert got.session_key == session_key
+
+
+async def test_every_mon_judges_by_the_callers_caps_also_when_forwarding(c, tmp_path):
+    """A peon forwards writes to the leader on the caller's behalf: the leader judges them
+    by the caller's caps, not by the forwarding monitor's."""
+    from sds.common.config import Config
+
+    first = await entity(c, "client.fw", mon="allow rw", osd="allow r")
+    fw_key = first.messenger.key
+    await first.close()
+    conf = Config(c.conf)
+    for rank, addr in enumerate(conf.mon_addrs):
+        one = tmp_path / f"mon{rank}.conf"
+        one.write_text(c.conf.read_text().replace(conf.get("mon_host"), addr))
+        async with Rados(one, entity="client.fw", key=fw_key) as r:
+            out = await r.mon_command({"prefix": "osd pool create", "pool": f"fw{rank}",
+                                       "pg_num": 1})
+            assert out["created"]
+            for cmd in ({"prefix": "auth get-or-create", "entity": f"client.fw{rank}",
+                         "caps": {"mon": "allow r"}},
+                        {"prefix": "auth get", "entity": "client.admin"}):
+                with pytest.raises(PermissionDenied):
+                    await r.mon_command(cmd)
