@@ -106,6 +106,10 @@ def cmd_auth_get_or_create(view: MonView, cmd: dict) -> CommandResult:
     existing = view.auth.get(_str(cmd, "entity"))
     if existing is not None:
         _may_read_key(view, existing)
+        asked = cmd.get("caps")
+        if asked and caps_mod.check(asked) != dict(existing.caps):
+            raise InvalidArgument(f"{existing.name} exists with other caps "
+                                  f"({dict(existing.caps)}); change them with `auth caps`")
         return CommandResult(_keyed(existing, created=False))
     name = _entity_name(cmd)
     caps = caps_mod.check(cmd.get("caps") or {})

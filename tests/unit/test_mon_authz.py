@@ -139,6 +139,14 @@ def test_no_entity_with_more_caps_than_its_creator(view):
     daemon = run(_as(view, ADMIN), {"prefix": "auth get-or-create", "entity": "osd.9",
                                     "caps": OSD})
     assert daemon.output["created"]
+    for entity in daemon.update.auth.set:  # as if committed
+        view.auth[entity.name] = entity
+    again = run(_as(view, ADMIN), {"prefix": "auth get-or-create", "entity": "osd.9",
+                                   "caps": OSD})
+    assert not again.output["created"]
+    with pytest.raises(InvalidArgument, match="other caps"):  # as Ceph: no silent mismatch
+        run(_as(view, ADMIN), {"prefix": "auth get-or-create", "entity": "osd.9",
+                               "caps": {"mon": "allow r"}})
 
 
 def test_auth_caps_and_add(view):
