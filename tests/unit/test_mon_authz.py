@@ -222,3 +222,10 @@ def test_genesis_entities_are_daemons_by_caps():
         assert caps.is_daemon(caps.parse(held), role), role
     assert not caps.is_daemon(caps.parse(ADMIN), "osd")
     assert isinstance(maps_pb2.AuthEntity(name="x", caps=OSD).caps["mon"], str)
+
+
+def test_genesis_refuses_invalid_caps():
+    from sds.common.keyring import Keyring
+
+    with pytest.raises(InvalidArgument, match="poool"):
+        genesis.initial_auth(Keyring({"client.x": (b"k" * 32, {"osd": "allow r poool=a"})}))
