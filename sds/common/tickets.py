@@ -137,7 +137,8 @@ def verify(ticket: bytes, service: str, rotating: list[RotatingSecret], now: flo
 # Remaining (issue 8, "Tickets"):
 # 1. Messenger handshake (msgr's module): AuthRequest carries ticket + a proof made with
 #    the session key; the server calls verify() and builds the Peer from the ticket's caps.
-# 2. Clients fetch tickets after the mon handshake and renew them in the background
-#    before `expires` (e.g. at 3/4 of the ttl); reconnects use the cached ticket.
+# 2. Rados starts sds.client.tickets.TicketCache.run() after the mon handshake (the cache
+#    already fetches, seals/opens and renews at 3/4 of the ttl) and passes get(service)
+#    to the handshake; reconnects use the cached ticket.
 # 3. Then daemons stop subscribing to the auth database's keys: a keyless entity -> caps
 #    list still reaches them so `auth rm`/`auth caps` act on live sessions.
