@@ -331,11 +331,52 @@ async def auth_get(ctx: Context, rados, a) -> Output:
                                   help="SERVICE CAP pairs, e.g. osd 'allow rw'")))
 async def auth_get_or_create(ctx: Context, rados, a) -> Output:
     """An entity's key in keyring format, created with the given caps if missing."""
-    if len(a.caps) % 2:
-        raise InvalidArgument("caps come in pairs: SERVICE CAP (e.g. osd 'allow rw')")
-    caps = dict(zip(a.caps[::2], a.caps[1::2], strict=True))
-    data = await rados.mon_command(mon("auth get-or-create", entity=a.entity, caps=caps))
+    data = await rados.mon_command(mon("auth get-or-create", entity=a.entity,
+                                       caps=_cap_pairs(a.caps)))
     return Output(data, fmt.auth_get(data))
+
+
+def _cap_pairs(words: list[str]) -> dict[str, str]:
+    if len(words) % 2:
+        raise InvalidArgument("caps come in pairs: SERVICE CAP (e.g. osd 'allow rw')")
+    return dict(zip(words[::2], words[1::2], strict=True))
+
+
+@cli("auth add", args=(arg("entity"), arg("caps", nargs="*",
+                       help="SERVICE CAP pairs, e.g. mon 'allow r' osd 'allow rw pool=x'")))
+async def auth_add(ctx: Context, rados, a) -> Output:
+    """Create an entity with a new key and the given caps."""
+    data = await rados.mon_command(mon("auth add", entity=a.entity, caps=_cap_pairs(a.caps)))
+    return Output(data, f"added {a.entity}" if data.get("created") else f"{a.entity} exists")
+
+
+@cli("auth caps", args=(arg("entity"), arg("caps", nargs="*",
+                        help="SERVICE CAP pairs: they replace all of the entity's caps")))
+async def auth_caps(ctx: Context, rados, a) -> Output:
+    """Replace an entity's caps; its open sessions get them at once."""
+    data = await rados.mon_command(mon("auth caps", entity=a.entity, caps=_cap_pairs(a.caps)))
+    return Output(data, f"updated caps for {a.entity}")
+
+
+@cli("auth rm", "auth del", args=(arg("entity"),))
+async def auth_rm(ctx: Context, rados, a) -> Output:
+    """Remove an entity: its key stops working and its open sessions are dropped."""
+    data = await rados.mon_command(mon("auth rm", entity=a.entity))
+    return Output(data, f"removed {a.entity}")
+
+
+@cli("auth print-key", args=(arg("entity"),))
+async def auth_print_key(ctx: Context, rados, a) -> Output:
+    """Only an entity's secret key (base64)."""
+    data = await rados.mon_command(mon("auth print-key", entity=a.entity))
+    return Output(data, data["key"])
+
+
+@cli("auth export", args=(arg("entity", nargs="?"),))
+async def auth_export(ctx: Context, rados, a) -> Output:
+    """Entities with their keys in keyring format (all of them, or the one named)."""
+    data = await rados.mon_command(mon("auth export", entity=a.entity))
+    return Output(data, "\n".join(fmt.auth_get(e) for e in data["auth"]))
 
 
 # ---------------------------------------------------------------- maintenance

@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Callable
 
+from sds.common import sessions
 from sds.common.config import Config
 from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
 from sds.common.messenger import Connection, Messenger
@@ -36,6 +37,7 @@ class MonClient:
         self.pools: dict[str, maps_pb2.Pool] = {}   # by name, for this epoch
         self.addrs: dict[int, str] = {}             # OSD id -> address, for this epoch
         self.auth: dict[str, maps_pb2.AuthEntity] = {}
+        self.rotating: dict[str, list[maps_pb2.RotatingSecret]] = {}  # daemons: ticket secrets
         self.timeout = float(config.get("client_mon_timeout"))
         self._placement: PlacementTable | None = None
         self._changed = asyncio.Event()
@@ -87,12 +89,17 @@ class MonClient:
         self.apply(maps)
 
     def apply(self, maps: mon_pb2.MonMaps) -> None:
+        auth_changed = maps.has_auth_full or bool(maps.auth_inc.set or maps.auth_inc.removed)
         if maps.has_auth_full:
             self.auth = {e.name: e for e in maps.auth_full}
         for entity in maps.auth_inc.set:
             self.auth[entity.name] = entity
         for name in maps.auth_inc.removed:
             self.auth.pop(name, None)
+        for service in maps.rotating:
+            self.rotating[service.service] = list(service.secrets)
+        if auth_changed and self.want_auth and self.messenger.key_lookup is not None:
+            sessions.revalidate(self.messenger, self.messenger.key_lookup)
         if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > self.osdmap.epoch:
             self._install(maps.full_osdmap)
         gap = False

@@ -3,8 +3,13 @@
 Layout of a cluster directory (default `~/.sds/cluster`, or $SDS_CLUSTER_DIR):
 
     sds.conf          [global] + one section per daemon ([mon.0], [osd.0], [mgr.x], [mds.a])
-    keyring           mode 0600: mon., client.admin, osd.N, mgr.x, mds.X
-    mon.0/ osd.0/ ... data dirs; each holds <name>.pid and, while serving, <name>.addr
+    keyring           the admin keyring (client.admin only), where the CLI finds it
+    mon.0/ osd.0/ ... data dirs; each holds <name>.pid, while serving <name>.addr, and
+                      `keyring`: the daemon's own key only (a mon's holds the genesis
+                      entities: the mons keep the auth database anyway)
+
+Everything is private to the user who runs the cluster: directories 0700, files 0600
+(daemons also run with umask 077), whatever the caller's umask.
     out/<name>.log    the daemon's structured log
     out/<name>.out    its stdout/stderr (tracebacks before logging is up land here)
 
@@ -47,6 +52,15 @@ STOP_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 30
 ALL_CAPS = "allow *"
+# A daemon is a daemon by these caps (its mon profile), never by its name.
+DAEMON_CAPS: dict[str, dict[str, str]] = {
+    "mon": {"mon": "allow profile mon"},
+    "osd": {"mon": "allow profile osd", "osd": ALL_CAPS, "mgr": "allow profile osd"},
+    "mgr": {"mon": "allow profile mgr", "osd": ALL_CAPS, "mds": ALL_CAPS,
+            "mgr": "allow profile mgr"},
+    "mds": {"mon": "allow profile mds", "osd": ALL_CAPS, "mds": "allow profile mds"},
+}
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 MDS_NAMES = "abcdefghijklmnopqrstuvwxyz"
 DEFAULT_FS = ("sdsfs", "sdsfs_metadata", "sdsfs_data")
 DEFAULT_FS_PG_NUM = (8, 32)  # metadata, data
@@ -232,19 +246,38 @@ def start_daemon(dir: str | os.PathLike, name: str, cgroup: str | os.PathLike | 
     if running:
         raise AlreadyExists(f"{name} is already running (pid {running})")
     files = _daemon_files(dir, name)
-    files["data_dir"].mkdir(parents=True, exist_ok=True)
-    files["out"].parent.mkdir(parents=True, exist_ok=True)
+    private_dir(files["data_dir"])
+    private_dir(files["out"].parent)
     argv = daemon_argv(role, daemon_id, conf_path(dir))
-    with open(files["out"], "ab") as out:
+    with os.fdopen(os.open(files["out"], os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                           PRIVATE_FILE), "ab") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                  start_new_session=True, close_fds=True,
                                  preexec_fn=_joiner(cgroup) if cgroup else None)
     with _children_lock:
         _children[child.pid] = child
     tmp = files["pid"].with_name(files["pid"].name + ".tmp")
-    tmp.write_text(f"{child.pid}\n")
+    write_private(tmp, f"{child.pid}\n")
     os.replace(tmp, files["pid"])
     return child.pid
+
+
+def private_dir(path: Path) -> Path:
+    """mkdir -p with mode 0700 for the leaf (chmod too: mkdir's mode obeys the umask)."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def daemon_keyring(dir: Path, name: str) -> Path:
+    return dir / name / "keyring"
 
 
 def _joiner(cgroup: str | os.PathLike) -> Callable[[], None]:
@@ -419,34 +452,36 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
         glob["mgr_addr"] = mgr_addr
     glob["osd_crush_failure_domain"] = "osd"  # every OSD of a local cluster shares one host
     sections: dict[str, dict[str, str]] = {"global": glob}
-    keyring = Keyring()
-    keyring.add("mon.", caps={"mon": ALL_CAPS})
+    keyring = Keyring()  # the genesis auth database
+    keyring.add("mon.", caps=DAEMON_CAPS["mon"])
     keyring.add("client.admin", caps={s: ALL_CAPS for s in ("mon", "osd", "mgr", "mds")})
     for rank, addr in enumerate(mon_addrs):
         sections[f"mon.{rank}"] = {"addr": addr}
     hostname = socket.gethostname()
     for i in range(osds):
         sections[f"osd.{i}"] = {"osd_host": hostname}
-        keyring.add(f"osd.{i}", caps={"mon": "allow profile osd", "osd": ALL_CAPS,
-                                      "mgr": "allow profile osd"})
+        keyring.add(f"osd.{i}", caps=DAEMON_CAPS["osd"])
     if mgr:
         sections["mgr.x"] = {"addr": mgr_addr}
-        keyring.add("mgr.x", caps={"mon": "allow profile mgr", "osd": ALL_CAPS,
-                                   "mds": ALL_CAPS})
+        keyring.add("mgr.x", caps=DAEMON_CAPS["mgr"])
     for mds_id in MDS_NAMES[:mds]:
         sections[f"mds.{mds_id}"] = {}
-        keyring.add(f"mds.{mds_id}", caps={"mon": "allow profile mds", "osd": ALL_CAPS,
-                                           "mds": ALL_CAPS})
+        keyring.add(f"mds.{mds_id}", caps=DAEMON_CAPS["mds"])
     names = [s for s in sections if s != "global"]
+    private_dir(dir)
     for name in names:
         sections[name] = {"data_dir": str(dir / name), **sections[name],
-                          "log_file": str(out / f"{name}.log")}
-        (dir / name).mkdir(parents=True, exist_ok=True)
+                          "log_file": str(out / f"{name}.log"),
+                          "keyring": str(daemon_keyring(dir, name))}
+        private_dir(dir / name)
+        own = keyring if name.startswith("mon.") else \
+            Keyring({name: keyring.entries[name]})
+        own.save(daemon_keyring(dir, name))
     _merge_extra(sections, extra_conf)
-    out.mkdir(parents=True, exist_ok=True)
-    keyring.save(dir / "keyring")
+    private_dir(out)
+    Keyring({"client.admin": keyring.entries["client.admin"]}).save(dir / "keyring")
     tmp = dir / "sds.conf.tmp"
-    tmp.write_text(render_conf(sections))
+    write_private(tmp, render_conf(sections))
     os.replace(tmp, dir / "sds.conf")
     return names
 
@@ -460,7 +495,7 @@ def _prepare_dir(dir: Path) -> None:
             f"a cluster is already running in {dir} ({first['name']} pid {first['pid']}); "
             f"stop it with `sds cluster down --dir {dir}`")
     if not dir.exists():
-        dir.mkdir(parents=True)
+        private_dir(dir)
         return
     entries = list(dir.iterdir())
     if entries and not (dir / "sds.conf").exists():
@@ -650,17 +685,14 @@ def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = Tru
     name = f"osd.{osd_id}"
     if osd_id in existing:
         raise AlreadyExists(f"{name} already exists in {conf}")
-    cfg = Config(conf, "client.admin")
-    keyring_path = cfg.resolve_path(cfg.get("keyring") or str(d / "keyring"))
-    keyring = Keyring.load(keyring_path) if keyring_path.exists() else Keyring()
-    caps = {"mon": "allow profile osd", "osd": ALL_CAPS, "mgr": "allow profile osd"}
+    caps = DAEMON_CAPS["osd"]
     created = _run_coro(_mon_command(conf, {"prefix": "auth get-or-create", "entity": name,
                                             "caps": caps}))
-    keyring.add(name, key=base64.b64decode(created["key"]), caps=caps)
-    keyring.save(keyring_path)
-    (d / name).mkdir(parents=True, exist_ok=True)
+    private_dir(d / name)
+    Keyring({name: (base64.b64decode(created["key"]), caps)}).save(daemon_keyring(d, name))
     section = {"data_dir": str(d / name), "osd_host": socket.gethostname(),
-               "log_file": str(d / "out" / f"{name}.log")}
+               "log_file": str(d / "out" / f"{name}.log"),
+               "keyring": str(daemon_keyring(d, name))}
     with open(conf, "a") as f:
         f.write("\n" + render_conf({name: section}).split("\n", 2)[2])
     if start:
@@ -669,7 +701,8 @@ def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = Tru
 
 
 def key_of(dir: str | os.PathLike, entity: str) -> bytes:
-    cfg = Config(conf_path(dir), "client.admin")
+    """An entity's key from the keyring it uses (a daemon's own, else the admin's)."""
+    cfg = Config(conf_path(dir), entity)
     return Keyring.load(cfg.resolve_path(cfg.get("keyring"))).key_of(entity)
 
 

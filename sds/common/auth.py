@@ -14,7 +14,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sds.common.errors import PermissionDenied
+from sds.common import caps as caps_mod
+from sds.common.errors import PermissionDenied, SdsError
 
 NONCE_BYTES = 16
 
@@ -39,25 +40,44 @@ def verify(expected: bytes, got: bytes) -> bool:
 
 @dataclass
 class Peer:
-    """Who is on the other end of an authenticated connection."""
+    """Who is on the other end of a connection, and what its caps let it do.
+
+    `caps` is None on connections we opened: the server proved only that it knows *our*
+    key, so it is granted nothing. On connections we accepted, the caps are the entity's
+    in the auth database; `refresh` replaces them when that database changes.
+    """
 
     entity: str
-    caps: dict[str, str] = field(default_factory=dict)
+    caps: dict[str, str] | None = None
+    parsed: caps_mod.Caps = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.parsed = caps_mod.parse(self.caps)
+        except SdsError:  # an invalid string stored before caps were checked: grants nothing
+            self.parsed = caps_mod.Caps()
 
     @property
-    def role(self) -> str:
-        return self.entity.split(".", 1)[0]
+    def verified(self) -> bool:
+        return self.caps is not None
 
-    def require(self, service: str, access: str) -> None:
-        """Capability hook: `access` is a subset of "rwx" for `service` (mon, osd, mgr).
+    def allows(self, need: caps_mod.Need) -> bool:
+        return self.verified and caps_mod.allows(self.parsed, need)
 
-        Daemons (mon., osd.N, mgr.x) are trusted; clients need a cap like "allow rw"
-        or "allow *". Fine-grained caps (per pool, profiles) plug in here.
-        """
-        if self.role in ("mon", "osd", "mgr", "mds"):
+    def require(self, service: str, access: str = "", pool: str | None = None,
+                command: str | None = None, power: str | None = None) -> None:
+        """Raise PermissionDenied unless the caps grant `access` (letters of "rwx", or "*")
+        on `service`, for that pool or command, or the daemon `power`."""
+        if self.allows(caps_mod.Need(service, access, pool, command, power)):
             return
-        cap = self.caps.get(service, "")
-        granted = cap.replace("allow", "").strip()
-        if granted == "*" or all(c in granted for c in access):
-            return
-        raise PermissionDenied(f"{self.entity} lacks '{access}' capability on {service}")
+        what = f"the {power} daemon profile" if power else f"'{access}'"
+        where = f" on pool '{pool}'" if pool is not None else ""
+        where += f" for '{command}'" if command else ""
+        raise PermissionDenied(f"{self.entity or 'peer'} lacks {what} on {service}{where}")
+
+    def allows_daemon(self, role: str) -> bool:
+        return self.allows(caps_mod.Need("mon", power=role))
+
+    def require_daemon(self, role: str) -> None:
+        """Only a daemon of `role` (by its mon caps' profile, never by its name)."""
+        self.require("mon", power=role)

@@ -203,10 +203,12 @@ def _run_loop(coro: Any) -> int:
 def run_daemon(role: str, daemon_id: str, conf_path: str) -> int:
     """Run one daemon process to completion; returns the process exit code."""
     name = f"{role}.{daemon_id}"
+    os.umask(0o077)  # stores, logs and keys are the owner's alone, whoever started us
     try:
         config = Config(conf_path, name)
         paths = daemon_paths(config, role, daemon_id)
         paths["data_dir"].mkdir(parents=True, exist_ok=True)
+        os.chmod(paths["data_dir"], 0o700)  # even one made earlier by someone else's umask
         paths["log"].parent.mkdir(parents=True, exist_ok=True)
         setup_logging(name, str(paths["log"]), config.get("log_level"))
     except Exception as e:

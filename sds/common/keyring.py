@@ -44,6 +44,7 @@ class Keyring:
                 lines.append(f"caps {service} = {cap}")
             lines.append("")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines))
 

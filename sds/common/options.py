@@ -34,6 +34,8 @@ OPTIONS: dict[str, Option] = {
         Option("mon_lease", float, 3.0, "seconds a peon may serve reads after a lease"),
         Option("mon_lease_renew", float, 1.0, "seconds between lease extensions"),
         Option("mon_tick_interval", float, 0.1, "seconds between consensus clock ticks"),
+        Option("auth_service_ticket_ttl", float, 3600.0,
+               "seconds a service ticket is valid; its rotating secrets live twice that"),
         Option("osd_pool_default_size", int, 3, "replicas of a new pool"),
         Option("osd_pool_default_min_size", int, 2, "replicas needed to accept writes"),
         Option("osd_pool_default_pg_num", int, 32, "placement groups of a new pool"),

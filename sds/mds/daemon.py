@@ -27,7 +27,7 @@ from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
 from sds.common.osdmap import is_blocklisted, pool_by_id
 from sds.common.tasks import cancel_and_wait
-from sds.mds import layout
+from sds.mds import authz, layout
 from sds.mds.caps import Caps
 from sds.mds.journal import Journal
 from sds.mds.namespace import Namespace
@@ -185,9 +185,9 @@ class MdsDaemon(Daemon):
 
     # -- requests -----------------------------------------------------------------------------
     async def _on_request(self, conn: Connection, env: mpb.Envelope, data: memoryview):
-        conn.peer.require("mds", "rw")
         req = Req()
         req.ParseFromString(env.payload)
+        conn.peer.require("mds", authz.need(req))
         ns = self.ns
         if ns is not None and time.monotonic() - self.last_ack > self.grace * LEASE_FRACTION:
             self._demote("no beacon acknowledged recently: the monitors may have replaced it")

@@ -137,10 +137,11 @@ class MgrDaemon(Daemon):
             await self.messenger.close()
 
     async def _on_stats(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
-        if conn.peer.role != "osd":
-            raise PermissionDenied("only OSDs report statistics")
+        conn.peer.require("mgr", power="osd")
         st = mon_pb2.OsdStats()
         st.ParseFromString(env.payload)
+        if conn.peer.entity != f"osd.{st.osd}":
+            raise PermissionDenied(f"{conn.peer.entity} may report statistics only as itself")
         self.reports[st.osd] = (time.time(), st)
 
     def _stamp_state_changes(self, digest: dict) -> None:

@@ -12,7 +12,6 @@ do next; the daemon sends their errno to the caller.
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import re
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sds.common import osdmap as om
+from sds.common.caps import Caps
 from sds.common.config import Config
 from sds.common.errors import (
     AlreadyExists,
@@ -55,6 +55,9 @@ class MonView:
     now: float
     mdsmap: maps_pb2.MdsMap = field(default_factory=maps_pb2.MdsMap)
     auth_failures: dict[str, int] = field(default_factory=dict)  # at this mon, per address
+    caller: Caps | None = None  # the caller's parsed caps; None for the mons' own commands
+    caller_name: str | None = None
+    rotating: dict[str, list[maps_pb2.RotatingSecret]] = field(default_factory=dict)
 
 
 @dataclass
@@ -1001,25 +1004,12 @@ def cmd_osd_in(view: MonView, cmd: dict) -> CommandResult:
     return _mark(view, cmd, "in")
 
 
-# ---------------------------------------------------------------- auth
-
-@command("auth ls")
-def cmd_auth_ls(view: MonView, cmd: dict) -> CommandResult:
-    """Entities and their capabilities (never their keys)."""
-    return CommandResult({"auth": [{"entity": name, "caps": dict(e.caps)}
-                                   for name, e in sorted(view.auth.items())]})
-
-
-@command("auth get")
-def cmd_auth_get(view: MonView, cmd: dict) -> CommandResult:
-    """One entity with its key (base64) and capabilities."""
-    name = _str(cmd, "entity")
-    entity = view.auth.get(name)
-    if entity is None:
-        raise NotFound(f"entity '{name}' does not exist (see `sds auth ls`)")
-    return CommandResult({"entity": name, "key": base64.b64encode(entity.key).decode(),
-                          "caps": dict(entity.caps)})
-
-
 # The other command modules register themselves with @command when imported.
-from sds.mon import blocklist, fs_commands, osd_admin, pg_commands  # noqa: E402,F401
+from sds.mon import (  # noqa: E402,F401
+    auth_commands,
+    blocklist,
+    fs_commands,
+    osd_admin,
+    pg_commands,
+    ticket_commands,
+)

@@ -14,6 +14,8 @@ import logging
 import time
 from collections import deque
 
+from sds.common import caps, sessions
+from sds.common.auth import Peer
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
@@ -27,7 +29,7 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.common.tasks import cancel_and_wait
-from sds.mon import auth_health, commands, genesis, paxos, paxos_wire  # noqa: F401 (auth_health registers AUTH_FAILURES)
+from sds.mon import auth_health, authz, commands, genesis, paxos, paxos_wire  # noqa: F401 (auth_health registers AUTH_FAILURES)
 from sds.mon.failures import FailureTracker
 from sds.mon.state import MonState
 from sds.mon.store import MonStore
@@ -189,8 +191,7 @@ class MonDaemon(Daemon):
                 await asyncio.sleep(0.05)
 
     async def _on_paxos(self, conn: Connection, env: mpb.Envelope, data: memoryview) -> None:
-        if conn.peer.entity != "mon.":
-            raise PermissionDenied("only monitors speak Paxos")
+        conn.peer.require_daemon("mon")
         self._inbox.put_nowait(("msg", paxos_wire.decode(env.payload)))
 
     def _on_committed(self, version: int, value: bytes) -> None:
@@ -233,12 +234,19 @@ class MonDaemon(Daemon):
                 continue
             if (which == "osdmap" and sub.osdmap) or (which == "auth" and sub.auth):
                 asyncio.create_task(self._push(sub, maps))
+            elif which == "rotating" and sub.auth:
+                mine = [s for s in update.rotating.services
+                        if sub.conn.peer.allows_daemon(s.service)]
+                if mine:
+                    asyncio.create_task(self._push(sub, mon_pb2.MonMaps(rotating=mine)))
+        if which == "auth":
+            sessions.revalidate(self.messenger, self.state.key_lookup)
 
     async def _push(self, sub: Subscriber, maps: mon_pb2.MonMaps) -> None:
         with contextlib.suppress(SdsError):
             await sub.conn.send(mpb.MON_MAPS, maps)
 
-    def _maps_since(self, since: int, auth: bool) -> mon_pb2.MonMaps:
+    def _maps_since(self, since: int, auth: bool, peer: Peer) -> mon_pb2.MonMaps:
         maps = mon_pb2.MonMaps(monmap=self.state.monmap)
         incs = self.state.incrementals_since(since) if since else None
         if incs is None:
@@ -248,27 +256,34 @@ class MonDaemon(Daemon):
         if auth:
             maps.has_auth_full = True
             maps.auth_full.extend(self.state.auth.values())
+            for service, secrets in sorted(self.state.rotating.items()):
+                if peer.allows_daemon(service):  # a daemon gets its own service's only
+                    maps.rotating.add(service=service, secrets=secrets)
         return maps
 
     async def _on_subscribe(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         sub = mon_pb2.MonSubscribe()
         sub.ParseFromString(env.payload)
-        if sub.auth and conn.peer.role not in ("osd", "mgr", "mon", "mds"):
-            raise PermissionDenied(f"{conn.peer.entity} may not read the auth database")
+        conn.peer.require("mon", "r")
+        if sub.auth and not any(conn.peer.allows_daemon(r) for r in caps.DAEMON_ROLES):
+            raise PermissionDenied(f"{conn.peer.entity} may not read the auth database: "
+                                   "only daemons (by their mon profile) verify peers")
         self.subscribers = [s for s in self.subscribers if s.conn is not conn]
         self.subscribers.append(Subscriber(conn, sub.osdmap, sub.auth))
-        return self._maps_since(sub.osdmap_since, sub.auth)
+        return self._maps_since(sub.osdmap_since, sub.auth, conn.peer)
 
     # -- commands --------------------------------------------------------------------------
-    def _view(self) -> commands.MonView:
+    def _view(self, caller: Peer | None = None) -> commands.MonView:
         status = self.core.status()
         status["names"] = {m.rank: m.name for m in self.state.monmap.mons}
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
-                                mdsmap=self.state.mdsmap,
+                                mdsmap=self.state.mdsmap, rotating=self.state.rotating,
                                 auth_failures=self.messenger.auth_failures()
-                                if self.messenger else {})
+                                if self.messenger else {},
+                                caller=caller.parsed if caller is not None else None,
+                                caller_name=caller.entity if caller is not None else None)
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()
@@ -280,48 +295,37 @@ class MonDaemon(Daemon):
         if not isinstance(cmd, dict) or not isinstance(cmd.get("prefix"), str):
             raise InvalidArgument("command needs a string 'prefix'")
         prefix = cmd["prefix"]
-        self._authorize(conn, cmd)
+        caller = self._caller(conn, req)
+        authz.authorize(caller, cmd)
         if prefix == "mgr report":
             self.digest = cmd.get("digest")
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "osd failure":
-            out = await self._failure_report(env, cmd)
+            out = await self._failure_report(caller, cmd)
         elif commands.is_write(prefix):
-            out = await self._write_command(conn, env, cmd)
+            out = await self._write_command(caller, cmd)
         else:
             if not self.core.readable(time.time()):
                 raise Unavailable(f"mon.{self.rank} is not in quorum")
-            out = commands.handle(self._view(), cmd).output
+            out = commands.handle(self._view(caller), cmd).output
         return mon_pb2.MonCommandReply(out_json=json.dumps(out))
 
-    def _authorize(self, conn: Connection, cmd: dict) -> None:
-        prefix = cmd["prefix"]
-        peer = conn.peer
-        if peer.role == "mon":  # a peon forwarding what it already authorized
-            return
-        if prefix in ("osd boot",):
-            if peer.entity != f"osd.{cmd.get('id')}":
-                raise PermissionDenied(f"{peer.entity} may not boot osd.{cmd.get('id')}")
-            return
-        if prefix == "mgr report":
-            if peer.role not in ("mgr", "mon"):
-                raise PermissionDenied("only the manager reports statistics")
-            return
-        if prefix == "osd failure":
-            if peer.entity != f"osd.{cmd.get('reporter')}":
-                raise PermissionDenied(f"{peer.entity} may only report failures as itself")
-            return
-        if prefix == "osd down" and peer.role == "osd":
-            if cmd.get("ids") != [int(peer.entity.split(".")[1])]:
-                raise PermissionDenied("an OSD may only mark itself down")
-            return
-        peer.require("mon", "w" if commands.is_write(prefix) else "r")
+    def _caller(self, conn: Connection, req: mon_pb2.MonCommand) -> Peer:
+        """Whose caps judge the command: the session's, or, for a command a peon
+        forwards, those of the entity it forwards for (as this monitor knows them)."""
+        if not req.on_behalf_of:
+            return conn.peer
+        conn.peer.require_daemon("mon")
+        entity = self.state.auth.get(req.on_behalf_of)
+        if entity is None:
+            raise PermissionDenied(f"{req.on_behalf_of} is not in the auth database")
+        return Peer(entity.name, dict(entity.caps))
 
-    async def _write_command(self, conn: Connection, env: mpb.Envelope, cmd: dict) -> dict:
+    async def _write_command(self, caller: Peer, cmd: dict) -> dict:
         if not self.core.is_leader:
-            return await self._forward(env, cmd)
+            return await self._forward(caller, cmd)
         async with self._command_lock:
-            result = commands.handle(self._view(), cmd)
+            result = commands.handle(self._view(caller), cmd)
             out = dict(result.output)
             for update in result.updates():
                 await self.propose(update)
@@ -329,10 +333,10 @@ class MonDaemon(Daemon):
                 out["osdmap_epoch"] = self.state.osdmap.epoch
             return out
 
-    async def _failure_report(self, env: mpb.Envelope, cmd: dict) -> dict:
+    async def _failure_report(self, caller: Peer, cmd: dict) -> dict:
         """An OSD says a peer is silent; the leader marks it down once enough agree."""
         if not self.core.is_leader:
-            return await self._forward(env, cmd)
+            return await self._forward(caller, cmd)
         try:
             target, reporter = int(cmd["target"]), int(cmd["reporter"])
         except (KeyError, TypeError, ValueError):
@@ -367,12 +371,13 @@ class MonDaemon(Daemon):
                 with contextlib.suppress(SdsError):
                     await self._apply_failures()
 
-    async def _forward(self, env: mpb.Envelope, cmd: dict) -> dict:
+    async def _forward(self, caller: Peer, cmd: dict) -> dict:
         leader = self.core.leader
         if leader is None or leader == self.rank:
             raise Unavailable("no monitor quorum: cannot change maps now")
         conn = await self.messenger.connect(self.mon_addrs[leader], timeout=2.0)
-        resp = await conn.call(mpb.MON_COMMAND, env.payload, timeout=PROPOSAL_WAIT_S + 2)
+        req = mon_pb2.MonCommand(cmd_json=json.dumps(cmd), on_behalf_of=caller.entity)
+        resp = await conn.call(mpb.MON_COMMAND, req, timeout=PROPOSAL_WAIT_S + 2)
         reply = resp.parse(mon_pb2.MonCommandReply)
         return json.loads(reply.out_json) if reply.out_json else {}
 

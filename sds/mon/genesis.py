@@ -6,6 +6,7 @@ fsid, the monitor addresses and the keyring; everything else follows from them.
 
 from __future__ import annotations
 
+from sds.common import caps as caps_mod
 from sds.common.errors import InvalidArgument
 from sds.common.keyring import Keyring
 from sds.crush import builder
@@ -53,8 +54,9 @@ def initial_monmap(fsid: str, mon_addrs: list[str], names: list[str] | None = No
 
 
 def initial_auth(keyring: Keyring) -> dict[str, maps_pb2.AuthEntity]:
-    """The auth database starts as the keyring `sds cluster up` generated."""
+    """The auth database starts as the keyring `sds cluster up` generated; its caps are
+    checked like any caps being set (an invalid string stops the first boot)."""
     return {
-        name: maps_pb2.AuthEntity(name=name, key=key, caps=dict(caps))
+        name: maps_pb2.AuthEntity(name=name, key=key, caps=caps_mod.check(caps))
         for name, (key, caps) in sorted(keyring.entries.items())
     }

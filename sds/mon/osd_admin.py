@@ -7,11 +7,8 @@ admin can decide (users.md A2: unsafe maintenance is a top complaint).
 
 from __future__ import annotations
 
-import base64
-
 from sds.common import osdmap as om
-from sds.common.errors import Busy, InvalidArgument, NotFound, PermissionDenied
-from sds.common.keyring import generate_key
+from sds.common.errors import Busy, InvalidArgument, PermissionDenied
 from sds.crush import builder
 from sds.crush.placement import pg_name
 from sds.mon.commands import (
@@ -162,35 +159,3 @@ def cmd_osd_purge(view: MonView, cmd: dict) -> CommandResult:
     if entity in view.auth:
         more.append(maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(removed=[entity])))
     return CommandResult({"purged": osd_id}, _update(inc), more)
-
-
-@command("auth get-or-create", write=True)
-def cmd_auth_get_or_create(view: MonView, cmd: dict) -> CommandResult:
-    """An entity's key, created (with the given caps) if it does not exist yet."""
-    name = _str(cmd, "entity")
-    if "." not in name or name.split(".", 1)[0] not in ("client", "osd", "mgr", "mds"):
-        raise InvalidArgument(f"entity '{name}' must look like client.NAME, osd.N, mgr.X or mds.X")
-    existing = view.auth.get(name)
-    if existing is not None:
-        return CommandResult({"entity": name, "key": base64.b64encode(existing.key).decode(),
-                              "caps": dict(existing.caps), "created": False})
-    caps = cmd.get("caps") or {}
-    if not isinstance(caps, dict) or not all(isinstance(v, str) for v in caps.values()):
-        raise InvalidArgument("caps must be an object like {\"osd\": \"allow rw\"}")
-    key = generate_key()
-    entity = maps_pb2.AuthEntity(name=name, key=key, caps=caps)
-    update = maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(set=[entity]))
-    return CommandResult({"entity": name, "key": base64.b64encode(key).decode(),
-                          "caps": dict(caps), "created": True}, update)
-
-
-@command("auth rm", write=True)
-def cmd_auth_rm(view: MonView, cmd: dict) -> CommandResult:
-    """Remove an entity: it can no longer authenticate."""
-    name = _str(cmd, "entity")
-    if name not in view.auth:
-        raise NotFound(f"entity '{name}' does not exist")
-    if name in ("client.admin", "mon."):
-        raise PermissionDenied(f"refusing to remove {name}: the cluster needs it")
-    return CommandResult({"entity": name, "removed": True},
-                         maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(removed=[name])))

@@ -20,6 +20,7 @@ class MonState:
         self.auth_epoch = 1
         self.monmap = monmap
         self.mdsmap = maps_pb2.MdsMap()
+        self.rotating: dict[str, list[maps_pb2.RotatingSecret]] = {}  # service -> secrets
         self.incrementals: dict[int, maps_pb2.OsdMapIncremental] = {}
         self.applied_version = 0
 
@@ -42,6 +43,9 @@ class MonState:
             self.auth_epoch += 1
         elif which == "monmap":
             self.monmap = update.monmap
+        elif which == "rotating":
+            for service in update.rotating.services:
+                self.rotating[service.service] = list(service.secrets)
         elif which == "mdsmap":
             if update.mdsmap.epoch > self.mdsmap.epoch:
                 self.mdsmap = update.mdsmap

@@ -178,6 +178,11 @@ class OsdDaemon(Daemon):
     def osdmap(self) -> maps_pb2.OsdMap:
         return self.monc.osdmap if self.monc is not None else maps_pb2.OsdMap()
 
+    def _pool_name(self, pool_id: int) -> str:
+        """The name pool caps are written with ("" for a pool this map does not have)."""
+        pool = next((p for p in self.osdmap.pools if p.id == pool_id), None)
+        return pool.name if pool is not None else ""
+
     def _key_lookup(self, entity: str):
         return self.monc.key_lookup(entity) if self.monc is not None else None
 
@@ -259,7 +264,7 @@ class OsdDaemon(Daemon):
         op = osd_pb2.OsdOp()
         op.ParseFromString(env.payload)
         is_read = ops.is_read(op.code)
-        conn.peer.require("osd", "r" if is_read else "w")
+        conn.peer.require("osd", "r" if is_read else "w", pool=self._pool_name(op.pool))
         deadline = time.monotonic() + self.op_timeout
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
         if op.client and is_blocklisted(self.osdmap, op.client, time.time()):
@@ -316,8 +321,7 @@ class OsdDaemon(Daemon):
                           sender_epoch: int) -> PG:
         """The PG for OSD-to-OSD traffic, after catching up with the sender's map (so a
         stale primary's messages are judged against the interval we should be in)."""
-        if conn.peer.role != "osd":
-            raise PermissionDenied("only OSDs may send replication traffic")
+        conn.peer.require_daemon("osd")  # replication traffic: OSDs only, by their caps
         if sender_epoch > self.osdmap.epoch:
             with contextlib.suppress(SdsError):
                 await self.monc.wait_for_epoch(sender_epoch, MAP_CATCH_UP_S)
@@ -372,7 +376,8 @@ class OsdDaemon(Daemon):
             prefix = cmd["prefix"]
         except (ValueError, KeyError, TypeError):
             raise InvalidArgument("a PG command is a JSON object with a 'prefix'") from None
-        conn.peer.require("osd", "r" if prefix == "query" else "rwx")
+        conn.peer.require("osd", "r" if prefix == "query" else "rwx",
+                          pool=self._pool_name(req.pool))
         pg = await self._pg_for(req.pool, req.pg, env.epoch)
         if prefix == "query":
             out = pg.query()

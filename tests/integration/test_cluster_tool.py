@@ -91,11 +91,18 @@ def test_generated_conf_and_keyring(tmp_path):
     keyring_path = Config(tmp_path / "sds.conf", "client.admin").get("keyring")
     assert stat.S_IMODE(os.stat(keyring_path).st_mode) == 0o600
     keyring = Keyring.load(keyring_path)
-    expected = {"mon.", "client.admin", "osd.0", "osd.1", "osd.2", "mgr.x"}
-    assert set(keyring.entries) == expected
+    assert set(keyring.entries) == {"client.admin"}  # the admin keyring: the CLI's key only
     assert keyring.entries["client.admin"][1] == {s: "allow *"
                                                   for s in ("mon", "osd", "mgr", "mds")}
-    assert len({keyring.key_of(e) for e in expected}) == len(expected)
+    expected = {"mon.", "client.admin", "osd.0", "osd.1", "osd.2", "mgr.x"}
+    genesis = Keyring.load(Config(tmp_path / "sds.conf", "mon.0").get("keyring"))
+    assert set(genesis.entries) == expected  # a mon starts the auth database from its own
+    for name in ("osd.0", "osd.1", "mgr.x"):  # every other daemon holds only its own key
+        own = Config(tmp_path / "sds.conf", name).get("keyring")
+        assert stat.S_IMODE(os.stat(own).st_mode) == 0o600
+        assert set(Keyring.load(own).entries) == {name}
+    assert genesis.entries["osd.0"][1]["mon"] == "allow profile osd"
+    assert len({genesis.key_of(e) for e in expected}) == len(expected)
     assert local.daemon_names(tmp_path) == names
     assert local.daemon_names(tmp_path, "osd") == ["osd.0", "osd.1", "osd.2"]
 

@@ -181,8 +181,7 @@ async def test_wrong_key_is_refused(pool, tmp_path):
 
 
 async def test_daemon_key_cannot_impersonate_another_osd(pool):
-    conf_keyring = Keyring.load(pool.dir / "keyring")
-    async with Rados(pool.conf, entity="osd.1", key=conf_keyring.key_of("osd.1")) as r:
+    async with Rados(pool.conf, entity="osd.1", key=pool.key("osd.1")) as r:
         with pytest.raises(PermissionDenied):
             await r.mon_command({"prefix": "osd boot", "id": 0, "addr": "127.0.0.1:1",
                                  "host": "h", "weight": 1.0, "uuid": "x"})
