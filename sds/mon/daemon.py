@@ -24,6 +24,7 @@ from sds.common.errors import (
     TimedOut,
     Unavailable,
 )
+from sds.common.fullness import device_usage, ratios_from_config
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.common.tasks import cancel_and_wait
@@ -70,6 +71,7 @@ class MonDaemon(Daemon):
         self._tasks: list[asyncio.Task] = []
         self._waiting: deque[tuple[bytes, asyncio.Future]] = deque()
         self._command_lock = asyncio.Lock()
+        self._fatal: asyncio.Future | None = None
         timing = paxos.Timing(
             election_timeout=float(config.get("mon_election_timeout")),
             lease=float(config.get("mon_lease")),
@@ -104,11 +106,30 @@ class MonDaemon(Daemon):
                 self._peer_queues[rank] = asyncio.Queue(PEER_QUEUE_MAX)
                 self._tasks.append(asyncio.create_task(self._peer_sender(rank)))
         self._inbox.put_nowait(("start", None))
-        self._tasks.append(asyncio.create_task(self._driver()))
-        self._tasks.append(asyncio.create_task(self._ticker()))
-        self._tasks.append(asyncio.create_task(self._failure_ticker()))
+        self._fatal = asyncio.get_running_loop().create_future()
+        for coro in (self._driver(), self._ticker(), self._failure_ticker()):
+            task = asyncio.create_task(coro)
+            task.add_done_callback(self._task_ended)
+            self._tasks.append(task)
         log.info("mon.%d listening on %s, last_committed %d", self.rank, self.addr,
                  self.core.last_committed)
+
+    async def run(self) -> None:
+        """Serve until a task the monitor cannot live without ends: then raise its reason,
+        so the process logs it and exits rather than lingering out of quorum."""
+        await self._fatal
+
+    def _die(self, reason: str) -> None:
+        log.error("mon.%d stopping: %s", self.rank, reason)
+        if self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(SdsError(reason))
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        e = task.exception()
+        what = f"task {task.get_coro().__qualname__} ended"
+        self._die(f"{what}: {type(e).__name__}: {e}" if e else what)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -123,7 +144,7 @@ class MonDaemon(Daemon):
         if raw is None:
             fsid = self.config.get("fsid")
             osdmap = genesis.initial_osdmap(fsid, self.config.get("osd_crush_failure_domain"),
-                                            time.time())
+                                            time.time(), ratios_from_config(self.config))
             monmap = genesis.initial_monmap(fsid, self.mon_addrs)
             auth = genesis.initial_auth(self.keyring)
             gen = mon_pb2.MonMaps(full_osdmap=osdmap, monmap=monmap, has_auth_full=True)
@@ -166,7 +187,14 @@ class MonDaemon(Daemon):
                 log.exception("consensus core failed on %s", kind)
                 continue
             if ready.persist:
-                await loop.run_in_executor(None, self.store.write, ready.persist)
+                try:
+                    await loop.run_in_executor(None, self.store.write, ready.persist)
+                except Exception as e:
+                    # what the core promised is not durable: it must not vote or send again
+                    self._die(f"cannot write the monitor store in {self.data_dir / 'store'}: "
+                              f"{type(e).__name__}: {e}; free space on its disk and restart "
+                              "the monitor")
+                    return
             for msg in ready.messages:
                 queue = self._peer_queues.get(msg.dst)
                 if queue is not None and not queue.full():
@@ -263,10 +291,21 @@ class MonDaemon(Daemon):
     def _view(self) -> commands.MonView:
         status = self.core.status()
         status["names"] = {m.rank: m.name for m in self.state.monmap.mons}
+        status["disks"] = self._disks()
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
                                 mdsmap=self.state.mdsmap)
+
+    def _disks(self) -> dict[str, float]:
+        """Available percent of this monitor's filesystem, by monitor name."""
+        try:
+            usage = device_usage(self.data_dir)
+        except OSError:
+            return {}
+        names = {m.rank: m.name for m in self.state.monmap.mons}
+        pct = 100.0 * usage.avail_bytes / usage.total_bytes if usage.total_bytes else 100.0
+        return {names.get(self.rank) or str(self.rank): pct}
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()

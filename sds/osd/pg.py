@@ -296,6 +296,8 @@ class PG:
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
         """A pushed copy: for recovery, only if the core still wants exactly it (and then
         with the core's bookkeeping in the same transaction); for repair, always."""
+        if state.recovery:
+            self.osd.admit_copy()
         txn = Transaction()
         if not state.recovery:
             await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,

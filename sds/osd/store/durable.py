@@ -388,7 +388,8 @@ class DurableStore(ObjectStore):
                     self._executor, self._commit_batch, txns
                 )
             except BaseException as e:  # the batch commit itself failed: all fail
-                full = isinstance(e, lmdb.MapFullError) or (
+                # lmdb.DiskError is ENOSPC from the commit's page writes
+                full = isinstance(e, lmdb.MapFullError | lmdb.DiskError) or (
                     isinstance(e, OSError) and e.errno == errno.ENOSPC  # an extent write
                 )
                 err = NoSpace(str(e)) if full else e
@@ -422,7 +423,7 @@ class DurableStore(ObjectStore):
                 except Exception as e:
                     ctx.t.abort()
                     self._discard_extents(ctx.created)
-                    if isinstance(e, lmdb.MapFullError):
+                    if isinstance(e, lmdb.MapFullError | lmdb.DiskError):
                         e = NoSpace("store full")
                     elif not isinstance(e, SdsError):
                         e = InvalidArgument(f"{type(e).__name__}: {e}")
