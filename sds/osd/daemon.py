@@ -514,7 +514,7 @@ class OsdDaemon(Daemon):
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError):
-                self.device.keep_reserve(self.ratios())
+                self.device.tend(self.ratios(), self.store)
             if not mgr_addr:
                 continue
             try:

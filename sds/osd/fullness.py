@@ -14,6 +14,10 @@ fills that space (another tenant of a shared filesystem, an overshoot), the OSD 
 reserve file (`osd_full_reserve_bytes`), so the next deletes find room. The reserve is
 taken again once usage is back below nearfull. The reserve lives beside the store, not
 in it, so the store itself needs no notion of fullness.
+
+From nearfull on, the store keeps no free extent files for reuse (they would count as
+used while holding nothing, and a delete would free no space); it keeps them again once
+the device has POOL_HEADROOM_BYTES below nearfull, room for its preallocated files.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ Op = osd_pb2.OsdOp
 FREEING_CODES = frozenset({Op.REMOVE, Op.TRUNCATE, Op.RMXATTR, Op.OMAP_RM, Op.OMAP_CLEAR})
 SAMPLE_S = 0.25  # statvfs is cheap, but not worth doing on every op
 RESERVE_NAME = "full-reserve"
+POOL_HEADROOM_BYTES = 64 << 20
 
 
 def check_write(code: int, flags, ratios: Ratios, usage: DeviceUsage, osd_id: int) -> None:
@@ -66,6 +71,7 @@ class DeviceWatch:
         self.reserve_bytes = max(0, reserve_bytes)
         self._usage: DeviceUsage | None = None
         self._stamp = 0.0
+        self.pooling = True
 
     def usage(self) -> DeviceUsage:
         now = time.monotonic()
@@ -73,6 +79,21 @@ class DeviceWatch:
             self._usage = device_usage(self.data_dir)
             self._stamp = now
         return self._usage
+
+    def tend(self, ratios: Ratios, store) -> None:
+        """Every few seconds: free extent files kept by the store only while there is room
+        for them, and the reserve."""
+        usage = device_usage(self.data_dir)
+        below_nearfull = ratios.nearfull * usage.total_bytes - usage.used_bytes
+        if self.pooling and usage.used_ratio >= ratios.nearfull:
+            self.pooling = False
+            freed = store.set_pooling(False)
+            log.info("device of %s is %.1f%% used: gave %d bytes of free extent files back",
+                     self.data_dir, 100 * usage.used_ratio, freed)
+        elif not self.pooling and below_nearfull > POOL_HEADROOM_BYTES:
+            self.pooling = True
+            store.set_pooling(True)
+        self.keep_reserve(ratios)
 
     def keep_reserve(self, ratios: Ratios) -> None:
         """Drop the reserve when the device is out of space; take it back once usage is
