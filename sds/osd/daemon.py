@@ -282,8 +282,9 @@ class OsdDaemon(Daemon):
 
     def admit_write(self, op: osd_pb2.OsdOp) -> None:
         """ENOSPC for a client write the cluster or this OSD's device has no room for."""
-        fullness.check_write(op.code, self.osdmap.flags, self.ratios(), self.device.usage(),
-                             self.osd_id)
+        ratios = self.ratios()
+        fullness.check_write(op.code, self.osdmap.flags, ratios,
+                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id)
 
     def admit_copy(self) -> None:
         """ENOSPC for a recovery/backfill copy into this OSD past backfillfull."""

@@ -73,9 +73,12 @@ class DeviceWatch:
         self._stamp = 0.0
         self.pooling = True
 
-    def usage(self) -> DeviceUsage:
+    def usage(self, fresh_above: float = 1.0) -> DeviceUsage:
+        """The latest sample; sampled again on every call once usage is at `fresh_above`
+        (near a threshold a few writes in SAMPLE_S could overshoot it)."""
         now = time.monotonic()
-        if self._usage is None or now - self._stamp >= SAMPLE_S:
+        if self._usage is None or now - self._stamp >= SAMPLE_S \
+                or self._usage.used_ratio >= fresh_above:
             self._usage = device_usage(self.data_dir)
             self._stamp = now
         return self._usage

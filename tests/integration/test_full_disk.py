@@ -104,6 +104,28 @@ async def wait_ok(r: Rados, timeout: float = 90.0) -> dict:
         await asyncio.sleep(0.5)
 
 
+async def wait_only(r: Rados, codes: set[str], timeout: float = 90.0) -> dict:
+    """Wait until the failing health checks are exactly `codes` (MON_DISK_LOW allowed:
+    the monitors share the full disk)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(SdsError):
+            h = await health(r)
+            if set(h["checks"]) - {"MON_DISK_LOW"} == codes:
+                return h
+        if time.monotonic() > deadline:
+            raise AssertionError(f"health checks are not {sorted(codes)}: {h}")
+        await asyncio.sleep(0.5)
+
+
+def restart_all(cluster) -> None:
+    names = cluster.names()
+    for name in names:
+        cluster.stop(name)
+    for name in names:
+        cluster.start(name)
+
+
 async def wait_flag(r: Rados, on: bool, timeout: float = HEALTH_WAIT_S) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -162,6 +184,7 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
                 await io.write_full(name, payload(i))
             except NoSpace as e:
                 refused = name
+                figures["used_at_refusal"] = round(used(mnt), 4)
                 assert "full" in str(e)
                 break
             acked[name] = hashlib.sha256(payload(i)).digest()
@@ -173,7 +196,6 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         h = await wait_check(r, "OSD_FULL")
         figures["full"] = time.monotonic() - crossed
         figures["objects_acked"] = len(acked)
-        figures["used_at_refusal"] = used(mnt)
         assert h["status"] == "HEALTH_ERR" and "POOL_FULL" in h["checks"]
         assert "ENOSPC" in h["checks"]["OSD_FULL"]["hint"]
         dump = await wait_flag(r, True)
@@ -189,6 +211,15 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
                 await attempt
         with pytest.raises(NotFound):
             await io.stat(refused)
+
+    # a restart of every daemon while full: all come back, reads work, writes stay refused
+    restart_all(cluster)
+    async with Rados(cluster.conf) as r:
+        io = r.ioctx(POOL)
+        h = await wait_only(r, {"OSD_FULL", "POOL_FULL"})
+        await verify(io, acked)
+        with pytest.raises(NoSpace):
+            await io.write_full(refused, b"y")
 
         # removals always work while full
         await io.rmxattr("tagged", "user.a")
@@ -212,11 +243,7 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         await verify(io, acked)
 
     # a restart of every daemon comes back healthy, with every acknowledged object
-    names = cluster.names()
-    for name in names:
-        cluster.stop(name)
-    for name in names:
-        cluster.start(name)
+    restart_all(cluster)
     async with Rados(cluster.conf) as r:
         await wait_ok(r)
         io = r.ioctx(POOL)
