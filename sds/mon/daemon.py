@@ -120,9 +120,10 @@ class MonDaemon(Daemon):
         await self._fatal
 
     def _die(self, reason: str) -> None:
+        if self._fatal is None or self._fatal.done():
+            return
         log.error("mon.%d stopping: %s", self.rank, reason)
-        if self._fatal is not None and not self._fatal.done():
-            self._fatal.set_exception(SdsError(reason))
+        self._fatal.set_exception(SdsError(reason))
 
     def _task_ended(self, task: asyncio.Task) -> None:
         if task.cancelled():

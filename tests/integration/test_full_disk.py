@@ -12,12 +12,12 @@ import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from conftest import running_cluster
+from loopfs import small_filesystem
 
 from sds.client import Rados
 from sds.common.errors import NoSpace, NotFound, SdsError
@@ -30,36 +30,6 @@ OBJECT_BYTES = 1 << 20  # above the store's extent threshold: deletes free whole
 NEARFULL, FULL = 0.85, 0.95
 POOL = "fill"
 HEALTH_WAIT_S = 30.0
-
-
-def _run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
-@contextlib.contextmanager
-def small_filesystem(base: Path, size_mb: int):
-    """A fresh ext4 of `size_mb` loop-mounted at base/mnt; unmounted and its loop device
-    detached afterwards, whatever happened."""
-    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
-        pytest.skip("needs root and mkfs.ext4 for a loop-mounted filesystem")
-    img, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(size_mb << 20)
-    _run("mkfs.ext4", "-q", str(img))
-    _run("mount", "-o", "loop", str(img), str(mnt))
-    try:
-        yield mnt
-    finally:
-        for attempt in range(20):
-            if subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.5 if attempt < 19 else 0)
-        else:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-        for line in _run("losetup", "-j", str(img)).splitlines():
-            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], capture_output=True)
-        img.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -116,6 +86,17 @@ async def wait_only(r: Rados, codes: set[str], timeout: float = 90.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"health checks are not {sorted(codes)}: {h}")
         await asyncio.sleep(0.5)
+
+
+async def wait_quorum(r: Rados, n: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(SdsError):
+            if len((await r.mon_command({"prefix": "mon stat"}))["quorum"]) == n:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no quorum of {n} monitors after {timeout:g}s")
+        await asyncio.sleep(0.2)
 
 
 def restart_all(cluster) -> None:
@@ -250,3 +231,58 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         await verify(io, acked)
         await io.write_full("after-restart", b"ok")
     print(f"\nfull-disk figures: {figures}")
+
+
+def fill_up(path: Path) -> None:
+    """Take every free block of the filesystem holding `path` (root's reserve too)."""
+    with open(path / "ballast", "wb") as f:
+        chunk = b"\0" * (1 << 20)
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk)
+                f.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(f.fileno())
+    with open(path / "ballast-small", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@pytest.mark.cluster_opts(osds=1, extra_conf={"osd_pool_default_size": 1})
+async def test_monitor_whose_store_write_fails_stops_with_its_reason(cluster, tmp_path):
+    """mon.2's data directory on its own 16 MiB filesystem, filled: its next Paxos write
+    fails, and it exits logging why instead of lingering out of quorum."""
+    mon_dir = Path(cluster.dir) / "mon.2"
+    cluster.stop("mon.2")
+    saved = tmp_path / "mon.2-saved"
+    shutil.copytree(mon_dir, saved)
+    with small_filesystem(tmp_path, 16, at=mon_dir):
+        try:
+            shutil.copytree(saved, mon_dir, dirs_exist_ok=True)
+            cluster.start("mon.2")
+            async with Rados(cluster.conf) as r:
+                deadline = time.monotonic() + 30
+                while not (mon_dir / "mon.2.addr").exists():  # serving
+                    assert time.monotonic() < deadline, "mon.2 did not start"
+                    await asyncio.sleep(0.1)
+                await wait_quorum(r, 3)
+                fill_up(mon_dir)
+                deadline = time.monotonic() + 60
+                flip = True
+                while cluster.pid("mon.2") is not None and time.monotonic() < deadline:
+                    with contextlib.suppress(SdsError):
+                        await r.mon_command({"prefix": "osd set" if flip else "osd unset",
+                                             "flag": "noout"}, timeout=5)
+                    flip = not flip
+                assert cluster.pid("mon.2") is None, "mon.2 lingers with a failed store"
+                h = await wait_check(r, "MON_DOWN")
+                assert h["checks"]["MON_DOWN"]["summary"]["count"] == 1
+            log = (Path(cluster.dir) / "out" / "mon.2.log").read_text()
+            assert "mon.2 stopping: cannot write the monitor store" in log
+            assert "free space on its disk and restart the monitor" in log
+            assert "daemon_exit code=1" in log
+            print("\n" + next(line for line in log.splitlines() if "stopping:" in line))
+        finally:
+            cluster.kill("mon.2")
