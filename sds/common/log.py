@@ -98,6 +98,18 @@ class FileOrStderrHandler(logging.FileHandler):
         except Exception:  # stderr is gone too: nothing is left to tell
             pass
 
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:  # already told on stderr, record by record
+            pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            pass
+
 
 def setup_logging(
     entity: str, log_file: str | None = None, level: str | int = "INFO"
