@@ -40,6 +40,8 @@ log = logging.getLogger("sds.mon")
 GENESIS_KEY = "mon/genesis"
 PROPOSAL_WAIT_S = 15.0
 PEER_QUEUE_MAX = 1000
+DISK_REPORT_S = 5.0   # each monitor tells the others how much of its disk is available
+DISK_REPORT_TTL_S = 30.0
 
 
 class Subscriber:
@@ -72,6 +74,7 @@ class MonDaemon(Daemon):
         self._waiting: deque[tuple[bytes, asyncio.Future]] = deque()
         self._command_lock = asyncio.Lock()
         self._fatal: asyncio.Future | None = None
+        self._peer_disks: dict[str, tuple[float, float]] = {}  # name -> (avail %, when)
         timing = paxos.Timing(
             election_timeout=float(config.get("mon_election_timeout")),
             lease=float(config.get("mon_lease")),
@@ -107,7 +110,8 @@ class MonDaemon(Daemon):
                 self._tasks.append(asyncio.create_task(self._peer_sender(rank)))
         self._inbox.put_nowait(("start", None))
         self._fatal = asyncio.get_running_loop().create_future()
-        for coro in (self._driver(), self._ticker(), self._failure_ticker()):
+        for coro in (self._driver(), self._ticker(), self._failure_ticker(),
+                     self._disk_reporter()):
             task = asyncio.create_task(coro)
             task.add_done_callback(self._task_ended)
             self._tasks.append(task)
@@ -298,15 +302,41 @@ class MonDaemon(Daemon):
                                 digest=self.digest, config=self.config, now=time.time(),
                                 mdsmap=self.state.mdsmap)
 
-    def _disks(self) -> dict[str, float]:
-        """Available percent of this monitor's filesystem, by monitor name."""
+    def _own_disk(self) -> tuple[str, float] | None:
+        """(name, available percent) of this monitor's filesystem."""
         try:
             usage = device_usage(self.data_dir)
         except OSError:
-            return {}
+            return None
         names = {m.rank: m.name for m in self.state.monmap.mons}
         pct = 100.0 * usage.avail_bytes / usage.total_bytes if usage.total_bytes else 100.0
-        return {names.get(self.rank) or str(self.rank): pct}
+        return names.get(self.rank) or str(self.rank), pct
+
+    def _disks(self) -> dict[str, float]:
+        """Available percent of each monitor's filesystem that reported lately, by name."""
+        now = time.monotonic()
+        disks = {name: pct for name, (pct, when) in self._peer_disks.items()
+                 if now - when < DISK_REPORT_TTL_S}
+        own = self._own_disk()
+        if own is not None:
+            disks[own[0]] = own[1]
+        return disks
+
+    async def _disk_reporter(self) -> None:
+        while True:
+            await asyncio.sleep(DISK_REPORT_S)
+            own = self._own_disk()
+            if own is None:
+                continue
+            cmd = json.dumps({"prefix": "mon disk report", "name": own[0],
+                              "avail_percent": own[1]})
+            for rank, addr in enumerate(self.mon_addrs):
+                if rank == self.rank:
+                    continue
+                with contextlib.suppress(SdsError):
+                    conn = await self.messenger.connect(addr, timeout=1.0)
+                    await conn.call(mpb.MON_COMMAND, mon_pb2.MonCommand(cmd_json=cmd),
+                                    timeout=1.0)
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()
@@ -321,6 +351,14 @@ class MonDaemon(Daemon):
         self._authorize(conn, cmd)
         if prefix == "mgr report":
             self.digest = cmd.get("digest")
+            return mon_pb2.MonCommandReply(out_json="{}")
+        if prefix == "mon disk report":
+            try:
+                self._peer_disks[str(cmd["name"])] = (float(cmd["avail_percent"]),
+                                                      time.monotonic())
+            except (KeyError, TypeError, ValueError):
+                raise InvalidArgument("mon disk report needs 'name' and 'avail_percent'") \
+                    from None
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "osd failure":
             out = await self._failure_report(env, cmd)
@@ -345,6 +383,8 @@ class MonDaemon(Daemon):
             if peer.role not in ("mgr", "mon"):
                 raise PermissionDenied("only the manager reports statistics")
             return
+        if prefix == "mon disk report":
+            raise PermissionDenied("only monitors report their disk space")
         if prefix == "osd failure":
             if peer.entity != f"osd.{cmd.get('reporter')}":
                 raise PermissionDenied(f"{peer.entity} may only report failures as itself")

@@ -184,6 +184,13 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         assert dump["full_ratio"] == FULL
         df = await r.mon_command({"prefix": "df"})
         assert df["pools"][0]["stats"]["max_avail"] == 0
+        # the monitors share the disk: each one's low space is known to all of them
+        h = await wait_check(r, "MON_DISK_LOW")
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        while h["checks"].get("MON_DISK_LOW", {}).get("summary", {}).get("count") != 3:
+            assert time.monotonic() < deadline, h["checks"].get("MON_DISK_LOW")
+            await asyncio.sleep(0.5)
+            h = await health(r)
         # every kind of write is refused; the refused object was never created
         for attempt in (io.write_full(refused, b"y"), io.append("tagged", b"y"),
                         io.setxattr("tagged", "user.b", b"2"), io.omap_set("tagged", {b"j": b"w"}),
