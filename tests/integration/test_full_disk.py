@@ -293,3 +293,42 @@ async def test_monitor_whose_store_write_fails_stops_with_its_reason(cluster, tm
             print("\n" + next(line for line in log.splitlines() if "stopping:" in line))
         finally:
             cluster.kill("mon.2")
+
+
+@pytest.mark.cluster_opts(extra_conf={"osd_stats_interval": 0.5})
+async def test_recovery_into_a_backfillfull_osd_waits_until_there_is_room(cluster):
+    """With the ratios lowered under the disk's real usage, osd.2 (back from a restart) is
+    backfillfull: it refuses the copies it misses, so its PGs stay degraded; once the
+    ratios are raised again it is recovered and nothing acknowledged is lost."""
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("bf", pg_num=8, size=3)
+        io = r.ioctx("bf")
+        acked = {}
+        for n in range(10):
+            await io.write_full(f"old-{n}", payload(n)[:4096])
+            acked[f"old-{n}"] = hashlib.sha256(payload(n)[:4096]).digest()
+        await r.mon_command({"prefix": "osd set", "flag": "noout"})
+        cluster.stop("osd.2")
+        await wait_check(r, "OSD_DOWN")
+        for n in range(10, 30):  # missing on osd.2
+            await io.write_full(f"new-{n}", payload(n)[:4096])
+            acked[f"new-{n}"] = hashlib.sha256(payload(n)[:4096]).digest()
+        low = max(used(Path(cluster.dir)) / 2, 0.001)
+        await r.mon_command({"prefix": "osd set-nearfull-ratio", "ratio": low})
+        await r.mon_command({"prefix": "osd set-backfillfull-ratio", "ratio": low})
+        cluster.start("osd.2")
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        while "osd.2" not in str((await health(r))["checks"].get("OSD_BACKFILLFULL")):
+            assert time.monotonic() < deadline, "osd.2 is not reported backfillfull"
+            await asyncio.sleep(0.2)
+        await wait_check(r, "OSD_DOWN", present=False)
+        await asyncio.sleep(5)
+        assert "PG_DEGRADED" in (await health(r))["checks"], "osd.2 took copies past backfillfull"
+        logs = "".join((Path(cluster.dir) / "out" / f"osd.{i}.log").read_text() for i in (0, 1))
+        assert "backfill_toofull: osd.2" in logs
+
+        await r.mon_command({"prefix": "osd set-backfillfull-ratio", "ratio": 0.90})
+        await r.mon_command({"prefix": "osd set-nearfull-ratio", "ratio": 0.85})
+        await r.mon_command({"prefix": "osd unset", "flag": "noout"})
+        await wait_ok(r)
+        await verify(io, acked)
