@@ -333,7 +333,7 @@ class MonDaemon(Daemon):
             for rank, addr in enumerate(self.mon_addrs):
                 if rank == self.rank:
                     continue
-                with contextlib.suppress(SdsError):
+                with contextlib.suppress(SdsError, OSError, asyncio.TimeoutError):
                     conn = await self.messenger.connect(addr, timeout=1.0)
                     await conn.call(mpb.MON_COMMAND, mon_pb2.MonCommand(cmd_json=cmd),
                                     timeout=1.0)
