@@ -98,23 +98,31 @@ class DeviceWatch:
             store.set_pooling(True)
         self.keep_reserve(ratios)
 
+    def make_room(self, ratios: Ratios) -> None:
+        """Before a store commit: drop the reserve if the device is out of space (filled
+        by something else than our writes), so the commit finds room."""
+        usage = self.usage(fresh_above=ratios.nearfull)
+        if usage.avail_bytes >= self.reserve_bytes or not self.reserve.exists():
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.reserve.unlink()
+            log.warning("device of %s is out of space (%d bytes left): released the %d-byte "
+                        "reserve so deletes can commit", self.data_dir, usage.avail_bytes,
+                        self.reserve_bytes)
+        self._usage = None
+
     def keep_reserve(self, ratios: Ratios) -> None:
         """Drop the reserve when the device is out of space; take it back once usage is
         below nearfull with room to spare."""
         if not self.reserve_bytes:
             return
-        usage = device_usage(self.data_dir)
-        have = self.reserve.exists()
-        if have and usage.avail_bytes < self.reserve_bytes:
-            with contextlib.suppress(FileNotFoundError):
-                self.reserve.unlink()
-            log.warning("device of %s is out of space (%d bytes left): released the %d-byte "
-                        "reserve so deletes can commit", self.data_dir, usage.avail_bytes,
-                        self.reserve_bytes)
-        elif not have and usage.used_ratio < ratios.nearfull \
+        self._usage = None
+        self.make_room(ratios)
+        usage = self.usage()
+        if not self.reserve.exists() and usage.used_ratio < ratios.nearfull \
                 and usage.avail_bytes > 4 * self.reserve_bytes:
             self._take_reserve()
-        self._usage = None
+            self._usage = None
 
     def _take_reserve(self) -> None:
         tmp = self.reserve.with_name(RESERVE_NAME + ".tmp")

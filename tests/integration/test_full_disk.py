@@ -209,11 +209,16 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         with pytest.raises(NoSpace):
             await io.write_full(refused, b"y")
 
-        # removals always work while full
+        # removals always work while full, even once something else took every block left
+        fill_up(mnt)
         await io.rmxattr("tagged", "user.a")
         await io.omap_rm("tagged", [b"k"])
         await io.truncate("tagged", 0)
         acked["tagged"] = hashlib.sha256(b"").digest()
+        reserves = [mnt / "cluster" / f"osd.{i}" / "full-reserve" for i in range(3)]
+        assert not any(p.exists() for p in reserves), "the OSDs kept their reserve"
+        for name in ("ballast", "ballast-small"):
+            (mnt / name).unlink()
         deleted = 0
         for name in sorted((n for n in acked if n.startswith("o")), key=lambda n: int(n[1:])):
             if used(mnt) < NEARFULL - 0.15:
@@ -227,6 +232,8 @@ async def test_fill_warn_refuse_delete_resume_restart(full_cluster):
         await wait_flag(r, False)
         h = await wait_ok(r)
         await io.write_full("after", b"resumed")
+        await asyncio.sleep(2)  # a stats interval: the OSDs take their reserve back
+        assert all(p.exists() for p in reserves)
         acked["after"] = hashlib.sha256(b"resumed").digest()
         await verify(io, acked)
 
