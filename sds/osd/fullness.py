@@ -8,6 +8,10 @@ the op enters the PG log, never on a replica: a replica refusing a logged write 
 leave the PG's members disagreeing. Recovery and backfill copies into an OSD stop at the
 backfillfull ratio, so moving data cannot fill the OSD that takes it.
 
+Ceph's clients block while the cluster is full; here the write fails at once with ENOSPC,
+so applications and the FUSE client get the POSIX answer instead of hanging until the op
+timeout (a caller that prefers to wait retries after freeing space).
+
 Why deletes still commit on a full device: client writes stop at the full ratio (0.95
 by default), leaving 5% of the device for LMDB's copy-on-write pages; if something else
 fills that space (another tenant of a shared filesystem, an overshoot), the OSD drops its
