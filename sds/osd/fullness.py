@@ -43,6 +43,7 @@ FREEING_CODES = frozenset({Op.REMOVE, Op.TRUNCATE, Op.RMXATTR, Op.OMAP_RM, Op.OM
 SAMPLE_S = 0.25  # statvfs is cheap, but not worth doing on every op
 RESERVE_NAME = "full-reserve"
 POOL_HEADROOM_BYTES = 64 << 20
+TOOFULL = "backfill_toofull"  # how a refused copy's error starts (Ceph's PG state name)
 
 
 def check_write(code: int, flags, ratios: Ratios, usage: DeviceUsage, osd_id: int) -> None:
@@ -61,7 +62,7 @@ def check_write(code: int, flags, ratios: Ratios, usage: DeviceUsage, osd_id: in
 def check_copy(ratios: Ratios, usage: DeviceUsage, osd_id: int) -> None:
     """Admission of a recovery/backfill copy on its target; raises NoSpace to refuse it."""
     if usage.used_ratio >= ratios.backfillfull:
-        raise NoSpace(f"backfill_toofull: osd.{osd_id} is {100 * usage.used_ratio:.1f}% used, "
+        raise NoSpace(f"{TOOFULL}: osd.{osd_id} is {100 * usage.used_ratio:.1f}% used, "
                       f"past the backfillfull ratio {ratios.backfillfull:g}")
 
 

@@ -330,7 +330,9 @@ async def test_recovery_into_a_backfillfull_osd_waits_until_there_is_room(cluste
             await asyncio.sleep(0.2)
         await wait_check(r, "OSD_DOWN", present=False)
         await asyncio.sleep(5)
-        assert "PG_DEGRADED" in (await health(r))["checks"], "osd.2 took copies past backfillfull"
+        h = await health(r)
+        assert "PG_DEGRADED" in h["checks"], "osd.2 took copies past backfillfull"
+        assert "backfill_toofull: osd.2" in str(h["checks"]["PG_DEGRADED"]["detail"])
         logs = "".join((Path(cluster.dir) / "out" / f"osd.{i}.log").read_text() for i in (0, 1))
         assert "backfill_toofull: osd.2" in logs
 
