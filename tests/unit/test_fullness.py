@@ -242,3 +242,63 @@ def test_reserve_file_released_when_out_of_space_and_taken_back(tmp_path):
     watch.reserve_bytes = 1 << 62  # "less free space than the reserve": give it back
     watch.keep_reserve(fu.Ratios(1.0, 1.0, 1.0))
     assert not watch.reserve.exists()
+
+
+# ---------------------------------------------------------------- the store's free extents
+
+def _extent_files(path) -> list[str]:
+    return sorted(os.listdir(path / "ext"))
+
+
+async def test_store_gives_free_extents_back_when_pooling_is_off(tmp_path):
+    from sds.osd.store.base import Transaction
+    from sds.osd.store.durable import DurableStore
+
+    store = DurableStore(str(tmp_path), prealloc_files=0)
+    try:
+        await store.apply(Transaction().create_collection("c"))
+        big = b"z" * (1 << 20)
+        for name in ("a", "b"):
+            await store.apply(Transaction().write_full("c", name, big))
+        await store.apply(Transaction().remove("c", "a"))
+        assert len(_extent_files(tmp_path)) == 2  # a's file kept in the pool for reuse
+        assert store.set_pooling(False) >= 1 << 20
+        assert len(_extent_files(tmp_path)) == 1
+        await store.apply(Transaction().remove("c", "b"))
+        assert _extent_files(tmp_path) == []  # freed at once, not pooled
+        store.set_pooling(True)
+        await store.apply(Transaction().write_full("c", "d", big))
+        await store.apply(Transaction().remove("c", "d"))
+        assert len(_extent_files(tmp_path)) == 1
+    finally:
+        await store.close()
+
+
+class _Store:
+    def __init__(self):
+        self.calls = []
+
+    def set_pooling(self, on: bool) -> int:
+        self.calls.append(on)
+        return 0
+
+
+def test_pooling_off_from_nearfull_and_on_with_headroom(tmp_path, monkeypatch):
+    watch = osdfull.DeviceWatch(tmp_path, 0)
+    store = _Store()
+    total = 10 << 30
+    monkeypatch.setattr(osdfull, "device_usage",
+                        lambda path: fu.DeviceUsage(total, int(total * (1 - level[0])), "h:1"))
+    level = [0.5]
+    watch.tend(DEFAULT, store)
+    assert store.calls == []
+    level[0] = 0.86
+    watch.tend(DEFAULT, store)
+    watch.tend(DEFAULT, store)
+    assert store.calls == [False]
+    level[0] = 0.849  # under nearfull, but not by POOL_HEADROOM_BYTES
+    watch.tend(DEFAULT, store)
+    assert store.calls == [False]
+    level[0] = 0.80
+    watch.tend(DEFAULT, store)
+    assert store.calls == [False, True]
