@@ -60,6 +60,7 @@ def pool_osds(view: MonView) -> dict[int, set[int]]:
 
 
 def check_osds_full(view: MonView) -> list[HealthCheck]:
+    """OSD_FULL / OSD_BACKFILLFULL / OSD_NEARFULL: each OSD under its highest level."""
     levels = osd_levels(view)
     limits = ratios(view)
     threshold = {fu.FULL: limits.full, fu.BACKFILLFULL: limits.backfillfull,
@@ -71,32 +72,38 @@ def check_osds_full(view: MonView) -> list[HealthCheck]:
         hit = sorted((o, used) for o, (lv, used) in levels.items() if lv == level)
         if hit:
             checks.append(HealthCheck(
-                code, severity, f"{_plural(len(hit), level + ' osd')}", len(hit),
+                code, severity, _plural(len(hit), f"{level} osd"), len(hit),
                 [f"osd.{o} is {level} at {100 * used:.1f}% of its device "
                  f"({level} ratio {threshold[level]:g})" for o, used in hit],
                 _HINTS[level]))
-    holding = pool_osds(view)
-    by_name = {p.id: p.name for p in view.osdmap.pools}
-    for code, severity, wanted in (("POOL_FULL", ERR, {fu.FULL}),
-                                   ("POOL_NEARFULL", WARN, {fu.NEARFULL, fu.BACKFILLFULL})):
-        lines = []
-        for pool_id, osds in sorted(holding.items()):
-            worst = sorted(o for o in osds if levels.get(o, ("",))[0] in wanted)
-            if worst and (code == "POOL_FULL" or not _pool_full(osds, levels)):
-                state = "full" if code == "POOL_FULL" else "nearfull"
-                lines.append(f"pool '{by_name[pool_id]}' is {state}: it has data on "
-                             + ", ".join(f"osd.{o} ({levels[o][0]})" for o in worst))
-        if lines:
-            what = "full" if code == "POOL_FULL" else "nearfull"
-            checks.append(HealthCheck(
-                code, severity, f"{_plural(len(lines), 'pool')} {what}", len(lines), lines,
-                "writes to a full pool get ENOSPC: delete objects from it or add OSDs"
-                if code == "POOL_FULL" else _HINTS[fu.NEARFULL]))
     return checks
 
 
-def _pool_full(osds: set[int], levels: dict) -> bool:
-    return any(levels.get(o, ("",))[0] == fu.FULL for o in osds)
+def check_pools_full(view: MonView) -> list[HealthCheck]:
+    """POOL_FULL when a pool has data on a full OSD (its writes get ENOSPC), else
+    POOL_NEARFULL when on a nearfull or backfillfull one."""
+    levels = osd_levels(view)
+    if not levels:
+        return []
+    by_name = {p.id: p.name for p in view.osdmap.pools}
+    lines: dict[str, list[str]] = {fu.FULL: [], fu.NEARFULL: []}
+    for pool_id, osds in sorted(pool_osds(view).items()):
+        hit = sorted(o for o in osds if o in levels)
+        if not hit:
+            continue
+        state = fu.FULL if any(levels[o][0] == fu.FULL for o in hit) else fu.NEARFULL
+        lines[state].append(f"pool '{by_name[pool_id]}' is {state}: it has data on "
+                            + ", ".join(f"osd.{o} ({levels[o][0]})" for o in hit))
+    checks = []
+    for state, code, severity, hint in (
+            (fu.FULL, "POOL_FULL", ERR,
+             "writes to a full pool get ENOSPC: delete objects from it or add OSDs"),
+            (fu.NEARFULL, "POOL_NEARFULL", WARN, _HINTS[fu.NEARFULL])):
+        if lines[state]:
+            checks.append(HealthCheck(code, severity,
+                                      f"{_plural(len(lines[state]), 'pool')} {state}",
+                                      len(lines[state]), lines[state], hint))
+    return checks
 
 
 def check_mon_disk(view: MonView) -> list[HealthCheck]:
@@ -121,7 +128,7 @@ def check_mon_disk(view: MonView) -> list[HealthCheck]:
     return checks
 
 
-HEALTH_CHECKS.extend([check_osds_full, check_mon_disk])
+HEALTH_CHECKS.extend([check_osds_full, check_pools_full, check_mon_disk])
 
 
 def _want_full(view: MonView) -> bool:

@@ -108,7 +108,8 @@ def test_each_osd_is_named_under_its_highest_level(view):
     assert "ENOSPC" in found["OSD_FULL"].hint and "delete" in found["OSD_FULL"].hint
     # every pool has data on osd.2 (size 3 on 3 OSDs): full, not also nearfull
     assert found["POOL_FULL"].count == 2 and "POOL_NEARFULL" not in found
-    assert found["POOL_FULL"].detail[0] == "pool 'rbd' is full: it has data on osd.2 (full)"
+    assert found["POOL_FULL"].detail[0] == ("pool 'rbd' is full: it has data on osd.0 "
+                                            "(nearfull), osd.1 (backfillfull), osd.2 (full)")
 
 
 def test_pool_nearfull(view):
