@@ -283,7 +283,7 @@ class OsdDaemon(Daemon):
     def admit_write(self, op: osd_pb2.OsdOp) -> None:
         """ENOSPC for a client write the cluster or this OSD's device has no room for."""
         ratios = self.ratios()
-        self.device.make_room(ratios)
+        self.device.make_room(ratios, self.store)
         fullness.check_write(op.code, self.osdmap.flags, ratios,
                              self.device.usage(fresh_above=ratios.nearfull), self.osd_id)
 
@@ -349,7 +349,7 @@ class OsdDaemon(Daemon):
         repop = osd_pb2.RepOp()
         repop.ParseFromString(env.payload)
         pg = await self._replica_pg(repop.pool, repop.pg, conn, env.epoch)
-        self.device.make_room(self.ratios())  # the primary admitted it: it must commit
+        self.device.make_room(self.ratios(), self.store)  # the primary admitted it: it must commit
         await pg.ensure_collection()
         await pg.apply_repop(repop, data)
 

@@ -94,19 +94,26 @@ class DeviceWatch:
         usage = device_usage(self.data_dir)
         below_nearfull = ratios.nearfull * usage.total_bytes - usage.used_bytes
         if self.pooling and usage.used_ratio >= ratios.nearfull:
-            self.pooling = False
-            freed = store.set_pooling(False)
-            log.info("device of %s is %.1f%% used: gave %d bytes of free extent files back",
-                     self.data_dir, 100 * usage.used_ratio, freed)
+            self._stop_pooling(store, usage)
         elif not self.pooling and below_nearfull > POOL_HEADROOM_BYTES:
             self.pooling = True
             store.set_pooling(True)
-        self.keep_reserve(ratios)
+        self.keep_reserve(ratios, store)
 
-    def make_room(self, ratios: Ratios) -> None:
-        """Before a store commit: drop the reserve if the device is out of space (filled
-        by something else than our writes), so the commit finds room."""
+    def _stop_pooling(self, store, usage: DeviceUsage) -> None:
+        self.pooling = False
+        freed = store.set_pooling(False)
+        self._usage = None
+        log.info("device of %s is %.1f%% used: gave %d bytes of free extent files back",
+                 self.data_dir, 100 * usage.used_ratio, freed)
+
+    def make_room(self, ratios: Ratios, store=None) -> None:
+        """Before a store commit: from nearfull on keep no free extent files, and drop the
+        reserve if the device is out of space (filled by something else than our writes),
+        so the commit finds room."""
         usage = self.usage(fresh_above=ratios.nearfull)
+        if store is not None and self.pooling and usage.used_ratio >= ratios.nearfull:
+            self._stop_pooling(store, usage)
         if usage.avail_bytes >= self.reserve_bytes or not self.reserve.exists():
             return
         with contextlib.suppress(FileNotFoundError):
@@ -116,13 +123,13 @@ class DeviceWatch:
                         self.reserve_bytes)
         self._usage = None
 
-    def keep_reserve(self, ratios: Ratios) -> None:
+    def keep_reserve(self, ratios: Ratios, store=None) -> None:
         """Drop the reserve when the device is out of space; take it back once usage is
         below nearfull with room to spare."""
         if not self.reserve_bytes:
             return
         self._usage = None
-        self.make_room(ratios)
+        self.make_room(ratios, store)
         usage = self.usage()
         if not self.reserve.exists() and usage.used_ratio < ratios.nearfull \
                 and usage.avail_bytes > 4 * self.reserve_bytes:
