@@ -395,6 +395,32 @@ async def osd_unset(ctx: Context, rados, a) -> Output:
     return Output(data, f"{a.flag} is unset" + ("" if data.get("changed") else " (already)"))
 
 
+def _ratio_line(data: dict) -> str:
+    return (f"nearfull {data['nearfull_ratio']:g}, backfillfull {data['backfillfull_ratio']:g}, "
+            f"full {data['full_ratio']:g}")
+
+
+@cli("osd set-nearfull-ratio", args=(arg("ratio", type=float),))
+async def osd_set_nearfull_ratio(ctx: Context, rados, a) -> Output:
+    """Used fraction of an OSD's device that warns (OSD_NEARFULL), default 0.85."""
+    data = await rados.mon_command(mon("osd set-nearfull-ratio", ratio=a.ratio))
+    return Output(data, _ratio_line(data))
+
+
+@cli("osd set-backfillfull-ratio", args=(arg("ratio", type=float),))
+async def osd_set_backfillfull_ratio(ctx: Context, rados, a) -> Output:
+    """Used fraction at which an OSD takes no more backfill/recovery, default 0.90."""
+    data = await rados.mon_command(mon("osd set-backfillfull-ratio", ratio=a.ratio))
+    return Output(data, _ratio_line(data))
+
+
+@cli("osd set-full-ratio", args=(arg("ratio", type=float),))
+async def osd_set_full_ratio(ctx: Context, rados, a) -> Output:
+    """Used fraction at which the cluster is full and writes get ENOSPC, default 0.95."""
+    data = await rados.mon_command(mon("osd set-full-ratio", ratio=a.ratio))
+    return Output(data, _ratio_line(data))
+
+
 @cli("osd blocklist add", args=(arg("addr"), arg("--expire", type=float, default=None)))
 async def osd_blocklist_add(ctx: Context, rados, a) -> Output:
     """Fence a client instance off the OSDs (default for 1 hour)."""

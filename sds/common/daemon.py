@@ -222,6 +222,12 @@ def run_daemon(role: str, daemon_id: str, conf_path: str) -> int:
         log_event(log, "daemon_already_running", level="ERROR", error=str(e))
         print(f"{name}: already running: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. ENOSPC: the disk is full
+        log_event(log, "daemon_start_failed", level="ERROR", error=_error(e),
+                  reason=f"cannot write {paths['pid']}")
+        log_event(log, "daemon_exit", code=1)
+        logging.shutdown()
+        return 1
     code = 1
     try:
         code = _run_loop(_serve(role, daemon_id, config, paths))

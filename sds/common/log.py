@@ -85,6 +85,32 @@ class EventFormatter(logging.Formatter):
         return f"{_timestamp(record.created)} {self.entity} {record.levelname} {message}"
 
 
+class FileOrStderrHandler(logging.FileHandler):
+    """A log file that sends a record it cannot write (disk full, I/O error) to stderr
+    instead: the reason a daemon stops must not be lost with its log."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        try:
+            error = sys.exc_info()[1]
+            line = self.format(record)
+            sys.stderr.write(f"{line} log_write_failed={format_value(str(error))}\n")
+            sys.stderr.flush()
+        except Exception:  # stderr is gone too: nothing is left to tell
+            pass
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:  # already told on stderr, record by record
+            pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            pass
+
+
 def setup_logging(
     entity: str, log_file: str | None = None, level: str | int = "INFO"
 ) -> logging.Logger:
@@ -98,7 +124,7 @@ def setup_logging(
         root.removeHandler(handler)
         handler.close()
     if log_file:
-        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler: logging.Handler = FileOrStderrHandler(log_file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EventFormatter(entity))

@@ -39,6 +39,10 @@ def apply_incremental(osdmap: maps_pb2.OsdMap, inc: maps_pb2.OsdMapIncremental) 
         new.flags.extend(inc.new_flags)
     if inc.removed_pools or inc.new_pg_upmap_items or inc.removed_pg_upmap_items:
         _apply_upmaps(new, inc)
+    for name in ("nearfull_ratio", "backfillfull_ratio", "full_ratio"):
+        value = getattr(inc, "new_" + name)
+        if value:
+            setattr(new, name, value)
     for instance in inc.removed_blocklist:
         new.blocklist.pop(instance, None)
     new.blocklist.update(inc.new_blocklist)

@@ -67,6 +67,8 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
                     pgs[pgid]["state"] = "stale+" + pg.state.removeprefix("stale+")
             continue
         osds[str(osd_id)] = {"total_bytes": st.total_bytes, "used_bytes": st.used_bytes,
+                             "avail_bytes": st.avail_bytes, "fs_id": st.fs_id,
+                             "store_bytes": st.store_bytes,
                              "objects": st.num_objects, "num_pgs": len(st.pgs)}
         for key, value in (("reads", st.read_ops), ("writes", st.write_ops),
                            ("recovered", st.recovered_objects),

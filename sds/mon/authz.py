@@ -32,6 +32,7 @@ DAEMON_ONLY: dict[str, tuple[str, str | None]] = {
     "osd failure": ("osd", "reporter"),
     "mgr report": ("mgr", None),
     "mds beacon": ("mds", "name"),
+    "mon disk report": ("mon", None),  # monitors share the mon. entity
 }
 
 # prefix -> (daemon profile, argument): allowed to the daemon it names, else like NEEDS

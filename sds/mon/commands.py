@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sds.common import fullness as fu
 from sds.common import osdmap as om
 from sds.common.caps import Caps
 from sds.common.config import Config
@@ -532,10 +533,12 @@ def _mon_summary(view: MonView) -> dict:
 
 
 def _usage(view: MonView) -> dict:
+    """Cluster totals, each filesystem counted once however many OSDs share it."""
     osds = (view.digest or {}).get("osds", {})
     known = {str(o.id) for o in view.osdmap.osds}
-    total = sum(int(s.get("total_bytes", 0)) for k, s in osds.items() if k in known)
-    used = sum(int(s.get("used_bytes", 0)) for k, s in osds.items() if k in known)
+    devices = fu.by_filesystem({k: s for k, s in osds.items() if k in known}).values()
+    total = sum(d["total_bytes"] for d in devices)
+    used = sum(d["used_bytes"] for d in devices)
     pools = (view.digest or {}).get("pools", {})
     live = {str(p.id) for p in view.osdmap.pools}
     return {
@@ -635,6 +638,7 @@ def cmd_osd_dump(view: MonView, cmd: dict) -> CommandResult:
         "fsid": osdmap.fsid,
         "modified": osdmap.modified,
         "flags": list(osdmap.flags),
+        **{f"{k}_ratio": v for k, v in fu.ratios_of(osdmap, view.config).__dict__.items()},
         "pool_max": osdmap.pool_max,
         "pools": [_pool_dict(p, osdmap.crush) for p in osdmap.pools],
         "osds": [_osd_dict(o) for o in osdmap.osds],
@@ -704,16 +708,24 @@ def cmd_df(view: MonView, cmd: dict) -> CommandResult:
     """Cluster capacity and per-pool usage."""
     usage = _usage(view)
     pool_stats = (view.digest or {}).get("pools", {})
+    osd_stats = (view.digest or {}).get("osds", {})
+    full_ratio = fu.ratios_of(view.osdmap, view.config).full
+    table = placement_for(view.osdmap)
     total, avail = usage["bytes_total"], usage["bytes_avail"]
     pools = []
     for pool in view.osdmap.pools:
         s = pool_stats.get(str(pool.id), {})
         stored = int(s.get("bytes", 0))
         raw = stored * pool.size
-        max_avail = avail // pool.size if pool.size else 0
+        shares: dict[int, int] = {}
+        for ps in range(pool.pg_num):
+            for osd_id in table.pg_upmapped(pool.id, ps):
+                shares[osd_id] = shares.get(osd_id, 0) + 1
+        max_avail = fu.pool_max_avail(shares, osd_stats, full_ratio, pool.size)
+        room = max_avail * pool.size
         pools.append({"name": pool.name, "id": pool.id, "stats": {
             "stored": stored, "objects": int(s.get("objects", 0)), "bytes_used": raw,
-            "percent_used": round(100.0 * raw / (raw + avail), 2) if raw + avail else 0.0,
+            "percent_used": round(100.0 * raw / (raw + room), 2) if raw + room else 0.0,
             "max_avail": max_avail}})
     return CommandResult({"stats": {
         "total_bytes": total, "total_used_bytes": usage["bytes_used"], "total_avail_bytes": avail,
@@ -1009,6 +1021,7 @@ from sds.mon import (  # noqa: E402,F401
     auth_commands,
     blocklist,
     fs_commands,
+    full,
     osd_admin,
     pg_commands,
     ticket_commands,

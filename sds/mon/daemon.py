@@ -26,6 +26,7 @@ from sds.common.errors import (
     TimedOut,
     Unavailable,
 )
+from sds.common.fullness import device_usage, ratios_from_config
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.common.tasks import cancel_and_wait
@@ -41,6 +42,8 @@ log = logging.getLogger("sds.mon")
 GENESIS_KEY = "mon/genesis"
 PROPOSAL_WAIT_S = 15.0
 PEER_QUEUE_MAX = 1000
+DISK_REPORT_S = 5.0   # each monitor tells the others how much of its disk is available
+DISK_REPORT_TTL_S = 30.0
 
 
 class Subscriber:
@@ -72,6 +75,8 @@ class MonDaemon(Daemon):
         self._tasks: list[asyncio.Task] = []
         self._waiting: deque[tuple[bytes, asyncio.Future]] = deque()
         self._command_lock = asyncio.Lock()
+        self._fatal: asyncio.Future | None = None
+        self._peer_disks: dict[str, tuple[float, float]] = {}  # name -> (avail %, when)
         timing = paxos.Timing(
             election_timeout=float(config.get("mon_election_timeout")),
             lease=float(config.get("mon_lease")),
@@ -106,11 +111,32 @@ class MonDaemon(Daemon):
                 self._peer_queues[rank] = asyncio.Queue(PEER_QUEUE_MAX)
                 self._tasks.append(asyncio.create_task(self._peer_sender(rank)))
         self._inbox.put_nowait(("start", None))
-        self._tasks.append(asyncio.create_task(self._driver()))
-        self._tasks.append(asyncio.create_task(self._ticker()))
-        self._tasks.append(asyncio.create_task(self._failure_ticker()))
+        self._fatal = asyncio.get_running_loop().create_future()
+        for coro in (self._driver(), self._ticker(), self._failure_ticker(),
+                     self._disk_reporter()):
+            task = asyncio.create_task(coro)
+            task.add_done_callback(self._task_ended)
+            self._tasks.append(task)
         log.info("mon.%d listening on %s, last_committed %d", self.rank, self.addr,
                  self.core.last_committed)
+
+    async def run(self) -> None:
+        """Serve until a task the monitor cannot live without ends: then raise its reason,
+        so the process logs it and exits rather than lingering out of quorum."""
+        await self._fatal
+
+    def _die(self, reason: str) -> None:
+        if self._fatal is None or self._fatal.done():
+            return
+        log.error("mon.%d stopping: %s", self.rank, reason)
+        self._fatal.set_exception(SdsError(reason))
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        e = task.exception()
+        what = f"task {task.get_coro().__qualname__} ended"
+        self._die(f"{what}: {type(e).__name__}: {e}" if e else what)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -125,7 +151,7 @@ class MonDaemon(Daemon):
         if raw is None:
             fsid = self.config.get("fsid")
             osdmap = genesis.initial_osdmap(fsid, self.config.get("osd_crush_failure_domain"),
-                                            time.time())
+                                            time.time(), ratios_from_config(self.config))
             monmap = genesis.initial_monmap(fsid, self.mon_addrs)
             auth = genesis.initial_auth(self.keyring)
             gen = mon_pb2.MonMaps(full_osdmap=osdmap, monmap=monmap, has_auth_full=True)
@@ -168,7 +194,14 @@ class MonDaemon(Daemon):
                 log.exception("consensus core failed on %s", kind)
                 continue
             if ready.persist:
-                await loop.run_in_executor(None, self.store.write, ready.persist)
+                try:
+                    await loop.run_in_executor(None, self.store.write, ready.persist)
+                except Exception as e:
+                    # what the core promised is not durable: it must not vote or send again
+                    self._die(f"cannot write the monitor store in {self.data_dir / 'store'}: "
+                              f"{type(e).__name__}: {e}; free space on its disk and restart "
+                              "the monitor")
+                    return
             for msg in ready.messages:
                 queue = self._peer_queues.get(msg.dst)
                 if queue is not None and not queue.full():
@@ -276,6 +309,7 @@ class MonDaemon(Daemon):
     def _view(self, caller: Peer | None = None) -> commands.MonView:
         status = self.core.status()
         status["names"] = {m.rank: m.name for m in self.state.monmap.mons}
+        status["disks"] = self._disks()
         return commands.MonView(osdmap=self.state.osdmap, auth=self.state.auth,
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
@@ -284,6 +318,42 @@ class MonDaemon(Daemon):
                                 if self.messenger else {},
                                 caller=caller.parsed if caller is not None else None,
                                 caller_name=caller.entity if caller is not None else None)
+
+    def _own_disk(self) -> tuple[str, float] | None:
+        """(name, available percent) of this monitor's filesystem."""
+        try:
+            usage = device_usage(self.data_dir)
+        except OSError:
+            return None
+        names = {m.rank: m.name for m in self.state.monmap.mons}
+        pct = 100.0 * usage.avail_bytes / usage.total_bytes if usage.total_bytes else 100.0
+        return names.get(self.rank) or str(self.rank), pct
+
+    def _disks(self) -> dict[str, float]:
+        """Available percent of each monitor's filesystem that reported lately, by name."""
+        now = time.monotonic()
+        disks = {name: pct for name, (pct, when) in self._peer_disks.items()
+                 if now - when < DISK_REPORT_TTL_S}
+        own = self._own_disk()
+        if own is not None:
+            disks[own[0]] = own[1]
+        return disks
+
+    async def _disk_reporter(self) -> None:
+        while True:
+            await asyncio.sleep(DISK_REPORT_S)
+            own = self._own_disk()
+            if own is None:
+                continue
+            cmd = json.dumps({"prefix": "mon disk report", "name": own[0],
+                              "avail_percent": own[1]})
+            for rank, addr in enumerate(self.mon_addrs):
+                if rank == self.rank:
+                    continue
+                with contextlib.suppress(SdsError, OSError, asyncio.TimeoutError):
+                    conn = await self.messenger.connect(addr, timeout=1.0)
+                    await conn.call(mpb.MON_COMMAND, mon_pb2.MonCommand(cmd_json=cmd),
+                                    timeout=1.0)
 
     async def _on_command(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = mon_pb2.MonCommand()
@@ -299,6 +369,14 @@ class MonDaemon(Daemon):
         authz.authorize(caller, cmd)
         if prefix == "mgr report":
             self.digest = cmd.get("digest")
+            return mon_pb2.MonCommandReply(out_json="{}")
+        if prefix == "mon disk report":
+            try:
+                self._peer_disks[str(cmd["name"])] = (float(cmd["avail_percent"]),
+                                                      time.monotonic())
+            except (KeyError, TypeError, ValueError):
+                raise InvalidArgument("mon disk report needs 'name' and 'avail_percent'") \
+                    from None
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "osd failure":
             out = await self._failure_report(caller, cmd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sds.common import caps as caps_mod
 from sds.common.errors import InvalidArgument
+from sds.common.fullness import Ratios
 from sds.common.keyring import Keyring
 from sds.crush import builder
 from sds.proto import maps_pb2
@@ -15,8 +16,10 @@ from sds.proto import maps_pb2
 DEFAULT_RULE = 0
 
 
-def initial_osdmap(fsid: str, failure_domain: str, now: float) -> maps_pb2.OsdMap:
-    """Epoch 1: no pools, no OSDs, the default CRUSH map with its rule's failure domain set.
+def initial_osdmap(fsid: str, failure_domain: str, now: float,
+                   ratios: Ratios | None = None) -> maps_pb2.OsdMap:
+    """Epoch 1: no pools, no OSDs, the default CRUSH map with its rule's failure domain set,
+    and the fullness ratios (validated) when given.
 
     `failure_domain` is "host" for real clusters and "osd" for a single host, where
     replicas can only be spread over disks (see users.md A1).
@@ -31,6 +34,11 @@ def initial_osdmap(fsid: str, failure_domain: str, now: float) -> maps_pb2.OsdMa
         builder.set_rule_failure_domain(crush, DEFAULT_RULE, failure_domain)
     osdmap = maps_pb2.OsdMap(epoch=1, fsid=fsid, pool_max=0, modified=now)
     osdmap.crush.CopyFrom(crush)
+    if ratios is not None:
+        ratios.validate()
+        osdmap.nearfull_ratio = ratios.nearfull
+        osdmap.backfillfull_ratio = ratios.backfillfull
+        osdmap.full_ratio = ratios.full
     return osdmap
 
 

@@ -30,11 +30,12 @@ from sds.common.errors import (
     SdsError,
     Unavailable,
 )
+from sds.common.fullness import Ratios, ratios_of
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
 from sds.crush.placement import parse_pg_name
-from sds.osd import objcopy, ops, scrub
+from sds.osd import fullness, objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.pg import PG, map_view
 from sds.osd.store.base import Transaction
@@ -77,10 +78,12 @@ class OsdDaemon(Daemon):
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
+        self.device = fullness.DeviceWatch(self.data_dir, int(config.get("osd_full_reserve_bytes")))
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.device.keep_reserve(self.ratios())
         self.uuid = self._identity()
         self.store = DurableStore(self.data_dir / "store")
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
@@ -275,9 +278,24 @@ class OsdDaemon(Daemon):
             reply, out = await pg.read(op, deadline)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
+        self.admit_write(op)
         await self._wait_min_size(pg, deadline)
         await pg.wait_active(deadline)
         return await pg.do_write(op, data, deadline)
+
+    def ratios(self) -> Ratios:
+        return ratios_of(self.osdmap, self.config)
+
+    def admit_write(self, op: osd_pb2.OsdOp) -> None:
+        """ENOSPC for a client write the cluster or this OSD's device has no room for."""
+        ratios = self.ratios()
+        self.device.make_room(ratios, self.store)
+        fullness.check_write(op.code, self.osdmap.flags, ratios,
+                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id)
+
+    def admit_copy(self) -> None:
+        """ENOSPC for a recovery/backfill copy into this OSD past backfillfull."""
+        fullness.check_copy(self.ratios(), self.device.usage(), self.osd_id)
 
     async def in_reader(self, fn, *args):
         """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""
@@ -336,6 +354,7 @@ class OsdDaemon(Daemon):
         repop = osd_pb2.RepOp()
         repop.ParseFromString(env.payload)
         pg = await self._replica_pg(repop.pool, repop.pg, conn, env.epoch)
+        self.device.make_room(self.ratios(), self.store)  # the primary admitted it: it must commit
         await pg.ensure_collection()
         await pg.apply_repop(repop, data)
 
@@ -450,9 +469,11 @@ class OsdDaemon(Daemon):
     # -- statistics ---------------------------------------------------------------------------------
     def stats(self) -> mon_pb2.OsdStats:
         fs = self.store.statfs()
+        dev = self.device.usage()
         st = mon_pb2.OsdStats(osd=self.osd_id, epoch=self.osdmap.epoch,
-                              total_bytes=fs.get("total_bytes", 0),
-                              used_bytes=fs.get("used_bytes", 0),
+                              total_bytes=dev.total_bytes, used_bytes=dev.used_bytes,
+                              avail_bytes=dev.avail_bytes, fs_id=dev.fs_id,
+                              store_bytes=fs.get("used_bytes", 0),
                               num_objects=fs.get("objects", 0), ops=self.perf["ops"],
                               op_bytes_in=self.perf["bytes_in"],
                               op_bytes_out=self.perf["bytes_out"],
@@ -501,6 +522,8 @@ class OsdDaemon(Daemon):
         mgr_addr = self.config.get("mgr_addr")
         while True:
             await asyncio.sleep(interval)
+            with contextlib.suppress(OSError):
+                self.device.tend(self.ratios(), self.store)
             if not mgr_addr:
                 continue
             try:

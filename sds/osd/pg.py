@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
+from sds.common.errors import ConnectionLost, NoSpace, Retry, SdsError, TimedOut, Unavailable
 from sds.crush.placement import pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
+from sds.osd.fullness import TOOFULL
 from sds.osd.peering import (
     ACTIVE,
     MISSING_PREFIX,
@@ -279,7 +280,11 @@ class PG:
                 if self.osd.recovery_sleep and not rec.urgent:
                     await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
+            if self.reason.startswith(TOOFULL):
+                self.reason = ""
         except (SdsError, OSError) as e:
+            if isinstance(e, NoSpace) and str(e).startswith(TOOFULL):
+                self.reason = str(e)  # shown in health detail until a copy gets through
             log.info("pg %s: recovery of %s failed (%s); the core retries it", self.coll,
                      rec.oid, e)
         finally:
@@ -296,6 +301,8 @@ class PG:
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
         """A pushed copy: for recovery, only if the core still wants exactly it (and then
         with the core's bookkeeping in the same transaction); for repair, always."""
+        if state.recovery:
+            self.osd.admit_copy()
         txn = Transaction()
         if not state.recovery:
             await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,

@@ -308,6 +308,7 @@ class DurableStore(ObjectStore):
         self._pool_lock = threading.Lock()
         self._pool: list[tuple[int, int]] = []  # (file size, extent id): free, reusable files
         self._pool_bytes = 0
+        self._pooling = True  # off: freed extents go back to the filesystem at once
         self._startup_cleanup()
         self._rfds: dict[int, int] = {}  # read fds, used only on the event-loop thread
         self._owner_thread = threading.get_ident()
@@ -388,7 +389,8 @@ class DurableStore(ObjectStore):
                     self._executor, self._commit_batch, txns
                 )
             except BaseException as e:  # the batch commit itself failed: all fail
-                full = isinstance(e, lmdb.MapFullError) or (
+                # lmdb.DiskError is ENOSPC from the commit's page writes
+                full = isinstance(e, lmdb.MapFullError | lmdb.DiskError) or (
                     isinstance(e, OSError) and e.errno == errno.ENOSPC  # an extent write
                 )
                 err = NoSpace(str(e)) if full else e
@@ -422,7 +424,7 @@ class DurableStore(ObjectStore):
                 except Exception as e:
                     ctx.t.abort()
                     self._discard_extents(ctx.created)
-                    if isinstance(e, lmdb.MapFullError):
+                    if isinstance(e, lmdb.MapFullError | lmdb.DiskError):
                         e = NoSpace("store full")
                     elif not isinstance(e, SdsError):
                         e = InvalidArgument(f"{type(e).__name__}: {e}")
@@ -507,7 +509,7 @@ class DurableStore(ObjectStore):
         writing a new 4 MiB object into one is ~1.5x faster than creating a file in the
         commit path (file creation and block allocation need an ext4 journal commit)."""
         with self._pool_lock:
-            if self._prealloc_busy or self._closed:
+            if self._prealloc_busy or self._closed or not self._pooling:
                 return
             have = sum(1 for size, _ in self._pool if size == PREALLOC_BYTES)
             want = min(self._prealloc_files - have, POOL_MAX_FILES - len(self._pool))
@@ -552,13 +554,32 @@ class DurableStore(ObjectStore):
             return
         with self._pool_lock:
             if (
-                size >= self._threshold and len(self._pool) < POOL_MAX_FILES
+                self._pooling and size >= self._threshold and len(self._pool) < POOL_MAX_FILES
                 and self._pool_bytes + size <= POOL_MAX_BYTES
             ):
                 self._pool.append((size, ext_id))
                 self._pool_bytes += size
                 return
         os.unlink(path)
+
+    def set_pooling(self, on: bool) -> int:
+        """Keep freed extent files for reuse and preallocate (on, the default), or give
+        every free file back to the filesystem and stop keeping them (off): an OSD whose
+        device is nearly full turns it off, so its usage is what it stores and a delete
+        frees space at once. Returns the bytes given back."""
+        with self._pool_lock:
+            self._pooling = on
+            victims, self._pool = ([], self._pool) if on else (self._pool, [])
+            if not on:
+                self._pool_bytes = 0
+        freed = 0
+        for size, ext_id in victims:
+            try:
+                os.unlink(os.path.join(self._ext_dir, _ext_name(ext_id)))
+            except FileNotFoundError:
+                continue
+            freed += size
+        return freed
 
     def _discard_extents(self, created: list[_NewExtent]) -> None:
         for ext in created:
