@@ -83,7 +83,7 @@ def test_every_registered_command_has_a_need():
         assert need in ("r", "rw", "rx", "rwx"), prefix
         if command.write:
             assert "w" in need, prefix
-    handled_by_the_daemon = {"osd failure", "mgr report"}
+    handled_by_the_daemon = {"osd failure", "mgr report", "mon disk report"}
     for prefix in {*authz.NEEDS, *authz.DAEMON_ONLY, *authz.SELF_SERVICE} - handled_by_the_daemon:
         assert prefix in commands.COMMANDS, f"the table names unknown command {prefix!r}"
 
