@@ -132,7 +132,7 @@ def verify(ticket: bytes, service: str, rotating: list[RotatingSecret], now: flo
 
 
 # Done: the secrets live in Paxos (MapUpdate.rotating), the leader rotates them from its
-# tick (sds/mon/ticket_commands.py), a daemon's subscription carries its own service's
+# tick (sds/mon/services/tickets.py), a daemon's subscription carries its own service's
 # secrets only, and `auth get-ticket SERVICE` issues a ticket for the caller.
 # Remaining (issue 8, "Tickets"):
 # 1. Messenger handshake (msgr's module): AuthRequest carries ticket + a proof made with

@@ -51,7 +51,7 @@ def ready_to_balance(osdmap, digest: dict | None) -> bool:
 
 def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
                  now: float, down: frozenset[int] = frozenset()) -> dict:
-    """Cluster digest from the latest report of each OSD (schema in sds.mon.commands).
+    """Cluster digest from the latest report of each OSD (schema in sds.mon.services.health).
 
     A PG whose primary stopped reporting (or is marked down) keeps its last known state
     prefixed with "stale", like Ceph, until a live primary reports it."""

@@ -30,7 +30,8 @@ from sds.common.fullness import device_usage, ratios_from_config
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.common.tasks import cancel_and_wait
-from sds.mon import auth_health, authz, commands, genesis, paxos, paxos_wire  # noqa: F401 (auth_health registers AUTH_FAILURES)
+from sds.mon import authz, commands, genesis, paxos, paxos_wire  # noqa: F401
+from sds.mon.beacons import BeaconTracker
 from sds.mon.failures import FailureTracker
 from sds.mon.state import MonState
 from sds.mon.store import MonStore
@@ -69,6 +70,7 @@ class MonDaemon(Daemon):
         self.state: MonState | None = None
         self.messenger: Messenger | None = None
         self.digest: dict | None = None
+        self.beacons = BeaconTracker()  # leader-only soft state: MDS beacon times
         self.subscribers: list[Subscriber] = []
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._peer_queues: dict[int, asyncio.Queue] = {}
@@ -314,6 +316,7 @@ class MonDaemon(Daemon):
                                 monmap=self.state.monmap, mon_status=status,
                                 digest=self.digest, config=self.config, now=time.time(),
                                 mdsmap=self.state.mdsmap, rotating=self.state.rotating,
+                                beacons=self.beacons,
                                 auth_failures=self.messenger.auth_failures()
                                 if self.messenger else {},
                                 caller=caller.parsed if caller is not None else None,

@@ -8,15 +8,15 @@ from test_mon_commands import make_view
 
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.osdmap import apply_incremental
-from sds.mon import commands, fs_commands
+from sds.mon import commands
 from sds.mon.commands import handle
+from sds.mon.services import fs as fs_commands
 
 GRACE = 15.0
 
 
 @pytest.fixture
 def view():
-    fs_commands.beacons.last.clear()
     v = make_view()
     for name in ("meta", "data", "other"):
         result = handle(v, {"prefix": "osd pool create", "pool": name, "pg_num": 8})

@@ -11,8 +11,8 @@ from test_mon_commands import boot, clean_digest, make_view, run
 
 from sds.common import fullness as fu
 from sds.common.errors import InvalidArgument, NoSpace
-from sds.mon import full
-from sds.mon.commands import health_checks
+from sds.mon.services import full
+from sds.mon.services.health import health_checks
 from sds.osd import fullness as osdfull
 from sds.proto import osd_pb2
 

@@ -201,8 +201,8 @@ async def test_closed_connections_are_freed_without_the_gc():
 
 
 def test_auth_failures_become_a_health_warning():
-    from sds.mon import auth_health
     from sds.mon.commands import MonView
+    from sds.mon.services import auth_health
 
     view = MonView(osdmap=None, auth={}, monmap=None, mon_status={}, digest=None,
                    config=Conf(), now=0.0, auth_failures={"127.0.0.1": 37, "10.0.0.2": 2})

@@ -18,8 +18,10 @@ from sds.common.errors import (
 from sds.common.keyring import Keyring
 from sds.common.osdmap import apply_incremental, is_in, osd_by_id, pool_by_name
 from sds.crush import builder
-from sds.mon import commands, genesis
+from sds.crush.cache import placement_for
+from sds.mon import genesis
 from sds.mon.commands import MonView, handle, is_write
+from sds.mon.services.core import default_min_size
 
 FSID = "8d1c6f2e-0000-4000-8000-000000000001"
 
@@ -213,7 +215,7 @@ def test_pool_create_defaults_and_idempotency(view):
 
 @pytest.mark.parametrize("size, min_size", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)])
 def test_default_min_size(size, min_size):
-    assert commands.default_min_size(Config(None), size) == min_size
+    assert default_min_size(Config(None), size) == min_size
 
 
 @pytest.mark.parametrize("cmd, match", [
@@ -343,10 +345,10 @@ def test_osd_map_matches_placement(view):
 
 
 def test_placement_cache_is_per_epoch(view):
-    a = commands.placement_for(view.osdmap)
-    assert commands.placement_for(view.osdmap) is a
+    a = placement_for(view.osdmap)
+    assert placement_for(view.osdmap) is a
     run(view, {"prefix": "osd down", "ids": [0]})
-    assert commands.placement_for(view.osdmap) is not a
+    assert placement_for(view.osdmap) is not a
 
 
 def test_osd_df_and_df(view):
@@ -545,7 +547,7 @@ def test_osd_balance_leaves_busy_pgs_alone():
     for i in range(10):
         boot(view, i, f"host{i}")
     run(view, {"prefix": "osd pool create", "pool": "rbd", "pg_num": 334, "size": 3})
-    table = commands.placement_for(view.osdmap)
+    table = placement_for(view.osdmap)
     pgs = [{"pgid": f"1.{pg:x}", "state": "active+recovering",
             "acting": table.pg_up(1, pg)} for pg in range(334)]
     view.digest = {"stamp": 1.0, "pgs": pgs, "osds": {}, "pools": {}}
@@ -559,6 +561,6 @@ def test_osd_balance_leaves_busy_pgs_alone():
     out = run(view, {"prefix": "osd balance"})
     assert out["changes"] > 0 and out["skipped_busy_pgs"] == 0
     # each PG moved at most one replica away from its current members
-    after = commands.placement_for(view.osdmap)
+    after = placement_for(view.osdmap)
     for u in view.osdmap.pg_upmap_items:
         assert len(set(after.pg_up(1, u.pg)) - set(table.pg_up(1, u.pg))) == 1

@@ -84,7 +84,7 @@ def test_mon_rotates_and_issues_tickets_a_daemon_verifies():
     from sds.common.config import Config
     from sds.common.keyring import Keyring
     from sds.mon import commands, genesis
-    from sds.mon.ticket_commands import _tick
+    from sds.mon.services.tickets import _tick
 
     keyring = Keyring()
     keyring.add("client.app", KEY, {"osd": "allow rw pool=a"})

@@ -1,6 +1,6 @@
 """Monitor commands on the auth database: list, read keys, create, change caps, remove.
 
-Pure like sds.mon.commands. Caps are parsed when they are set, so an invalid string is
+Pure like the other mon services. Caps are parsed when they are set, so an invalid string is
 refused here (EINVAL, naming the bad token) and never reaches a daemon. Two rules keep
 a key from buying more than it has (`caps.covers`): an entity can only be created with
 caps its creator holds itself, and a key can only be read by someone holding every
@@ -13,17 +13,23 @@ from __future__ import annotations
 import base64
 
 from sds.common import caps as caps_mod
+from sds.common.command import Access, Param, opt
 from sds.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from sds.common.keyring import generate_key
-from sds.mon.commands import CommandResult, MonView, _str, command
+from sds.mon.services.core import CommandResult, MonView, command
 from sds.proto import maps_pb2
 
 ENTITY_TYPES = ("client", "osd", "mgr", "mds")
 PROTECTED = ("client.admin", "mon.")
 
 
-def _entity_name(cmd: dict) -> str:
-    name = _str(cmd, "entity")
+ENTITY = Param("entity", help="e.g. client.NAME")
+CAPS = opt("caps", "any", help="{service: cap string}")
+READ_KEYS, CHANGE_ENTITIES = Access(caps="rx"), Access(caps="rwx")  # Ceph's auth needs
+
+
+def _entity_name(args: dict) -> str:
+    name = args["entity"]
     kind, _, rest = name.partition(".")
     if kind not in ENTITY_TYPES or not rest:
         raise InvalidArgument(f"entity '{name}' must look like client.NAME, osd.N, mgr.X or mds.X")
@@ -65,65 +71,66 @@ def _set(entity: maps_pb2.AuthEntity) -> maps_pb2.MapUpdate:
     return maps_pb2.MapUpdate(auth=maps_pb2.AuthIncremental(set=[entity]))
 
 
-@command("auth ls")
-def cmd_auth_ls(view: MonView, cmd: dict) -> CommandResult:
+@command("auth ls", access=READ_KEYS)
+def cmd_auth_ls(view: MonView, args: dict) -> CommandResult:
     """Entities and their capabilities (never their keys)."""
     return CommandResult({"auth": [{"entity": name, "caps": dict(e.caps)}
                                    for name, e in sorted(view.auth.items())]})
 
 
-@command("auth get")
-def cmd_auth_get(view: MonView, cmd: dict) -> CommandResult:
+@command("auth get", ENTITY, access=READ_KEYS)
+def cmd_auth_get(view: MonView, args: dict) -> CommandResult:
     """One entity with its key (base64) and capabilities."""
-    entity = _existing(view, _str(cmd, "entity"))
+    entity = _existing(view, args["entity"])
     _may_read_key(view, entity)
     return CommandResult(_keyed(entity))
 
 
-@command("auth print-key")
-def cmd_auth_print_key(view: MonView, cmd: dict) -> CommandResult:
+@command("auth print-key", ENTITY, access=READ_KEYS)
+def cmd_auth_print_key(view: MonView, args: dict) -> CommandResult:
     """Only the key (base64) of one entity."""
-    entity = _existing(view, _str(cmd, "entity"))
+    entity = _existing(view, args["entity"])
     _may_read_key(view, entity)
     return CommandResult({"entity": entity.name,
                           "key": base64.b64encode(entity.key).decode()})
 
 
-@command("auth export")
-def cmd_auth_export(view: MonView, cmd: dict) -> CommandResult:
+@command("auth export", opt("entity"), access=READ_KEYS)
+def cmd_auth_export(view: MonView, args: dict) -> CommandResult:
     """Entities with keys and caps, all of them or the one named: a keyring's content."""
-    name = cmd.get("entity")
-    entities = [_existing(view, _str(cmd, "entity"))] if name else \
+    name = args["entity"]
+    entities = [_existing(view, name)] if name else \
         [e for _, e in sorted(view.auth.items())]
     for entity in entities:
         _may_read_key(view, entity)
     return CommandResult({"auth": [_keyed(e) for e in entities]})
 
 
-@command("auth get-or-create", write=True)
-def cmd_auth_get_or_create(view: MonView, cmd: dict) -> CommandResult:
+@command("auth get-or-create", ENTITY, CAPS, write=True, access=CHANGE_ENTITIES)
+def cmd_auth_get_or_create(view: MonView, args: dict) -> CommandResult:
     """An entity's key, created (with the given caps) if it does not exist yet."""
-    existing = view.auth.get(_str(cmd, "entity"))
+    existing = view.auth.get(args["entity"])
     if existing is not None:
         _may_read_key(view, existing)
-        asked = cmd.get("caps")
+        asked = args["caps"]
         if asked and caps_mod.check(asked) != dict(existing.caps):
             raise InvalidArgument(f"{existing.name} exists with other caps "
                                   f"({dict(existing.caps)}); change them with `auth caps`")
         return CommandResult(_keyed(existing, created=False))
-    name = _entity_name(cmd)
-    caps = caps_mod.check(cmd.get("caps") or {})
+    name = _entity_name(args)
+    caps = caps_mod.check(args["caps"] or {})
     _may_hand_out(view, caps, f"creating {name}")
     entity = maps_pb2.AuthEntity(name=name, key=generate_key(), caps=caps)
     return CommandResult(_keyed(entity, created=True), _set(entity))
 
 
-@command("auth add", write=True)
-def cmd_auth_add(view: MonView, cmd: dict) -> CommandResult:
+@command("auth add", ENTITY, CAPS, opt("key", help="base64"), write=True,
+         access=CHANGE_ENTITIES)
+def cmd_auth_add(view: MonView, args: dict) -> CommandResult:
     """Create an entity with the given caps and, optionally, a given key (base64)."""
-    name = _entity_name(cmd)
-    caps = caps_mod.check(cmd.get("caps") or {})
-    raw = cmd.get("key")
+    name = _entity_name(args)
+    caps = caps_mod.check(args["caps"] or {})
+    raw = args["key"]
     try:
         key = base64.b64decode(raw, validate=True) if raw else generate_key()
     except (ValueError, TypeError):
@@ -141,11 +148,11 @@ def cmd_auth_add(view: MonView, cmd: dict) -> CommandResult:
     return CommandResult({"entity": name, "created": True, "caps": caps}, _set(entity))
 
 
-@command("auth caps", write=True)
-def cmd_auth_caps(view: MonView, cmd: dict) -> CommandResult:
+@command("auth caps", ENTITY, CAPS, write=True, access=CHANGE_ENTITIES)
+def cmd_auth_caps(view: MonView, args: dict) -> CommandResult:
     """Replace an entity's caps; its open sessions get the new caps at once."""
-    current = _existing(view, _entity_name(cmd))
-    caps = caps_mod.check(cmd.get("caps") or {})
+    current = _existing(view, _entity_name(args))
+    caps = caps_mod.check(args["caps"] or {})
     if current.name in PROTECTED:
         raise PermissionDenied(f"refusing to change the caps of {current.name}: "
                                "the cluster needs them")
@@ -155,10 +162,10 @@ def cmd_auth_caps(view: MonView, cmd: dict) -> CommandResult:
     return CommandResult({"entity": current.name, "caps": caps}, _set(entity))
 
 
-@command("auth rm", write=True)
-def cmd_auth_rm(view: MonView, cmd: dict) -> CommandResult:
+@command("auth rm", ENTITY, write=True, access=CHANGE_ENTITIES)
+def cmd_auth_rm(view: MonView, args: dict) -> CommandResult:
     """Remove an entity: it can no longer authenticate and its sessions are dropped."""
-    name = _str(cmd, "entity")
+    name = args["entity"]
     entity = _existing(view, name)
     if name in PROTECTED:
         raise PermissionDenied(f"refusing to remove {name}: the cluster needs it")

@@ -2,7 +2,7 @@
 
 The MDSMap is replicated through Paxos like the OSDMap (one whole, small map per
 value). Beacon arrival times are leader-local soft state, as in Ceph's MDSMonitor:
-a new leader starts every MDS's grace period afresh. An MDS is dropped when its
+a new leader starts every MDS's grace period afresh (sds.mon.beacons, the daemon's). An MDS is dropped when its
 beacons stop for `mds_beacon_grace`; a filesystem without an active MDS gets a live
 standby, with the filesystem's generation bumped so the old one knows it was replaced.
 """
@@ -10,21 +10,11 @@ standby, with the filesystem's generation bumped so the old one knows it was rep
 from __future__ import annotations
 
 from sds.common import osdmap as om
+from sds.common.command import Access, Param, as_int, opt
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.fencing import FENCE_PENDING, active_instance
-from sds.mon.commands import (
-    ERR,
-    HEALTH_CHECKS,
-    LEADER_TICKS,
-    WARN,
-    CommandResult,
-    HealthCheck,
-    MonView,
-    _flag,
-    _int,
-    _str,
-    command,
-)
+from sds.mon.services.core import LEADER_TICKS, CommandResult, MonView, command
+from sds.mon.services.health import ERR, HEALTH_CHECKS, WARN, HealthCheck
 from sds.proto import maps_pb2
 
 ACTIVE, STANDBY = "active", "standby"
@@ -32,22 +22,6 @@ FENCE_S = 3600.0              # how long a replaced MDS's instance stays blockli
 DEFAULT_MAX_FILE_SIZE = 1 << 40  # 1 TiB, as Ceph's max_file_size
 FS_VARS = {"max_file_size": (1, (1 << 63) - 1)}  # `fs set` variables and their ranges
 MAX_HEALTH = 8  # health entries kept per MDS beacon
-
-
-class BeaconTracker:
-    """When each MDS was last heard from, by this monitor (meaningful on the leader)."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-
-    def seen(self, name: str, now: float) -> None:
-        self.last[name] = now
-
-    def stale(self, name: str, now: float, grace: float) -> bool:
-        return now - self.last.setdefault(name, now) > grace
-
-
-beacons = BeaconTracker()
 
 
 def _grace(view: MonView) -> float:
@@ -98,7 +72,7 @@ def _reconcile(new: maps_pb2.MdsMap, view: MonView, fenced: list[str] | None = N
     changed = False
     grace = _grace(view)
     for mds in list(new.mds):
-        if beacons.stale(mds.name, view.now, grace):
+        if view.beacons.stale(mds.name, view.now, grace):
             _fence(new, mds, fenced)
             new.mds.remove(mds)
             changed = True
@@ -143,12 +117,12 @@ def _role(mdsmap: maps_pb2.MdsMap, name: str) -> dict:
     return out
 
 
-@command("mds beacon", write=True)
-def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
+@command("mds beacon", Param("name"), Param("addr"), opt("instance", "text", ""),
+         opt("health", "any"), write=True, access=Access(daemon="mds", self_arg="name"))
+def cmd_mds_beacon(view: MonView, args: dict) -> CommandResult:
     """An MDS says it is alive; the reply tells it its role (active/standby), fs and generation."""
-    name, addr = _str(cmd, "name"), _str(cmd, "addr")
-    instance = str(cmd.get("instance", ""))
-    beacons.seen(name, view.now)
+    name, addr, instance = args["name"], args["addr"], args["instance"]
+    view.beacons.seen(name, view.now)
     new = _next(view)
     changed = False
     me = _find_mds(new, name)
@@ -165,7 +139,7 @@ def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
             if fs is not None:
                 fs.generation += 1
         changed = True
-    health = _beacon_health(cmd)
+    health = _beacon_health(args)
     me = _find_mds(new, name)
     if [(h.code, h.message) for h in me.health] != [(h.code, h.message) for h in health]:
         del me.health[:]
@@ -178,9 +152,9 @@ def cmd_mds_beacon(view: MonView, cmd: dict) -> CommandResult:
     return _result(_role(new, name), new, view, fenced)
 
 
-def _beacon_health(cmd: dict) -> list[maps_pb2.MdsHealth]:
+def _beacon_health(args: dict) -> list[maps_pb2.MdsHealth]:
     """The problems an MDS reports in its beacon: [{"code": "MDS_...", "message"}]."""
-    raw = cmd.get("health") or []
+    raw = args["health"] or []
     if not isinstance(raw, list):
         raise InvalidArgument("'health' must be a list")
     out = []
@@ -195,26 +169,28 @@ def max_file_size(fs: maps_pb2.Filesystem) -> int:
     return fs.max_file_size or DEFAULT_MAX_FILE_SIZE
 
 
-@command("fs set", write=True)
-def cmd_fs_set(view: MonView, cmd: dict) -> CommandResult:
+@command("fs set", Param("fs_name"), Param("var", help=", ".join(sorted(FS_VARS))),
+         Param("val", "any"), write=True)
+def cmd_fs_set(view: MonView, args: dict) -> CommandResult:
     """Change a filesystem setting (max_file_size); the active MDS follows at its next
     beacon and enforces it from then on (EFBIG)."""
-    name, var = _str(cmd, "fs_name"), _str(cmd, "var")
+    name, var = args["fs_name"], args["var"]
     if var not in FS_VARS:
         raise InvalidArgument(f"unknown filesystem setting '{var}' (known: "
                               f"{', '.join(sorted(FS_VARS))})")
     lo, hi = FS_VARS[var]
-    value = _int(cmd, "val", lo=lo, hi=hi)
+    value = as_int("val", args["val"], lo, hi)
     new = _next(view)
     setattr(_find_fs(new, name), var, value)
     return _result({"fs_name": name, var: value}, new)
 
 
-@command("mds fail", write=True)
-def cmd_mds_fail(view: MonView, cmd: dict) -> CommandResult:
+@command("mds fail", Param("name"), write=True,
+         access=Access(self_service="mds", self_arg="name"))
+def cmd_mds_fail(view: MonView, args: dict) -> CommandResult:
     """Take an MDS out of the map now (it is stopping, or an admin says so); a standby
     takes over its filesystem without waiting for the beacon grace."""
-    name = _str(cmd, "name")
+    name = args["name"]
     new = _next(view)
     me = _find_mds(new, name)
     if me is None:
@@ -222,7 +198,7 @@ def cmd_mds_fail(view: MonView, cmd: dict) -> CommandResult:
     fenced: list[str] = []
     _fence(new, me, fenced)
     new.mds.remove(me)
-    beacons.last.pop(name, None)
+    view.beacons.forget(name)
     _reconcile(new, view, fenced)
     return _result({"failed": name}, new, view, fenced)
 
@@ -237,7 +213,7 @@ LEADER_TICKS.append(_tick)
 
 
 @command("mds reconcile", write=True)
-def cmd_mds_reconcile(view: MonView, cmd: dict) -> CommandResult:
+def cmd_mds_reconcile(view: MonView, args: dict) -> CommandResult:
     """Drop MDSs whose beacons stopped and promote standbys (the leader runs it itself)."""
     new = _next(view)
     fenced: list[str] = []
@@ -245,12 +221,13 @@ def cmd_mds_reconcile(view: MonView, cmd: dict) -> CommandResult:
     return _result({"mdsmap_epoch": new.epoch}, new if changed else None, view, fenced)
 
 
-@command("fs new", write=True)
-def cmd_fs_new(view: MonView, cmd: dict) -> CommandResult:
+@command("fs new", Param("fs_name"), Param("metadata", help="metadata pool"),
+         Param("data", help="data pool"), write=True)
+def cmd_fs_new(view: MonView, args: dict) -> CommandResult:
     """Create a filesystem on a metadata pool and a data pool."""
-    name = _str(cmd, "fs_name")
-    meta = om.pool_by_name(view.osdmap, _str(cmd, "metadata"))
-    data = om.pool_by_name(view.osdmap, _str(cmd, "data"))
+    name = args["fs_name"]
+    meta = om.pool_by_name(view.osdmap, args["metadata"])
+    data = om.pool_by_name(view.osdmap, args["data"])
     if meta.id == data.id:
         raise InvalidArgument("the metadata and data pools must differ")
     for fs in view.mdsmap.filesystems:
@@ -265,15 +242,16 @@ def cmd_fs_new(view: MonView, cmd: dict) -> CommandResult:
     return _result(_fs_dict(view, _find_fs(new, name), new), new)
 
 
-@command("fs rm", write=True)
-def cmd_fs_rm(view: MonView, cmd: dict) -> CommandResult:
+@command("fs rm", Param("fs_name"), opt("yes_i_really_mean_it", "bool", False),
+         opt("force", "bool", False), write=True)
+def cmd_fs_rm(view: MonView, args: dict) -> CommandResult:
     """Remove a filesystem (needs 'yes_i_really_mean_it'; EBUSY while an MDS serves it)."""
-    name = _str(cmd, "fs_name")
+    name = args["fs_name"]
     fs = _find_fs(view.mdsmap, name)
-    if not _flag(cmd, "yes_i_really_mean_it"):
+    if not args["yes_i_really_mean_it"]:
         raise PermissionDenied(f"removing filesystem '{name}' makes its data unreachable; "
                                "pass --yes-i-really-mean-it")
-    if fs.active and not _flag(cmd, "force"):
+    if fs.active and not args["force"]:
         raise Busy(f"mds.{fs.active} is active for '{name}'; stop it or pass --force")
     new = _next(view)
     new.filesystems.remove(_find_fs(new, name))
@@ -296,16 +274,16 @@ def _fs_dict(view: MonView, fs: maps_pb2.Filesystem, mdsmap: maps_pb2.MdsMap) ->
 
 
 @command("fs ls")
-def cmd_fs_ls(view: MonView, cmd: dict) -> CommandResult:
+def cmd_fs_ls(view: MonView, args: dict) -> CommandResult:
     """Filesystems with their pools and active MDS."""
     return CommandResult({"filesystems": [_fs_dict(view, fs, view.mdsmap)
                                           for fs in view.mdsmap.filesystems]})
 
 
-@command("fs status")
-def cmd_fs_status(view: MonView, cmd: dict) -> CommandResult:
+@command("fs status", opt("fs_name"))
+def cmd_fs_status(view: MonView, args: dict) -> CommandResult:
     """Active MDS (name, address, generation) and standbys, of one or every filesystem."""
-    name = cmd.get("fs_name")
+    name = args["fs_name"]
     chosen = [_find_fs(view.mdsmap, name)] if name else list(view.mdsmap.filesystems)
     return CommandResult({
         "mdsmap_epoch": view.mdsmap.epoch,

@@ -1,6 +1,6 @@
 """Full OSDs and monitors, as the monitors see them: ratios, the FULL flag, health checks.
 
-Pure like the rest of sds.mon.commands (view in, result out); registered by importing
+Pure like the other mon services (view in, result out); registered by importing
 this module. Usage comes from the manager's digest (statvfs of each OSD's data
 directory); the ratios live in the OSDMap so every OSD judges by the same ones. The
 leader sets the map's FULL flag while any OSD is at the full ratio and clears it once
@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from sds.common import fullness as fu
 from sds.common import osdmap as om
-from sds.common.errors import InvalidArgument
-from sds.mon.commands import (
-    ERR,
-    HEALTH_CHECKS,
+from sds.common.command import Param
+from sds.mon.services.core import (
     LEADER_TICKS,
-    WARN,
     CommandResult,
-    HealthCheck,
     MonView,
     _plural,
     _update,
     command,
     placement_for,
 )
+from sds.mon.services.health import ERR, HEALTH_CHECKS, WARN, HealthCheck
 
 _HINTS = {
     fu.FULL: "writes are refused with ENOSPC: delete objects (deletes always work), add "
@@ -153,7 +150,7 @@ LEADER_TICKS.append(_tick)
 
 
 @command("osd full-flag sync", write=True)
-def cmd_full_flag_sync(view: MonView, cmd: dict) -> CommandResult:
+def cmd_full_flag_sync(view: MonView, args: dict) -> CommandResult:
     """Set or clear the FULL flag from OSD usage (the leader runs it itself)."""
     change = _flag_change(view)
     if change is None:
@@ -166,18 +163,11 @@ def cmd_full_flag_sync(view: MonView, cmd: dict) -> CommandResult:
     return CommandResult({"full": change, "changed": True}, _update(inc))
 
 
-def _ratio(cmd: dict) -> float:
-    value = cmd.get("ratio")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidArgument(f"'{cmd.get('prefix')}' needs 'ratio', a number in (0, 1]")
-    try:
-        return float(value)
-    except ValueError:
-        raise InvalidArgument(f"'ratio' must be a number, not {value!r}") from None
+RATIO = Param("ratio", "float", help="a used fraction in (0, 1]")
 
 
-def _set_ratio(view: MonView, cmd: dict, which: str) -> CommandResult:
-    value = _ratio(cmd)
+def _set_ratio(view: MonView, args: dict, which: str) -> CommandResult:
+    value = args["ratio"]
     current = ratios(view)
     new = fu.Ratios(**{**current.__dict__, which: value}).validate()
     inc = om.next_incremental(view.osdmap, view.now)
@@ -189,19 +179,19 @@ def _set_ratio(view: MonView, cmd: dict, which: str) -> CommandResult:
                           "full_ratio": new.full}, _update(inc))
 
 
-@command("osd set-nearfull-ratio", write=True)
-def cmd_set_nearfull(view: MonView, cmd: dict) -> CommandResult:
+@command("osd set-nearfull-ratio", RATIO, write=True)
+def cmd_set_nearfull(view: MonView, args: dict) -> CommandResult:
     """Set the used fraction at which OSDs are nearfull (<= backfillfull)."""
-    return _set_ratio(view, cmd, "nearfull")
+    return _set_ratio(view, args, "nearfull")
 
 
-@command("osd set-backfillfull-ratio", write=True)
-def cmd_set_backfillfull(view: MonView, cmd: dict) -> CommandResult:
+@command("osd set-backfillfull-ratio", RATIO, write=True)
+def cmd_set_backfillfull(view: MonView, args: dict) -> CommandResult:
     """Set the used fraction at which OSDs refuse backfill (nearfull..full)."""
-    return _set_ratio(view, cmd, "backfillfull")
+    return _set_ratio(view, args, "backfillfull")
 
 
-@command("osd set-full-ratio", write=True)
-def cmd_set_full(view: MonView, cmd: dict) -> CommandResult:
+@command("osd set-full-ratio", RATIO, write=True)
+def cmd_set_full(view: MonView, args: dict) -> CommandResult:
     """Set the used fraction at which the cluster is full and writes stop (>= backfillfull)."""
-    return _set_ratio(view, cmd, "full")
+    return _set_ratio(view, args, "full")

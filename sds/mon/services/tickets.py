@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 
 from sds.common import tickets
+from sds.common.command import Access, Param
 from sds.common.errors import NotFound, PermissionDenied
-from sds.mon.commands import LEADER_TICKS, CommandResult, MonView, _str, command
+from sds.mon.services.core import LEADER_TICKS, CommandResult, MonView, command
 from sds.proto import maps_pb2
 
 
@@ -35,8 +36,8 @@ def _due(view: MonView) -> list[str]:
     return due
 
 
-@command("auth rotate", write=True)
-def cmd_auth_rotate(view: MonView, cmd: dict) -> CommandResult:
+@command("auth rotate", write=True, access=Access(daemon="mon"))  # the leader's tick
+def cmd_auth_rotate(view: MonView, args: dict) -> CommandResult:
     """(internal) Rotate the ticket secrets of every service that is due."""
     update = maps_pb2.RotatingUpdate()
     for service in _due(view):
@@ -50,10 +51,11 @@ def cmd_auth_rotate(view: MonView, cmd: dict) -> CommandResult:
     return CommandResult(out, maps_pb2.MapUpdate(rotating=update))
 
 
-@command("auth get-ticket")
-def cmd_auth_get_ticket(view: MonView, cmd: dict) -> CommandResult:
+@command("auth get-ticket", Param("service", help="osd, mds or mgr"),
+         access=Access(any_entity=True))
+def cmd_auth_get_ticket(view: MonView, args: dict) -> CommandResult:
     """A ticket for the caller to show a service (osd, mds, mgr), and its sealed session key."""
-    service = _str(cmd, "service")
+    service = args["service"]
     name = view.caller_name
     entity = view.auth.get(name or "")
     if entity is None:

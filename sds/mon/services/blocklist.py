@@ -9,26 +9,27 @@ carries the map epoch with the entry, and later ops carrying that epoch make OSD
 from __future__ import annotations
 
 from sds.common import osdmap as om
-from sds.mon.commands import CommandResult, MonView, _float, _str, _update, command
+from sds.common.command import Param, opt
+from sds.mon.services.core import CommandResult, MonView, _update, command
 
 DEFAULT_EXPIRE_S = 3600.0
 
 
-@command("osd blocklist add", write=True)
-def cmd_blocklist_add(view: MonView, cmd: dict) -> CommandResult:
+@command("osd blocklist add", Param("addr", help="client instance"),
+         opt("expire", "float", DEFAULT_EXPIRE_S, lo=0, help="seconds"), write=True)
+def cmd_blocklist_add(view: MonView, args: dict) -> CommandResult:
     """Refuse every OSD op of a client instance for `expire` seconds (default 1 h)."""
-    instance = _str(cmd, "addr")
-    expire = _float(cmd, "expire", DEFAULT_EXPIRE_S)
+    instance, expire = args["addr"], args["expire"]
     inc = om.next_incremental(view.osdmap, view.now)
     inc.new_blocklist[instance] = view.now + expire
     return CommandResult({"blocklisted": instance, "until": view.now + expire,
                           "epoch": inc.epoch}, _update(inc))
 
 
-@command("osd blocklist rm", write=True)
-def cmd_blocklist_rm(view: MonView, cmd: dict) -> CommandResult:
+@command("osd blocklist rm", Param("addr", help="client instance"), write=True)
+def cmd_blocklist_rm(view: MonView, args: dict) -> CommandResult:
     """Let a client instance use the OSDs again."""
-    instance = _str(cmd, "addr")
+    instance = args["addr"]
     if instance not in view.osdmap.blocklist:
         return CommandResult({"removed": instance, "changed": False})
     inc = om.next_incremental(view.osdmap, view.now)
@@ -38,7 +39,7 @@ def cmd_blocklist_rm(view: MonView, cmd: dict) -> CommandResult:
 
 
 @command("osd blocklist ls")
-def cmd_blocklist_ls(view: MonView, cmd: dict) -> CommandResult:
+def cmd_blocklist_ls(view: MonView, args: dict) -> CommandResult:
     """Client instances the OSDs refuse, and until when (expired entries are inert)."""
     return CommandResult({"blocklist": [
         {"addr": name, "until": until, "expired": until <= view.now}

@@ -6,17 +6,10 @@ They read the manager's digest (PG states as the primaries last reported them), 
 
 from __future__ import annotations
 
+from sds.common.command import opt
 from sds.common.errors import InvalidArgument
-from sds.mon.commands import (
-    CommandResult,
-    MonView,
-    _float,
-    _pg_states,
-    _pgs_by_state,
-    _state_parts,
-    command,
-    recovery_progress,
-)
+from sds.mon.services.core import CommandResult, MonView, command
+from sds.mon.services.health import _pg_states, _pgs_by_state, _state_parts, recovery_progress
 
 STUCK_KINDS = {
     "inactive": lambda parts: "active" not in parts,
@@ -29,7 +22,7 @@ DEFAULT_STUCK_THRESHOLD_S = 300.0
 
 
 @command("pg stat")
-def cmd_pg_stat(view: MonView, cmd: dict) -> CommandResult:
+def cmd_pg_stat(view: MonView, args: dict) -> CommandResult:
     """PG counts by state, objects and bytes (one line, like `ceph pg stat`)."""
     states = _pg_states(view)
     return CommandResult({
@@ -49,23 +42,22 @@ def _row(pg: dict) -> dict:
 
 
 @command("pg dump")
-def cmd_pg_dump(view: MonView, cmd: dict) -> CommandResult:
+def cmd_pg_dump(view: MonView, args: dict) -> CommandResult:
     """Every PG with its state, size, up/acting set, primary and last scrubs."""
     return CommandResult({"pg_stats": [_row(pg) for _, pg in sorted(_pg_states(view).items())],
                           "epoch": view.osdmap.epoch})
 
 
-@command("pg dump_stuck")
-def cmd_pg_dump_stuck(view: MonView, cmd: dict) -> CommandResult:
+@command("pg dump_stuck", opt("states", "strs", help=" ".join(STUCK_KINDS)),
+         opt("threshold", "float", DEFAULT_STUCK_THRESHOLD_S, lo=0, help="seconds"))
+def cmd_pg_dump_stuck(view: MonView, args: dict) -> CommandResult:
     """PGs stuck inactive/unclean/degraded/undersized/stale for longer than a threshold."""
-    kinds = cmd.get("states") or ["inactive", "unclean", "stale"]
-    if isinstance(kinds, str):
-        kinds = [kinds]
+    kinds = args["states"] or ["inactive", "unclean", "stale"]
     unknown = [k for k in kinds if k not in STUCK_KINDS]
     if unknown:
         raise InvalidArgument(f"unknown stuck state {', '.join(unknown)} "
                               f"(known: {', '.join(STUCK_KINDS)})")
-    threshold = _float(cmd, "threshold", DEFAULT_STUCK_THRESHOLD_S)
+    threshold = args["threshold"]
     stuck = []
     for _, pg in sorted(_pg_states(view).items()):
         parts = _state_parts(pg.get("state", "unknown"))

@@ -8,7 +8,8 @@ not yet reported through their statistics.
 
 from __future__ import annotations
 
-from sds.mon.commands import HEALTH_CHECKS, WARN, HealthCheck, MonView
+from sds.mon.services.core import MonView
+from sds.mon.services.health import HEALTH_CHECKS, WARN, HealthCheck
 
 WARN_AT = 10   # failures from one address within ms_auth_fail_window
 

@@ -1,6 +1,6 @@
 """Monitor commands for OSD maintenance: flags, reweight, stop/destroy checks, purge, keys.
 
-Pure like the rest of sds.mon.commands (view in, result out); registered by importing
+Pure like the other mon services (view in, result out); registered by importing
 this module. The checks answer in plain words which PGs would suffer and why, so an
 admin can decide (users.md A2: unsafe maintenance is a top complaint).
 """
@@ -8,32 +8,31 @@ admin can decide (users.md A2: unsafe maintenance is a top complaint).
 from __future__ import annotations
 
 from sds.common import osdmap as om
-from sds.common.errors import Busy, InvalidArgument, PermissionDenied
+from sds.common.command import Access, Param, opt
+from sds.common.errors import Busy, PermissionDenied
 from sds.crush import builder
 from sds.crush.placement import pg_name
-from sds.mon.commands import (
+from sds.mon.services.core import (
+    IDS,
     CommandResult,
     MonView,
     _crush_copy,
-    _flag,
-    _float,
-    _ids,
-    _pg_states,
     _plural,
-    _str,
     _update,
     command,
     placement_for,
 )
+from sds.mon.services.health import _pg_states
 from sds.proto import maps_pb2
 
 KNOWN_FLAGS = ("noout", "noin", "nodown", "noscrub")
 
 
-def _set_flag(view: MonView, cmd: dict, on: bool) -> CommandResult:
-    flag = _str(cmd, "flag")
-    if flag not in KNOWN_FLAGS:
-        raise InvalidArgument(f"unknown flag '{flag}' (known: {', '.join(KNOWN_FLAGS)})")
+FLAG = Param("flag", choices=KNOWN_FLAGS)
+
+
+def _set_flag(view: MonView, args: dict, on: bool) -> CommandResult:
+    flag = args["flag"]
     flags = list(view.osdmap.flags)
     if (flag in flags) == on:
         return CommandResult({"flag": flag, "set": on, "changed": False})
@@ -44,25 +43,22 @@ def _set_flag(view: MonView, cmd: dict, on: bool) -> CommandResult:
     return CommandResult({"flag": flag, "set": on, "changed": True}, _update(inc))
 
 
-@command("osd set", write=True)
-def cmd_osd_set(view: MonView, cmd: dict) -> CommandResult:
+@command("osd set", FLAG, write=True)
+def cmd_osd_set(view: MonView, args: dict) -> CommandResult:
     """Set a cluster flag, e.g. noout: down OSDs are not marked out (for maintenance)."""
-    return _set_flag(view, cmd, True)
+    return _set_flag(view, args, True)
 
 
-@command("osd unset", write=True)
-def cmd_osd_unset(view: MonView, cmd: dict) -> CommandResult:
+@command("osd unset", FLAG, write=True)
+def cmd_osd_unset(view: MonView, args: dict) -> CommandResult:
     """Clear a cluster flag."""
-    return _set_flag(view, cmd, False)
+    return _set_flag(view, args, False)
 
 
-@command("osd reweight", write=True)
-def cmd_osd_reweight(view: MonView, cmd: dict) -> CommandResult:
+@command("osd reweight", IDS, Param("weight", "float", lo=0.0, hi=1.0), write=True)
+def cmd_osd_reweight(view: MonView, args: dict) -> CommandResult:
     """Override an OSD's share of data (0.0-1.0); CRUSH moves data proportionally."""
-    osd_id = _ids(cmd)[0]
-    weight = _float(cmd, "weight", None)
-    if not 0.0 <= weight <= 1.0:
-        raise InvalidArgument(f"reweight must be between 0 and 1, not {weight}")
+    osd_id, weight = args["ids"][0], args["weight"]
     osd = maps_pb2.OsdInfo()
     osd.CopyFrom(om.osd_by_id(view.osdmap, osd_id))
     osd.reweight = int(round(weight * om.FULL_WEIGHT))
@@ -82,10 +78,10 @@ def _pgs_with(view: MonView, ids: set[int]) -> list[tuple[str, maps_pb2.Pool, li
     return found
 
 
-@command("osd ok-to-stop")
-def cmd_osd_ok_to_stop(view: MonView, cmd: dict) -> CommandResult:
+@command("osd ok-to-stop", IDS)
+def cmd_osd_ok_to_stop(view: MonView, args: dict) -> CommandResult:
     """Whether stopping these OSDs keeps every PG writable (>= min_size replicas)."""
-    ids = set(_ids(cmd))
+    ids = set(args["ids"])
     for osd_id in ids:
         om.osd_by_id(view.osdmap, osd_id)
     states = _pg_states(view)
@@ -109,10 +105,10 @@ def cmd_osd_ok_to_stop(view: MonView, cmd: dict) -> CommandResult:
                                      "degraded but stay writable"})
 
 
-@command("osd safe-to-destroy")
-def cmd_osd_safe_to_destroy(view: MonView, cmd: dict) -> CommandResult:
+@command("osd safe-to-destroy", IDS)
+def cmd_osd_safe_to_destroy(view: MonView, args: dict) -> CommandResult:
     """Whether these OSDs hold no data that is not fully replicated elsewhere."""
-    ids = set(_ids(cmd))
+    ids = set(args["ids"])
     reasons = []
     for osd_id in sorted(ids):
         osd = om.osd_by_id(view.osdmap, osd_id)
@@ -136,12 +132,13 @@ def cmd_osd_safe_to_destroy(view: MonView, cmd: dict) -> CommandResult:
                           "message": f"{names} hold no data that is needed"})
 
 
-@command("osd purge", write=True)
-def cmd_osd_purge(view: MonView, cmd: dict) -> CommandResult:
+@command("osd purge", IDS, opt("confirm", "bool", False), write=True,
+         access=Access(caps="rwx"))  # also removes the OSD's key
+def cmd_osd_purge(view: MonView, args: dict) -> CommandResult:
     """Remove an OSD from the OSDMap, CRUSH and the auth database (needs confirm)."""
-    osd_id = _ids(cmd)[0]
+    osd_id = args["ids"][0]
     osd = om.osd_by_id(view.osdmap, osd_id)
-    if not _flag(cmd, "confirm"):
+    if not args["confirm"]:
         raise PermissionDenied(f"purging osd.{osd_id} forgets it for good; check "
                                f"`sds osd safe-to-destroy {osd_id}` and pass "
                                "--yes-i-really-mean-it")
