@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TextIO
 
 from sds.cli import bench as bench_mod
 from sds.cli import format as fmt
+from sds.common.command import Descriptor
 from sds.common.errors import InvalidArgument, NotFound
 
 
@@ -73,19 +74,22 @@ class CliCommand:
     description: str
     needs_rados: bool = True
     extra: dict = field(default_factory=dict)
+    descriptor: Descriptor | None = None  # the server command it runs, when generated
 
 
 COMMANDS: list[CliCommand] = []
 
 
-def cli(*paths: str, args: tuple[Arg, ...] = (), rados: bool = True):
+def cli(*paths: str, args: tuple[Arg, ...] = (), rados: bool = True,
+        descriptor: Descriptor | None = None):
     """Register a subcommand under one or more word paths; docstring = help."""
 
     def register(fn: Callable) -> Callable:
         doc = inspect.cleandoc(fn.__doc__ or "")
         COMMANDS.append(CliCommand(
             [tuple(p.split()) for p in paths], fn, list(args),
-            doc.splitlines()[0] if doc else "", doc, needs_rados=rados))
+            doc.splitlines()[0] if doc else "", doc, needs_rados=rados,
+            descriptor=descriptor))
         return fn
 
     return register
@@ -97,61 +101,12 @@ def mon(prefix: str, **fields: Any) -> dict:
 
 # ---------------------------------------------------------------- cluster state
 
-@cli("status")
-async def status(ctx: Context, rados, a) -> Output:
-    """Cluster overview: health, monitors, OSDs, pools, PGs and usage."""
-    data = await rados.mon_command(mon("status"))
-    return Output(data, fmt.status(data))
-
-
 @cli("health", args=(arg("detail", nargs="?", choices=["detail"]),))
 async def health(ctx: Context, rados, a) -> Output:
     """Health status and failing checks; `health detail` explains each one."""
     detail = a.detail == "detail"
     data = await rados.mon_command(mon("health detail" if detail else "health"))
     return Output(data, fmt.health(data, detail))
-
-
-@cli("mon stat")
-async def mon_stat(ctx: Context, rados, a) -> Output:
-    """Monitors, quorum and leader."""
-    data = await rados.mon_command(mon("mon stat"))
-    return Output(data, fmt.mon_stat(data))
-
-
-@cli("osd tree")
-async def osd_tree(ctx: Context, rados, a) -> Output:
-    """The CRUSH hierarchy with OSD status, weights and reweights."""
-    data = await rados.mon_command(mon("osd tree"))
-    return Output(data, fmt.osd_tree(data))
-
-
-@cli("osd ls")
-async def osd_ls(ctx: Context, rados, a) -> Output:
-    """OSD ids."""
-    data = await rados.mon_command(mon("osd ls"))
-    return Output(data, fmt.osd_ls(data))
-
-
-@cli("osd dump")
-async def osd_dump(ctx: Context, rados, a) -> Output:
-    """The OSDMap: pools, OSD states and addresses, CRUSH rules."""
-    data = await rados.mon_command(mon("osd dump"))
-    return Output(data, fmt.osd_dump(data))
-
-
-@cli("osd df")
-async def osd_df(ctx: Context, rados, a) -> Output:
-    """Per-OSD capacity, usage and PG count."""
-    data = await rados.mon_command(mon("osd df"))
-    return Output(data, fmt.osd_df(data))
-
-
-@cli("osd map", args=(arg("pool"), arg("object")))
-async def osd_map(ctx: Context, rados, a) -> Output:
-    """Where an object lives: PG, up/acting OSDs and primary."""
-    data = await rados.mon_command(mon("osd map", pool=a.pool, object=a.object))
-    return Output(data, fmt.osd_map(data))
 
 
 # ---------------------------------------------------------------- PGs (run by their primary)
@@ -226,37 +181,6 @@ def _ids(values: list[str]) -> list[int]:
     return ids
 
 
-_IDS = (arg("ids", nargs="+", metavar="ID"),)
-
-
-@cli("osd down", args=_IDS)
-async def osd_down(ctx: Context, rados, a) -> Output:
-    """Mark OSDs down (a running OSD marks itself up again)."""
-    data = await rados.mon_command(mon("osd down", ids=_ids(a.ids)))
-    return Output(data, fmt.osd_mark(data))
-
-
-@cli("osd out", args=_IDS)
-async def osd_out(ctx: Context, rados, a) -> Output:
-    """Mark OSDs out: their data moves to other OSDs."""
-    data = await rados.mon_command(mon("osd out", ids=_ids(a.ids)))
-    return Output(data, fmt.osd_mark(data))
-
-
-@cli("osd in", args=_IDS)
-async def osd_in(ctx: Context, rados, a) -> Output:
-    """Mark OSDs in again."""
-    data = await rados.mon_command(mon("osd in", ids=_ids(a.ids)))
-    return Output(data, fmt.osd_mark(data))
-
-
-@cli("df")
-async def df(ctx: Context, rados, a) -> Output:
-    """Cluster capacity and per-pool usage."""
-    data = await rados.mon_command(mon("df"))
-    return Output(data, fmt.df(data))
-
-
 # ---------------------------------------------------------------- pools
 
 @cli("pool create", "osd pool create", args=(
@@ -313,20 +237,6 @@ async def pool_set(ctx: Context, rados, a) -> Output:
 
 # ---------------------------------------------------------------- auth
 
-@cli("auth ls")
-async def auth_ls(ctx: Context, rados, a) -> Output:
-    """Entities and their capabilities (keys are not shown)."""
-    data = await rados.mon_command(mon("auth ls"))
-    return Output(data, fmt.auth_ls(data))
-
-
-@cli("auth get", args=(arg("entity"),))
-async def auth_get(ctx: Context, rados, a) -> Output:
-    """One entity in keyring format, with its secret key."""
-    data = await rados.mon_command(mon("auth get", entity=a.entity))
-    return Output(data, fmt.auth_get(data))
-
-
 @cli("auth get-or-create", args=(arg("entity"), arg("caps", nargs="*",
                                   help="SERVICE CAP pairs, e.g. osd 'allow rw'")))
 async def auth_get_or_create(ctx: Context, rados, a) -> Output:
@@ -365,13 +275,6 @@ async def auth_rm(ctx: Context, rados, a) -> Output:
     return Output(data, f"removed {a.entity}")
 
 
-@cli("auth print-key", args=(arg("entity"),))
-async def auth_print_key(ctx: Context, rados, a) -> Output:
-    """Only an entity's secret key (base64)."""
-    data = await rados.mon_command(mon("auth print-key", entity=a.entity))
-    return Output(data, data["key"])
-
-
 @cli("auth export", args=(arg("entity", nargs="?"),))
 async def auth_export(ctx: Context, rados, a) -> Output:
     """Entities with their keys in keyring format (all of them, or the one named)."""
@@ -380,46 +283,6 @@ async def auth_export(ctx: Context, rados, a) -> Output:
 
 
 # ---------------------------------------------------------------- maintenance
-
-@cli("osd set", args=(arg("flag"),))
-async def osd_set(ctx: Context, rados, a) -> Output:
-    """Set a cluster flag (noout: down OSDs are not marked out, for maintenance)."""
-    data = await rados.mon_command(mon("osd set", flag=a.flag))
-    return Output(data, f"{a.flag} is set" + ("" if data.get("changed") else " (already)"))
-
-
-@cli("osd unset", args=(arg("flag"),))
-async def osd_unset(ctx: Context, rados, a) -> Output:
-    """Clear a cluster flag."""
-    data = await rados.mon_command(mon("osd unset", flag=a.flag))
-    return Output(data, f"{a.flag} is unset" + ("" if data.get("changed") else " (already)"))
-
-
-def _ratio_line(data: dict) -> str:
-    return (f"nearfull {data['nearfull_ratio']:g}, backfillfull {data['backfillfull_ratio']:g}, "
-            f"full {data['full_ratio']:g}")
-
-
-@cli("osd set-nearfull-ratio", args=(arg("ratio", type=float),))
-async def osd_set_nearfull_ratio(ctx: Context, rados, a) -> Output:
-    """Used fraction of an OSD's device that warns (OSD_NEARFULL), default 0.85."""
-    data = await rados.mon_command(mon("osd set-nearfull-ratio", ratio=a.ratio))
-    return Output(data, _ratio_line(data))
-
-
-@cli("osd set-backfillfull-ratio", args=(arg("ratio", type=float),))
-async def osd_set_backfillfull_ratio(ctx: Context, rados, a) -> Output:
-    """Used fraction at which an OSD takes no more backfill/recovery, default 0.90."""
-    data = await rados.mon_command(mon("osd set-backfillfull-ratio", ratio=a.ratio))
-    return Output(data, _ratio_line(data))
-
-
-@cli("osd set-full-ratio", args=(arg("ratio", type=float),))
-async def osd_set_full_ratio(ctx: Context, rados, a) -> Output:
-    """Used fraction at which the cluster is full and writes get ENOSPC, default 0.95."""
-    data = await rados.mon_command(mon("osd set-full-ratio", ratio=a.ratio))
-    return Output(data, _ratio_line(data))
-
 
 @cli("osd blocklist add", args=(arg("addr"), arg("--expire", type=float, default=None)))
 async def osd_blocklist_add(ctx: Context, rados, a) -> Output:
@@ -435,34 +298,11 @@ async def osd_blocklist_rm(ctx: Context, rados, a) -> Output:
     return Output(data, f"un-blocklisted {a.addr}" + ("" if data["changed"] else " (was not)"))
 
 
-@cli("osd blocklist ls")
-async def osd_blocklist_ls(ctx: Context, rados, a) -> Output:
-    """Client instances the OSDs refuse, and until when."""
-    data = await rados.mon_command(mon("osd blocklist ls"))
-    rows = [[e["addr"], time.ctime(e["until"]), "yes" if e["expired"] else "no"]
-            for e in data["blocklist"]]
-    return Output(data, fmt.table(["ADDR", "UNTIL", "EXPIRED"], rows))
-
-
 @cli("osd reweight", args=(arg("id"), arg("weight", type=float)))
 async def osd_reweight(ctx: Context, rados, a) -> Output:
     """Give an OSD a smaller share of data (0.0-1.0); data moves proportionally."""
     data = await rados.mon_command(mon("osd reweight", ids=_ids([a.id]), weight=a.weight))
     return Output(data, f"reweighted osd.{data['osd']} to {data['reweight']:.5f}")
-
-
-@cli("osd ok-to-stop", args=_IDS)
-async def osd_ok_to_stop(ctx: Context, rados, a) -> Output:
-    """Whether stopping these OSDs keeps every PG writable (exit 16 EBUSY if not)."""
-    data = await rados.mon_command(mon("osd ok-to-stop", ids=_ids(a.ids)))
-    return Output(data, data["message"])
-
-
-@cli("osd safe-to-destroy", args=_IDS)
-async def osd_safe_to_destroy(ctx: Context, rados, a) -> Output:
-    """Whether these OSDs hold no data still needed (exit 16 EBUSY if they do)."""
-    data = await rados.mon_command(mon("osd safe-to-destroy", ids=_ids(a.ids)))
-    return Output(data, data["message"])
 
 
 @cli("osd purge", args=(arg("id"), arg("--yes-i-really-mean-it", action="store_true",
@@ -482,13 +322,6 @@ async def osd_balance(ctx: Context, rados, a) -> Output:
                         f"{data.get('max_deviation_after', 0):.1%}")
 
 
-@cli("osd balance status")
-async def osd_balance_status(ctx: Context, rados, a) -> Output:
-    """PG replicas per OSD against each OSD's weight share."""
-    data = await rados.mon_command(mon("osd balance status"))
-    return Output(data, fmt.to_json(data))
-
-
 @cli("pg stat")
 async def pg_stat(ctx: Context, rados, a) -> Output:
     """PG counts by state, objects and bytes."""
@@ -496,13 +329,6 @@ async def pg_stat(ctx: Context, rados, a) -> Output:
     states = ", ".join(f"{s['count']} {s['state_name']}" for s in data["pgs_by_state"])
     return Output(data, f"{data['num_pgs']} pgs: {states or 'none'}; {data['num_objects']} "
                         f"objects, {fmt.human_bytes(data['num_bytes'])}")
-
-
-@cli("pg dump")
-async def pg_dump(ctx: Context, rados, a) -> Output:
-    """Every PG: state, objects, bytes, acting set, primary, last deep scrub."""
-    data = await rados.mon_command(mon("pg dump"))
-    return Output(data, fmt.pg_table(data["pg_stats"]))
 
 
 @cli("pg dump_stuck", args=(arg("states", nargs="*", help="inactive unclean degraded "

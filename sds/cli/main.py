@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
 
 import sds.cli.fs_commands  # noqa: F401 - registers `fs ...`
+import sds.cli.generated  # noqa: F401 - registers the commands generated from descriptors
 import sds.cli.mount_commands  # noqa: F401 - registers `mount` and `umount`
 from sds.cli import commands as cmds
 from sds.cli import errors
