@@ -110,6 +110,18 @@ class NameTooLong(SdsError):
     code = _errno.ENAMETOOLONG
 
 
+class TooBig(SdsError):
+    """A value or request larger than a configured limit (the message names the option)."""
+
+    code = _errno.E2BIG
+
+
+class FileTooLarge(SdsError):
+    """An object would grow past osd_max_object_size."""
+
+    code = _errno.EFBIG
+
+
 class CrossDevice(SdsError):
     """A rename across filesystems, snapshots or quota roots: the caller copies instead."""
 
@@ -145,7 +157,7 @@ for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, TooBig, FileTooLarge,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

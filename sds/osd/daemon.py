@@ -31,9 +31,10 @@ from sds.common.errors import (
     Unavailable,
 )
 from sds.common.keyring import Keyring
+from sds.common.limits import Limits, check_store_keys
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
-from sds.crush.placement import parse_pg_name
+from sds.crush.placement import parse_pg_name, pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.pg import PG, map_view
@@ -74,6 +75,8 @@ class OsdDaemon(Daemon):
         self.recovery_slots = asyncio.Semaphore(self.recovery_max_active)
         self.recovery_sleep = float(config.get("osd_recovery_sleep"))
         self.pg_log_max = int(config.get("osd_pg_log_max_entries"))
+        self.limits = Limits.from_config(config)
+        self.max_read = int(config.get("osd_max_read_size"))
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
@@ -260,6 +263,8 @@ class OsdDaemon(Daemon):
         is_read = ops.is_read(op.code)
         conn.peer.require("osd", "r" if is_read else "w")
         deadline = time.monotonic() + self.op_timeout
+        self.limits.check_op(op, len(data))  # before the op reaches its PG (and its log)
+        check_store_keys(op, pg_name(op.pool, op.pg), self.store.max_key_bytes)
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
         if op.client and is_blocklisted(self.osdmap, op.client, time.time()):
             raise Blocklisted(f"client {op.client} is blocklisted (evicted or replaced)")
@@ -283,15 +288,16 @@ class OsdDaemon(Daemon):
         try:
             if op.code == osd_pb2.OsdOp.READ and ops.is_large_read(self.store, pg.coll, op):
                 try:
-                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op)
+                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op,
+                                                self.max_read)
                 except ChecksumError:
                     pass  # maybe rewritten under the reader's snapshot: look again inline
-            return ops.execute_read(self.store, pg.coll, op)
+            return ops.execute_read(self.store, pg.coll, op, self.max_read)
         except ChecksumError as e:
             log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid, e)
             if not await pg.repair_on_read(op.oid):
                 raise
-            return ops.execute_read(self.store, pg.coll, op)
+            return ops.execute_read(self.store, pg.coll, op, self.max_read)
 
     async def _wait_min_size(self, pg: PG, deadline: float) -> None:
         """Block a write while fewer than min_size replicas are up; never under-replicate."""
@@ -369,7 +375,7 @@ class OsdDaemon(Daemon):
         try:
             cmd = json.loads(req.cmd_json)
             prefix = cmd["prefix"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidArgument("a PG command is a JSON object with a 'prefix'") from None
         conn.peer.require("osd", "r" if prefix == "query" else "rwx")
         pg = await self._pg_for(req.pool, req.pg, env.epoch)

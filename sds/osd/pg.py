@@ -441,7 +441,8 @@ class PG:
             if store.exists(self.coll, op.oid) else None
         # no await from here to core.write: the version we stamp is the one it assigns
         version = (self.interval_epoch, self.core.last_update[1] + 1)
-        txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version))
+        txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
+                              self.osd.limits)
         entry, ready = self.core.write(op.oid, wire.reqid(op.client, op.tid),
                                        op.code == osd_pb2.OsdOp.REMOVE, prior)
         assert entry.version == version, (entry.version, version)
