@@ -24,7 +24,7 @@ from typing import Any
 
 from google.protobuf.message import Message as ProtoMessage
 
-from sds.common import auth
+from sds.common import auth, errorlog
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
@@ -187,8 +187,11 @@ class Connection:
         except SdsError as e:
             self._reply_error(env, e.code, str(e))
         except Exception as e:  # a bug in a handler must not kill the connection silently
-            log.exception("handler for message type %d failed", env.type)
-            self._reply_error(env, errno.EIO, f"internal error: {type(e).__name__}: {e}")
+            bad = errorlog.classify(e)
+            if bad is None:
+                bad = errno.EIO, self.messenger.errors.internal(
+                    f"handler for message type {env.type}", e)
+            self._reply_error(env, *bad)
 
     def _reply_error(self, env: mpb.Envelope, code: int, message: str) -> None:
         if env.req_id and not self.closed:
@@ -257,6 +260,7 @@ class Messenger:
         self.key_lookup = key_lookup
         self.epoch = epoch or (lambda: 0)
         self.handlers: dict[int, Handler] = {}
+        self.errors = errorlog.ErrorLog(log)
         self.server: asyncio.AbstractServer | None = None
         self.addr = ""
         self._outgoing: dict[str, Connection] = {}
