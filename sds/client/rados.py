@@ -69,6 +69,21 @@ class Rados:
         self.limits = Limits.from_config(self.config)
         self.read_chunk = int(self.config.get("osd_max_read_size"))
 
+    @property
+    def client_id(self) -> str:
+        """This client's instance: the OSDs take it from the connection (named once at
+        set-up, the unit of blocklisting and of request-id deduplication)."""
+        return self.messenger.instance
+
+    @client_id.setter
+    def client_id(self, instance: str) -> None:
+        """A new instance (an MDS activation): OSD connections are made again to carry it."""
+        if instance == self.messenger.instance:
+            return
+        self.messenger.instance = instance
+        for addr in set(self.monc.addrs.values()):
+            self.messenger.drop(addr)
+
     async def __aenter__(self) -> Rados:
         await self.connect()
         return self
@@ -137,8 +152,7 @@ class Rados:
         if op.ByteSize() > frames.MAX_ENVELOPE - 4096:
             raise TooBig(f"op of {op.ByteSize()} bytes of xattr and omap values does not fit "
                          f"one message ({frames.MAX_ENVELOPE} bytes)")
-        op.client = self.client_id
-        op.tid = next(self._tids)
+        op.tid = next(self._tids)  # the OSD pairs it with our instance from the connection
 
         def locate() -> tuple[int, int]:
             monc = self.monc

@@ -40,6 +40,7 @@ log = logging.getLogger("sds.messenger")
 
 PROTOCOL_VERSION = 1
 HANDSHAKE_TIMEOUT_S = 10.0
+MAX_INSTANCE = 256
 
 MsgType = mpb.MsgType
 Data = bytes | bytearray | memoryview
@@ -100,6 +101,7 @@ class Connection:
         self.messenger = messenger
         self.proto = proto
         self.peer = auth.Peer("")
+        self.instance = ""  # the client instance the peer named at set-up; never changes
         self.addr = addr
         self.closed = False
         self._pending: dict[int, asyncio.Future[Response]] = {}
@@ -261,6 +263,7 @@ class Messenger:
         self.epoch = epoch or (lambda: 0)
         self.handlers: dict[int, Handler] = {}
         self.errors = errorlog.ErrorLog(log)
+        self.instance = ""  # our client instance, named in each handshake we start
         self.server: asyncio.AbstractServer | None = None
         self.addr = ""
         self._outgoing: dict[str, Connection] = {}
@@ -315,6 +318,9 @@ class Messenger:
             await asyncio.sleep(0)  # let the refusal leave before the close
             raise AuthError(f"authentication failed for {req.entity!r}")
         key, caps = found
+        if len(req.instance) > MAX_INSTANCE:
+            raise AuthError(f"client instance longer than {MAX_INSTANCE} characters")
+        conn.instance = req.instance
         reply = mpb.AuthReply(ok=True, proof=auth.proof(key, b"server", nonce, req.client_nonce,
                                                         req.entity))
         reply.caps.update(caps)
@@ -366,7 +372,7 @@ class Messenger:
         hello.ParseFromString(env.payload)
         client_nonce = auth.new_nonce()
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
-            entity=self.entity, client_nonce=client_nonce,
+            entity=self.entity, client_nonce=client_nonce, instance=self.instance,
             proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity))), [])
         env, _ = await conn._next_handshake_frame()
         reply = mpb.AuthReply()

@@ -265,9 +265,13 @@ class OsdDaemon(Daemon):
         deadline = time.monotonic() + self.op_timeout
         self.limits.check_op(op, len(data))  # before the op reaches its PG (and its log)
         check_store_keys(op, pg_name(op.pool, op.pg), self.store.max_key_bytes)
+        instance = conn.instance  # who sends the op is the session's, never the op's say
+        if not instance:
+            raise InvalidArgument("object ops need a client instance, named when the "
+                                  "connection is set up")
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
-        if op.client and is_blocklisted(self.osdmap, op.client, time.time()):
-            raise Blocklisted(f"client {op.client} is blocklisted (evicted or replaced)")
+        if is_blocklisted(self.osdmap, instance, time.time()):
+            raise Blocklisted(f"client {instance} is blocklisted (evicted or replaced)")
         self.perf["ops"] += 1
         if is_read:  # a peered PG knows its newest data: it reads even below min_size
             await pg.wait_active(deadline, peered=True)
@@ -276,7 +280,7 @@ class OsdDaemon(Daemon):
             return reply, out
         await self._wait_min_size(pg, deadline)
         await pg.wait_active(deadline)
-        return await pg.do_write(op, data, deadline)
+        return await pg.do_write(op, data, deadline, instance)
 
     async def in_reader(self, fn, *args):
         """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""

@@ -23,7 +23,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
+from crc32c import crc32c
+
+from sds.common.errors import (
+    ConnectionLost,
+    InvalidArgument,
+    Retry,
+    SdsError,
+    TimedOut,
+    Unavailable,
+)
 from sds.crush.placement import pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
@@ -79,7 +88,8 @@ class PG:
         self._installing: dict[str, asyncio.Task] = {}  # recovered copies being committed
         self._writes: set[asyncio.Task] = set()
         self._progress = asyncio.Event()   # set (and replaced) whenever the core moved
-        self._reqids: dict[str, tuple] = {}
+        self._reqids: dict[str, tuple] = {}   # "<instance>:<tid>" -> (version, digest)
+        self._digests: dict[tuple[str, int], int] = {}  # of the ops in flight
         self._indexed_log: dict | None = None
 
     # -- what the core says ---------------------------------------------------------------
@@ -126,6 +136,7 @@ class PG:
                 fut.set_exception(Retry(f"pg {self.coll} changed interval; resend"))
                 fut.exception()
         self.in_flight.clear()
+        self._digests.clear()
         for task in self._recovering.values():
             task.cancel()
         self._recovering.clear()
@@ -367,34 +378,47 @@ class PG:
         reply = osd_pb2.OsdOpReply(names=after[:limit], more=len(after) > limit)
         return reply, b""
 
-    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview,
-                       deadline: float) -> osd_pb2.OsdOpReply:
-        reqid = (op.client, op.tid)
+    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview, deadline: float,
+                       instance: str) -> osd_pb2.OsdOpReply:
+        """Apply a client write once: a resend (same instance and tid) gets the original's
+        answer; a different op under a used request id is refused, never acked."""
+        reqid = (instance, op.tid)
+        digest = crc32c(data, crc32c(op.SerializeToString(deterministic=True)))
         pending = self.in_flight.get(reqid)
         if pending is not None:  # a resend while the original is still in progress
+            self._same_op(reqid, self._digests.get(reqid), digest)
             return await asyncio.shield(pending)
-        done = self._logged(wire.reqid(op.client, op.tid))
+        done = self._logged(wire.reqid(instance, op.tid))
         if done is not None:  # a resend of an op that already completed
-            return osd_pb2.OsdOpReply(version=wire.pack(done))
+            self._same_op(reqid, done[1], digest)
+            return osd_pb2.OsdOpReply(version=wire.pack(done[0]))
         fut = asyncio.get_running_loop().create_future()
-        if op.client:  # registered before queueing, so a resend waits for this one
+        if instance and op.tid:  # registered before queueing, so a resend waits for this one
             self.in_flight[reqid] = fut
+            self._digests[reqid] = digest
         # a write, once begun, finishes even if the client's connection (and with it this
         # handler) goes away: half a write would leave replicas refusing the next ones
-        task = asyncio.get_running_loop().create_task(self._write(op, data, deadline, fut, reqid))
+        task = asyncio.get_running_loop().create_task(
+            self._write(op, data, deadline, fut, reqid, digest))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(fut)
 
+    @staticmethod
+    def _same_op(reqid: tuple[str, int], known: int | None, digest: int) -> None:
+        if known is not None and known != digest:
+            raise InvalidArgument(f"request {reqid[1]} of client {reqid[0]} was already used "
+                                  "for a different op: refused (a tid names one op)")
+
     async def _write(self, op: osd_pb2.OsdOp, data: memoryview, deadline: float,
-                     fut: asyncio.Future, reqid: tuple[str, int]) -> None:
+                     fut: asyncio.Future, reqid: tuple[str, int], digest: int) -> None:
         interval = self.interval_epoch
         try:
             async with self._object_lock(op.oid):
                 await self._wait_recovered(op.oid, deadline, degraded=True)
                 if self.interval_epoch != interval or not self.is_active():
                     raise Retry(f"pg {self.coll} changed interval; resend")
-                reply = await self._replicate(op, data, deadline)
+                reply = await self._replicate(op, data, deadline, reqid, digest)
             if not fut.done():
                 fut.set_result(reply)
         except BaseException as e:
@@ -406,18 +430,31 @@ class PG:
         finally:
             if self.in_flight.get(reqid) is fut:
                 del self.in_flight[reqid]
+                self._digests.pop(reqid, None)
 
-    def _logged(self, reqid: str) -> tuple | None:
-        """The version of a logged write with this request id, if the log still has it."""
+    def _logged(self, reqid: str) -> tuple[tuple, int | None] | None:
+        """(version, op digest) of a logged write with this request id, if the log still
+        has it. A log entry's reqid is "<instance>:<tid>#<digest>" (wire.reqid)."""
         if not reqid:
             return None
         log_ = self.core.log
         if self._indexed_log is not log_:  # the core adopted another log: index it again
-            self._reqids = {e.reqid: v for v, e in log_.items() if e.reqid}
+            self._reqids = {}
+            for v, e in log_.items():
+                if e.reqid:
+                    self._index(e.reqid, v)
             self._indexed_log = log_
-        version = self._reqids.get(reqid)
-        entry = log_.get(version) if version is not None else None
-        return version if entry is not None and entry.reqid == reqid else None
+        found = self._reqids.get(reqid)
+        if found is None:
+            return None
+        entry = log_.get(found[0])
+        if entry is None or wire.split_reqid(entry.reqid)[0] != reqid:
+            return None
+        return found
+
+    def _index(self, logged_reqid: str, version: tuple) -> None:
+        base, digest = wire.split_reqid(logged_reqid)
+        self._reqids[base] = (version, digest)
 
     @contextlib.asynccontextmanager
     async def _object_lock(self, oid: str):
@@ -434,7 +471,7 @@ class PG:
             if entry[1] == 0:
                 del self.object_locks[oid]
 
-    async def _replicate(self, op, data, deadline) -> osd_pb2.OsdOpReply:
+    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
         store = self.osd.store
         await self.ensure_collection()
         prior = wire.unpack(store.stat(self.coll, op.oid).version) \
@@ -443,11 +480,11 @@ class PG:
         version = (self.interval_epoch, self.core.last_update[1] + 1)
         txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
                               self.osd.limits)
-        entry, ready = self.core.write(op.oid, wire.reqid(op.client, op.tid),
+        entry, ready = self.core.write(op.oid, wire.reqid(*reqid, digest),
                                        op.code == osd_pb2.OsdOp.REMOVE, prior)
         assert entry.version == version, (entry.version, version)
         if entry.reqid:
-            self._reqids[entry.reqid] = entry.version
+            self._index(entry.reqid, entry.version)
         log.debug("pg %s write %s %s to %s", self.coll, entry.version, op.oid, self.acting)
         wire_txn, segments = txn.to_wire()
         repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, txn=wire_txn,
