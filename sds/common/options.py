@@ -65,6 +65,9 @@ OPTIONS: dict[str, Option] = {
                "largest write op, data plus xattr and omap bytes (as Ceph)"),
         Option("osd_max_read_size", int, 16 << 20,
                "most bytes one read reply carries: larger reads are streamed in such chunks"),
+        Option("osd_inject_commit_failure", str, "",
+               "testing: STEP:N fails the N-th store commit of STEP (write, repop, push, "
+               "peering) once, to check that the OSD stops and restarts clean"),
         Option("osd_scrub_interval", float, 86400.0, "seconds between light scrubs of a PG"),
         Option("osd_deep_scrub_interval", float, 604800.0,
                "seconds between deep scrubs (every byte checksummed) of a PG"),

@@ -37,6 +37,7 @@ from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
 from sds.crush.placement import parse_pg_name, pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
+from sds.osd.inject import CommitFaults
 from sds.osd.pg import PG, map_view
 from sds.osd.store.base import Transaction
 from sds.osd.store.durable import DurableStore
@@ -80,9 +81,12 @@ class OsdDaemon(Daemon):
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
+        self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
+        self._fatal: asyncio.Future | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._fatal = asyncio.get_running_loop().create_future()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.uuid = self._identity()
         self.store = DurableStore(self.data_dir / "store")
@@ -108,6 +112,27 @@ class OsdDaemon(Daemon):
         self.tasks.append(asyncio.create_task(self._scrub_scheduler()))
         self.tasks.append(asyncio.create_task(self._peering_ticker()))
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
+
+    async def run(self) -> None:
+        """Serve until a fatal error (see `fatal`): then the daemon exits, and stops first."""
+        await self._fatal
+
+    def fatal(self, reason: str) -> None:
+        """The in-memory state of a PG ran ahead of a store commit that failed: nothing
+        more is committed, and the OSD stops; restarted, it peers again from what its
+        store holds (sds.osd.peering drops a log hole such a failure can leave)."""
+        if self._fatal is None or self._fatal.done():
+            return
+        log.critical("FATAL: %s; stopping osd.%d: restart it to peer again from its "
+                     "committed state", reason, self.osd_id)
+        self._fatal.set_exception(SdsError(f"stopped after a failed store commit: {reason}"))
+
+    async def commit(self, txn: Transaction, step: str) -> None:
+        """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
+        if self._fatal is not None and self._fatal.done():
+            raise Unavailable(f"osd.{self.osd_id} is stopping after a failed store commit")
+        self._faults.check(step)
+        await self.store.apply(txn)
 
     async def stop(self) -> None:
         """Tell the monitors we are going away, so clients stop waiting for us."""

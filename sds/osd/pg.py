@@ -188,11 +188,14 @@ class PG:
             done.set_result(None)
             self.osd.refresh_pgs()  # a map that came meanwhile may make us a member again
 
-    def _run(self, ready: Ready, txn: Transaction | None = None) -> asyncio.Task:
+    def _run(self, ready: Ready, txn: Transaction | None = None,
+             step: str = "peering") -> asyncio.Task:
         """Persist the core's changes (with `txn`), then send its messages, start its
         recoveries. Tracked, and FIFO: the store commits in submission order. The core's
         memory already moved on, so the commit must happen: await the task only through
-        asyncio.shield (cancelling an awaiter would cancel a task that has not started)."""
+        asyncio.shield (cancelling an awaiter would cancel a task that has not started).
+        If the commit fails anyway, the core is ahead of the store: the OSD stops (and
+        restarted, peers from what was committed); nothing is sent or acked for it."""
         txn = txn if txn is not None else Transaction()
         if log.isEnabledFor(logging.DEBUG):
             missing = sorted((k[len(MISSING_PREFIX):], v is not None)
@@ -208,7 +211,13 @@ class PG:
         async def run() -> None:
             if txn.ops:
                 await self.ensure_collection()
-                await self.osd.store.apply(txn)
+                try:
+                    await self.osd.commit(txn, step)
+                except Exception as e:
+                    if ready.persist:
+                        self.osd.fatal(f"pg {self.coll}: a {step} commit failed after the "
+                                       f"PG's state moved on: {e}")
+                    raise
             for msg in ready.messages:
                 self._send(msg)
             for rec in ready.recover:
@@ -318,7 +327,7 @@ class PG:
         if ready.persist:
             objcopy.stage_copy(txn, self.coll, state, data)
         # the core already counts the object as present: ops on it wait for this commit
-        task = self._installing[state.oid] = self._run(ready, txn)
+        task = self._installing[state.oid] = self._run(ready, txn, "push")
         self.osd.forget_usage(self.coll)
         try:
             await asyncio.shield(task)
@@ -489,7 +498,7 @@ class PG:
         wire_txn, segments = txn.to_wire()
         repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, txn=wire_txn,
                               entry=wire.entry_to_pb(entry), interval=self.interval_epoch)
-        tasks = [asyncio.shield(self._run(ready, txn))]
+        tasks = [asyncio.shield(self._run(ready, txn, "write"))]
         tasks += [self._send_repop(peer, repop, segments, deadline) for peer in self.replicas()]
         await asyncio.gather(*tasks)
         self.osd.perf_add(writes=1, bytes_in=len(data))
@@ -522,7 +531,7 @@ class PG:
                         f"{entry.version} of interval {repop.interval} now")
         if not ready.persist:
             return  # a resend we already applied
-        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data)))
+        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data), "repop"))
 
     def pg_state(self) -> str:
         state = self.core.state_name()
