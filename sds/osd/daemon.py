@@ -83,6 +83,7 @@ class OsdDaemon(Daemon):
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
         self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
         self._fatal: asyncio.Future | None = None
+        self.failed = ""  # why the OSD stops after a failed commit (then it commits nothing)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,21 +116,22 @@ class OsdDaemon(Daemon):
 
     async def run(self) -> None:
         """Serve until a fatal error (see `fatal`): then the daemon exits, and stops first."""
-        await self._fatal
+        await asyncio.shield(self._fatal)  # a stop cancels run(), never the future
 
     def fatal(self, reason: str) -> None:
         """The in-memory state of a PG ran ahead of a store commit that failed: nothing
         more is committed, and the OSD stops; restarted, it peers again from what its
         store holds (sds.osd.peering drops a log hole such a failure can leave)."""
-        if self._fatal is None or self._fatal.done():
+        if self.failed or self._fatal is None:
             return
+        self.failed = reason
         log.critical("FATAL: %s; stopping osd.%d: restart it to peer again from its "
                      "committed state", reason, self.osd_id)
         self._fatal.set_exception(SdsError(f"stopped after a failed store commit: {reason}"))
 
     async def commit(self, txn: Transaction, step: str) -> None:
         """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
-        if self._fatal is not None and self._fatal.done():
+        if self.failed:
             raise Unavailable(f"osd.{self.osd_id} is stopping after a failed store commit")
         self._faults.check(step)
         await self.store.apply(txn)
