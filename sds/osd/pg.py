@@ -210,8 +210,8 @@ class PG:
 
         async def run() -> None:
             if txn.ops:
-                await self.ensure_collection()
                 try:
+                    await self.ensure_collection()
                     await self.osd.commit(txn, step)
                 except Exception as e:
                     if ready.persist:
