@@ -318,8 +318,9 @@ class Messenger:
             await asyncio.sleep(0)  # let the refusal leave before the close
             raise AuthError(f"authentication failed for {req.entity!r}")
         key, caps = found
-        if len(req.instance) > MAX_INSTANCE:
-            raise AuthError(f"client instance longer than {MAX_INSTANCE} characters")
+        if len(req.instance) > MAX_INSTANCE or req.instance and \
+                not req.instance.startswith(req.entity + "."):  # only one's own instances
+            raise AuthError(f"bad client instance for {req.entity}")
         conn.instance = req.instance
         reply = mpb.AuthReply(ok=True, proof=auth.proof(key, b"server", nonce, req.client_nonce,
                                                         req.entity))

@@ -16,7 +16,9 @@ from test_faults import wait_for
 
 from sds.client import Rados
 from sds.common.errors import (
+    AuthError,
     Blocklisted,
+    ConnectionLost,
     FileTooLarge,
     InvalidArgument,
     NameTooLong,
@@ -24,6 +26,7 @@ from sds.common.errors import (
     TooBig,
 )
 from sds.common.limits import KEY_OVERHEAD
+from sds.common.messenger import Messenger
 from sds.crush.placement import object_to_pg, pg_name
 from sds.osd.store.durable import DurableStore
 from sds.proto import messenger_pb2 as mpb
@@ -277,3 +280,22 @@ async def test_a_reused_tid_with_other_content_is_refused(pool):
         refused = [x for x in results if isinstance(x, SdsError)]
         assert len(refused) == 1 and refused[0].code == errno.EINVAL
         assert await io.read("tid-c") == acked
+
+
+async def test_a_client_names_only_instances_of_its_own_entity(pool):
+    """Dedup and blocklisting are per instance: claiming another entity's would let a
+    client interfere with that one's requests."""
+    async with Rados(pool.conf) as r:
+        key = pool.key("client.admin")
+        osd_addr = r.monc.addrs[0]
+        for claimed, ok in (("client.other.host.1.x", False), ("client.admin.mine", True)):
+            m = Messenger("client.admin", key)
+            m.instance = claimed
+            try:
+                if ok:
+                    await m.connect(osd_addr, timeout=5)
+                else:
+                    with pytest.raises((ConnectionLost, AuthError)):
+                        await m.connect(osd_addr, timeout=5)
+            finally:
+                await m.close()
