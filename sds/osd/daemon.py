@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from sds.client.monclient import MonClient
+from sds.common import frames
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
@@ -104,6 +105,10 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
+        if self.limits.object_size > frames.MAX_DATA:
+            log.warning("osd_max_object_size %d exceeds what one recovery copy can carry "
+                        "(%d bytes): larger objects are served but cannot be recovered",
+                        self.limits.object_size, frames.MAX_DATA)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
