@@ -136,8 +136,8 @@ class OsdDaemon(Daemon):
 
     async def commit(self, txn: Transaction, step: str) -> None:
         """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
-        if self.failed:
-            raise Unavailable(f"osd.{self.osd_id} is stopping after a failed store commit")
+        if self.failed:  # not tried here: the client resends it to the next primary
+            raise Retry(f"osd.{self.osd_id} is stopping after a failed store commit")
         self._faults.check(step)
         await self.store.apply(txn)
 
