@@ -30,7 +30,7 @@ from sds.common.messenger import Messenger
 from sds.crush.placement import object_to_pg, pg_name
 from sds.osd.store.durable import DurableStore
 from sds.proto import messenger_pb2 as mpb
-from sds.proto import osd_pb2
+from sds.proto import mon_pb2, osd_pb2
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.cluster_opts(extra_conf={"osd_max_object_size": 4 << 30})]
@@ -223,7 +223,7 @@ async def test_a_2gib_sparse_object_reads_back_with_bounded_memory(pool):
 async def test_garbage_gets_einval_and_no_traceback(pool):
     async with Rados(pool.conf) as r:
         conn, where = await _conn(r, "garbage")
-        logs = sorted((Path(pool.dir) / "out").glob("osd.*"))
+        logs = sorted((Path(pool.dir) / "out").glob("*.*"))
         before = sum(p.read_text(errors="replace").count("Traceback") for p in logs)
         for _ in range(5):
             with pytest.raises(InvalidArgument, match="malformed"):
@@ -232,6 +232,9 @@ async def test_garbage_gets_einval_and_no_traceback(pool):
         cmd = osd_pb2.PgCommand(pool=where["pool"], pg=where["pg"], cmd_json=nested)
         with pytest.raises(InvalidArgument):
             await conn.call(mpb.OSD_PG_COMMAND, cmd, epoch=r.osdmap.epoch)
+        mon = await r.messenger.connect(r.config.mon_addrs[0])
+        with pytest.raises(InvalidArgument, match="malformed"):
+            await mon.call(mpb.MON_COMMAND, mon_pb2.MonCommand(cmd_json=nested))
         after = sum(p.read_text(errors="replace").count("Traceback") for p in logs)
         assert after == before
         await r.ioctx(POOL).write_full("garbage", b"still served")
