@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_faults import wait_for
 
+from sds.cli.main import main as sds_main
 from sds.client import Rados
 from sds.common.errors import (
     AuthError,
@@ -303,3 +304,17 @@ async def test_a_client_names_only_instances_of_its_own_entity(pool):
                         await m.connect(osd_addr, timeout=5)
             finally:
                 await m.close()
+
+
+async def test_cli_get_streams_an_object_of_many_chunks(pool, tmp_path):
+    data = os.urandom((40 << 20) + 123)   # three osd_max_read_size chunks and a bit
+    async with Rados(pool.conf) as r:
+        await r.ioctx(POOL).write_full("cli-big", data)
+    out = tmp_path / "cli-big"
+    code = await asyncio.to_thread(sds_main, ["--conf", str(pool.conf), "get", POOL,
+                                             "cli-big", str(out)])
+    assert code == 0 and out.read_bytes() == data
+    missing = tmp_path / "missing"
+    code = await asyncio.to_thread(sds_main, ["--conf", str(pool.conf), "get", POOL,
+                                             "no-such-object", str(missing)])
+    assert code == errno.ENOENT and not missing.exists()
