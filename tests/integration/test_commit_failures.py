@@ -80,8 +80,13 @@ async def _clean(r: Rados) -> bool:
         s["state_name"] == "active+clean" for s in states)
 
 
-async def _gone(cluster, name: str) -> bool:
-    return cluster.pid(name) is None
+def _log(cluster, name: str) -> str:
+    return (Path(cluster.dir) / "out" / f"{name}.log").read_text(errors="replace")
+
+
+async def _stopped_by_failure(cluster, name: str) -> bool:
+    """Its log says FATAL and its process is gone (a pid alone misses one just forked)."""
+    return "FATAL" in _log(cluster, name) and cluster.pid(name) is None
 
 
 def _start_with_fault(cluster, name: str, spec: str) -> None:
@@ -107,9 +112,9 @@ async def test_a_failed_commit_stops_the_osd_and_it_comes_back_clean(cluster, st
         if step in ("write", "repop"):
             await wait_for(lambda: _clean(r), 60, "clean before the writes")
             await writes.put(40, 2)
-        await wait_for(lambda: _gone(cluster, name), 60, f"{name} stopped by the failure")
-        text = (Path(cluster.dir) / "out" / f"{name}.log").read_text(errors="replace")
-        assert "FATAL" in text and "injected store failure" in text
+        await wait_for(lambda: _stopped_by_failure(cluster, name), 60,
+                       f"{name} stopped by the failure")
+        assert "injected store failure" in _log(cluster, name)
         await wait_for(lambda: _up(r, TARGET, False), 20, f"{name} marked down")
         await writes.put(10, 3)            # served by the others meanwhile
         cluster.start(name)
