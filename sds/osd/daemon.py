@@ -106,9 +106,9 @@ class OsdDaemon(Daemon):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
         if self.limits.object_size > frames.MAX_DATA:
-            log.warning("osd_max_object_size %d exceeds what one recovery copy can carry "
-                        "(%d bytes): larger objects are served but cannot be recovered",
-                        self.limits.object_size, frames.MAX_DATA)
+            log.warning("osd_max_object_size %d exceeds what one whole copy can carry "
+                        "(%d bytes): larger objects are recovered in parts but cannot be "
+                        "repaired from a replica", self.limits.object_size, frames.MAX_DATA)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
@@ -397,7 +397,9 @@ class OsdDaemon(Daemon):
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
         await pg.settle()
-        return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps)
+        length = min(state.length, self.max_read) if state.length else 0  # 0: whole (repair)
+        return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps,
+                                 state.offset, length)
 
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()

@@ -713,6 +713,17 @@ class PeeringCore:
             for osd in sorted(self._pmissing.keys() - set(self.interval.acting)):
                 self._send(osd, "purge")  # every acting member has it all: drop stray copies
 
+    def wants_copy(self, oid: str, need: Need, epoch: int) -> bool:
+        """Would `on_push` take this copy now? The parts of a large copy are written only
+        while the object is still missing here (and so never served)."""
+        if self.interval is None or epoch != self.interval.epoch or self.phase == RESTARTED:
+            return False
+        if self.missing.get(oid) != need:
+            return False
+        if self.role == PRIMARY:
+            return self.phase == ACTIVE
+        return self.role == REPLICA and self._replica_active
+
     def on_push(self, oid: str, need: Need, epoch: int) -> Ready | None:
         """A recovered copy of `oid` arrived here. None: ignore it (stale); a Ready with
         empty persist: already recovered (send the re-ack, do not write the object);

@@ -282,20 +282,26 @@ class PG:
         slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
         try:
             async with slots:
-                state, data = await self._fetch(rec.oid, rec.source)
+                part = self.osd.max_read
+                state, data = await self._fetch(rec.oid, rec.source, 0, part)
                 if not rec.need.matches(wire.unpack(state.version) if state.exists else None):
                     log.warning("pg %s: osd.%d holds %s at %s, not %s; retrying later",
                                 self.coll, rec.source, rec.oid, wire.unpack(state.version),
                                 rec.need)
                     return
-                state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
-                state.interval, state.recovery = rec.epoch, True
-                for target in rec.targets:
-                    if target == self.osd.osd_id:
-                        await self.install_copy(state, data)
-                    else:
-                        await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
-                                                timeout=COPY_TIMEOUT_S)
+                version = state.version
+                meta = (list(state.xattrs), list(state.omap))
+                while True:  # part by part: one part in memory, whatever the object's size
+                    last = not state.exists or state.offset + len(data) >= state.size
+                    if not last and not data:
+                        raise SdsError(f"{rec.oid} shrank while being copied")
+                    await self._push_part(rec, state, data, last, meta)
+                    if last:
+                        break
+                    state, data = await self._fetch(rec.oid, rec.source,
+                                                    state.offset + len(data), part)
+                    if not state.exists or state.version != version:
+                        raise SdsError(f"{rec.oid} changed while being copied")
                 if self.osd.recovery_sleep and not rec.urgent:
                     await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
@@ -306,11 +312,37 @@ class PG:
             if self._recovering.get(rec.oid) is asyncio.current_task():
                 del self._recovering[rec.oid]
 
-    async def _fetch(self, oid: str, source: int) -> tuple[osd_pb2.ObjectState, bytes]:
+    async def _push_part(self, rec: Recover, state: osd_pb2.ObjectState, data,
+                         last: bool, meta: tuple[list, list]) -> None:
+        """Send one part of a recovered copy to every target. Parts in the middle that
+        hold only zeros are not sent (the last part sets the size: holes stay holes)."""
+        zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
+        if zeros and not last and state.offset:
+            return
+        state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
+        state.interval, state.recovery, state.partial = rec.epoch, True, not last
+        del state.xattrs[:], state.omap[:]
+        if last:
+            state.xattrs.extend(meta[0])
+            state.omap.extend(meta[1])
+        if zeros and state.offset:
+            data = b""
+        for target in rec.targets:
+            if target == self.osd.osd_id:
+                await self.install_copy(state, memoryview(data))
+            else:
+                await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
+                                        timeout=COPY_TIMEOUT_S)
+
+    async def _fetch(self, oid: str, source: int, offset: int = 0,
+                     length: int = 0) -> tuple[osd_pb2.ObjectState, bytes]:
+        """The object's state and data from `source` (all of it, or the part asked)."""
         if source == self.osd.osd_id:
-            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps)
+            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps,
+                                     offset, length)
         resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-            pool=self.pool_id, pg=self.ps, oid=oid), timeout=COPY_TIMEOUT_S)
+            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length),
+            timeout=COPY_TIMEOUT_S)
         return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
 
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
@@ -320,6 +352,11 @@ class PG:
         if not state.recovery:
             await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,
                                                                       data)))
+            return
+        if state.partial:  # data only, into an object still missing here (never served)
+            if self.core.wants_copy(state.oid, wire.need_from_pb(state.need), state.interval):
+                await asyncio.shield(self._run(
+                    Ready(), objcopy.stage_copy(txn, self.coll, state, data), "push"))
             return
         ready = self.core.on_push(state.oid, wire.need_from_pb(state.need), state.interval)
         if ready is None:
