@@ -218,7 +218,7 @@ async def test_a_2gib_sparse_object_reads_back_with_bounded_memory(pool):
         assert peak["osd"] < RSS_BOUND, f"osd RSS reached {peak['osd'] >> 20} MiB"
         assert peak["client"] - base_client < 200 << 20
         assert await io.read("sparse2g", length=8, offset=size - 8) == b"\0\0\0\0tail"
-        await io.remove("sparse2g")  # recovery copies whole objects: at most 1 GiB today
+        await io.remove("sparse2g")  # 2 GiB on three OSDs of a shared disk: clean up
 
 
 async def test_garbage_gets_einval_and_no_traceback(pool):
