@@ -17,7 +17,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from sds.client.monclient import MonClient
-from sds.common import frames
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
@@ -109,10 +108,12 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
-        if self.limits.object_size > frames.MAX_DATA:
+        frame_max = self.messenger.options.limits.data
+        if self.limits.object_size > frame_max:
             log.warning("osd_max_object_size %d exceeds what one whole copy can carry "
-                        "(%d bytes): larger objects are recovered in parts but cannot be "
-                        "repaired from a replica", self.limits.object_size, frames.MAX_DATA)
+                        "(ms_max_frame_bytes, %d bytes): larger objects are recovered in parts "
+                        "but cannot be repaired from a replica", self.limits.object_size,
+                        frame_max)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
