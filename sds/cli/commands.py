@@ -361,15 +361,22 @@ async def put(ctx: Context, rados, a) -> Output:
 
 @cli("get", args=_OBJ + (arg("file", metavar="FILE", help="where to write, or - for stdout"),))
 async def get(ctx: Context, rados, a) -> Output:
-    """Read an object into a file (or stdout)."""
+    """Read an object into a file (or stdout), chunk by chunk: any size, bounded memory."""
     ioctx = rados.ioctx(a.pool)
-    data = await ioctx.read(a.object)
+    chunks = ioctx.read_stream(a.object)
+    first = await anext(chunks)  # a missing object fails before any file is made
     if a.file == "-":
-        ctx.write_bytes(data)
+        ctx.write_bytes(first)
+        async for chunk in chunks:
+            ctx.write_bytes(chunk)
         return Output()
+    size = len(first)
     with open(a.file, "wb") as f:
-        f.write(data)
-    return Output({"pool": a.pool, "object": a.object, "bytes": len(data), "file": a.file})
+        f.write(first)
+        async for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
+    return Output({"pool": a.pool, "object": a.object, "bytes": size, "file": a.file})
 
 
 @cli("rm", args=_OBJ)

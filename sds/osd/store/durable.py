@@ -275,6 +275,8 @@ class _Ctx:
 class DurableStore(ObjectStore):
     """LMDB + extent-file object store. Reads are sync; `apply` and `close` are async."""
 
+    max_key_bytes = 511  # LMDB's default key size: names and keys are used as keys here
+
     def __init__(
         self, path: str, *, extent_threshold: int = DEFAULT_EXTENT_THRESHOLD,
         map_size: int = 1 << 36, capacity_bytes: int | None = None,
