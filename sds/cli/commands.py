@@ -85,7 +85,7 @@ def cli(*paths: str, args: tuple[Arg, ...] = (), rados: bool = True,
     """Register a subcommand under one or more word paths; docstring = help."""
 
     def register(fn: Callable) -> Callable:
-        doc = inspect.cleandoc(fn.__doc__ or "")
+        doc = inspect.cleandoc(fn.__doc__ or (descriptor.help if descriptor else ""))
         COMMANDS.append(CliCommand(
             [tuple(p.split()) for p in paths], fn, list(args),
             doc.splitlines()[0] if doc else "", doc, needs_rados=rados,
@@ -121,34 +121,6 @@ def _pg_report(data: dict) -> str:
     for f in data.get("repaired") or []:
         lines.append(f"    repaired {f['object']}")
     return "\n".join(lines)
-
-
-@cli("pg scrub", args=(arg("pgid"),))
-async def pg_scrub(ctx: Context, rados, a) -> Output:
-    """Light scrub: compare object lists, sizes and versions across the PG's replicas."""
-    data = await rados.pg_command(a.pgid, {"prefix": "scrub"})
-    return Output(data, _pg_report(data))
-
-
-@cli("pg deep-scrub", args=(arg("pgid"),))
-async def pg_deep_scrub(ctx: Context, rados, a) -> Output:
-    """Deep scrub: also compare the CRC32C of every replica's data, xattrs and omap."""
-    data = await rados.pg_command(a.pgid, {"prefix": "deep-scrub"})
-    return Output(data, _pg_report(data))
-
-
-@cli("pg repair", args=(arg("pgid"),))
-async def pg_repair(ctx: Context, rados, a) -> Output:
-    """Deep-scrub, then overwrite damaged copies with the authoritative one."""
-    data = await rados.pg_command(a.pgid, {"prefix": "repair"})
-    return Output(data, _pg_report(data))
-
-
-@cli("pg query", args=(arg("pgid"),))
-async def pg_query(ctx: Context, rados, a) -> Output:
-    """A PG's state and why (also spelled `sds pg PGID query`, like ceph)."""
-    data = await rados.pg_command(a.pgid, {"prefix": "query"})
-    return Output(data, fmt.to_json(data))
 
 
 @cli("osd deep-scrub", args=(arg("id"),))

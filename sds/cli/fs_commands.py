@@ -8,6 +8,7 @@ import time
 from sds.cli import format as fmt
 from sds.cli.commands import Context, Output, arg, byte_count_arg, cli, mon
 from sds.fs.mdsclient import MdsClient
+from sds.mds import admin
 from sds.proto import mds_pb2
 
 Req = mds_pb2.MdsRequest
@@ -70,6 +71,11 @@ async def fs_rm(ctx: Context, rados, a) -> Output:
     return Output(data, f"removed fs '{a.fs_name}'")
 
 
+def _admin(prefix: str, *args):
+    """A subcommand for an MDS admin operation: its help is the descriptor's."""
+    return cli(prefix, args=args, descriptor=admin.MDS.commands[prefix])
+
+
 async def _mds(rados, a, req: Req) -> mds_pb2.MdsReply:
     client = await MdsClient(rados, a.fs, timeout=60.0).open()
     try:
@@ -78,10 +84,9 @@ async def _mds(rados, a, req: Req) -> mds_pb2.MdsReply:
         await client.close()
 
 
-@cli("fs check", args=(_FS,))
+@_admin("fs check", _FS)
 async def fs_check(ctx: Context, rados, a) -> Output:
-    """fsck: no orphan inodes, no dentries to missing inodes, right link counts."""
-    report = json.loads((await _mds(rados, a, Req(op=Req.CHECK))).report)
+    report = json.loads((await _mds(rados, a, admin.request("fs check"))).report)
     lines = [f"{'clean' if report.get('ok') else 'DAMAGED'}: {report.get('inodes', 0)} inodes, "
              f"{report.get('directories', 0)} directories, {report.get('strays', 0)} strays"]
     lines += [f"  {e}" for e in report.get("errors", [])]
@@ -102,20 +107,18 @@ def _quota_text(q: dict) -> str:
             f"{limit(q['max_files'], False)}")
 
 
-@cli("fs quota set", args=(arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
-                           arg("--max-files", type=int, default=0), _FS))
+@_admin("fs quota set", arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
+         arg("--max-files", type=int, default=0), _FS)
 async def fs_quota_set(ctx: Context, rados, a) -> Output:
-    """Limit a directory tree's bytes and files (0 = unlimited); beyond them: EDQUOT."""
-    reply = await _mds(rados, a, Req(op=Req.QUOTA_SET, path=a.path, max_bytes=a.max_bytes,
-                                     max_files=a.max_files))
+    reply = await _mds(rados, a, admin.request(
+        "fs quota set", path=a.path, max_bytes=a.max_bytes, max_files=a.max_files))
     data = _quota(reply.quota)
     return Output(data, _quota_text(data))
 
 
-@cli("fs quota get", args=(arg("path"), _FS))
+@_admin("fs quota get", arg("path"), _FS)
 async def fs_quota_get(ctx: Context, rados, a) -> Output:
-    """A directory's quota and current usage."""
-    data = _quota((await _mds(rados, a, Req(op=Req.QUOTA_GET, path=a.path))).quota)
+    data = _quota((await _mds(rados, a, admin.request("fs quota get", path=a.path))).quota)
     return Output(data, _quota_text(data))
 
 
@@ -124,26 +127,24 @@ def _snaps(reply: mds_pb2.MdsReply) -> list[dict]:
             for s in reply.snaps]
 
 
-@cli("fs snapshot create", args=(arg("path"), arg("snap_name", metavar="NAME"), _FS))
+@_admin("fs snapshot create", arg("path"), arg("snap_name", metavar="NAME"), _FS)
 async def fs_snapshot_create(ctx: Context, rados, a) -> Output:
-    """Read-only copy of a directory tree, visible as PATH/.snap/NAME."""
-    reply = await _mds(rados, a, Req(op=Req.SNAP_CREATE, path=a.path, name=a.snap_name))
+    reply = await _mds(rados, a, admin.request("fs snapshot create", path=a.path,
+                                                   name=a.snap_name))
     return Output({"path": a.path, "snapshots": _snaps(reply)},
                   f"created snapshot {a.path.rstrip('/')}/.snap/{a.snap_name}")
 
 
-@cli("fs snapshot ls", args=(arg("path"), _FS))
+@_admin("fs snapshot ls", arg("path"), _FS)
 async def fs_snapshot_ls(ctx: Context, rados, a) -> Output:
-    """Snapshots of a directory."""
-    snaps = _snaps(await _mds(rados, a, Req(op=Req.SNAP_LIST, path=a.path)))
+    snaps = _snaps(await _mds(rados, a, admin.request("fs snapshot ls", path=a.path)))
     rows = [(s["name"], s["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["created"])))
             for s in snaps]
     return Output({"path": a.path, "snapshots": snaps},
                   fmt.table(["NAME", "ID", "CREATED"], rows, left=["NAME", "CREATED"]))
 
 
-@cli("fs snapshot rm", args=(arg("path"), arg("snap_name", metavar="NAME"), _FS))
+@_admin("fs snapshot rm", arg("path"), arg("snap_name", metavar="NAME"), _FS)
 async def fs_snapshot_rm(ctx: Context, rados, a) -> Output:
-    """Remove a snapshot and its data."""
-    await _mds(rados, a, Req(op=Req.SNAP_REMOVE, path=a.path, name=a.snap_name))
+    await _mds(rados, a, admin.request("fs snapshot rm", path=a.path, name=a.snap_name))
     return Output({"path": a.path, "removed": a.snap_name}, f"removed snapshot {a.snap_name}")

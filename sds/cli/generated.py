@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 
 from sds.cli import format as fmt
-from sds.cli.commands import Arg, Context, Output, _ids, arg, cli, mon
+from sds.cli.commands import Arg, Context, Output, _ids, _pg_report, arg, cli, mon
 from sds.common.command import Descriptor, Param
+from sds.mds.admin import MDS
 from sds.mon.commands import COMMANDS as MON_COMMANDS
+from sds.osd.pg_commands import COMMANDS as PG_COMMANDS
 
 _TYPES = {"int": int, "float": float}
 
@@ -55,9 +57,21 @@ def mon_cli(prefix: str, render: Callable[[dict], str], *paths: str) -> None:
         data = await rados.mon_command(mon(prefix, **_fields(desc, a)))
         return Output(data, render(data))
 
-    run.__doc__ = desc.help
     run.__name__ = prefix.replace(" ", "_").replace("-", "_")
     cli(*(paths or (prefix,)), args=tuple(cli_arg(p) for p in desc.params),
+        descriptor=desc)(run)
+
+
+def pg_cli(prefix: str, render: Callable[[dict], str]) -> None:
+    """Register `sds pg PREFIX PGID` for the command `prefix` of a PG's primary OSD."""
+    desc = PG_COMMANDS.commands[prefix]
+
+    async def run(ctx: Context, rados, a) -> Output:
+        data = await rados.pg_command(a.pgid, mon(prefix, **_fields(desc, a)))
+        return Output(data, render(data))
+
+    run.__name__ = f"pg_{prefix.replace('-', '_')}"
+    cli(f"pg {prefix}", args=(arg("pgid"), *(cli_arg(p) for p in desc.params)),
         descriptor=desc)(run)
 
 
@@ -92,6 +106,9 @@ for _prefix, _render in (
         ("auth print-key", lambda d: d["key"]),
         ("pg dump", lambda d: fmt.pg_table(d["pg_stats"]))):
     mon_cli(_prefix, _render)
+for _prefix in ("scrub", "deep-scrub", "repair"):
+    pg_cli(_prefix, _pg_report)
+pg_cli("query", fmt.to_json)
 
 
 def describe() -> dict:
@@ -108,7 +125,8 @@ def describe() -> dict:
                                                   if isinstance(v, str | int | float | list)}}
                      for a in c.args],
             "mon_command": c.descriptor.prefix if c.descriptor else None})
-    return {"cli": cli_commands, "mon": [MON_COMMANDS[p].to_dict() for p in sorted(MON_COMMANDS)]}
+    return {"cli": cli_commands, "mon": [MON_COMMANDS[p].to_dict() for p in sorted(MON_COMMANDS)],
+            "mds": MDS.describe(), "pg": PG_COMMANDS.describe()}
 
 
 @cli("help", rados=False)

@@ -55,12 +55,13 @@ def opt(name: str, type: str = "str", default: Any = None, **kw: Any) -> Param:
 
 @dataclass(frozen=True)
 class Access:
-    """Who may run a command (Ceph's mon caps). `caps` are mon letters ("" means r, or rw
-    for a write); `daemon` limits it to that daemon profile; `self_arg` names the argument
+    """Who may run a command (Ceph's caps). `caps` are permission letters on `service`
+    ("" means r, or rw for a write); `daemon` limits it to that daemon profile; `self_arg` names the argument
     that must name the calling daemon; `self_service` lets that daemon run it for itself
     while everyone else needs `caps`; `any_entity` allows any authenticated session."""
 
     caps: str = ""
+    service: str = "mon"  # whose caps `caps` are: the mons', or e.g. the OSDs' (PG commands)
     daemon: str | None = None
     self_arg: str | None = None
     self_service: str | None = None
@@ -93,6 +94,7 @@ class Descriptor:
     def to_dict(self) -> dict:
         return {"prefix": self.prefix, "help": self.help, "write": self.write,
                 "needs": None if self.access.daemon else self.needs,
+                "service": self.access.service,
                 "daemon_only": self.access.daemon,
                 "params": [p.to_dict() for p in self.params]}
 
@@ -180,7 +182,8 @@ _CHECKS: dict[str, Callable[[Param, Any], Any]] = {
 class Registry:
     """Descriptors by prefix; one per server kind (the mons', the MDS's, the OSDs')."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "command", hint: str | None = "try 'help'") -> None:
+        self.what, self.hint = what, hint  # for the unknown-command error; hint None: list them
         self.commands: dict[str, Descriptor] = {}
 
     def add(self, desc: Descriptor) -> Descriptor:
@@ -211,7 +214,8 @@ class Registry:
             raise InvalidArgument("the command has no 'prefix'")
         found = self.commands.get(" ".join(prefix.split()))
         if found is None:
-            raise InvalidArgument(f"unknown command '{prefix}' (try 'help')")
+            hint = self.hint or ", ".join(sorted(self.commands))
+            raise InvalidArgument(f"unknown {self.what} '{prefix}' ({hint})")
         return found
 
     def describe(self) -> list[dict]:
@@ -249,4 +253,4 @@ def authorize(peer: Peer, desc: Descriptor, cmd: dict) -> None:
     if access.self_service is not None and peer.allows_daemon(access.self_service) and \
             _names(peer, access.self_service, cmd.get(access.self_arg)):
         return
-    peer.require("mon", desc.needs, command=prefix)
+    peer.require(access.service, desc.needs, command=prefix)

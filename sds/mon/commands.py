@@ -12,7 +12,8 @@ from sds.mon import services  # noqa: F401 (registers every service's commands)
 from sds.mon.services.core import LEADER_TICKS, MON, CommandResult, MonView
 
 COMMANDS = MON.commands
-__all__ = ["COMMANDS", "LEADER_TICKS", "CommandResult", "MonView", "handle", "is_write"]
+__all__ = ["COMMANDS", "LEADER_TICKS", "CommandResult", "MonView", "handle", "is_write",
+           "report_args"]
 
 
 def is_write(prefix: str) -> bool:
@@ -27,3 +28,11 @@ def handle(view: MonView, cmd: dict) -> CommandResult:
     if desc.fn is None:
         raise InvalidArgument(f"'{desc.prefix}' is a daemon report the monitor handles itself")
     return desc.fn(view, desc.validate(cmd))
+
+
+def report_args(cmd: dict) -> dict:
+    """The checked arguments of a report the daemon handles itself (`fn` None)."""
+    desc = MON.find(cmd)
+    if desc.fn is not None:
+        raise InvalidArgument(f"'{desc.prefix}' is not a daemon report")
+    return desc.validate(cmd)

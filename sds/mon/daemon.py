@@ -371,15 +371,11 @@ class MonDaemon(Daemon):
         caller = self._caller(conn, req)
         authz.authorize(caller, cmd)
         if prefix == "mgr report":
-            self.digest = cmd.get("digest")
+            self.digest = commands.report_args(cmd)["digest"]
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "mon disk report":
-            try:
-                self._peer_disks[str(cmd["name"])] = (float(cmd["avail_percent"]),
-                                                      time.monotonic())
-            except (KeyError, TypeError, ValueError):
-                raise InvalidArgument("mon disk report needs 'name' and 'avail_percent'") \
-                    from None
+            report = commands.report_args(cmd)
+            self._peer_disks[report["name"]] = (report["avail_percent"], time.monotonic())
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "osd failure":
             out = await self._failure_report(caller, cmd)
@@ -418,10 +414,8 @@ class MonDaemon(Daemon):
         """An OSD says a peer is silent; the leader marks it down once enough agree."""
         if not self.core.is_leader:
             return await self._forward(caller, cmd)
-        try:
-            target, reporter = int(cmd["target"]), int(cmd["reporter"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidArgument("osd failure needs integer 'target' and 'reporter'") from None
+        report = commands.report_args(cmd)
+        target, reporter = report["target"], report["reporter"]
         self.failures.report(target, reporter, time.monotonic())
         await self._apply_failures()
         return {"target": target, "reporters": sorted(self.failures.reports.get(target, {}))}

@@ -40,6 +40,7 @@ from sds.osd import fullness, objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.inject import CommitFaults
 from sds.osd.pg import PG, map_view
+from sds.osd.pg_commands import COMMANDS as PG_COMMANDS
 from sds.osd.store.base import Transaction
 from sds.osd.store.durable import DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
@@ -437,24 +438,12 @@ class OsdDaemon(Daemon):
         req.ParseFromString(env.payload)
         try:
             cmd = json.loads(req.cmd_json)
-            prefix = cmd["prefix"]
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, RecursionError):
             raise InvalidArgument("a PG command is a JSON object with a 'prefix'") from None
-        conn.peer.require("osd", "r" if prefix == "query" else "rwx",
-                          pool=self._pool_name(req.pool))
+        desc = PG_COMMANDS.find(cmd)
+        conn.peer.require(desc.access.service, desc.needs, pool=self._pool_name(req.pool))
         pg = await self._pg_for(req.pool, req.pg, env.epoch)
-        if prefix == "query":
-            out = pg.query()
-        elif prefix in ("scrub", "deep-scrub"):
-            found = await pg.scrub(deep=prefix == "deep-scrub")
-            out = {"pgid": pg.coll, "deep": prefix == "deep-scrub",
-                   "inconsistent": [f.as_dict() for f in found]}
-        elif prefix == "repair":
-            out = {"pgid": pg.coll, "repaired": await pg.repair(),
-                   "inconsistent": [f.as_dict() for f in pg.inconsistent.values()]}
-        else:
-            raise InvalidArgument(f"unknown PG command '{prefix}' "
-                                  "(query, scrub, deep-scrub, repair)")
+        out = await desc.fn(pg, desc.validate(cmd))
         return osd_pb2.PgCommandReply(out_json=json.dumps(out))
 
     async def _scrub_scheduler(self) -> None:

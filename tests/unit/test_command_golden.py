@@ -63,3 +63,25 @@ def test_validation_names_the_parameter():
             assert name in str(e), (bad, str(e))
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_mds_admin_requests_come_from_their_descriptors():
+    from sds.mds import admin
+
+    req = admin.request("fs quota set", path="/v", max_bytes=10, max_files=2)
+    assert (req.op, req.path, req.max_bytes, req.max_files) == \
+        (admin.Req.QUOTA_SET, "/v", 10, 2)
+    assert admin.request("fs snapshot rm", path="/v", name="s").name == "s"
+    for bad in ({"path": "/v", "max_bytes": -1}, {"path": ""}, {}):
+        try:
+            admin.request("fs quota set", **bad)
+        except InvalidArgument:
+            continue
+        raise AssertionError(f"{bad} was accepted")
+
+
+def test_pg_commands_need_osd_caps_on_the_pool():
+    from sds.osd.pg_commands import COMMANDS as PG
+
+    assert PG.commands["query"].needs == "r" and PG.commands["repair"].needs == "rwx"
+    assert {d.access.service for d in PG.commands.values()} == {"osd"}

@@ -3,7 +3,7 @@ so that their arguments and who may send them live with every other command."""
 
 from __future__ import annotations
 
-from sds.common.command import Access, Descriptor, Param
+from sds.common.command import Access, Descriptor, Param, opt
 from sds.mon.services.core import MON
 
 MON.add(Descriptor(
@@ -11,7 +11,7 @@ MON.add(Descriptor(
     "(internal) An OSD says a peer stopped answering its heartbeats.", write=True,
     access=Access(daemon="osd", self_arg="reporter")))
 MON.add(Descriptor(
-    "mgr report", (Param("digest", "any"),),
+    "mgr report", (opt("digest", "any"),),
     "(internal) The manager's latest cluster statistics.",
     access=Access(daemon="mgr")))
 MON.add(Descriptor(
