@@ -9,11 +9,14 @@ none is (see sds.osd.fullness for what OSDs then refuse).
 
 from __future__ import annotations
 
+import functools
+
 from sds.common import fullness as fu
 from sds.common import osdmap as om
-from sds.common.command import Param
+from sds.common.command import Descriptor, Param
 from sds.mon.services.core import (
     LEADER_TICKS,
+    MON,
     CommandResult,
     MonView,
     _plural,
@@ -179,19 +182,10 @@ def _set_ratio(view: MonView, args: dict, which: str) -> CommandResult:
                           "full_ratio": new.full}, _update(inc))
 
 
-@command("osd set-nearfull-ratio", RATIO, write=True)
-def cmd_set_nearfull(view: MonView, args: dict) -> CommandResult:
-    """Set the used fraction at which OSDs are nearfull (<= backfillfull)."""
-    return _set_ratio(view, args, "nearfull")
-
-
-@command("osd set-backfillfull-ratio", RATIO, write=True)
-def cmd_set_backfillfull(view: MonView, args: dict) -> CommandResult:
-    """Set the used fraction at which OSDs refuse backfill (nearfull..full)."""
-    return _set_ratio(view, args, "backfillfull")
-
-
-@command("osd set-full-ratio", RATIO, write=True)
-def cmd_set_full(view: MonView, args: dict) -> CommandResult:
-    """Set the used fraction at which the cluster is full and writes stop (>= backfillfull)."""
-    return _set_ratio(view, args, "full")
+for _which, _help in (
+        ("nearfull", "Set the used fraction at which OSDs are nearfull (<= backfillfull)."),
+        ("backfillfull", "Set the used fraction at which OSDs refuse backfill (nearfull..full)."),
+        ("full", "Set the used fraction at which the cluster is full and writes stop "
+                 "(>= backfillfull).")):
+    MON.add(Descriptor(f"osd set-{_which}-ratio", (RATIO,), _help, write=True,
+                       fn=functools.partial(_set_ratio, which=_which)))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 from sds.common import fullness as fu
 from sds.common import osdmap as om
-from sds.common.command import Access, Param, opt
+from sds.common.command import Access, Descriptor, Param, opt
 from sds.common.errors import AlreadyExists
 from sds.crush import builder
 from sds.crush.placement import object_to_pg, pg_name
 from sds.mon.services.core import (
     IDS,
+    MON,
     CommandResult,
     MonView,
     _crush_apply,
@@ -191,21 +194,13 @@ def _mark(view: MonView, args: dict, what: str) -> CommandResult:
     return CommandResult({**output, "epoch": inc.epoch}, _update(inc))
 
 
-@command("osd down", IDS, write=True, access=Access(self_service="osd", self_arg="ids"))
-def cmd_osd_down(view: MonView, args: dict) -> CommandResult:
-    """Mark OSDs down ({"ids": [..]}); a running OSD re-boots itself into the map."""
-    return _mark(view, args, "down")
-
-
-@command("osd out", IDS, write=True)
-def cmd_osd_out(view: MonView, args: dict) -> CommandResult:
-    """Mark OSDs out: CRUSH stops placing data on them and backfill moves it away."""
-    return _mark(view, args, "out")
-
-
-@command("osd in", IDS, write=True)
-def cmd_osd_in(view: MonView, args: dict) -> CommandResult:
-    """Mark OSDs in again."""
-    return _mark(view, args, "in")
+for _what, _help, _access in (
+        ("down", 'Mark OSDs down ({"ids": [..]}); a running OSD re-boots itself into the map.',
+         Access(self_service="osd", self_arg="ids")),
+        ("out", "Mark OSDs out: CRUSH stops placing data on them and backfill moves it away.",
+         Access()),
+        ("in", "Mark OSDs in again.", Access())):
+    MON.add(Descriptor(f"osd {_what}", (IDS,), _help, write=True, access=_access,
+                       fn=functools.partial(_mark, what=_what)))
 
 
