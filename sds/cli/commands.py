@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
@@ -240,13 +239,6 @@ async def auth_caps(ctx: Context, rados, a) -> Output:
     return Output(data, f"updated caps for {a.entity}")
 
 
-@cli("auth rm", "auth del", args=(arg("entity"),))
-async def auth_rm(ctx: Context, rados, a) -> Output:
-    """Remove an entity: its key stops working and its open sessions are dropped."""
-    data = await rados.mon_command(mon("auth rm", entity=a.entity))
-    return Output(data, f"removed {a.entity}")
-
-
 @cli("auth export", args=(arg("entity", nargs="?"),))
 async def auth_export(ctx: Context, rados, a) -> Output:
     """Entities with their keys in keyring format (all of them, or the one named)."""
@@ -255,20 +247,6 @@ async def auth_export(ctx: Context, rados, a) -> Output:
 
 
 # ---------------------------------------------------------------- maintenance
-
-@cli("osd blocklist add", args=(arg("addr"), arg("--expire", type=float, default=None)))
-async def osd_blocklist_add(ctx: Context, rados, a) -> Output:
-    """Fence a client instance off the OSDs (default for 1 hour)."""
-    data = await rados.mon_command(mon("osd blocklist add", addr=a.addr, expire=a.expire))
-    return Output(data, f"blocklisted {a.addr} until {time.ctime(data['until'])}")
-
-
-@cli("osd blocklist rm", args=(arg("addr"),))
-async def osd_blocklist_rm(ctx: Context, rados, a) -> Output:
-    """Let a client instance use the OSDs again."""
-    data = await rados.mon_command(mon("osd blocklist rm", addr=a.addr))
-    return Output(data, f"un-blocklisted {a.addr}" + ("" if data["changed"] else " (was not)"))
-
 
 @cli("osd reweight", args=(arg("id"), arg("weight", type=float)))
 async def osd_reweight(ctx: Context, rados, a) -> Output:
@@ -283,24 +261,6 @@ async def osd_purge(ctx: Context, rados, a) -> Output:
     """Remove a stopped OSD from the OSDMap, CRUSH and the auth database."""
     data = await rados.mon_command(mon("osd purge", ids=_ids([a.id]), confirm=a.confirm))
     return Output(data, f"purged osd.{data['purged']}")
-
-
-@cli("osd balance")
-async def osd_balance(ctx: Context, rados, a) -> Output:
-    """Even out PG replicas per OSD with upmap exceptions (the mgr also does this)."""
-    data = await rados.mon_command(mon("osd balance"))
-    return Output(data, f"{data.get('changes', 0)} PG moves; max deviation "
-                        f"{data.get('max_deviation_before', 0):.1%} -> "
-                        f"{data.get('max_deviation_after', 0):.1%}")
-
-
-@cli("pg stat")
-async def pg_stat(ctx: Context, rados, a) -> Output:
-    """PG counts by state, objects and bytes."""
-    data = await rados.mon_command(mon("pg stat"))
-    states = ", ".join(f"{s['count']} {s['state_name']}" for s in data["pgs_by_state"])
-    return Output(data, f"{data['num_pgs']} pgs: {states or 'none'}; {data['num_objects']} "
-                        f"objects, {fmt.human_bytes(data['num_bytes'])}")
 
 
 @cli("pg dump_stuck", args=(arg("states", nargs="*", help="inactive unclean degraded "

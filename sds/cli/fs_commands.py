@@ -7,6 +7,7 @@ import time
 
 from sds.cli import format as fmt
 from sds.cli.commands import Context, Output, arg, byte_count_arg, cli, mon
+from sds.cli.generated import mon_cli
 from sds.fs.mdsclient import MdsClient
 from sds.mds import admin
 from sds.proto import mds_pb2
@@ -37,11 +38,7 @@ async def fs_new(ctx: Context, rados, a) -> Output:
                         f"data pool {a.data_pool}")
 
 
-@cli("fs ls")
-async def fs_ls(ctx: Context, rados, a) -> Output:
-    """Filesystems, their pools and active MDS."""
-    data = await rados.mon_command(mon("fs ls"))
-    return Output(data, _fs_table(data))
+mon_cli("fs ls", _fs_table)
 
 
 @cli("fs status", args=(arg("fs_name", nargs="?"),))

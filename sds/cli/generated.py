@@ -22,9 +22,20 @@ from sds.osd.pg_commands import COMMANDS as PG_COMMANDS
 _TYPES = {"int": int, "float": float}
 
 
+def _bound(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def cli_arg(param: Param) -> Arg:
     """The argparse spec of one parameter."""
-    kwargs: dict = {"help": param.help or None}
+    words = [param.help] if param.help else []
+    if param.default is not None and param.type != "bool" and param.default != "":
+        words.append(f"(default {param.default})")
+    if param.lo is not None or param.hi is not None:
+        words.append(f"[{_bound(param.lo)}..{_bound(param.hi)}]")
+    kwargs: dict = {"help": " ".join(words) or None}
     if param.type == "bool":
         return arg(f"--{param.name.replace('_', '-')}", dest=param.name, action="store_true",
                    **kwargs)
@@ -85,6 +96,18 @@ def _ratio_line(data: dict) -> str:
             f"full {data['full_ratio']:g}")
 
 
+def _balanced(data: dict) -> str:
+    return (f"{data.get('changes', 0)} PG moves; max deviation "
+            f"{data.get('max_deviation_before', 0):.1%} -> "
+            f"{data.get('max_deviation_after', 0):.1%}")
+
+
+def _pg_stat(data: dict) -> str:
+    states = ", ".join(f"{s['count']} {s['state_name']}" for s in data["pgs_by_state"])
+    return (f"{data['num_pgs']} pgs: {states or 'none'}; {data['num_objects']} objects, "
+            f"{fmt.human_bytes(data['num_bytes'])}")
+
+
 def _blocklist(data: dict) -> str:
     rows = [[e["addr"], time.ctime(e["until"]), "yes" if e["expired"] else "no"]
             for e in data["blocklist"]]
@@ -101,11 +124,18 @@ for _prefix, _render in (
         ("osd set-full-ratio", _ratio_line),
         ("osd ok-to-stop", lambda d: d["message"]),
         ("osd safe-to-destroy", lambda d: d["message"]),
-        ("osd blocklist ls", _blocklist), ("osd balance status", fmt.to_json),
+        ("osd blocklist ls", _blocklist),
+        ("osd balance", _balanced), ("osd balance status", fmt.to_json),  # leaf before child
+        ("osd blocklist add",
+         lambda d: f"blocklisted {d['blocklisted']} until {time.ctime(d['until'])}"),
+        ("osd blocklist rm",
+         lambda d: f"un-blocklisted {d['removed']}" + ("" if d["changed"] else " (was not)")),
+        ("pg stat", _pg_stat),
         ("auth ls", fmt.auth_ls), ("auth get", fmt.auth_get),
         ("auth print-key", lambda d: d["key"]),
         ("pg dump", lambda d: fmt.pg_table(d["pg_stats"]))):
     mon_cli(_prefix, _render)
+mon_cli("auth rm", lambda d: f"removed {d['entity']}", "auth rm", "auth del")
 for _prefix in ("scrub", "deep-scrub", "repair"):
     pg_cli(_prefix, _pg_report)
 pg_cli("query", fmt.to_json)
