@@ -223,8 +223,8 @@ class Registry:
 
 
 def help_of(fn: Callable) -> str:
-    doc = inspect.cleandoc(fn.__doc__ or "").splitlines()
-    return doc[0] if doc else ""
+    """The first paragraph of a docstring, on one line."""
+    return " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split())
 
 
 def _names(peer: Peer, role: str, value: Any) -> bool:

@@ -34,7 +34,8 @@ def _busy_pgs(view: MonView, table: PlacementTable) -> set[tuple[int, int]]:
 @command("osd balance", opt("max_deviation", "float", BALANCE_MAX_DEVIATION, lo=0),
          opt("max_changes", "int", BALANCE_MAX_CHANGES, lo=1, hi=1 << 20), write=True)
 def cmd_osd_balance(view: MonView, args: dict) -> CommandResult:
-    """Even out PG counts per OSD with upmap exceptions (Ceph's upmap balancer)."""
+    """Even out PG counts per OSD with upmap exceptions (Ceph's upmap balancer; the mgr
+    also does this)."""
     osdmap = view.osdmap
     max_dev, max_changes = args["max_deviation"], args["max_changes"]
     table = placement_for(osdmap)

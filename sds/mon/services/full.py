@@ -183,9 +183,11 @@ def _set_ratio(view: MonView, args: dict, which: str) -> CommandResult:
 
 
 for _which, _help in (
-        ("nearfull", "Set the used fraction at which OSDs are nearfull (<= backfillfull)."),
-        ("backfillfull", "Set the used fraction at which OSDs refuse backfill (nearfull..full)."),
-        ("full", "Set the used fraction at which the cluster is full and writes stop "
-                 "(>= backfillfull).")):
+        ("nearfull", "Set the used fraction at which an OSD warns (OSD_NEARFULL), default 0.85 "
+                     "(<= backfillfull)."),
+        ("backfillfull", "Set the used fraction at which an OSD takes no more backfill or "
+                         "recovery, default 0.90 (nearfull..full)."),
+        ("full", "Set the used fraction at which the cluster is full and writes get ENOSPC, "
+                 "default 0.95 (>= backfillfull).")):
     MON.add(Descriptor(f"osd set-{_which}-ratio", (RATIO,), _help, write=True,
                        fn=functools.partial(_set_ratio, which=_which)))

@@ -195,7 +195,7 @@ def _mark(view: MonView, args: dict, what: str) -> CommandResult:
 
 
 for _what, _help, _access in (
-        ("down", 'Mark OSDs down ({"ids": [..]}); a running OSD re-boots itself into the map.',
+        ("down", 'Mark OSDs down; a running OSD re-boots itself into the map (marks itself up again).',
          Access(self_service="osd", self_arg="ids")),
         ("out", "Mark OSDs out: CRUSH stops placing data on them and backfill moves it away.",
          Access()),

@@ -80,7 +80,8 @@ def _pgs_with(view: MonView, ids: set[int]) -> list[tuple[str, maps_pb2.Pool, li
 
 @command("osd ok-to-stop", IDS)
 def cmd_osd_ok_to_stop(view: MonView, args: dict) -> CommandResult:
-    """Whether stopping these OSDs keeps every PG writable (>= min_size replicas)."""
+    """Whether stopping these OSDs keeps every PG writable (>= min_size replicas; exit 16
+    EBUSY if not)."""
     ids = set(args["ids"])
     for osd_id in ids:
         om.osd_by_id(view.osdmap, osd_id)
@@ -107,7 +108,8 @@ def cmd_osd_ok_to_stop(view: MonView, args: dict) -> CommandResult:
 
 @command("osd safe-to-destroy", IDS)
 def cmd_osd_safe_to_destroy(view: MonView, args: dict) -> CommandResult:
-    """Whether these OSDs hold no data that is not fully replicated elsewhere."""
+    """Whether these OSDs hold no data that is not fully replicated elsewhere (exit 16 EBUSY
+    if they do)."""
     ids = set(args["ids"])
     reasons = []
     for osd_id in sorted(ids):
