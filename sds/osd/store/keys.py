@@ -1,0 +1,102 @@
+"""LMDB keys that hold names of any length, and values sealed with a CRC32C.
+
+Why: LMDB refuses keys over 511 bytes (MDB_BAD_VALSIZE), while the OSD accepts object
+names of 2048 bytes (Ceph's osd_max_object_name_len), omap keys up to 64 KiB and xattr
+names up to 4 KiB; and a flipped byte in a stored record must never be served.
+
+Sortable names. A name of at most INLINE bytes is stored as itself; a longer one as its
+first INLINE bytes + a 16-byte BLAKE2b of the whole name (`name_key`), the full name
+travelling in the value. Key order then equals the names' byte order, except among long
+names that share their first INLINE bytes: they are adjacent in key order (no inline
+name can sort between them: it would be longer than INLINE), so `ordered` sorts each
+such run by the real names. Prefix scans and `start_after` keep their meaning: seek to
+the first INLINE bytes, then compare real names.
+
+Object ids. Data blocks, xattrs and omap entries of an object are keyed by
+`object_id` (16-byte BLAKE2b of the name) rather than by the name, so an object of any
+name leaves room for the longest omap key prefix. A collision of two names in one
+collection (2^-64 at 2^32 objects) is not guarded against.
+
+Sealed values: crc32c u32 | name length u32 | name | payload. The CRC covers the key and
+everything after it, so a flipped byte in either is caught (`unseal` raises
+CorruptMetadata). The name is the full name when the key holds only its hash (and for
+onodes always, so fsck can tie an onode to its object id); empty otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+from crc32c import crc32c
+
+from sds.common.errors import CorruptMetadata
+
+INLINE = 320      # names up to this many bytes are keys by themselves
+HASH_BYTES = 16
+COLL_MAX = 128    # bytes of a collection name; with INLINE and two hashes < 511
+_HDR = struct.Struct(">II")
+
+
+def _digest(name: bytes) -> bytes:
+    return hashlib.blake2b(name, digest_size=HASH_BYTES).digest()
+
+
+def name_key(name: bytes) -> bytes:
+    """The key part standing for `name`: the name itself, or a sortable prefix + hash."""
+    if len(name) <= INLINE:
+        return name
+    return name[:INLINE] + _digest(name)
+
+
+def is_hashed(part: bytes) -> bool:
+    return len(part) > INLINE
+
+
+def object_id(oid: bytes) -> bytes:
+    return _digest(oid)
+
+
+def seal(key: bytes, payload, name: bytes = b"") -> bytes:
+    """The stored value for `payload` under `key` (one copy of the payload)."""
+    head = len(name).to_bytes(4, "big")
+    crc = crc32c(payload, crc32c(name, crc32c(head, crc32c(key))))
+    return b"".join((crc.to_bytes(4, "big"), head, name, payload))
+
+
+def unseal(key: bytes, raw, what: str = "record") -> tuple[bytes, bytes]:
+    """(name, payload) of a stored value, verified; CorruptMetadata if it fails."""
+    mv = memoryview(raw)
+    if len(mv) < _HDR.size:
+        raise CorruptMetadata(f"{what}: record truncated to {len(mv)} bytes")
+    crc, nlen = _HDR.unpack_from(mv)
+    if crc32c(mv[4:], crc32c(key)) != crc or _HDR.size + nlen > len(mv):
+        raise CorruptMetadata(f"{what}: checksum mismatch")
+    end = _HDR.size + nlen
+    return bytes(mv[_HDR.size:end]), bytes(mv[end:])
+
+
+def ordered(items, base: bytes, what: str = "record"):
+    """(real name, key, raw value) of the (key, value) items under `base`, in key order
+    as given, with each run of hashed keys sharing a sortable prefix sorted by the real
+    names; stops at the first key outside `base`."""
+    run: list[tuple[bytes, bytes, bytes]] = []
+    run_prefix = b""
+    n = len(base)
+    for k, v in items:
+        if not k.startswith(base):
+            break
+        part = k[n:]
+        if not is_hashed(part):
+            if run:
+                yield from sorted(run)
+                run = []
+            yield part, k, v
+            continue
+        if run and part[:INLINE] != run_prefix:
+            yield from sorted(run)
+            run = []
+        run_prefix = part[:INLINE]
+        run.append((unseal(k, v, what)[0], k, v))
+    if run:
+        yield from sorted(run)
