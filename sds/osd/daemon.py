@@ -23,6 +23,7 @@ from sds.common.errors import (
     Blocklisted,
     ChecksumError,
     ConnectionLost,
+    CorruptMetadata,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -38,7 +39,7 @@ from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.pg import PG, map_view
 from sds.osd.store.base import Transaction
-from sds.osd.store.durable import DurableStore
+from sds.osd.store.durable import REBUILD_HINT, DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -127,15 +128,18 @@ class OsdDaemon(Daemon):
         store = self.store
         if not store.collection_exists(SUPERBLOCK):
             await store.apply(Transaction().create_collection(SUPERBLOCK))
-        raw = store.get_meta(SUPERBLOCK, MAP_KEY)
-        if raw:
-            osdmap = maps_pb2.OsdMap()
-            osdmap.ParseFromString(raw)
-            self.monc.resume_from(osdmap)
-        for coll in store.list_collections():
-            with contextlib.suppress(ValueError):
-                key = parse_pg_name(coll)
-                self.pgs[key] = PG(self, *key)
+        try:
+            raw = store.get_meta(SUPERBLOCK, MAP_KEY)
+            if raw:
+                osdmap = maps_pb2.OsdMap()
+                osdmap.ParseFromString(raw)
+                self.monc.resume_from(osdmap)
+            for coll in store.list_collections():
+                with contextlib.suppress(ValueError):
+                    key = parse_pg_name(coll)
+                    self.pgs[key] = PG(self, *key)
+        except ChecksumError as e:  # peering state we cannot trust: never serve from it
+            raise CorruptMetadata(f"{store.path}/db/data.mdb: {e}: {REBUILD_HINT}") from e
 
     def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
         txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())
@@ -288,8 +292,8 @@ class OsdDaemon(Daemon):
                     pass  # maybe rewritten under the reader's snapshot: look again inline
             return ops.execute_read(self.store, pg.coll, op)
         except ChecksumError as e:
-            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid, e)
-            if not await pg.repair_on_read(op.oid):
+            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid[:200], e)
+            if not await pg.repair_on_read(op.oid, str(e)):
                 raise
             return ops.execute_read(self.store, pg.coll, op)
 

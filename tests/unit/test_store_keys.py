@@ -9,11 +9,13 @@ names it, and a corrupt or foreign store refuses to open with the file and what 
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from sds.common.errors import ChecksumError, CorruptMetadata, NoData, NotSupported
+from sds.common.seal import seal, unseal
 from sds.osd.store import keys
 from sds.osd.store.base import Transaction
 from sds.osd.store.durable import DurableStore
@@ -260,13 +262,73 @@ async def test_corrupt_or_foreign_store_refuses_to_open(tmp_path):
 def test_seal_roundtrip_and_bounds():
     key = b"k" * 10
     for name, payload in ((b"", b""), (b"n", b"p" * 100), (b"x" * 70000, b"")):
-        assert keys.unseal(key, keys.seal(key, payload, name)) == (name, payload)
-    sealed = keys.seal(key, b"abc", b"nm")
+        assert unseal(key, seal(key, payload, name)) == (name, payload)
+    sealed = seal(key, b"abc", b"nm")
     with pytest.raises(CorruptMetadata):
-        keys.unseal(key + b"!", sealed)
+        unseal(key + b"!", sealed)
     with pytest.raises(CorruptMetadata, match="truncated"):
-        keys.unseal(key, sealed[:5])
+        unseal(key, sealed[:5])
     assert keys.name_key(b"a" * N) == b"a" * N
     assert len(keys.name_key(b"a" * (N + 1))) == N + keys.HASH_BYTES
     assert len(b"\0" * (2 + keys.COLL_MAX) + keys.object_id(b"o")
                + keys.name_key(b"k" * 70000)) <= 511
+
+
+def test_offline_fsck_names_the_damage(tmp_path, capsys):
+    from sds.cli.main import main
+    from sds.osd.store import fsck
+
+    async def damage(flip: bool) -> None:
+        s = await _populated(osd_dir / "store") if not flip else DurableStore(str(osd_dir / "store"))
+        if flip:
+            _flip(s, s._xattr, lambda k: k.endswith(b"user.a"))
+        await s.close()
+
+    osd_dir = tmp_path / "osd.0"
+    asyncio.run(damage(False))
+    assert fsck.check(osd_dir) == []
+    asyncio.run(damage(True))
+    [problem] = fsck.check(osd_dir)
+    assert "xattr" in problem and "checksum mismatch" in problem
+    assert main(["osd", "fsck", str(osd_dir)]) == 1
+    assert "rebuild this OSD" in capsys.readouterr().out
+
+
+# -- the monitor store ---------------------------------------------------------------------------
+
+
+def test_mon_store_values_are_sealed(tmp_path):
+    from sds.mon.store import MonStore
+
+    with MonStore(tmp_path / "mon") as m:
+        m.write({"paxos/1": b"VALUE-ONE", "paxos/2": b"VALUE-TWO", "gone": b"x"})
+        m.write({"gone": None})
+        assert m.load() == {"paxos/1": b"VALUE-ONE", "paxos/2": b"VALUE-TWO"}
+        with m._env.begin(write=True) as t:
+            raw = bytearray(t.get(b"paxos/2"))
+            raw[-1] ^= 0x01
+            t.put(b"paxos/2", bytes(raw))
+        assert m.get("paxos/1") == b"VALUE-ONE"
+        with pytest.raises(CorruptMetadata, match="data.mdb: key b'paxos/2'.*rebuild"):
+            m.get("paxos/2")
+        with pytest.raises(CorruptMetadata):
+            m.load()
+    with pytest.raises(CorruptMetadata):  # and so the monitor does not start
+        MonStore(tmp_path / "mon").load()
+
+
+def test_mon_store_of_old_format_or_garbage_refuses_to_open(tmp_path):
+    import lmdb
+
+    from sds.mon.store import MonStore
+
+    env = lmdb.open(str(tmp_path / "old"), subdir=True)
+    with env.begin(write=True) as t:
+        t.put(b"paxos/1", b"plain")
+    env.close()
+    with pytest.raises(NotSupported, match="format 1"):
+        MonStore(tmp_path / "old")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "data.mdb").write_bytes(random.Random(2).randbytes(64 << 10))
+    with pytest.raises(CorruptMetadata, match="bad/data.mdb"):
+        MonStore(tmp_path / "bad")

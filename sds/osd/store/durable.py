@@ -17,10 +17,10 @@ On-disk layout under `path/`:
                                     pool (POOL_MAX_FILES, POOL_MAX_BYTES) for reuse, or unlinked
 
     ckey = u16 len + coll utf-8 (at most 128 bytes); okey = ckey + BLAKE2b-128(oid).
-    name_key and seal are in keys.py: a name of up to 320 bytes is its own key, a longer
-    one a sortable prefix + hash (full name in the value), so keys stay under LMDB's
-    511 bytes for names of any length and listings keep the order of the real names;
-    seal prefixes a CRC32C over key and value, verified on every read (CorruptMetadata).
+    name_key (keys.py): a name of up to 320 bytes is its own key, a longer one a sortable
+    prefix + hash (full name in the value), so keys stay under LMDB's 511 bytes for names
+    of any length and listings keep the order of the real names. seal (sds/common/seal.py)
+    prefixes a CRC32C over key and value, verified on every read (CorruptMetadata).
     A store of another FORMAT (1: before checksums) or one LMDB cannot open refuses to
     start, naming the file and what to do (REBUILD_HINT).
 
@@ -134,6 +134,7 @@ from sds.common.errors import (
     NotSupported,
     SdsError,
 )
+from sds.common.seal import seal, unseal
 from sds.osd.store import keys
 from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
 
@@ -189,16 +190,16 @@ def _seal_named(key_base: bytes, name: bytes, payload) -> tuple[bytes, bytes]:
     """(key, sealed value) of a record named `name` under `key_base`."""
     part = keys.name_key(name)
     key = key_base + part
-    return key, keys.seal(key, payload, name if keys.is_hashed(part) else b"")
+    return key, seal(key, payload, name if keys.is_hashed(part) else b"")
 
 
 def _seal_onode(nk: bytes, oid: bytes, size: int, mtime: float, version: int) -> bytes:
-    return keys.seal(nk, _ONODE.pack(size, mtime, version), oid)
+    return seal(nk, _ONODE.pack(size, mtime, version), oid)
 
 
 def _u64(t: lmdb.Transaction, key: bytes, db) -> int:
     raw = t.get(key, db=db)
-    return _U64.unpack(keys.unseal(key, raw, "counter")[1])[0] if raw is not None else 0
+    return _U64.unpack(unseal(key, raw, "counter")[1])[0] if raw is not None else 0
 
 
 def _ext_name(ext_id: int) -> str:
@@ -379,11 +380,11 @@ class DurableStore(ObjectStore):
         with self._env.begin(write=True) as t:
             raw = t.get(b"format", db=self._sys)
             if raw is not None:
-                found = _U64.unpack(keys.unseal(b"format", raw, "store format")[1])[0]
+                found = _U64.unpack(unseal(b"format", raw, "store format")[1])[0]
             elif t.stat(self._colls)["entries"] or t.stat(self._onode)["entries"]:
                 found = 1  # written before values were sealed
             else:
-                t.put(b"format", keys.seal(b"format", _U64.pack(FORMAT)), db=self._sys)
+                t.put(b"format", seal(b"format", _U64.pack(FORMAT)), db=self._sys)
                 return
         if found != FORMAT:
             raise NotSupported(f"{db_file}: store format {found}, this OSD reads format "
@@ -660,14 +661,14 @@ class DurableStore(ObjectStore):
                 t.delete(k, db=self._extref)
                 ctx.freed.append(ext_id)
             else:
-                t.put(k, keys.seal(k, _U64.pack(n)), db=self._extref)
+                t.put(k, seal(k, _U64.pack(n)), db=self._extref)
         for ext in ctx.created:  # written and superseded inside the same txn
             if ctx.refdelta.get(ext.ext_id, 0) == 0:
                 ctx.freed.append(ext.ext_id)
         for key, d in ((b"objects", ctx.d_objects), (b"bytes", ctx.d_bytes)):
             if d:
                 n = _u64(t, key, self._sys) + d
-                t.put(key, keys.seal(key, _U64.pack(n)), db=self._sys)
+                t.put(key, seal(key, _U64.pack(n)), db=self._sys)
 
     # -- ops (writer thread) -------------------------------------------------------------
     def _apply_ops(self, ctx: _Ctx, txn: Transaction) -> None:
@@ -678,7 +679,7 @@ class DurableStore(ObjectStore):
                 continue
             if k == TxnOp.CREATE_COLLECTION:
                 ck = _ckey(op.coll)
-                if not t.put(ck, keys.seal(ck, b""), db=self._colls, overwrite=False):
+                if not t.put(ck, seal(ck, b""), db=self._colls, overwrite=False):
                     raise AlreadyExists(f"collection {op.coll!r}")
             elif k == TxnOp.REMOVE_COLLECTION:
                 self._remove_collection(ctx, op.coll)
@@ -743,7 +744,7 @@ class DurableStore(ObjectStore):
                 ends[0] = max(ends[0], _U32.unpack(bk[-4:])[0] * BLOCK + self._rec_len(rec))
             self._delete_prefix(t, self._data, ok, each_block)
             try:  # a remove always succeeds: repair replaces a corrupt onode this way
-                size = _ONODE.unpack(keys.unseal(nk, t.get(nk, db=self._onode), "onode")[1])[0]
+                size = _ONODE.unpack(unseal(nk, t.get(nk, db=self._onode), "onode")[1])[0]
             except CorruptMetadata:
                 size = ends[0]  # best guess for the byte counter: the end of the last block
             self._delete_prefix(t, self._xattr, ok)
@@ -767,7 +768,7 @@ class DurableStore(ObjectStore):
             size, mtime, version = 0, 0.0, 0
             ctx.d_objects += 1
         else:
-            size, mtime, version = _ONODE.unpack(keys.unseal(nk, raw, "onode")[1])
+            size, mtime, version = _ONODE.unpack(unseal(nk, raw, "onode")[1])
         ok = _okey(op.coll, op.oid)
         k = op.kind
         new_size = size
@@ -956,7 +957,7 @@ class DurableStore(ObjectStore):
         raw = t.get(nk, db=self._onode)
         if raw is None:
             raise NotFound(f"object {coll}/{oid}")
-        return _ONODE.unpack(keys.unseal(nk, raw, f"onode of {coll}/{oid[:80]}")[1])
+        return _ONODE.unpack(unseal(nk, raw, f"onode of {coll}/{oid[:80]}")[1])
 
     def _rfd(self, ext_id: int) -> int:
         fd = self._rfds.get(ext_id)
@@ -1109,7 +1110,7 @@ class DurableStore(ObjectStore):
         raw = t.get(base + part, db=db)
         if raw is None:
             return None
-        stored, payload = keys.unseal(base + part, raw, what)
+        stored, payload = unseal(base + part, raw, what)
         if keys.is_hashed(part) and stored != name:  # a BLAKE2b collision: not ours
             return None
         return payload
@@ -1153,7 +1154,7 @@ class DurableStore(ObjectStore):
             if len(out) >= limit:
                 more = True
                 break
-            out.append((name, keys.unseal(k, raw, what)[1] if values else None))
+            out.append((name, unseal(k, raw, what)[1] if values else None))
         return out, more
 
     def omap_get(self, coll: str, oid: str, keys: list[bytes]) -> dict[bytes, bytes]:
@@ -1276,12 +1277,12 @@ class DurableStore(ObjectStore):
         colls = set()
         for ck, raw in t.cursor(db=self._colls):
             with _noting(problems):
-                keys.unseal(ck, raw, f"collection {ck[2:]!r}")
+                unseal(ck, raw, f"collection {ck[2:]!r}")
             colls.add(ck)
         for nk, raw in t.cursor(db=self._onode):
             ck = nk[:2 + _U16.unpack_from(nk)[0]]
             with _noting(problems):
-                oid, payload = keys.unseal(nk, raw, f"onode {nk[:100]!r}")
+                oid, payload = unseal(nk, raw, f"onode {nk[:100]!r}")
                 if nk != ck + keys.name_key(oid):
                     raise CorruptMetadata(f"onode {nk[:100]!r} holds another name {oid[:100]!r}")
                 sizes[ck + keys.object_id(oid)] = _ONODE.unpack(payload)[0]
@@ -1292,12 +1293,12 @@ class DurableStore(ObjectStore):
                 ck = k[:2 + _U16.unpack_from(k)[0]]
                 ok = k[:len(ck) + keys.HASH_BYTES]
                 with _noting(problems):
-                    keys.unseal(k, raw, f"{kind} {k[:100]!r}")
+                    unseal(k, raw, f"{kind} {k[:100]!r}")
                 if ok not in sizes:
                     problems.append(f"{kind} {k[:100]!r} without a readable onode")
         for k, raw in t.cursor(db=self._meta):
             with _noting(problems):
-                keys.unseal(k, raw, f"meta {k[:100]!r}")
+                unseal(k, raw, f"meta {k[:100]!r}")
         with _noting(problems):
             _u64(t, b"format", self._sys)
         return sizes

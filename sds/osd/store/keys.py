@@ -17,25 +17,19 @@ Object ids. Data blocks, xattrs and omap entries of an object are keyed by
 name leaves room for the longest omap key prefix. A collision of two names in one
 collection (2^-64 at 2^32 objects) is not guarded against.
 
-Sealed values: crc32c u32 | name length u32 | name | payload. The CRC covers the key and
-everything after it, so a flipped byte in either is caught (`unseal` raises
-CorruptMetadata). The name is the full name when the key holds only its hash (and for
-onodes always, so fsck can tie an onode to its object id); empty otherwise.
+Values are sealed (sds.common.seal) with the full name when the key holds only its hash
+(and for onodes always, so fsck can tie an onode to its object id).
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
 
-from crc32c import crc32c
-
-from sds.common.errors import CorruptMetadata
+from sds.common.seal import unseal
 
 INLINE = 320      # names up to this many bytes are keys by themselves
 HASH_BYTES = 16
 COLL_MAX = 128    # bytes of a collection name; with INLINE and two hashes < 511
-_HDR = struct.Struct(">II")
 
 
 def _digest(name: bytes) -> bytes:
@@ -55,25 +49,6 @@ def is_hashed(part: bytes) -> bool:
 
 def object_id(oid: bytes) -> bytes:
     return _digest(oid)
-
-
-def seal(key: bytes, payload, name: bytes = b"") -> bytes:
-    """The stored value for `payload` under `key` (one copy of the payload)."""
-    head = len(name).to_bytes(4, "big")
-    crc = crc32c(payload, crc32c(name, crc32c(head, crc32c(key))))
-    return b"".join((crc.to_bytes(4, "big"), head, name, payload))
-
-
-def unseal(key: bytes, raw, what: str = "record") -> tuple[bytes, bytes]:
-    """(name, payload) of a stored value, verified; CorruptMetadata if it fails."""
-    mv = memoryview(raw)
-    if len(mv) < _HDR.size:
-        raise CorruptMetadata(f"{what}: record truncated to {len(mv)} bytes")
-    crc, nlen = _HDR.unpack_from(mv)
-    if crc32c(mv[4:], crc32c(key)) != crc or _HDR.size + nlen > len(mv):
-        raise CorruptMetadata(f"{what}: checksum mismatch")
-    end = _HDR.size + nlen
-    return bytes(mv[_HDR.size:end]), bytes(mv[end:])
 
 
 def ordered(items, base: bytes, what: str = "record"):
