@@ -619,11 +619,11 @@ def osd_add(ctx: Context, a) -> Output:
 @cli("osd fsck", rados=False, args=(
     arg("path", help="data directory of a stopped OSD (osd.N) or its store directory"),
 ))
-def osd_fsck(ctx: Context, a) -> Output:
+async def osd_fsck(ctx: Context, a) -> Output:
     """Check a stopped OSD's store offline: checksums of every record, references, counters."""
     from sds.osd.store import fsck
 
-    problems = fsck.check(a.path)
+    problems = await fsck.check(a.path)
     text = "\n".join(problems) if problems else f"{a.path}: store is consistent"
     if problems:
         text += (f"\n{len(problems)} problems: let the cluster repair the damaged objects from "

@@ -286,9 +286,9 @@ def test_offline_fsck_names_the_damage(tmp_path, capsys):
 
     osd_dir = tmp_path / "osd.0"
     asyncio.run(damage(False))
-    assert fsck.check(osd_dir) == []
+    assert asyncio.run(fsck.check(osd_dir)) == []
     asyncio.run(damage(True))
-    [problem] = fsck.check(osd_dir)
+    [problem] = asyncio.run(fsck.check(osd_dir))
     assert "xattr" in problem and "checksum mismatch" in problem
     assert main(["osd", "fsck", str(osd_dir)]) == 1
     assert "rebuild this OSD" in capsys.readouterr().out

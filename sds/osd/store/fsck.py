@@ -7,7 +7,6 @@ recycles unreferenced extent files, so a running OSD's directory is refused.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from sds.common.daemon import pid_alive
@@ -35,7 +34,7 @@ def _refuse_if_running(store: Path) -> None:
             raise Busy(f"{pidfile} names running process {pid}: stop the OSD first")
 
 
-def check(path: str | Path) -> list[str]:
+async def check(path: str | Path) -> list[str]:
     """Every problem found in the store (empty when consistent); a store that cannot be
     opened at all is one problem naming its file."""
     store = store_dir(path)
@@ -47,4 +46,4 @@ def check(path: str | Path) -> list[str]:
     try:
         return s.fsck()
     finally:
-        asyncio.run(s.close())
+        await s.close()
