@@ -139,7 +139,8 @@ class OsdDaemon(Daemon):
                     key = parse_pg_name(coll)
                     self.pgs[key] = PG(self, *key)
         except ChecksumError as e:  # peering state we cannot trust: never serve from it
-            raise CorruptMetadata(f"{store.path}/db/data.mdb: {e}: {REBUILD_HINT}") from e
+            raise CorruptMetadata(f"{store.path}/db/data.mdb: {e}: "
+                                  f"{REBUILD_HINT.format(dir=store.path)}") from e
 
     def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
         txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())

@@ -16,7 +16,8 @@ import pytest
 from sds.client import Rados
 from sds.crush.placement import object_to_pg, pg_name
 from sds.osd.store import fsck
-from tests.integration.test_faults import ALL_DAEMONS, _all_up, wait_for
+from sds.osd.store.durable import DurableStore
+from tests.integration.test_faults import ALL_DAEMONS, _all_clean, _all_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,15 @@ async def _setup(cluster, pool: str):
         p = r.monc.pools[pool]
         ps = object_to_pg(p, "victim")
         return xv, ov, pg_name(p.id, ps), r.placement.pg_up(p.id, ps)
+
+
+async def _gone(cluster, pid: int) -> bool:
+    """The daemon process exited (reaped, or a zombie of this test process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 async def _query(r: Rados, pgid: str) -> dict:
@@ -122,3 +132,52 @@ async def test_names_at_the_limits_work_and_recover(cluster):
         await wait_for(clean, 60, "the PG recovered to clean")
         deep = await r.pg_command(pgid, {"prefix": "deep-scrub"})
         assert deep["inconsistent"] == []
+
+
+async def test_osd_with_corrupt_peering_state_refuses_to_start_and_rebuilds(cluster):
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("rebuild", pg_num=4, size=3)
+        io = r.ioctx("rebuild")
+        for i in range(8):
+            await io.write_full(f"o{i}", b"v%d" % i)
+    cluster.stop("osd.0")
+    store_dir = cluster.dir / "osd.0" / "store"
+    s = DurableStore(str(store_dir))
+    with s._env.begin(write=True, db=s._meta) as t:  # one PG's peering info, bit-flipped
+        key = next(k for k in t.cursor().iternext(values=False) if k.endswith(b"peering/info"))
+        value = bytearray(t.get(key))
+        value[-2] ^= 0x04
+        t.put(key, bytes(value))
+    await s.close()
+    log_file = cluster.dir / "out" / "osd.0.log"
+    seen = log_file.stat().st_size
+    pid = cluster.start("osd.0")
+
+    async def ended():
+        new = log_file.read_bytes()[seen:].decode(errors="replace")
+        return new if "daemon_exit" in new or "daemon_serving" in new else None
+    tail = await wait_for(ended, 30, "osd.0 to refuse to start")
+    assert "daemon_serving" not in tail
+    await wait_for(lambda: _gone(cluster, pid), 10, "the osd.0 process to exit")
+    assert "daemon_start_failed" in tail and str(store_dir / "db" / "data.mdb") in tail
+    assert f"sds osd fsck {store_dir}" in tail and "checksum mismatch" in tail
+    assert "peering/info" in tail
+    [problem] = await fsck.check(cluster.dir / "osd.0")
+    assert "peering/info" in problem
+    store_dir.rename(store_dir.with_name("store.corrupt"))   # what the message says to do
+    cluster.start("osd.0")
+    async with Rados(cluster.conf) as r:
+        await wait_for(lambda: _all_up(r), 30, "osd.0 up again")
+        await wait_for(lambda: _all_clean(r), 60, "osd.0 backfilled, all PGs clean")
+        pool_id = r.monc.pools["rebuild"].id
+        io = r.ioctx("rebuild")
+        for i in range(8):
+            assert await io.read(f"o{i}") == b"v%d" % i
+    cluster.down()
+    s = DurableStore(str(store_dir))
+    try:
+        held = {n for c in s.list_collections() if c.startswith(f"{pool_id}.")
+                for n in s.list_objects(c)[0]}
+    finally:
+        await s.close()
+    assert held == {f"o{i}" for i in range(8)}, "osd.0 was not backfilled"

@@ -155,8 +155,8 @@ DIO_KEEP_BYTES = 32 * 1024 * 1024  # free aligned write buffers kept (already fa
 READ_KEEP_BYTES = 18 * 1024 * 1024  # largest per-thread read buffer kept (16 MiB reads)
 
 FORMAT = 2  # 1: names inside keys, unsealed values; 2: keys.py
-REBUILD_HINT = ("run `sds osd fsck DIR` to list the damage, or rebuild this OSD from its "
-                "replicas (stop it, move its data directory away, start it empty)")
+REBUILD_HINT = ("run `sds osd fsck {dir}` to list the damage, or rebuild this OSD from its "
+                "replicas: move {dir} away and start the OSD, and it is backfilled")
 
 _ONODE = struct.Struct(">QdQ")
 _INLINE_HDR = struct.Struct(">BI")
@@ -345,9 +345,10 @@ class DurableStore(ObjectStore):
             self._extref, self._sys = h["extref"], h["sys"]
             self._check_format(db_file)
         except lmdb.Error as e:
-            raise CorruptMetadata(f"{db_file}: {type(e).__name__}: {e}: {REBUILD_HINT}") from e
+            raise CorruptMetadata(f"{db_file}: {type(e).__name__}: {e}: "
+                                  f"{REBUILD_HINT.format(dir=path)}") from e
         except CorruptMetadata as e:
-            raise CorruptMetadata(f"{db_file}: {e}: {REBUILD_HINT}") from e
+            raise CorruptMetadata(f"{db_file}: {e}: {REBUILD_HINT.format(dir=path)}") from e
         self._next_ext = 1
         # O_DIRECT for extent data unless the filesystem refuses it (tmpfs: EINVAL), or
         # direct_io=False. "buffered" is the fallback; both write the same layout.
@@ -388,7 +389,8 @@ class DurableStore(ObjectStore):
                 return
         if found != FORMAT:
             raise NotSupported(f"{db_file}: store format {found}, this OSD reads format "
-                               f"{FORMAT} (checksummed records): {REBUILD_HINT}")
+                               f"{FORMAT} (checksummed records): "
+                               f"{REBUILD_HINT.format(dir=self.path)}")
 
     def _probe_direct(self) -> bool:
         """Can this filesystem do O_DIRECT writes and reads of 4 KiB-aligned buffers?"""
@@ -1154,7 +1156,10 @@ class DurableStore(ObjectStore):
             if len(out) >= limit:
                 more = True
                 break
-            out.append((name, unseal(k, raw, what)[1] if values else None))
+            try:
+                out.append((name, unseal(k, raw, what)[1] if values else None))
+            except CorruptMetadata as e:
+                raise CorruptMetadata(f"{e} (key {name[:100]!r})") from None
         return out, more
 
     def omap_get(self, coll: str, oid: str, keys: list[bytes]) -> dict[bytes, bytes]:
