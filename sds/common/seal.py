@@ -10,28 +10,43 @@ object store and the monitor store.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from crc32c import crc32c
 
 from sds.common.errors import CorruptMetadata
 
 _HDR = struct.Struct(">II")
+_SMALL = 64 * 1024
+
+
+def _name(what: Callable[[], str] | str) -> str:
+    return what() if callable(what) else what
 
 
 def seal(key: bytes, payload, name: bytes = b"") -> bytes:
-    """The stored value for `payload` under `key` (one copy of the payload)."""
+    """The stored value for `payload` under `key`."""
     head = len(name).to_bytes(4, "big")
+    if len(payload) <= _SMALL:  # one concatenation is cheaper than more crc32c calls
+        body = head + name + payload
+        return crc32c(body, crc32c(key)).to_bytes(4, "big") + body
     crc = crc32c(payload, crc32c(name, crc32c(head, crc32c(key))))
-    return b"".join((crc.to_bytes(4, "big"), head, name, payload))
+    return b"".join((crc.to_bytes(4, "big"), head, name, payload))  # one copy of a big value
 
 
-def unseal(key: bytes, raw, what: str = "record") -> tuple[bytes, bytes]:
-    """(name, payload) of a stored value, verified; CorruptMetadata if it fails."""
-    mv = memoryview(raw)
-    if len(mv) < _HDR.size:
-        raise CorruptMetadata(f"{what}: record truncated to {len(mv)} bytes")
-    crc, nlen = _HDR.unpack_from(mv)
-    if crc32c(mv[4:], crc32c(key)) != crc or _HDR.size + nlen > len(mv):
-        raise CorruptMetadata(f"{what}: checksum mismatch")
+def unseal(key: bytes, raw, what: Callable[[], str] | str = "record") -> tuple[bytes, bytes]:
+    """(name, payload) of a stored value, verified; CorruptMetadata if it fails. `what`
+    names the record in the error (a callable: built only then, off the hot path)."""
+    n = len(raw)
+    if n < _HDR.size:
+        raise CorruptMetadata(f"{_name(what)}: record truncated to {n} bytes")
+    crc, nlen = _HDR.unpack_from(raw)
     end = _HDR.size + nlen
-    return bytes(mv[_HDR.size:end]), bytes(mv[end:])
+    if n > _SMALL:  # no copies of a big value but the one returned
+        mv = memoryview(raw)
+        if crc32c(mv[4:], crc32c(key)) != crc or end > n:
+            raise CorruptMetadata(f"{_name(what)}: checksum mismatch")
+        return bytes(mv[_HDR.size:end]), bytes(mv[end:])
+    if crc32c(raw[4:], crc32c(key)) != crc or end > n:
+        raise CorruptMetadata(f"{_name(what)}: checksum mismatch")
+    return bytes(raw[_HDR.size:end]), bytes(raw[end:])

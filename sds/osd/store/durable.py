@@ -16,7 +16,7 @@ On-disk layout under `path/`:
                                     unreferenced one is free space: kept in a bounded free
                                     pool (POOL_MAX_FILES, POOL_MAX_BYTES) for reuse, or unlinked
 
-    ckey = u16 len + coll utf-8 (at most 128 bytes); okey = ckey + BLAKE2b-128(oid).
+    ckey = u16 len + coll utf-8 (at most 128 bytes); okey = ckey + SHA-256(oid)[:16].
     name_key (keys.py): a name of up to 320 bytes is its own key, a longer one a sortable
     prefix + hash (full name in the value), so keys stay under LMDB's 511 bytes for names
     of any length and listings keep the order of the real names. seal (sds/common/seal.py)
@@ -181,6 +181,7 @@ def _nkey(coll: str, oid: str) -> bytes:
     return _ckey(coll) + keys.name_key(oid.encode())
 
 
+@functools.lru_cache(maxsize=4096)  # stat, read and apply of one op each need it
 def _okey(coll: str, oid: str) -> bytes:
     """Prefix of an object's data, xattr and omap keys (fixed length per collection)."""
     return _ckey(coll) + keys.object_id(oid.encode())
@@ -959,7 +960,7 @@ class DurableStore(ObjectStore):
         raw = t.get(nk, db=self._onode)
         if raw is None:
             raise NotFound(f"object {coll}/{oid}")
-        return _ONODE.unpack(unseal(nk, raw, f"onode of {coll}/{oid[:80]}")[1])
+        return _ONODE.unpack(unseal(nk, raw, lambda: f"onode of {coll}/{oid[:80]}")[1])
 
     def _rfd(self, ext_id: int) -> int:
         fd = self._rfds.get(ext_id)
@@ -1106,14 +1107,14 @@ class DurableStore(ObjectStore):
             return t.get(_nkey(coll, oid), db=self._onode) is not None
 
     @staticmethod
-    def _get_named(t, db, base: bytes, name: bytes, what: str) -> bytes | None:
+    def _get_named(t, db, base: bytes, name: bytes, what) -> bytes | None:
         """The verified payload of the record named `name` under `base`, or None."""
         part = keys.name_key(name)
         raw = t.get(base + part, db=db)
         if raw is None:
             return None
         stored, payload = unseal(base + part, raw, what)
-        if keys.is_hashed(part) and stored != name:  # a BLAKE2b collision: not ours
+        if keys.is_hashed(part) and stored != name:  # a hash collision: not ours
             return None
         return payload
 
@@ -1121,7 +1122,7 @@ class DurableStore(ObjectStore):
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
             v = self._get_named(t, self._xattr, _okey(coll, oid), name.encode(),
-                                f"xattr {name[:80]!r} of {coll}/{oid[:80]}")
+                                lambda: f"xattr {name[:80]!r} of {coll}/{oid[:80]}")
             if v is None:
                 raise NoData(f"xattr {name!r}")
             return v
@@ -1130,11 +1131,11 @@ class DurableStore(ObjectStore):
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
             items, _ = self._scan_page(t, self._xattr, _okey(coll, oid), b"", b"", 1 << 62,
-                                       f"xattr of {coll}/{oid[:80]}")
+                                       lambda: f"xattr of {coll}/{oid[:80]}")
             return {k.decode(): v for k, v in items}
 
     @staticmethod
-    def _ordered(t, db, base: bytes, start: bytes, what: str):
+    def _ordered(t, db, base: bytes, start: bytes, what):
         """(name, key, raw) of records under `base` in name order, from the first whose
         name could be >= `start` (see keys.ordered)."""
         cur = t.cursor(db=db)
@@ -1143,7 +1144,7 @@ class DurableStore(ObjectStore):
         return keys.ordered(cur, base, what)
 
     def _scan_page(self, t, db, base: bytes, start_after: bytes, prefix: bytes, limit: int,
-                   what: str, values: bool = True):
+                   what, values: bool = True):
         """One page of (name, verified payload or None) after `start_after`, with `prefix`."""
         out, more = [], False
         for name, k, raw in self._ordered(t, db, base, max(prefix, start_after), what):
@@ -1168,7 +1169,7 @@ class DurableStore(ObjectStore):
             ok = _okey(coll, oid)
             out = {}
             for k in keys:
-                v = self._get_named(t, self._omap, ok, k, f"omap key of {coll}/{oid[:80]}")
+                v = self._get_named(t, self._omap, ok, k, lambda: f"omap of {coll}/{oid[:80]}")
                 if v is not None:
                     out[k] = v
             return out
@@ -1177,13 +1178,13 @@ class DurableStore(ObjectStore):
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
             return self._scan_page(t, self._omap, _okey(coll, oid), start_after, prefix,
-                                   max_entries, f"omap of {coll}/{oid[:80]}")
+                                   max_entries, lambda: f"omap of {coll}/{oid[:80]}")
 
     def list_objects(self, coll, start_after="", max_entries=1000):
         with self._env.begin() as t:
             ck = self._need_coll(t, coll)
             kvs, more = self._scan_page(t, self._onode, ck, start_after.encode(), b"",
-                                        max_entries, f"onode in {coll}", values=False)
+                                        max_entries, lambda: f"onode in {coll}", values=False)
             return [k.decode() for k, _ in kvs], more
 
     def list_collections(self) -> list[str]:
@@ -1197,14 +1198,14 @@ class DurableStore(ObjectStore):
     def get_meta(self, coll: str, key: bytes) -> bytes | None:
         with self._env.begin() as t:
             return self._get_named(t, self._meta, self._need_coll(t, coll), key,
-                                   f"meta {key[:80]!r} of {coll}")
+                                   lambda: f"meta {key[:80]!r} of {coll}")
 
     def list_meta(self, coll, prefix=b"", start_after=b"", max_entries=None):
         with self._env.begin() as t:
             ck = self._need_coll(t, coll)
             limit = max_entries if max_entries is not None else 1 << 62
             return self._scan_page(t, self._meta, ck, start_after, prefix, limit,
-                                   f"meta of {coll}")[0]
+                                   lambda: f"meta of {coll}")[0]
 
     def deep_scrub_object(self, coll: str, oid: str) -> int:
         return crc32c(self.read(coll, oid))

@@ -5,7 +5,7 @@ names of 2048 bytes (Ceph's osd_max_object_name_len), omap keys up to 64 KiB and
 names up to 4 KiB; and a flipped byte in a stored record must never be served.
 
 Sortable names. A name of at most INLINE bytes is stored as itself; a longer one as its
-first INLINE bytes + a 16-byte BLAKE2b of the whole name (`name_key`), the full name
+first INLINE bytes + 16 bytes of the SHA-256 of the whole name (`name_key`), the full name
 travelling in the value. Key order then equals the names' byte order, except among long
 names that share their first INLINE bytes: they are adjacent in key order (no inline
 name can sort between them: it would be longer than INLINE), so `ordered` sorts each
@@ -13,7 +13,7 @@ such run by the real names. Prefix scans and `start_after` keep their meaning: s
 the first INLINE bytes, then compare real names.
 
 Object ids. Data blocks, xattrs and omap entries of an object are keyed by
-`object_id` (16-byte BLAKE2b of the name) rather than by the name, so an object of any
+`object_id` (16 bytes of the SHA-256 of the name) rather than by the name, so an object of any
 name leaves room for the longest omap key prefix. A collision of two names in one
 collection (2^-64 at 2^32 objects) is not guarded against.
 
@@ -33,7 +33,7 @@ COLL_MAX = 128    # bytes of a collection name; with INLINE and two hashes < 511
 
 
 def _digest(name: bytes) -> bytes:
-    return hashlib.blake2b(name, digest_size=HASH_BYTES).digest()
+    return hashlib.sha256(name).digest()[:HASH_BYTES]  # SHA-NI: faster than BLAKE2 here
 
 
 def name_key(name: bytes) -> bytes:
@@ -51,7 +51,7 @@ def object_id(oid: bytes) -> bytes:
     return _digest(oid)
 
 
-def ordered(items, base: bytes, what: str = "record"):
+def ordered(items, base: bytes, what="record"):
     """(real name, key, raw value) of the (key, value) items under `base`, in key order
     as given, with each run of hashed keys sharing a sortable prefix sorted by the real
     names; stops at the first key outside `base`."""
