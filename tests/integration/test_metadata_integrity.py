@@ -181,3 +181,34 @@ async def test_osd_with_corrupt_peering_state_refuses_to_start_and_rebuilds(clus
     finally:
         await s.close()
     assert held == {f"o{i}" for i in range(8)}, "osd.0 was not backfilled"
+
+
+async def test_corrupt_onode_on_primary_repaired_on_read_and_on_write(cluster):
+    xv, ov, pgid, acting = await _setup(cluster, "metaonode")
+    async with Rados(cluster.conf) as r:
+        p = r.monc.pools["metaonode"]
+        other = next(n for n in (f"other{i}" for i in range(1000))
+                     if pg_name(p.id, object_to_pg(p, n)) == pgid)  # same primary
+        await r.ioctx("metaonode").write_full(other, b"o")
+    for name in ALL_DAEMONS:
+        cluster.stop(name)
+    for victim in ("victim", other):
+        s = DurableStore(str(cluster.dir / f"osd.{acting[0]}" / "store"))
+        with s._env.begin(write=True, db=s._onode) as t:
+            key = next(k for k in t.cursor().iternext(values=False) if k.endswith(victim.encode()))
+            value = bytearray(t.get(key))
+            value[-1] ^= 0x10
+            t.put(key, bytes(value))
+        await s.close()
+    for name in reversed(ALL_DAEMONS):
+        cluster.start(name)
+    async with Rados(cluster.conf) as r:
+        await wait_for(lambda: _all_up(r), 30, "all OSDs up again")
+        io = r.ioctx("metaonode")
+        assert await io.read("victim") == b"data"               # stat failed: replicas' copy
+        assert (await io.stat("victim")).size == 4
+        assert await io.getxattr("victim", "user.a") == xv
+        await io.append(other, b"+")                             # a write repairs first
+        assert await io.read(other) == b"o+"
+        report = await r.pg_command(pgid, {"prefix": "deep-scrub"})
+        assert report["inconsistent"] == []
