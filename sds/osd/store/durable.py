@@ -113,6 +113,7 @@ import concurrent.futures
 import contextlib
 import errno
 import functools
+import logging
 import mmap
 import os
 import struct
@@ -137,6 +138,8 @@ from sds.common.errors import (
 from sds.common.seal import seal, unseal
 from sds.osd.store import keys
 from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
+
+log = logging.getLogger("sds.osd.store")
 
 BLOCK = 64 * 1024
 DEFAULT_EXTENT_THRESHOLD = 512 * 1024
@@ -1135,19 +1138,20 @@ class DurableStore(ObjectStore):
             return {k.decode(): v for k, v in items}
 
     @staticmethod
-    def _ordered(t, db, base: bytes, start: bytes, what):
+    def _ordered(t, db, base: bytes, start: bytes, what, on_corrupt=None):
         """(name, key, raw) of records under `base` in name order, from the first whose
         name could be >= `start` (see keys.ordered)."""
         cur = t.cursor(db=db)
         if not cur.set_range(base + start[:keys.INLINE]):
             return iter(())
-        return keys.ordered(cur, base, what)
+        return keys.ordered(cur, base, what, on_corrupt)
 
     def _scan_page(self, t, db, base: bytes, start_after: bytes, prefix: bytes, limit: int,
-                   what, values: bool = True):
+                   what, values: bool = True, on_corrupt=None):
         """One page of (name, verified payload or None) after `start_after`, with `prefix`."""
         out, more = [], False
-        for name, k, raw in self._ordered(t, db, base, max(prefix, start_after), what):
+        for name, k, raw in self._ordered(t, db, base, max(prefix, start_after), what,
+                                          on_corrupt):
             if not name.startswith(prefix):
                 if name[:len(prefix)] > prefix:
                     break  # past every name with the prefix
@@ -1184,8 +1188,15 @@ class DurableStore(ObjectStore):
         with self._env.begin() as t:
             ck = self._need_coll(t, coll)
             kvs, more = self._scan_page(t, self._onode, ck, start_after.encode(), b"",
-                                        max_entries, lambda: f"onode in {coll}", values=False)
+                                        max_entries, lambda: f"onode in {coll}", values=False,
+                                        on_corrupt=self._unlisted)
             return [k.decode() for k, _ in kvs], more
+
+    @staticmethod
+    def _unlisted(key: bytes, e: CorruptMetadata) -> None:
+        """A long-named onode whose value (holding the name) is corrupt: left out of the
+        listing, so scrub and backfill see the object missing here and copy it back."""
+        log.error("onode %r left out of the listing: %s; run `sds osd fsck`", key[:100], e)
 
     def list_collections(self) -> list[str]:
         with self._env.begin(db=self._colls) as t:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 
+from sds.common.errors import CorruptMetadata
 from sds.common.seal import unseal
 
 INLINE = 320      # names up to this many bytes are keys by themselves
@@ -51,10 +52,11 @@ def object_id(oid: bytes) -> bytes:
     return _digest(oid)
 
 
-def ordered(items, base: bytes, what="record"):
+def ordered(items, base: bytes, what="record", on_corrupt=None):
     """(real name, key, raw value) of the (key, value) items under `base`, in key order
     as given, with each run of hashed keys sharing a sortable prefix sorted by the real
-    names; stops at the first key outside `base`."""
+    names; stops at the first key outside `base`. A hashed record whose value fails its
+    checksum (its name is unknown) raises, or with `on_corrupt` is reported and skipped."""
     run: list[tuple[bytes, bytes, bytes]] = []
     run_prefix = b""
     n = len(base)
@@ -72,6 +74,11 @@ def ordered(items, base: bytes, what="record"):
             yield from sorted(run)
             run = []
         run_prefix = part[:INLINE]
-        run.append((unseal(k, v, what)[0], k, v))
+        try:
+            run.append((unseal(k, v, what)[0], k, v))
+        except CorruptMetadata as e:
+            if on_corrupt is None:
+                raise
+            on_corrupt(k, e)
     if run:
         yield from sorted(run)
