@@ -270,8 +270,10 @@ def test_seal_roundtrip_and_bounds():
         unseal(key, sealed[:5])
     assert keys.name_key(b"a" * N) == b"a" * N
     assert len(keys.name_key(b"a" * (N + 1))) == N + keys.HASH_BYTES
-    assert len(b"\0" * (2 + keys.COLL_MAX) + keys.object_id(b"o")
+    assert len(b"\0" * (2 + keys.COLL_MAX) + keys.object_id(b"o" * 5000)
                + keys.name_key(b"k" * 70000)) <= 511
+    ids = {keys.object_id(n) for n in (b"", b"a", b"a" * 64, b"a" * 65, b"a" * 66, b"a" * 2048)}
+    assert len(ids) == 6 and not any(a != b and b.startswith(a) for a in ids for b in ids)
 
 
 def test_offline_fsck_names_the_damage(tmp_path, capsys):

@@ -4,7 +4,7 @@ On-disk layout under `path/`:
 
     db/data.mdb, db/lock.mdb   LMDB environment (sync=True, metasync=True), named databases:
       colls   ckey                         -> seal(b"")
-      onode   ckey + name_key(oid)         -> seal(size u64, mtime f64, version u64; oid)
+      onode   ckey + name_key(oid)         -> seal(size u64, mtime f64, version u64; long oid)
       data    okey + block u32             -> block record (below)
       xattr   okey + name_key(name)        -> seal(value)
       omap    okey + name_key(key)         -> seal(value)
@@ -16,7 +16,7 @@ On-disk layout under `path/`:
                                     unreferenced one is free space: kept in a bounded free
                                     pool (POOL_MAX_FILES, POOL_MAX_BYTES) for reuse, or unlinked
 
-    ckey = u16 len + coll utf-8 (at most 128 bytes); okey = ckey + SHA-256(oid)[:16].
+    ckey = u16 len + coll utf-8 (at most 64 bytes); okey = ckey + object_id(oid) (keys.py).
     name_key (keys.py): a name of up to 320 bytes is its own key, a longer one a sortable
     prefix + hash (full name in the value), so keys stay under LMDB's 511 bytes for names
     of any length and listings keep the order of the real names. seal (sds/common/seal.py)
@@ -198,7 +198,8 @@ def _seal_named(key_base: bytes, name: bytes, payload) -> tuple[bytes, bytes]:
 
 
 def _seal_onode(nk: bytes, oid: bytes, size: int, mtime: float, version: int) -> bytes:
-    return seal(nk, _ONODE.pack(size, mtime, version), oid)
+    """The onode value; it carries the name when the key holds only a hash of it."""
+    return seal(nk, _ONODE.pack(size, mtime, version), oid if len(oid) > keys.INLINE else b"")
 
 
 def _u64(t: lmdb.Transaction, key: bytes, db) -> int:
@@ -486,6 +487,7 @@ class DurableStore(ObjectStore):
         results: list[BaseException | None] = []
         created: list[_NewExtent] = []
         freed: list[int] = []
+        d_objects = d_bytes = 0
         wtxn = self._env.begin(write=True)
         try:
             for txn in txns:
@@ -505,7 +507,10 @@ class DurableStore(ObjectStore):
                 ctx.t.commit()
                 created += ctx.created
                 freed += ctx.freed
+                d_objects += ctx.d_objects
+                d_bytes += ctx.d_bytes
                 results.append(None)
+            self._add_counters(wtxn, d_objects, d_bytes)
             if created:
                 self._sync_extents(created)
             wtxn.commit()
@@ -671,7 +676,10 @@ class DurableStore(ObjectStore):
         for ext in ctx.created:  # written and superseded inside the same txn
             if ctx.refdelta.get(ext.ext_id, 0) == 0:
                 ctx.freed.append(ext.ext_id)
-        for key, d in ((b"objects", ctx.d_objects), (b"bytes", ctx.d_bytes)):
+
+    def _add_counters(self, t: lmdb.Transaction, d_objects: int, d_bytes: int) -> None:
+        """The statfs counters, once per batch (sealing them per txn cost ~2 us each)."""
+        for key, d in ((b"objects", d_objects), (b"bytes", d_bytes)):
             if d:
                 n = _u64(t, key, self._sys) + d
                 t.put(key, seal(key, _U64.pack(n)), db=self._sys)
@@ -1300,6 +1308,7 @@ class DurableStore(ObjectStore):
             ck = nk[:2 + _U16.unpack_from(nk)[0]]
             with _noting(problems):
                 oid, payload = unseal(nk, raw, f"onode {nk[:100]!r}")
+                oid = oid or nk[len(ck):]
                 if nk != ck + keys.name_key(oid):
                     raise CorruptMetadata(f"onode {nk[:100]!r} holds another name {oid[:100]!r}")
                 sizes[ck + keys.object_id(oid)] = _ONODE.unpack(payload)[0]
@@ -1308,7 +1317,7 @@ class DurableStore(ObjectStore):
         for db, kind in ((self._xattr, "xattr"), (self._omap, "omap entry")):
             for k, raw in t.cursor(db=db):
                 ck = k[:2 + _U16.unpack_from(k)[0]]
-                ok = k[:len(ck) + keys.HASH_BYTES]
+                ok = k[:len(ck) + 1 + k[len(ck)]]
                 with _noting(problems):
                     unseal(k, raw, f"{kind} {k[:100]!r}")
                 if ok not in sizes:
