@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from crc32c import crc32c
 
 from sds.common.errors import (
+    ChecksumError,
     ConnectionLost,
     InvalidArgument,
     NoSpace,
@@ -525,15 +526,27 @@ class PG:
             if entry[1] == 0:
                 del self.object_locks[oid]
 
-    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
+    def _prepare(self, op, data) -> tuple:
+        """(prior version, new version, transaction) of a write: reads only."""
         store = self.osd.store
-        await self.ensure_collection()
         prior = wire.unpack(store.stat(self.coll, op.oid).version) \
             if store.exists(self.coll, op.oid) else None
-        # no await from here to core.write: the version we stamp is the one it assigns
         version = (self.interval_epoch, self.core.last_update[1] + 1)
         txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
                               self.osd.limits)
+        return prior, version, txn
+
+    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
+        await self.ensure_collection()
+        try:
+            prior, version, txn = self._prepare(op, data)
+        except ChecksumError as e:  # our copy is damaged: repair it first (we hold the lock)
+            log.warning("pg %s: %s failed its checksum before a write: %s", self.coll,
+                        op.oid[:200], e)
+            if not await self.repair_on_read(op.oid, str(e), locked=True):
+                raise
+            prior, version, txn = self._prepare(op, data)
+        # no await from here to core.write: the version we stamp is the one it assigns
         entry, ready = self.core.write(op.oid, wire.reqid(*reqid, digest),
                                        op.code == osd_pb2.OsdOp.REMOVE, prior)
         assert entry.version == version, (entry.version, version)
@@ -649,25 +662,40 @@ class PG:
             await self.scrub(deep=True)
         return repaired
 
-    async def repair_on_read(self, oid: str) -> bool:
-        """Our copy failed its checksum: replace it with a replica's copy of the same version."""
-        version = self.osd.store.stat(self.coll, oid).version
-        async with self._object_lock(oid):
+    async def repair_on_read(self, oid: str, why: str = "checksum", locked: bool = False,
+                             ) -> bool:
+        """Our copy failed its checksum (data or metadata): replace it with a replica's copy
+        of the same version, or of the newest version the replicas hold when our onode is
+        what cannot be read. Either way the PG stays inconsistent until a deep scrub."""
+        try:
+            version = self.osd.store.stat(self.coll, oid).version
+        except ChecksumError:
+            version = None
+        async with contextlib.nullcontext() if locked else self._object_lock(oid):
+            best = None
             for peer in self.replicas():
                 try:
                     state, data = await self._fetch(oid, peer)
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
-                                oid, e)
+                                oid[:200], e)
                     continue
-                if state.exists and state.version == version:
-                    await self.install_copy(state, memoryview(data))
-                    log.warning("pg %s: repaired %s from osd.%d after a checksum error",
-                                self.coll, oid, peer)
-                    return True
-        self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
+                if state.exists and state.version == (version or state.version) and (
+                        best is None or state.version > best[1].version):
+                    best = (peer, state, data)
+                    if version is not None:
+                        break
+            if best is not None:
+                peer, state, data = best
+                await self.install_copy(state, memoryview(data))
+                log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
+                            peer, why)
+                bad = f"{why}; repaired from osd.{peer} on read"
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [peer], {self.osd.osd_id: bad})
+            else:
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
         self.core.inconsistent = True
-        return False
+        return best is not None
 
     def query(self) -> dict:
         """Why the PG is in its state, for `sds pg PGID query`."""
