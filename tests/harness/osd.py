@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sds.osd.peering import Entry, Message, PeeringCore
+from sds.osd.peering import Entry, MapView, Message, PeeringCore
 
 from .host import Effects, Host
 
@@ -34,6 +34,14 @@ class OsdHost(Host):
             else:
                 self.store[oid] = held
         super().apply(ready)
+
+    def catch_up(self, maps: list[MapView]) -> None:
+        """Advance through every map this OSD has not seen (stops if it crashes on the way)."""
+        core = self.core
+        for view in maps[core.map_epoch:]:
+            self.apply(core.advance_map(view))
+            if self.core is not core:
+                return
 
     def scan_reply(self, scan: Message) -> Message:
         """The driver, not the core, answers a backfill scan from its store."""

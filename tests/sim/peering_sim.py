@@ -132,17 +132,9 @@ class Sim:
                        self.size, self.min_size)
         self.maps.append(view)
         self.world.log(f"map e{view.epoch} acting={list(acting)} up={sorted(self.up)}")
-        for osd, host in self.hosts.items():
+        for host in self.hosts.values():
             if host.core is not None:
-                self.catch_up(osd)
-
-    def catch_up(self, osd: int) -> None:
-        host = self.hosts[osd]
-        core = host.core
-        for view in self.maps[core.map_epoch:]:
-            host.apply(core.advance_map(view))
-            if host.core is not core:
-                return  # crashed while catching up
+                host.catch_up(self.maps)
 
     def crash(self, osd: int) -> None:
         host = self.hosts[osd]
