@@ -12,6 +12,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 TRACE_TAIL = 300  # lines kept, and attached to a failure
 MIN_DELAY_S = 0.0005
@@ -19,7 +20,8 @@ MIN_DELAY_S = 0.0005
 
 @dataclass
 class Faults:
-    """What the world itself injects; a simulator subclasses it with its own chaos."""
+    """What the world itself injects; a simulator subclasses it with its own chaos and a
+    `draw(rng)` classmethod."""
 
     loss: float = 0.0           # per message
     dup: float = 0.0            # per message: delivered twice
@@ -116,3 +118,33 @@ class World:
         if self.rng.random() >= self.faults.crash:
             return None
         return [items[:self.rng.randint(0, len(items))] for items in effects]
+
+
+class Simulation:
+    """What every simulator has: a World for its seed, faults drawn from that seed first,
+    and hosts whose crash points the World decides."""
+
+    faults_type: type[Faults] = Faults
+    max_events = 50_000
+
+    def __init__(self, seed: int, trace: bool = False):
+        self.world = world = World(seed, trace, self.max_events)
+        self.rng = world.rng
+        self.trace = world.trace
+        world.faults = self.faults = self.faults_type.draw(world.rng)
+
+    @property
+    def now(self) -> float:
+        return self.world.now
+
+    def run_until(self, end: float) -> None:
+        self.world.run_until(end)
+
+    def set_faults(self, faults: Faults) -> None:
+        self.world.faults = self.faults = faults
+
+    def drive(self, host: Any, check: Callable[[Any], object],
+              on_crash: Callable[[], object]) -> Any:
+        """Check each of `host`'s Readys once persisted; let the World crash it mid-Ready."""
+        host.check, host.cut, host.on_crash = check, self.world.crash_cut, on_crash
+        return host

@@ -73,19 +73,20 @@ class SafetyViolation(AssertionError):
     pass
 
 
-class Sim:
+class Sim(world.Simulation):
     """A cluster of MonitorCores on a simulated network and clock."""
 
+    faults_type = Faults
+    max_events = MAX_EVENTS
+
     def __init__(self, seed: int, n: int, trace: bool = False):
-        self.world = w = world.World(seed, trace, MAX_EVENTS)
-        self.rng = w.rng
-        w.faults = self.faults = Faults.draw(w.rng)
+        super().__init__(seed, trace)
+        w = self.world
         self.timing = Timing()
         self.ranks = list(range(n))
         self.hosts = {r: self._host(r) for r in self.ranks}
         self.applied = dict.fromkeys(self.ranks, 0)
         self.chosen: dict[int, bytes] = {}
-        self.trace = w.trace
         self._proposals = 0
         self._values_made = 0
         w.log(f"seed={seed} n={n} {self.faults}")
@@ -97,14 +98,8 @@ class Sim:
     def _host(self, rank: int) -> Host:
         host = Host(lambda durable: MonitorCore(rank, self.ranks, durable, self.timing),
                     {"messages": self._send})
-        host.check = lambda ready: self._check_commits(rank, ready)
-        host.cut = self.world.crash_cut
-        host.on_crash = lambda: self.crash(rank)
-        return host
-
-    @property
-    def now(self) -> float:
-        return self.world.now
+        return self.drive(host, lambda ready: self._check_commits(rank, ready),
+                          lambda: self.crash(rank))
 
     @property
     def nodes(self) -> dict[int, MonitorCore | None]:
@@ -146,9 +141,6 @@ class Sim:
                                       f"leader committed v{leader.last_committed}")
 
     # --------------------------------------------------------------- events
-
-    def run_until(self, end: float) -> None:
-        self.world.run_until(end)
 
     def _on_tick(self, rank: int) -> None:
         node = self.hosts[rank].core
@@ -236,7 +228,7 @@ class Sim:
     def heal(self) -> None:
         """End of the fault phase: no loss, no duplicates, short delays, everyone up."""
         self.world.log("HEAL")
-        self.world.faults = self.faults = Faults(delay_max_s=0.05, propose=0.0)
+        self.set_faults(Faults(delay_max_s=0.05, propose=0.0))
         self.world.join()
         for rank in self.ranks:
             if self.hosts[rank].core is None:

@@ -64,11 +64,13 @@ class SafetyViolation(AssertionError):
     pass
 
 
-class Sim:
+class Sim(world.Simulation):
+    faults_type = Faults
+    max_events = MAX_EVENTS
+
     def __init__(self, seed: int, trace: bool = False):
-        self.world = w = world.World(seed, trace, MAX_EVENTS)
-        rng = self.rng = w.rng
-        w.faults = self.faults = Faults.draw(rng)
+        super().__init__(seed, trace)
+        w, rng = self.world, self.rng
         self.n = rng.choice([3, 4, 5])
         self.size = 3
         self.min_size = rng.choice([1, 2, 2])
@@ -77,7 +79,6 @@ class Sim:
         self.oids = [f"obj{i}" for i in range(rng.choice([3, 8, 20]))]
         self.pref = list(range(self.n))
         rng.shuffle(self.pref)
-        self.trace = w.trace
         self.hosts = {o: self._host(o) for o in range(self.n)}
         self.up: set[int] = set()
         self.up_from: dict[int, int] = {}
@@ -102,14 +103,7 @@ class Sim:
     def _host(self, osd: int) -> OsdHost:
         host = OsdHost(osd, {"messages": self._send, "recover": lambda a: self._recover(osd, a)},
                        max_active=self.max_active, log_max=self.log_max, retry_ticks=5)
-        host.check = lambda ready: self.check_node(osd)
-        host.cut = self.world.crash_cut
-        host.on_crash = lambda: self.crash(osd)
-        return host
-
-    @property
-    def now(self) -> float:
-        return self.world.now
+        return self.drive(host, lambda ready: self.check_node(osd), lambda: self.crash(osd))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -157,9 +151,6 @@ class Sim:
         self.publish()
 
     # ------------------------------------------------------------------ events
-
-    def run_until(self, end: float) -> None:
-        self.world.run_until(end)
 
     def _on_tick(self, osd: int) -> None:
         core = self.hosts[osd].core
@@ -356,7 +347,7 @@ class Sim:
 
     def heal(self) -> None:
         self.world.log("HEAL")
-        self.world.faults = self.faults = Faults(delay_max_s=0.05, write=0.0, read=0.0)
+        self.set_faults(Faults(delay_max_s=0.05, write=0.0, read=0.0))
         for osd, host in self.hosts.items():
             if host.core is None:
                 self.restart(osd)
