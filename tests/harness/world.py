@@ -16,23 +16,22 @@ from typing import Any
 
 TRACE_TAIL = 300  # lines kept, and attached to a failure
 MIN_DELAY_S = 0.0005
+LONG_DELAY_S = 4.0
 
 
 @dataclass
 class Faults:
     """What the world itself injects; a simulator subclasses it with its own chaos and a
-    `draw(rng)` classmethod."""
+    `draw(rng)` classmethod. `long_delay` None draws no number at all (not even for
+    "no"), so a simulator without stale messages keeps the runs its seeds always had."""
 
     loss: float = 0.0           # per message
     dup: float = 0.0            # per message: delivered twice
     delay_max_s: float = 0.01   # uniform delay, so also reordering
-    long_delay: float | None = None  # per copy: held back up to LONG_DELAY_S more (stale
-    #                                  later); None draws nothing, keeping a seed's old run
+    long_delay: float | None = None  # per copy: up to LONG_DELAY_S later (a stale message)
     crash: float = 0.0          # per Ready that persists: die after persisting it
     restart_max_s: float = 3.0  # a crashed process restarts within this
 
-
-LONG_DELAY_S = 4.0
 
 
 class World:
