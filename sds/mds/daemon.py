@@ -68,9 +68,8 @@ class MdsDaemon(Daemon):
         entity = f"mds.{self.daemon_id}"
         self.rados = Rados(config=self.config, entity=entity, key=keyring.key_of(entity))
         self._instance_base = self.rados.client_id
-        # the MDS accepts clients: verify them against the monitors' auth database
-        self.rados.monc.want_auth = True
-        self.rados.messenger.key_lookup = self.rados.monc.key_lookup
+        # the MDS accepts clients: they show mds tickets, verified with our service's secrets
+        self.rados.monc.serve_tickets("mds")
         self.rados.messenger.register(mpb.MDS_REQUEST, self._on_request)
         self.addr = await self.rados.messenger.listen(self.config.get("addr"))
         await self.rados.connect(timeout=60)

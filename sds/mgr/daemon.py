@@ -119,9 +119,9 @@ class MgrDaemon(Daemon):
 
     async def start(self) -> None:
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=lambda e: self.monc.key_lookup(e),
                                    config=self.config)
-        self.monc = MonClient(self.config, self.messenger, want_auth=True)
+        self.monc = MonClient(self.config, self.messenger)
+        self.monc.serve_tickets("mgr")
         self.messenger.register(mpb.MON_STATS, self._on_stats)
         addr = self.config.get("mgr_addr") or self.config.get("addr")
         self.addr = await self.messenger.listen(addr)
@@ -133,6 +133,8 @@ class MgrDaemon(Daemon):
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        if self.monc is not None:
+            await self.monc.close()
         if self.messenger is not None:
             await self.messenger.close()
 
