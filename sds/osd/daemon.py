@@ -455,7 +455,8 @@ class OsdDaemon(Daemon):
                               op_bytes_in=self.perf["bytes_in"],
                               op_bytes_out=self.perf["bytes_out"],
                               read_ops=self.perf["reads"], write_ops=self.perf["writes"],
-                              recovered_objects=self.perf["recovered_objects"])
+                              recovered_objects=self.perf["recovered_objects"],
+                              auth_failures=self.messenger.auth_failures())
         for (pool_id, ps), pg in sorted(self.pgs.items()):
             if not pg.is_primary:
                 continue
