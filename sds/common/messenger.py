@@ -473,7 +473,8 @@ class Messenger:
             entity, key, caps = held.entity, held.session_key, held.caps
             current = check.caps_of(entity) if check.caps_of is not None else caps
             if current is None:
-                raise AuthError(f"{clip(entity)} is no longer in the auth database")
+                raise AuthError(f"{clip(entity)} is not in this daemon's auth map (removed, or "
+                                "created a moment ago: retry)")
             caps = dict(current)
         else:
             found = self.key_lookup(req.entity) if self.key_lookup is not None else None
