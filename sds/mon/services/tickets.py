@@ -11,7 +11,7 @@ import base64
 
 from sds.common import tickets
 from sds.common.command import Access, Param
-from sds.common.errors import NotFound, PermissionDenied
+from sds.common.errors import PermissionDenied, Unavailable
 from sds.mon.services.core import LEADER_TICKS, CommandResult, MonView, command
 from sds.proto import maps_pb2
 
@@ -62,7 +62,8 @@ def cmd_auth_get_ticket(view: MonView, args: dict) -> CommandResult:
         raise PermissionDenied("tickets are issued only to authenticated entities, for themselves")
     secrets = _secrets(view, service)
     if not secrets and service in tickets.SERVICES:
-        raise NotFound(f"no {service} secrets yet: the monitors rotate them within a second")
+        # retried by the client: the leader's first tick after genesis creates them
+        raise Unavailable(f"no {service} secrets yet: the monitors rotate them within a second")
     signer = tickets.signing_secret(secrets, view.now) if secrets else None
     ticket, sealed = tickets.issue(entity.name, dict(entity.caps), service, signer,
                                    entity.key, view.now, _ttl(view))
