@@ -563,19 +563,30 @@ class OsdDaemon(Daemon):
         return objects, bytes_
 
     async def _report_stats(self) -> None:
+        """Report at once after boot (a fresh cluster's first `df` need not wait an interval),
+        then every interval. A device that cannot be sampled is logged once and skipped: the
+        loop must outlive it, or the mgr would serve this OSD's last numbers forever."""
         interval = float(self.config.get("osd_stats_interval"))
         mgr_addr = self.config.get("mgr_addr")
+        failing = False
         while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # the report below says why, once
                 self.device.tend(self.ratios(), self.store)
-            if not mgr_addr:
-                continue
             try:
-                conn = await self.messenger.connect(mgr_addr, timeout=2.0)
-                await conn.send(mpb.MON_STATS, self.stats())
+                if mgr_addr:
+                    conn = await self.messenger.connect(mgr_addr, timeout=2.0)
+                    await conn.send(mpb.MON_STATS, self.stats())
+                if failing:
+                    log.info("statistics report works again")
+                failing = False
             except SdsError as e:
                 log.debug("stats report to mgr failed: %s", e)
+            except OSError as e:
+                if not failing:
+                    log.warning("cannot sample the data device for statistics: %s "
+                                "(retried every %gs, logged once)", e, interval)
+                failing = True
+            await asyncio.sleep(interval)
 
 
 def create(config: Config, daemon_id: str) -> OsdDaemon:
