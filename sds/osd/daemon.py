@@ -320,7 +320,7 @@ class OsdDaemon(Daemon):
             reply, out = await pg.read(op, deadline)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
-        self.admit_write(op)
+        self.admit_write(op, full_try=conn.peer.allows_daemon("mds"))  # by caps, not name
         await self._wait_min_size(pg, deadline)
         await pg.wait_active(deadline)
         return await pg.do_write(op, data, deadline, instance)
@@ -328,12 +328,14 @@ class OsdDaemon(Daemon):
     def ratios(self) -> Ratios:
         return ratios_of(self.osdmap, self.config)
 
-    def admit_write(self, op: osd_pb2.OsdOp) -> None:
-        """ENOSPC for a client write the cluster or this OSD's device has no room for."""
+    def admit_write(self, op: osd_pb2.OsdOp, full_try: bool = False) -> None:
+        """ENOSPC for a client write the cluster or this OSD's device has no room for;
+        `full_try` for a session with the MDS daemon profile (fullness.check_write)."""
         ratios = self.ratios()
         self.device.make_room(ratios, self.store)
         fullness.check_write(op.code, self.osdmap.flags, ratios,
-                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id)
+                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id,
+                             full_try)
 
     def admit_copy(self) -> None:
         """ENOSPC for a recovery/backfill copy into this OSD past backfillfull."""
