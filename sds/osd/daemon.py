@@ -108,12 +108,6 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
-        frame_max = self.messenger.options.limits.data
-        if self.limits.object_size > frame_max:
-            log.warning("osd_max_object_size %d exceeds what one whole copy can carry "
-                        "(ms_max_frame_bytes, %d bytes): larger objects are recovered in parts "
-                        "but cannot be repaired from a replica", self.limits.object_size,
-                        frame_max)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from crc32c import crc32c
 
 from sds.common.errors import (
+    ChecksumError,
     ConnectionLost,
     InvalidArgument,
     NoSpace,
@@ -80,6 +81,10 @@ class PG:
         self.reason = ""   # what a client op waits for, beyond what the core says
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
+        # objects whose local copy is being replaced part by part (repair): reads wait; a
+        # copy that failed halfway stays here (-> the version it was to have) and is never
+        # served until a whole copy is installed
+        self._torn: dict[str, int] = {}
         self.inconsistent: dict[str, scrub.Inconsistency] = {}
         self.last_scrub = 0.0
         self.last_deep_scrub = 0.0
@@ -284,26 +289,18 @@ class PG:
         slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
         try:
             async with slots:
-                part = self.osd.max_read
-                state, data = await self._fetch(rec.oid, rec.source, 0, part)
-                if not rec.need.matches(wire.unpack(state.version) if state.exists else None):
+                def wanted(state: osd_pb2.ObjectState) -> bool:
+                    if rec.need.matches(wire.unpack(state.version) if state.exists else None):
+                        return True
                     log.warning("pg %s: osd.%d holds %s at %s, not %s; retrying later",
                                 self.coll, rec.source, rec.oid, wire.unpack(state.version),
                                 rec.need)
+                    return False
+
+                async def push(state, data, last, meta) -> None:
+                    await self._push_part(rec.targets, state, data, last, meta, rec)
+                if not await self._stream_copy(rec.oid, rec.source, push, wanted):
                     return
-                version = state.version
-                meta = (list(state.xattrs), list(state.omap))
-                while True:  # part by part: one part in memory, whatever the object's size
-                    last = not state.exists or state.offset + len(data) >= state.size
-                    if not last and not data:
-                        raise SdsError(f"{rec.oid} shrank while being copied")
-                    await self._push_part(rec, state, data, last, meta)
-                    if last:
-                        break
-                    state, data = await self._fetch(rec.oid, rec.source,
-                                                    state.offset + len(data), part)
-                    if not state.exists or state.version != version:
-                        raise SdsError(f"{rec.oid} changed while being copied")
                 if self.osd.recovery_sleep and not rec.urgent:
                     await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
@@ -318,22 +315,47 @@ class PG:
             if self._recovering.get(rec.oid) is asyncio.current_task():
                 del self._recovering[rec.oid]
 
-    async def _push_part(self, rec: Recover, state: osd_pb2.ObjectState, data,
-                         last: bool, meta: tuple[list, list]) -> None:
-        """Send one part of a recovered copy to every target. Parts in the middle that
-        hold only zeros are not sent (the last part sets the size: holes stay holes)."""
+    async def _stream_copy(self, oid: str, source: int, push,
+                           accept: Callable[[osd_pb2.ObjectState], bool]) -> bool:
+        """Copy `oid` from `source` part by part (osd_max_read_size each: one part in
+        memory, whatever the object's size) into `push(state, data, last, meta)`; False if
+        `accept` refuses the first part's state. Recovery and repair both copy this way."""
+        part = self.osd.max_read
+        state, data = await self._fetch(oid, source, 0, part)
+        if not accept(state):
+            return False
+        version = state.version
+        meta = (list(state.xattrs), list(state.omap))
+        while True:
+            last = not state.exists or state.offset + len(data) >= state.size
+            if not last and not data:
+                raise SdsError(f"{oid} shrank while being copied")
+            await push(state, data, last, meta)
+            if last:
+                return True
+            state, data = await self._fetch(oid, source, state.offset + len(data), part)
+            if not state.exists or state.version != version:
+                raise SdsError(f"{oid} changed while being copied")
+
+    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
+                         meta: tuple[list, list], rec: Recover | None = None) -> None:
+        """Send one part of a copy to every target: a recovery's (`rec`, tracked by
+        peering) or a repair's. Parts in the middle that hold only zeros are not sent (the
+        first part empties the object, the last sets its size: holes stay holes)."""
         zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
         if zeros and not last and state.offset:
             return
-        state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
-        state.interval, state.recovery, state.partial = rec.epoch, True, not last
+        if rec is not None:
+            state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
+            state.interval = rec.epoch
+        state.recovery, state.partial = rec is not None, not last
         del state.xattrs[:], state.omap[:]
         if last:
             state.xattrs.extend(meta[0])
             state.omap.extend(meta[1])
         if zeros and state.offset:
             data = b""
-        for target in rec.targets:
+        for target in targets:
             if target == self.osd.osd_id:
                 await self.install_copy(state, memoryview(data))
             else:
@@ -417,6 +439,12 @@ class PG:
         if op.code == osd_pb2.OsdOp.LIST:
             return self._list(op)
         await self._wait_recovered(op.oid, deadline, degraded=False)
+        if op.oid in self._torn:  # being repaired here part by part, or left torn
+            async with self._object_lock(op.oid):
+                pass
+            if op.oid in self._torn and not await self.repair_on_read(op.oid):
+                raise ChecksumError(f"{op.oid}: a repair from a replica failed halfway; "
+                                    "no good copy is reachable now (retry, or repair the PG)")
         return await self.osd.read_object(self, op)
 
     def _list(self, op: osd_pb2.OsdOp):
@@ -635,15 +663,12 @@ class PG:
         for finding in findings:
             if not finding.good:
                 continue  # no readable copy anywhere: nothing to repair from
+            source = self.osd.osd_id if self.osd.osd_id in finding.good else finding.good[0]
             async with self._object_lock(finding.oid):
-                state, data = await self._fetch(finding.oid, finding.good[0]
-                                                if self.osd.osd_id not in finding.good
-                                                else self.osd.osd_id)
-                for osd in finding.bad:
-                    if osd == self.osd.osd_id:
-                        await self.install_copy(state, memoryview(data))
-                    else:
-                        await self.osd.call_osd(osd, mpb.OSD_PG_PUSH, state, data, timeout=60)
+                version = 0
+                with contextlib.suppress(SdsError):
+                    version = self.osd.store.stat(self.coll, finding.oid).version
+                await self._repair_copy(finding.oid, source, sorted(finding.bad), version)
             repaired.append(finding.as_dict())
         if repaired:
             await self.scrub(deep=True)
@@ -651,23 +676,46 @@ class PG:
 
     async def repair_on_read(self, oid: str) -> bool:
         """Our copy failed its checksum: replace it with a replica's copy of the same version."""
-        version = self.osd.store.stat(self.coll, oid).version
+        version = self._torn.get(oid) or self.osd.store.stat(self.coll, oid).version
         async with self._object_lock(oid):
             for peer in self.replicas():
                 try:
-                    state, data = await self._fetch(oid, peer)
+                    copied = await self._repair_copy(
+                        oid, peer, [self.osd.osd_id], version,
+                        accept=lambda state: state.exists and state.version == version)
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
                                 oid, e)
                     continue
-                if state.exists and state.version == version:
-                    await self.install_copy(state, memoryview(data))
+                if copied:
                     log.warning("pg %s: repaired %s from osd.%d after a checksum error",
                                 self.coll, oid, peer)
                     return True
         self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
         self.core.inconsistent = True
         return False
+
+    async def _repair_copy(self, oid: str, source: int, targets: list[int], version: int,
+                           accept: Callable[[osd_pb2.ObjectState], bool] = lambda s: True
+                           ) -> bool:
+        """Overwrite `targets`' copies of `oid` with `source`'s, in parts. While our own
+        copy is among them it is torn (reads wait, and after a failure halfway it is never
+        served: repair_on_read tries again, for `version`)."""
+        local = self.osd.osd_id in targets
+        if local:
+            self._torn[oid] = version
+        copied = wrote = False
+
+        async def push(state, data, last, meta) -> None:
+            nonlocal wrote
+            wrote = True
+            await self._push_part(targets, state, data, last, meta)
+        try:
+            copied = await self._stream_copy(oid, source, push, accept)
+            return copied
+        finally:
+            if local and (copied or not wrote):  # whole again, or never touched
+                self._torn.pop(oid, None)
 
     def query(self) -> dict:
         """Why the PG is in its state, for `sds pg PGID query`."""

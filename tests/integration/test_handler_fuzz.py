@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from sds.client import Rados
 from sds.common.errors import ConnectionLost, SdsError, TimedOut
 from sds.common.messenger import Messenger
+from sds.crush.placement import object_to_pg
 from sds.proto import mds_pb2, mon_pb2, osd_pb2, paxos_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -59,6 +60,7 @@ TARGETS = {
                       mds_pb2.MdsRequest(op=mds_pb2.MdsRequest.GETATTR, ino=1)),
     mpb.MON_STATS: ("mgr", mon_pb2.OsdStats, mon_pb2.OsdStats(osd=0)),
 }
+PRIMARY = {mpb.OSD_OP, mpb.OSD_PG_COMMAND, mpb.PING}
 DAEMON_ONLY = {mpb.OSD_REPOP, mpb.OSD_PEERING, mpb.OSD_PG_PUSH, mpb.OSD_PG_PULL,
                mpb.OSD_PG_SCRUB, mpb.MON_STATS}
 
@@ -185,7 +187,7 @@ class Fuzzer:
         self.loop = asyncio.new_event_loop()
         self.rados = Rados(cluster.conf)
         self.daemon = Messenger("osd.0", cluster.key("osd.0"), config=cluster.config("osd.0"))
-        self.replies: dict[str, int] = {}
+        self.replies: dict[str, dict[str, int]] = {}  # message type -> outcome -> count
         self.run(self._start())
 
     def run(self, coro):
@@ -196,44 +198,57 @@ class Fuzzer:
         await self.rados.pool_create(POOL, pg_num=8, size=3)
         await self.rados.ioctx(POOL).write_full("o", b"fuzz target")
 
-    def addr(self, role: str) -> str:
+    def where(self) -> tuple[int, int, int]:
+        """Pool, PG and primary OSD of the fuzz target object."""
+        pool = self.rados.monc.pools[POOL]
+        ps = object_to_pg(pool, "o")
+        return pool.id, ps, self.rados.placement.primary(pool.id, ps)
+
+    def addr(self, msg_type: int) -> str:
+        role = TARGETS[msg_type][0]
         if role == "mon":
             return self.rados.config.mon_addrs[0]
-        name = "osd.1" if role == "osd" else self.cluster.names(role)[0]
-        return self.cluster.addr(name)
+        if role == "osd":  # client ops to the primary, OSD-to-OSD traffic to osd.1
+            primary = self.where()[2]
+            return self.cluster.addr(f"osd.{primary if msg_type in PRIMARY else 1}")
+        return self.cluster.addr(self.cluster.names(role)[0])
 
     def valid(self, msg_type: int) -> bytes:
-        """The sample, addressed to a real PG of the fuzz pool where it has one."""
+        """The sample, addressed to the fuzz object's PG where it has one."""
         _role, cls, sample = TARGETS[msg_type]
         if sample is None:
             return b"ping"
         msg = cls()
         msg.CopyFrom(sample)
-        pool = self.rados.monc.pools[POOL]
-        for name in ("pool",):
-            if name in msg.DESCRIPTOR.fields_by_name:
-                setattr(msg, name, pool.id)
+        pool, ps, _primary = self.where()
+        fields = msg.DESCRIPTOR.fields_by_name
+        if "pool" in fields:
+            msg.pool = pool
+        if "pg" in fields:
+            msg.pg = ps
         return msg.SerializeToString()
 
     def send(self, msg_type: int, payload: bytes, data: bytes, as_daemon: bool) -> None:
         self.run(self._send(msg_type, payload, data, as_daemon))
 
     async def _send(self, msg_type: int, payload: bytes, data: bytes, as_daemon: bool) -> None:
-        role = TARGETS[msg_type][0]
         messenger = self.daemon if as_daemon else self.rados.messenger
-        conn = await messenger.connect(self.addr(role))
+        conn = await messenger.connect(self.addr(msg_type))
         try:
             await conn.call(msg_type, payload, data, epoch=self.rados.osdmap.epoch, timeout=30)
-            self.replies["ok"] = self.replies.get("ok", 0) + 1
+            self._count(msg_type, "ok")
         except ConnectionLost:
-            self.replies["dropped"] = self.replies.get("dropped", 0) + 1
+            self._count(msg_type, "dropped")
         except TimedOut as e:
             raise AssertionError(f"{mpb.MsgType.Name(msg_type)}: no answer: {e}") from None
         except SdsError as e:
             assert e.code != errno.EIO and "internal error" not in str(e), \
                 f"{mpb.MsgType.Name(msg_type)} {payload!r}: {e.code} {e}"
-            name = errno.errorcode.get(e.code, str(e.code))
-            self.replies[name] = self.replies.get(name, 0) + 1
+            self._count(msg_type, errno.errorcode.get(e.code, str(e.code)))
+
+    def _count(self, msg_type: int, outcome: str) -> None:
+        counts = self.replies.setdefault(mpb.MsgType.Name(msg_type), {})
+        counts[outcome] = counts.get(outcome, 0) + 1
 
     def close(self) -> None:
         async def stop():
@@ -289,7 +304,9 @@ def test_daemon_garbage(fuzzer, msg_type):
 
 
 def test_every_daemon_is_up_healthy_bounded_and_quiet(fuzzer, cluster_module):
-    print("replies:", fuzzer.replies)
+    print("\nreplies by message type:")
+    for name, counts in sorted(fuzzer.replies.items()):
+        print(f"  {name}: {counts}")
     cluster = cluster_module
     for name in cluster.names():
         assert cluster.pid(name) is not None, f"{name} died:\n{cluster.log_tail(name)}"
