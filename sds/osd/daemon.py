@@ -420,7 +420,7 @@ class OsdDaemon(Daemon):
         await pg.settle()
         length = min(state.length, self.max_read) if state.length else 0  # 0: whole (repair)
         return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps,
-                                 state.offset, length)
+                                 state.offset, length, state.omap_after, self.max_read)
 
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()

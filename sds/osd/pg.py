@@ -324,21 +324,29 @@ class PG:
         state, data = await self._fetch(oid, source, 0, part)
         if not accept(state):
             return False
-        version = state.version
-        meta = (list(state.xattrs), list(state.omap))
+        version, xattrs, omap_more = state.version, list(state.xattrs), state.omap_more
+        after = b""
         while True:
-            last = not state.exists or state.offset + len(data) >= state.size
-            if not last and not data:
+            data_last = not state.exists or state.offset + len(data) >= state.size
+            if not data_last and not data:
                 raise SdsError(f"{oid} shrank while being copied")
-            await push(state, data, last, meta)
-            if last:
-                return True
+            after = state.omap[-1].key if state.omap else after
+            await push(state, data, data_last and not omap_more, xattrs)
+            if data_last:
+                break
             state, data = await self._fetch(oid, source, state.offset + len(data), part)
             if not state.exists or state.version != version:
                 raise SdsError(f"{oid} changed while being copied")
+        while omap_more:  # the rest of the omap, page by page, before the last part
+            state, _ = await self._fetch(oid, source, omap_after=after)
+            if not state.exists or state.version != version or not state.omap:
+                raise SdsError(f"{oid} changed while being copied")
+            after, omap_more = state.omap[-1].key, state.omap_more
+            await push(state, b"", not omap_more, xattrs)
+        return True
 
     async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
-                         meta: tuple[list, list], rec: Recover | None = None) -> None:
+                         xattrs: list, rec: Recover | None = None) -> None:
         """Send one part of a copy to every target: a recovery's (`rec`, tracked by
         peering) or a repair's. Parts in the middle that hold only zeros are not sent (the
         first part empties the object, the last sets its size: holes stay holes)."""
@@ -349,10 +357,9 @@ class PG:
             state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
             state.interval = rec.epoch
         state.recovery, state.partial = rec is not None, not last
-        del state.xattrs[:], state.omap[:]
+        del state.xattrs[:]  # the omap page a part carries stays with it
         if last:
-            state.xattrs.extend(meta[0])
-            state.omap.extend(meta[1])
+            state.xattrs.extend(xattrs)
         if zeros and state.offset:
             data = b""
         for target in targets:
@@ -362,15 +369,16 @@ class PG:
                 await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
                                         timeout=COPY_TIMEOUT_S)
 
-    async def _fetch(self, oid: str, source: int, offset: int = 0,
-                     length: int = 0) -> tuple[osd_pb2.ObjectState, bytes]:
-        """The object's state and data from `source` (all of it, or the part asked)."""
+    async def _fetch(self, oid: str, source: int, offset: int = 0, length: int = 0,
+                     omap_after: bytes = b"") -> tuple[osd_pb2.ObjectState, bytes]:
+        """The object's state and data from `source` (all of it, the part asked, or the
+        omap page after `omap_after`)."""
         if source == self.osd.osd_id:
             return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps,
-                                     offset, length)
+                                     offset, length, omap_after, self.osd.max_read)
         resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length),
-            timeout=COPY_TIMEOUT_S)
+            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length,
+            omap_after=omap_after), timeout=COPY_TIMEOUT_S)
         return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
 
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:

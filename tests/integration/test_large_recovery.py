@@ -117,6 +117,7 @@ REPAIR_SIZE = 300 << 20
 REPAIR_AT = 100 << 20  # 1 MiB written there: in an extent file, where a byte can be flipped
 REPAIR_BLOCKS = {0: os.urandom(4096), REPAIR_AT: os.urandom(1 << 20),
                  REPAIR_SIZE - 4096: os.urandom(4096)}
+BIG_OMAP = {f"m{i:02d}".encode(): os.urandom(1 << 20) for i in range(40)}  # 3 pages
 
 
 class _Peaks:
@@ -147,8 +148,9 @@ class _Peaks:
 
 
 async def test_a_corrupt_300mib_object_is_repaired_in_parts(cluster):
-    """Scrub repair and repair on read copy a large object part by part, and the deep
-    scrub reads it part by part: every OSD stays under the RSS bound."""
+    """Scrub repair and repair on read copy a large object part by part (its 40 MiB omap
+    in pages), and the deep scrub reads it part by part: every OSD stays under the RSS
+    bound, and every replica ends up with the same data, xattrs and omap."""
     from test_faults import _all_up, flip_byte_on_disk
 
     from sds.crush.placement import object_to_pg, pg_name
@@ -162,6 +164,8 @@ async def test_a_corrupt_300mib_object_is_repaired_in_parts(cluster):
             await io.write("big", block, offset=offset)
         await io.setxattr("big", "user.a", b"xattr")
         await io.omap_set("big", {b"k": b"omap"})
+        for at in range(0, len(BIG_OMAP), 8):
+            await io.omap_set("big", dict(list(BIG_OMAP.items())[at:at + 8]))
         pool = r.monc.pools["repair"]
         ps = object_to_pg(pool, "big")
         pgid, acting = pg_name(pool.id, ps), r.placement.pg_up(pool.id, ps)
@@ -207,5 +211,6 @@ async def test_a_corrupt_300mib_object_is_repaired_in_parts(cluster):
         finally:
             await store.close()
     assert signatures[0][0] == REPAIR_SIZE
-    assert signatures[0][2] == {"user.a": b"xattr"} and signatures[0][3] == [(b"k", b"omap")]
+    assert signatures[0][2] == {"user.a": b"xattr"}
+    assert signatures[0][3] == [(b"k", b"omap"), *sorted(BIG_OMAP.items())]
     assert signatures == [signatures[0]] * 3, "the replicas differ"
