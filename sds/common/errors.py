@@ -56,6 +56,11 @@ class ChecksumError(SdsError):
     code = _errno.EIO
 
 
+class CorruptMetadata(ChecksumError):
+    """A stored record (onode, xattr, omap entry, PG log, peering or monitor state) fails
+    its CRC32C: it is never served; the OSD repairs it from a replica like a bad block."""
+
+
 class Busy(SdsError):
     code = _errno.EBUSY
 

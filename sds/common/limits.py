@@ -81,23 +81,3 @@ class Limits:
         if len(raw) > limit:
             raise NameTooLong(f"{what} of {len(raw)} bytes exceeds the limit of {limit} "
                               f"({option}): {raw[:40]!r}...")
-
-
-def check_store_keys(op: osd_pb2.OsdOp, coll: str, max_key: int | None) -> None:
-    """Refuse names that would not fit the store's keys (a store with a key size limit
-    says so in `max_key_bytes`): its commit would fail after the PG log moved on.
-    `KEY_OVERHEAD` covers the collection prefix and the PG's own bookkeeping keys (a
-    missing-object record is `peering/missing/<oid>`)."""
-    if max_key is None or op.code == Op.LIST:
-        return
-    room = max_key - len(coll.encode()) - KEY_OVERHEAD
-    longest = max([len(k) for k in op.keys] + [len(kv.key) for kv in op.kvs]
-                  + [len(op.name.encode())], default=0)
-    need = len(op.oid.encode()) + longest
-    if need > room:
-        raise NameTooLong(f"object name and key of {need} bytes do not fit this OSD's store "
-                          f"(keys of at most {max_key} bytes); osd_max_object_name_len allows "
-                          "more only on a store with long keys")
-
-
-KEY_OVERHEAD = 40

@@ -23,6 +23,7 @@ from sds.common.errors import (
     Blocklisted,
     ChecksumError,
     ConnectionLost,
+    CorruptMetadata,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -32,16 +33,16 @@ from sds.common.errors import (
 )
 from sds.common.fullness import Ratios, ratios_of
 from sds.common.keyring import Keyring
-from sds.common.limits import Limits, check_store_keys
+from sds.common.limits import Limits
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
-from sds.crush.placement import parse_pg_name, pg_name
+from sds.crush.placement import parse_pg_name
 from sds.osd import fullness, objcopy, ops, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.inject import CommitFaults
 from sds.osd.pg import PG, map_view
 from sds.osd.store.base import Transaction
-from sds.osd.store.durable import DurableStore
+from sds.osd.store.durable import REBUILD_HINT, DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -161,15 +162,19 @@ class OsdDaemon(Daemon):
         store = self.store
         if not store.collection_exists(SUPERBLOCK):
             await store.apply(Transaction().create_collection(SUPERBLOCK))
-        raw = store.get_meta(SUPERBLOCK, MAP_KEY)
-        if raw:
-            osdmap = maps_pb2.OsdMap()
-            osdmap.ParseFromString(raw)
-            self.monc.resume_from(osdmap)
-        for coll in store.list_collections():
-            with contextlib.suppress(ValueError):
-                key = parse_pg_name(coll)
-                self.pgs[key] = PG(self, *key)
+        try:
+            raw = store.get_meta(SUPERBLOCK, MAP_KEY)
+            if raw:
+                osdmap = maps_pb2.OsdMap()
+                osdmap.ParseFromString(raw)
+                self.monc.resume_from(osdmap)
+            for coll in store.list_collections():
+                with contextlib.suppress(ValueError):
+                    key = parse_pg_name(coll)
+                    self.pgs[key] = PG(self, *key)
+        except ChecksumError as e:  # peering state we cannot trust: never serve from it
+            raise CorruptMetadata(f"{store.path}/db/data.mdb: {e}: "
+                                  f"{REBUILD_HINT.format(dir=store.path)}") from e
 
     def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
         txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())
@@ -300,7 +305,6 @@ class OsdDaemon(Daemon):
         conn.peer.require("osd", "r" if is_read else "w", pool=self._pool_name(op.pool))
         deadline = time.monotonic() + self.op_timeout
         self.limits.check_op(op, len(data))  # before the op reaches its PG (and its log)
-        check_store_keys(op, pg_name(op.pool, op.pg), self.store.max_key_bytes)
         instance = conn.instance  # who sends the op is the session's, never the op's say
         if not instance:
             raise InvalidArgument("object ops need a client instance, named when the "
@@ -351,8 +355,8 @@ class OsdDaemon(Daemon):
                     pass  # maybe rewritten under the reader's snapshot: look again inline
             return ops.execute_read(self.store, pg.coll, op, self.max_read)
         except ChecksumError as e:
-            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid, e)
-            if not await pg.repair_on_read(op.oid):
+            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid[:200], e)
+            if not await pg.repair_on_read(op.oid, str(e)):
                 raise
             return ops.execute_read(self.store, pg.coll, op, self.max_read)
 

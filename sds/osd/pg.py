@@ -561,15 +561,31 @@ class PG:
             if entry[1] == 0:
                 del self.object_locks[oid]
 
-    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
+    def _prepare(self, op, data) -> tuple:
+        """(prior version, new version, transaction) of a write: reads only."""
         store = self.osd.store
-        await self.ensure_collection()
         prior = wire.unpack(store.stat(self.coll, op.oid).version) \
             if store.exists(self.coll, op.oid) else None
-        # no await from here to core.write: the version we stamp is the one it assigns
         version = (self.interval_epoch, self.core.last_update[1] + 1)
         txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
                               self.osd.limits)
+        return prior, version, txn
+
+    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
+        await self.ensure_collection()
+        if op.oid in self._torn and not await self.repair_on_read(
+                op.oid, "a repair failed halfway", locked=True):  # never write onto it
+            raise ChecksumError(f"{op.oid[:200]}: a repair from a replica failed halfway; "
+                                "no good copy is reachable now (retry, or repair the PG)")
+        try:
+            prior, version, txn = self._prepare(op, data)
+        except ChecksumError as e:  # our copy is damaged: repair it first (we hold the lock)
+            log.warning("pg %s: %s failed its checksum before a write: %s", self.coll,
+                        op.oid[:200], e)
+            if not await self.repair_on_read(op.oid, str(e), locked=True):
+                raise
+            prior, version, txn = self._prepare(op, data)
+        # no await from here to core.write: the version we stamp is the one it assigns
         entry, ready = self.core.write(op.oid, wire.reqid(*reqid, digest),
                                        op.code == osd_pb2.OsdOp.REMOVE, prior)
         assert entry.version == version, (entry.version, version)
@@ -682,26 +698,51 @@ class PG:
             await self.scrub(deep=True)
         return repaired
 
-    async def repair_on_read(self, oid: str) -> bool:
-        """Our copy failed its checksum: replace it with a replica's copy of the same version."""
-        version = self._torn.get(oid) or self.osd.store.stat(self.coll, oid).version
-        async with self._object_lock(oid):
-            for peer in self.replicas():
+    async def repair_on_read(self, oid: str, why: str = "checksum", locked: bool = False,
+                             ) -> bool:
+        """Our copy failed its checksum (data or metadata): replace it with a replica's copy
+        of the same version, or of the newest version the replicas hold when our onode is
+        what cannot be read; copied in parts (_repair_copy). Either way the PG stays
+        inconsistent until a deep scrub."""
+        try:
+            version = self._torn.get(oid) or self.osd.store.stat(self.coll, oid).version
+        except ChecksumError:
+            version = None
+        async with contextlib.nullcontext() if locked else self._object_lock(oid):
+            wanted = {peer: version for peer in self.replicas()}
+            if version is None:  # the newest version a replica holds, asked for first
+                found = {}
+                for peer in wanted:
+                    try:
+                        state, _ = await self._fetch(oid, peer, 0, 1)
+                    except SdsError as e:
+                        log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll,
+                                    peer, oid[:200], e)
+                        continue
+                    if state.exists:
+                        found[peer] = state.version
+                wanted = dict(sorted(found.items(), key=lambda kv: -kv[1]))
+            source = None
+            for peer, want in wanted.items():
                 try:
-                    copied = await self._repair_copy(
-                        oid, peer, [self.osd.osd_id], version,
-                        accept=lambda state: state.exists and state.version == version)
+                    if await self._repair_copy(
+                            oid, peer, [self.osd.osd_id], want,
+                            accept=lambda state, w=want: state.exists and state.version == w):
+                        source = peer
+                        break
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
-                                oid, e)
-                    continue
-                if copied:
-                    log.warning("pg %s: repaired %s from osd.%d after a checksum error",
-                                self.coll, oid, peer)
-                    return True
-        self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
+                                oid[:200], e)
+            if source is not None:
+                log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
+                            source, why)
+                bad = f"{why}; repaired from osd.{source} on read"
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [source],
+                                                             {self.osd.osd_id: bad})
+            else:
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
         self.core.inconsistent = True
-        return False
+        return source is not None
 
     async def _repair_copy(self, oid: str, source: int, targets: list[int], version: int,
                            accept: Callable[[osd_pb2.ObjectState], bool] = lambda s: True

@@ -26,10 +26,8 @@ from sds.common.errors import (
     SdsError,
     TooBig,
 )
-from sds.common.limits import KEY_OVERHEAD
 from sds.common.messenger import Messenger
 from sds.crush.placement import object_to_pg, pg_name
-from sds.osd.store.durable import DurableStore
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import mon_pb2, osd_pb2
 
@@ -73,18 +71,6 @@ async def _pg_log(r: Rados, oid: str) -> tuple:
     return q["last_update"], q["log_entries"], q["log_tail"]
 
 
-def _name_room(r: Rados, key_len: int = 0) -> int:
-    """The longest name the OSDs accept: the option, or less on a store with short keys
-    (the durable store keeps names in LMDB keys until storecrc's key encoding lands:
-    there a name and its longest xattr name or omap key share one key of `max_key`)."""
-    max_key = DurableStore.max_key_bytes
-    if max_key is None:
-        return NAME_MAX
-    pool = r.monc.pools[POOL]
-    coll = pg_name(pool.id, pool.pg_num - 1)  # pg_num 8: every PG name has this length
-    return min(NAME_MAX, max_key - len(coll) - KEY_OVERHEAD - key_len)
-
-
 def _name(prefix: str, length: int) -> str:
     return (prefix + "x" * length)[:length]
 
@@ -92,14 +78,13 @@ def _name(prefix: str, length: int) -> str:
 async def test_long_names_up_to_the_limit_and_refused_above_it(pool):
     async with Rados(pool.conf) as r:
         io = r.ioctx(POOL)
-        room = _name_room(r)
-        longest = _name("long-", _name_room(r, key_len=len("user.a")))
+        longest = _name("long-", NAME_MAX)
         await io.write_full(longest, b"data")
         await io.setxattr(longest, "user.a", b"v")
         await io.omap_set(longest, {b"k": b"v"})
         assert await io.read(longest) == b"data"
         assert longest in [n async for n in io.list_objects()]
-        for name in {_name("over-", room + 1), _name("over-", NAME_MAX + 1)}:
+        for name in (_name("over-", NAME_MAX + 1),):
             before = await _pg_log(r, name)
             with pytest.raises(NameTooLong, match="osd_max_object_name_len|store"):
                 await _raw(r, Op(code=Op.WRITE_FULL, oid=name, tid=1 << 40), b"x")
@@ -108,17 +93,13 @@ async def test_long_names_up_to_the_limit_and_refused_above_it(pool):
         with pytest.raises(NameTooLong, match="osd_max_object_name_len"):
             await io.write_full(_name("client-", NAME_MAX + 1), b"x")  # at once, locally
         assert time.monotonic() - started < 0.5
-        if room < NAME_MAX:
-            pytest.xfail(f"names of {room + 1}..{NAME_MAX} bytes need the long-key store "
-                         "(engineer storecrc); the limit itself is enforced")
 
 
 async def test_a_replica_restart_recovers_the_longest_names(pool):
     """Issue 9 item 3: long names once wedged recovery (their records did not fit)."""
     async with Rados(pool.conf) as r:
         io = r.ioctx(POOL)
-        room = _name_room(r)
-        names = [_name(f"rec{i}-", room) for i in range(6)]
+        names = [_name(f"rec{i}-", NAME_MAX) for i in range(6)]
         pool.stop("osd.1")
         await wait_for(lambda: _osd_down(r, 1), 20, "osd.1 marked down")
         for name in names:

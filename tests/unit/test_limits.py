@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from sds.common.errors import SdsError
-from sds.common.limits import KEY_OVERHEAD, Limits, check_store_keys
+from sds.common.limits import Limits
 from sds.proto import osd_pb2
 
 Op = osd_pb2.OsdOp
@@ -58,13 +58,3 @@ def test_at_the_limit_is_accepted(op, data_len):
 def test_long_message_names_are_cut():
     _, message = refused(Op(code=Op.WRITE_FULL, oid="o" * 10000))
     assert len(message) < 200
-
-
-def test_store_keys():
-    room = 100 - len("1.0") - KEY_OVERHEAD
-    check_store_keys(Op(code=Op.WRITE_FULL, oid="o" * room), "1.0", 100)
-    check_store_keys(Op(code=Op.WRITE_FULL, oid="o" * 5000), "1.0", None)
-    with pytest.raises(SdsError) as e:
-        check_store_keys(Op(code=Op.OMAP_SET, oid="o" * (room - 5),
-                            kvs=[osd_pb2.KeyValue(key=b"k" * 6)]), "1.0", 100)
-    assert e.value.code == errno.ENAMETOOLONG

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sds.common import errorlog
 from sds.common.errors import SdsError
-from sds.common.limits import Limits, check_store_keys
+from sds.common.limits import Limits
 from sds.osd import ops
 from sds.osd.store.base import Transaction
 from sds.osd.store.durable import DurableStore
@@ -64,7 +64,6 @@ def test_random_ops_give_typed_errors_and_checked_writes_commit(stores, op, data
     for store in stores.stores:
         try:
             LIMITS.check_op(op, len(data))
-            check_store_keys(op, COLL, store.max_key_bytes)
             if ops.is_read(op.code):
                 ops.execute_read(store, COLL, op, max_read=1 << 16)
                 continue

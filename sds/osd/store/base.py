@@ -188,10 +188,6 @@ class ObjectStore(abc.ABC):
     Reads are synchronous; `apply` and `close` are coroutines.
     """
 
-    # longest key the store can index (a name, xattr name or omap key plus its prefix);
-    # None: no limit beyond the osd_max_* options (sds.common.limits checks both)
-    max_key_bytes: int | None = None
-
     @abc.abstractmethod
     async def apply(self, txn: Transaction) -> None:
         """Apply all ops atomically; durable when this returns."""
