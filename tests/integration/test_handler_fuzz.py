@@ -7,7 +7,9 @@ every daemon stays up, healthy, bounded in memory and free of tracebacks in its 
 Two identities send: client.admin (what any client could send, with every client cap) and,
 for OSD-to-OSD and statistics traffic that only daemons may send, osd.0 with its own key
 (a confused or buggy peer daemon). Paxos is sent by the client only: a monitor's peers are
-trusted with the consensus itself.
+trusted with the consensus itself. Likewise an OSD is trusted with the PGs it shares (a
+lying peer can stall one, in Ceph too), so osd.0's garbage addresses a pool that does not
+exist: parsing, caps and the PG lookup must answer it, and nothing of it may stick.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster_opts(mds=1)]
 
 EXAMPLES = 40
 POOL = "fuzz"
+KEEP = "fuzz-kept-object"
 RSS_BOUND = 300 << 20
 SRC = Path(__file__).resolve().parents[2] / "sds"
 
@@ -141,9 +144,35 @@ def _fill(draw, msg, depth: int) -> None:
 
 
 @st.composite
-def random_message(draw, cls) -> bytes:
+def random_message(draw, cls, where: tuple[int, int] | None = None) -> bytes:
+    """Random fields; with `where`, addressed to that pool and PG (so it reaches one)."""
     msg = cls()
     _fill(draw, msg, 0)
+    fields = msg.DESCRIPTOR.fields_by_name
+    if where is not None and "pool" in fields and "pg" in fields:
+        msg.pool, msg.pg = where
+    return msg.SerializeToString()
+
+
+# read-only commands only: the admin's garbage must not reconfigure the cluster under test
+MON_PREFIXES = ["status", "health", "df", "osd dump", "osd tree", "osd df", "pg dump",
+                "pg dump_stuck", "mon stat", "osd map", "fs status", "osd pool ls", "nonsense"]
+PG_PREFIXES = ["query", "scrub", "deep-scrub", "nonsense"]
+JSON = st.recursive(st.none() | st.booleans() | INTS | st.floats() | TEXT,
+                    lambda inner: st.lists(inner, max_size=3) |
+                    st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
+ARGS = st.dictionaries(st.sampled_from(["detail", "format", "pool", "pgid", "id", "name",
+                                        "object", "threshold", "epoch"]) | TEXT, JSON,
+                       max_size=4)
+
+
+@st.composite
+def command(draw, cls, prefixes: list[str], where: tuple[int, int] | None) -> bytes:
+    """A JSON command with a known prefix and random arguments."""
+    cmd = {**draw(ARGS), "prefix": draw(st.sampled_from(prefixes))}
+    msg = cls(cmd_json=json.dumps(cmd))
+    if where is not None:
+        msg.pool, msg.pg = where
     return msg.SerializeToString()
 
 
@@ -165,11 +194,15 @@ def mutated(draw, valid: bytes) -> bytes:
     return bytes(buf)
 
 
-def payloads(msg_type: int, valid: bytes) -> st.SearchStrategy:
+def payloads(msg_type: int, valid: bytes, where: tuple[int, int] | None) -> st.SearchStrategy:
     _role, cls, _sample = TARGETS[msg_type]
     kinds = [st.binary(max_size=256), mutated(valid)]
     if cls is not None:
-        kinds.append(random_message(cls))
+        kinds += [random_message(cls), random_message(cls, where)]
+    if msg_type == mpb.MON_COMMAND:
+        kinds.append(command(cls, MON_PREFIXES, None))
+    elif msg_type == mpb.OSD_PG_COMMAND:
+        kinds.append(command(cls, PG_PREFIXES, where))
     return st.one_of(*kinds)
 
 
@@ -197,6 +230,7 @@ class Fuzzer:
         await self.rados.connect()
         await self.rados.pool_create(POOL, pg_num=8, size=3)
         await self.rados.ioctx(POOL).write_full("o", b"fuzz target")
+        await self.rados.ioctx(POOL).write_full(KEEP, b"kept")  # a name no example uses
 
     def where(self) -> tuple[int, int, int]:
         """Pool, PG and primary OSD of the fuzz target object."""
@@ -213,8 +247,9 @@ class Fuzzer:
             return self.cluster.addr(f"osd.{primary if msg_type in PRIMARY else 1}")
         return self.cluster.addr(self.cluster.names(role)[0])
 
-    def valid(self, msg_type: int) -> bytes:
-        """The sample, addressed to the fuzz object's PG where it has one."""
+    def valid(self, msg_type: int, as_daemon: bool) -> bytes:
+        """The sample, addressed to the fuzz object's PG where it has one (for a daemon's
+        messages, the same PG number of a pool that does not exist)."""
         _role, cls, sample = TARGETS[msg_type]
         if sample is None:
             return b"ping"
@@ -223,7 +258,7 @@ class Fuzzer:
         pool, ps, _primary = self.where()
         fields = msg.DESCRIPTOR.fields_by_name
         if "pool" in fields:
-            msg.pool = pool
+            msg.pool = pool + 1000 if as_daemon else pool
         if "pg" in fields:
             msg.pg = ps
         return msg.SerializeToString()
@@ -283,7 +318,10 @@ def _fuzz_one(msg_type: int, as_daemon: bool):
     @FUZZ
     @given(data=st.data())
     def run(fuzzer, data):
-        payload = data.draw(payloads(msg_type, fuzzer.valid(msg_type)), label="payload")
+        pool, ps, _primary = fuzzer.where()
+        where = (pool + 1000 if as_daemon else pool, ps)
+        payload = data.draw(payloads(msg_type, fuzzer.valid(msg_type, as_daemon), where),
+                            label="payload")
         fuzzer.send(msg_type, payload, data.draw(DATA, label="data"), as_daemon)
     return run
 
@@ -311,18 +349,18 @@ def test_every_daemon_is_up_healthy_bounded_and_quiet(fuzzer, cluster_module):
     for name in cluster.names():
         assert cluster.pid(name) is not None, f"{name} died:\n{cluster.log_tail(name)}"
 
-    async def healthy() -> str:
-        status = "?"
+    async def healthy() -> dict:
         for _ in range(60):
-            status = (await fuzzer.rados.mon_command({"prefix": "health"}))["status"]
-            if status == "HEALTH_OK":
+            h = await fuzzer.rados.mon_command({"prefix": "health", "detail": True})
+            if h["status"] == "HEALTH_OK":
                 break
             await asyncio.sleep(1)
-        return status
-    assert fuzzer.run(healthy()) == "HEALTH_OK"
+        return h
+    h = fuzzer.run(healthy())
+    assert h["status"] == "HEALTH_OK", h
     after = {n: _rss(cluster.pid(n)) for n in cluster.names()}
     print("RSS MiB before -> after:",
           {n: f"{fuzzer.rss[n] >> 20}->{after[n] >> 20}" for n in after})
     assert all(v < RSS_BOUND for v in after.values()), after
     assert _tracebacks(cluster) == fuzzer.tracebacks
-    assert fuzzer.run(fuzzer.rados.ioctx(POOL).read("o")) == b"fuzz target"
+    assert fuzzer.run(fuzzer.rados.ioctx(POOL).read(KEEP)) == b"kept"
