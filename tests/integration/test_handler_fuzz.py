@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sds.client import Rados
+from sds.client.monclient import MonClient
 from sds.common.errors import ConnectionLost, SdsError, TimedOut
 from sds.common.messenger import Messenger
 from sds.crush.placement import object_to_pg
@@ -220,7 +221,9 @@ class Fuzzer:
         self.cluster = cluster
         self.loop = asyncio.new_event_loop()
         self.rados = Rados(cluster.conf)
-        self.daemon = Messenger("osd.0", cluster.key("osd.0"), config=cluster.config("osd.0"))
+        config = cluster.config("osd.0")
+        self.daemon = Messenger("osd.0", cluster.key("osd.0"), config=config)
+        self.daemon_monc = MonClient(config, self.daemon)  # its service tickets
         self.replies: dict[str, dict[str, int]] = {}  # message type -> outcome -> count
         self.run(self._start())
 
@@ -229,6 +232,7 @@ class Fuzzer:
 
     async def _start(self) -> None:
         await self.rados.connect()
+        await self.daemon_monc.connect()
         await self.rados.pool_create(POOL, pg_num=8, size=3)
         await self.rados.ioctx(POOL).write_full("o", b"fuzz target")
         await self.rados.ioctx(POOL).write_full(KEEP, b"kept")  # a name no example uses
@@ -288,6 +292,7 @@ class Fuzzer:
 
     def close(self) -> None:
         async def stop():
+            await self.daemon_monc.close()
             await self.daemon.close()
             await self.rados.close()
         self.run(stop())

@@ -151,7 +151,7 @@ async def test_a_corrupt_300mib_object_is_repaired_in_parts(cluster):
     """Scrub repair and repair on read copy a large object part by part (its 40 MiB omap
     in pages), and the deep scrub reads it part by part: every OSD stays under the RSS
     bound, and every replica ends up with the same data, xattrs and omap."""
-    from test_faults import _all_up, flip_byte_on_disk
+    from fault_helpers import _all_up, flip_byte_on_disk
 
     from sds.crush.placement import object_to_pg, pg_name
 
