@@ -35,7 +35,9 @@ def _check_component(what: str, name: str) -> None:
 
 
 class FsAdmin:
-    """One MDS session used for admin operations on one filesystem."""
+    """One MDS session used for admin operations on one filesystem. Keep one per Rados
+    and filesystem, open for as long as it is used: the MDS tells requests apart by
+    (client instance, tid), and a second session of the same Rados would reuse tids."""
 
     def __init__(self, rados, fs_name: str | None = None, timeout: float = 60.0):
         self.rados = rados

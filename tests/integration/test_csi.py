@@ -1,0 +1,250 @@
+"""The CSI plugin as Kubernetes uses it: a real `sds csi` process on a unix socket, driven
+over gRPC like the external-provisioner, -resizer, -snapshotter and kubelet do, against a
+real cluster with a filesystem; FUSE mounts and bind mounts are real too."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+from csiplugin import cleanup_mounts, mount_cap, plugin
+from fsmounts import FS_CLUSTER, requires_mds
+
+from sds.client import Rados
+from sds.client.fsadmin import FsAdmin
+from sds.csi.journal import Journal
+from sds.proto import csi_pb2
+
+pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
+
+GiB, MiB = 1 << 30, 1 << 20
+SIDECAR = {"csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pvc/namespace": "default",
+           "csi.storage.k8s.io/pv/name": "pvc-1234"}
+Mode = csi_pb2.VolumeCapability.AccessMode
+Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    d = Path(tempfile.mkdtemp(prefix="csi", dir="/tmp"))  # short: unix socket paths
+    try:
+        yield d
+    finally:
+        cleanup_mounts(d)
+
+
+@pytest.fixture(scope="module")
+def csi(cluster_module, workdir):
+    with plugin(cluster_module, workdir) as p:
+        yield p
+
+
+def create(csi, name, size=GiB, source=None, **params):
+    req = csi_pb2.CreateVolumeRequest(
+        name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capabilities=[mount_cap()], parameters={**SIDECAR, **params})
+    if source is not None:
+        req.volume_content_source.CopyFrom(source)
+    return csi.controller.CreateVolume(req, timeout=120).volume
+
+
+def stage_publish(csi, workdir, vol, tag, readonly=False, mode=Mode.SINGLE_NODE_WRITER):
+    staging = workdir / f"stage-{tag}" / "globalmount"
+    target = workdir / "pods" / tag / "mount"
+    staging.mkdir(parents=True, exist_ok=True)
+    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging),
+        volume_capability=mount_cap(mode), volume_context=vol.volume_context), timeout=120)
+    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
+        volume_capability=mount_cap(mode), readonly=readonly), timeout=60)
+    return staging, target
+
+
+def unpublish_unstage(csi, vol, staging, target):
+    for _ in range(2):  # idempotent
+        csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+            volume_id=vol.volume_id, target_path=str(target)), timeout=60)
+    assert not target.exists()
+    for _ in range(2):
+        csi.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+            volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
+
+
+def stats(csi, vol, path):
+    reply = csi.node.NodeGetVolumeStats(csi_pb2.NodeGetVolumeStatsRequest(
+        volume_id=vol.volume_id, volume_path=str(path)), timeout=30)
+    return {u.unit: u for u in reply.usage}, reply.volume_condition
+
+
+def fill_until_edquot(path: Path, start: int) -> int:
+    """Write sparse-then-dense at START until the quota refuses: the bytes that fitted."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    chunk, off = os.urandom(4 * MiB), start
+    try:
+        with pytest.raises(OSError) as e:
+            while True:
+                off += os.pwrite(fd, chunk, off)
+                os.fsync(fd)
+        assert e.value.errno == errno.EDQUOT
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:
+            assert e.errno == errno.EDQUOT
+    return off - start
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+async def leftovers(conf) -> tuple[list[str], list[str]]:
+    async with Rados(conf) as r, FsAdmin(r) as fs:
+        fsinfo = (await r.mon_command({"prefix": "fs ls"}))["filesystems"][0]
+        journal = Journal(r.ioctx(fsinfo["metadata_pool"]))
+        return (await fs.subvolume_ls("csi"),
+                await journal.volumes() + await journal.snapshots())
+
+
+def test_identity(csi):
+    info = csi.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+    assert info.name == "csi.sds.io" and info.vendor_version
+    caps = csi.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
+    kinds = {c.WhichOneof("type") for c in caps.capabilities}
+    assert kinds == {"service", "volume_expansion"}
+    assert csi.identity.Probe(csi_pb2.ProbeRequest()).ready.value
+    node = csi.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest())
+    assert node.node_id == "node-1"
+
+
+def test_lifecycle(cluster_module, csi, workdir, record_property):
+    t0 = time.monotonic()
+    vol = create(csi, "pvc-life")
+    assert create(csi, "pvc-life") == vol  # idempotent by name
+    assert vol.capacity_bytes == GiB and vol.volume_id.startswith("sds1:")
+    staging, target = stage_publish(csi, workdir, vol, "life")
+    stage_publish(csi, workdir, vol, "life")  # both again: idempotent
+    record_property("create_to_publish_s", round(time.monotonic() - t0, 3))
+    assert target.is_mount() if hasattr(target, "is_mount") else os.path.ismount(target)
+
+    (target / "dir").mkdir()
+    (target / "dir" / "hello.txt").write_text("hello from a pod")
+    (target / "data.bin").write_bytes(os.urandom(3 * MiB))
+    usage, cond = stats(csi, vol, target)
+    assert not cond.abnormal
+    assert usage[csi_pb2.VolumeUsage.BYTES].total == GiB
+    assert usage[csi_pb2.VolumeUsage.BYTES].used >= 3 * MiB
+    assert usage[csi_pb2.VolumeUsage.INODES].used >= 2
+
+    # past the capacity: EDQUOT (sparse up to near the end, then real writes)
+    fitted = fill_until_edquot(target / "big", GiB - 16 * MiB)
+    assert 0 < fitted <= 16 * MiB
+
+    for _ in range(2):
+        grown = csi.controller.ControllerExpandVolume(csi_pb2.ControllerExpandVolumeRequest(
+            volume_id=vol.volume_id, capacity_range=csi_pb2.CapacityRange(
+                required_bytes=2 * GiB), volume_capability=mount_cap()), timeout=60)
+        assert grown.capacity_bytes == 2 * GiB and not grown.node_expansion_required
+    node_grown = csi.node.NodeExpandVolume(csi_pb2.NodeExpandVolumeRequest(
+        volume_id=vol.volume_id, volume_path=str(target),
+        capacity_range=csi_pb2.CapacityRange(required_bytes=2 * GiB)))
+    assert node_grown.capacity_bytes == 2 * GiB
+    with open(target / "more.bin", "wb") as f:
+        f.write(os.urandom(8 * MiB))
+    deadline = time.monotonic() + 10
+    while os.statvfs(target).f_blocks * os.statvfs(target).f_frsize != 2 * GiB:
+        assert time.monotonic() < deadline, "statfs never showed 2 GiB"
+        time.sleep(0.2)
+    got = csi.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(
+        volume_id=vol.volume_id))
+    assert got.volume.capacity_bytes == 2 * GiB and not got.status.volume_condition.abnormal
+
+    before = digest(target)
+    snap_req = csi_pb2.CreateSnapshotRequest(source_volume_id=vol.volume_id, name="snap-life")
+    t_snap = time.monotonic()
+    snap = csi.controller.CreateSnapshot(snap_req, timeout=300).snapshot
+    record_property("snapshot_s", round(time.monotonic() - t_snap, 3))
+    assert csi.controller.CreateSnapshot(snap_req, timeout=300).snapshot == snap
+    assert snap.ready_to_use and snap.source_volume_id == vol.volume_id
+    assert snap.size_bytes >= GiB and snap.creation_time.seconds > 0
+    (target / "dir" / "hello.txt").write_text("changed after the snapshot")
+
+    from_snap = create(csi, "pvc-restore", size=2 * GiB, source=csi_pb2.VolumeContentSource(
+        snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id=snap.snapshot_id)))
+    assert from_snap.content_source.snapshot.snapshot_id == snap.snapshot_id
+    t_clone = time.monotonic()
+    clone = create(csi, "pvc-clone", size=2 * GiB, source=csi_pb2.VolumeContentSource(
+        volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=vol.volume_id)))
+    record_property("clone_s", round(time.monotonic() - t_clone, 3))
+    after = digest(target)
+    for v, tag, want in ((from_snap, "restore", before), (clone, "clone", after)):
+        s, t = stage_publish(csi, workdir, v, tag, readonly=True)
+        assert digest(t) == want
+        with pytest.raises(OSError) as e:
+            (t / "nope").write_text("x")
+        assert e.value.errno == errno.EROFS
+        unpublish_unstage(csi, v, s, t)
+
+    unpublish_unstage(csi, vol, staging, target)
+    # a snapshot still depends on the volume: refused until it is gone
+    with pytest.raises(grpc.RpcError) as e:
+        csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vol.volume_id))
+    assert e.value.code() == Code.FAILED_PRECONDITION
+    for _ in range(2):
+        csi.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(
+            snapshot_id=snap.snapshot_id))
+    for v in (vol, from_snap, clone):
+        for _ in range(2):
+            csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=v.volume_id),
+                                        timeout=120)
+    assert asyncio.run(leftovers(cluster_module.conf)) == ([], [])
+    assert mount_cap and not [line for line in open("/proc/mounts") if str(workdir) in line]
+
+
+def test_concurrent_create_same_name_makes_one_volume(cluster_module, csi):
+    def one(name):
+        try:
+            return create(csi, name, size=64 * MiB).volume_id
+        except grpc.RpcError as e:
+            assert e.code() == Code.ABORTED, e
+            return None
+
+    with ThreadPoolExecutor(10) as pool:
+        same = list(pool.map(one, ["pvc-same"] * 10))
+        distinct = list(pool.map(one, [f"pvc-d{i}" for i in range(10)]))
+    winners = {v for v in same if v}
+    assert len(winners) == 1
+    assert create(csi, "pvc-same", size=64 * MiB).volume_id in winners  # the retry: same one
+    assert all(distinct) and len(set(distinct)) == 10
+    listed = csi.controller.ListVolumes(csi_pb2.ListVolumesRequest())
+    assert {e.volume.volume_id for e in listed.entries} == winners | set(distinct)
+    for vid in winners | set(distinct):
+        csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid), timeout=60)
+    assert asyncio.run(leftovers(cluster_module.conf)) == ([], [])
+
+
+def test_create_to_publish_latency(csi, workdir, record_property):
+    samples = []
+    for i in range(int(os.environ.get("SDS_CSI_LATENCY_SAMPLES", "5"))):
+        t0 = time.monotonic()
+        vol = create(csi, f"pvc-lat{i}", size=64 * MiB)
+        staging, target = stage_publish(csi, workdir, vol, f"lat{i}")
+        samples.append(time.monotonic() - t0)
+        unpublish_unstage(csi, vol, staging, target)
+        csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vol.volume_id))
+    samples.sort()
+    record_property("create_to_publish_median_s", round(statistics.median(samples), 3))
+    record_property("create_to_publish_max_s", round(samples[-1], 3))
+    print(f"CreateVolume->NodePublish: median {statistics.median(samples):.3f}s "
+          f"max {samples[-1]:.3f}s of {len(samples)}")
