@@ -17,7 +17,7 @@ import time
 
 from sds.common.errors import AlreadyExists, InvalidArgument, NoData, NotFound, SdsError
 from sds.fs.mdsclient import MdsClient
-from sds.fs.striper import Striper
+from sds.fs.striper import Striper, object_name
 from sds.proto import mds_pb2
 
 Req = mds_pb2.MdsRequest
@@ -25,7 +25,6 @@ ROOT_INO = 1
 VOLUMES = "volumes"
 META_PREFIX = "user.sds.meta."   # subvolume metadata: one xattr per key
 CREATED_XATTR = "user.sds.created_ns"
-COPY_CHUNK = 4 << 20
 DIR_MODE = 0o755
 
 
@@ -285,11 +284,19 @@ class FsAdmin:
                                    flags=os.O_CREAT | os.O_EXCL | os.O_WRONLY)).attr
         try:
             if attr.size:
-                striper = Striper(await self.mds.data_ioctx(), self.mds.stripe_size)
-                for off in range(0, attr.size, COPY_CHUNK):
-                    data = await striper.read(attr.ino, off, COPY_CHUNK, attr.size)
-                    if any(data):  # holes stay holes
-                        await striper.write(created.ino, off, data)
+                ioctx = await self.mds.data_ioctx()
+                striper = Striper(ioctx, self.mds.stripe_size)
+
+                async def copy_object(index: int) -> None:
+                    try:
+                        data = await ioctx.read(object_name(attr.ino, index))
+                    except NotFound:
+                        return  # a hole
+                    await ioctx.write_full(object_name(created.ino, index), data)
+
+                # only the objects stored: a sparse 1 TiB file costs what it holds
+                await striper.each_object(attr.ino, 0, (attr.size - 1) // striper.stripe_size,
+                                          copy_object)
                 await self._req(op=Req.WRITE_DONE, ino=created.ino,
                                 attr=mds_pb2.InodeAttr(size=attr.size, mtime_ns=attr.mtime_ns))
         finally:
