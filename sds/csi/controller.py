@@ -133,6 +133,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     "source": source.SerializeToString(deterministic=True).hex()}
             journal = await self.cluster.journal(fsinfo["name"], secrets)
             entry = await journal.volume_by_name(request.name)
+            if entry is None:
+                await self._check_source(fsinfo["name"], source, size, secrets)
             if entry is not None:
                 if entry["request"] != want:
                     raise AlreadyExists(f"volume {request.name} exists with other parameters "
@@ -151,6 +153,27 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 if entry["state"] != "ready":
                     await journal.volume_ready(request.name, entry)
         return csi_pb2.CreateVolumeResponse(volume=self._volume_msg(vid, info, source))
+
+    async def _check_source(self, fs_name: str, source, size: int, secrets) -> None:
+        """NotFound / Range for a content source that cannot be used, before anything is
+        reserved (so a refused request leaves nothing behind)."""
+        kind = source.WhichOneof("type")
+        if kind is None:
+            return
+        async with self.cluster.fsadmin(fs_name, secrets) as fs:
+            if kind == "snapshot":
+                sid = ids.parse_snapshot_id(source.snapshot.snapshot_id)
+                if sid is None or sid.volume.fs != fs_name:
+                    raise NotFound(f"snapshot {source.snapshot.snapshot_id} does not exist")
+                await fs.snapshot_info(sid.volume.group, sid.volume.name, sid.snap)
+            else:
+                src = ids.parse_volume_id(source.volume.volume_id)
+                if src is None or src.fs != fs_name:
+                    raise NotFound(f"volume {source.volume.volume_id} does not exist")
+                info = await fs.subvolume_info(src.group, src.name)
+                if info["bytes_quota"] > size:
+                    raise Range(f"the source volume has {info['bytes_quota']} bytes, more "
+                                f"than the {size} asked for")
 
     async def _ensure_volume(self, vid: ids.VolumeId, size: int, request, secrets) -> dict:
         """Make the reserved subvolume (from its content source), or finish what an

@@ -23,7 +23,8 @@ log = logging.getLogger("sds.csi")
 
 S = grpc.StatusCode
 # error class -> status, for every RPC; PER_RPC below overrides a row for one RPC
-TABLE: dict[type[e.SdsError], grpc.StatusCode] = {
+TABLE: dict[type[BaseException], grpc.StatusCode] = {
+    NotImplementedError: S.UNIMPLEMENTED,  # an RPC of a capability not offered
     e.InvalidArgument: S.INVALID_ARGUMENT,
     e.NameTooLong: S.INVALID_ARGUMENT,
     e.NotFound: S.NOT_FOUND,
@@ -44,7 +45,7 @@ TABLE: dict[type[e.SdsError], grpc.StatusCode] = {
     e.Blocklisted: S.UNAVAILABLE,
     e.ReadOnly: S.FAILED_PRECONDITION,
 }
-PER_RPC: dict[tuple[str, type[e.SdsError]], grpc.StatusCode] = {
+PER_RPC: dict[tuple[str, type[BaseException]], grpc.StatusCode] = {
     # NodeExpandVolume: a capacity past what the volume has is OUT_OF_RANGE, as in Create
     ("ControllerExpandVolume", e.NoSpace): S.OUT_OF_RANGE,
 }
@@ -101,15 +102,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s", method, redacted(request))
                 reply = await inner(request, context)
-            except e.SdsError as exc:
-                code = status_of(method, exc)
-                log.info("%s -> %s: %s (%.3fs)", method, code.name, exc, time.monotonic() - t0)
-                await context.abort(code, str(exc))
             except (grpc.RpcError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                log.exception("%s failed", method)
-                await context.abort(S.INTERNAL, f"{type(exc).__name__}: {exc}")
+                code = status_of(method, exc)
+                if code == S.INTERNAL:
+                    log.exception("%s failed", method)
+                else:
+                    log.info("%s -> %s: %s (%.3fs)", method, code.name, exc,
+                             time.monotonic() - t0)
+                await context.abort(code, str(exc) or type(exc).__name__)
             log.info("%s ok (%.3fs)", method, time.monotonic() - t0)
             return reply
 

@@ -248,3 +248,191 @@ def test_create_to_publish_latency(csi, workdir, record_property):
     record_property("create_to_publish_max_s", round(samples[-1], 3))
     print(f"CreateVolume->NodePublish: median {statistics.median(samples):.3f}s "
           f"max {samples[-1]:.3f}s of {len(samples)}")
+
+
+# -- the spec's error tables, one row each ------------------------------------------------
+C = csi_pb2
+CR = C.CapacityRange
+BLOCK = C.VolumeCapability(block=C.VolumeCapability.BlockVolume(),
+                           access_mode=Mode(mode=Mode.SINGLE_NODE_WRITER))
+UNKNOWN_VOL = "sds1:sdsfs:csi:csi-vol-nothere"
+
+
+@pytest.fixture(scope="module")
+def existing(csi):
+    vol = create(csi, "pvc-errors", size=64 * MiB)
+    yield vol
+    csi.controller.DeleteVolume(C.DeleteVolumeRequest(volume_id=vol.volume_id))
+
+
+def rows(existing, workdir):
+    v = existing.volume_id
+    cap = mount_cap()
+    return [
+        ("controller", "CreateVolume", C.CreateVolumeRequest(volume_capabilities=[cap]),
+         Code.INVALID_ARGUMENT),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(name="x"), Code.INVALID_ARGUMENT),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(name="x", volume_capabilities=[BLOCK]),
+         Code.INVALID_ARGUMENT),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="x", volume_capabilities=[cap], parameters={"bogus": "1"}), Code.INVALID_ARGUMENT),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="x", volume_capabilities=[cap], capacity_range=CR(required_bytes=2 * GiB,
+                                                                    limit_bytes=GiB)),
+         Code.OUT_OF_RANGE),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="pvc-errors", volume_capabilities=[cap], capacity_range=CR(required_bytes=GiB)),
+         Code.ALREADY_EXISTS),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="pvc-errors", volume_capabilities=[cap], parameters={"subvolumeGroup": "other"},
+            capacity_range=CR(required_bytes=64 * MiB)), Code.ALREADY_EXISTS),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="from-nothing", volume_capabilities=[cap],
+            volume_content_source=C.VolumeContentSource(
+                snapshot=C.VolumeContentSource.SnapshotSource(snapshot_id=UNKNOWN_VOL + ":s"))),
+         Code.NOT_FOUND),
+        ("controller", "CreateVolume", C.CreateVolumeRequest(
+            name="from-nothing", volume_capabilities=[cap],
+            volume_content_source=C.VolumeContentSource(
+                volume=C.VolumeContentSource.VolumeSource(volume_id=UNKNOWN_VOL))),
+         Code.NOT_FOUND),
+        ("controller", "DeleteVolume", C.DeleteVolumeRequest(), Code.INVALID_ARGUMENT),
+        ("controller", "DeleteVolume", C.DeleteVolumeRequest(volume_id=UNKNOWN_VOL), Code.OK),
+        ("controller", "DeleteVolume", C.DeleteVolumeRequest(volume_id="garbage"), Code.OK),
+        ("controller", "ValidateVolumeCapabilities", C.ValidateVolumeCapabilitiesRequest(
+            volume_capabilities=[cap]), Code.INVALID_ARGUMENT),
+        ("controller", "ValidateVolumeCapabilities", C.ValidateVolumeCapabilitiesRequest(
+            volume_id=v), Code.INVALID_ARGUMENT),
+        ("controller", "ValidateVolumeCapabilities", C.ValidateVolumeCapabilitiesRequest(
+            volume_id=UNKNOWN_VOL, volume_capabilities=[cap]), Code.NOT_FOUND),
+        ("controller", "ListVolumes", C.ListVolumesRequest(starting_token="nonsense"),
+         Code.ABORTED),
+        ("controller", "ListSnapshots", C.ListSnapshotsRequest(starting_token="99999"),
+         Code.ABORTED),
+        ("controller", "ControllerExpandVolume", C.ControllerExpandVolumeRequest(
+            capacity_range=CR(required_bytes=GiB)), Code.INVALID_ARGUMENT),
+        ("controller", "ControllerExpandVolume", C.ControllerExpandVolumeRequest(volume_id=v),
+         Code.INVALID_ARGUMENT),
+        ("controller", "ControllerExpandVolume", C.ControllerExpandVolumeRequest(
+            volume_id=UNKNOWN_VOL, capacity_range=CR(required_bytes=GiB)), Code.NOT_FOUND),
+        ("controller", "ControllerExpandVolume", C.ControllerExpandVolumeRequest(
+            volume_id=v, capacity_range=CR(limit_bytes=MiB)), Code.OUT_OF_RANGE),
+        ("controller", "CreateSnapshot", C.CreateSnapshotRequest(name="s"),
+         Code.INVALID_ARGUMENT),
+        ("controller", "CreateSnapshot", C.CreateSnapshotRequest(source_volume_id=v),
+         Code.INVALID_ARGUMENT),
+        ("controller", "CreateSnapshot", C.CreateSnapshotRequest(
+            source_volume_id=UNKNOWN_VOL, name="s"), Code.NOT_FOUND),
+        ("controller", "DeleteSnapshot", C.DeleteSnapshotRequest(), Code.INVALID_ARGUMENT),
+        ("controller", "DeleteSnapshot", C.DeleteSnapshotRequest(
+            snapshot_id=UNKNOWN_VOL + ":csi-snap-x"), Code.OK),
+        ("controller", "ControllerGetVolume", C.ControllerGetVolumeRequest(volume_id=UNKNOWN_VOL),
+         Code.NOT_FOUND),
+        ("controller", "ControllerGetVolume", C.ControllerGetVolumeRequest(),
+         Code.INVALID_ARGUMENT),
+        ("controller", "ControllerPublishVolume", C.ControllerPublishVolumeRequest(
+            volume_id=v, node_id="n"), Code.UNIMPLEMENTED),
+        ("node", "NodeStageVolume", C.NodeStageVolumeRequest(
+            staging_target_path=str(workdir / "s"), volume_capability=cap),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeStageVolume", C.NodeStageVolumeRequest(volume_id=v, volume_capability=cap),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeStageVolume", C.NodeStageVolumeRequest(
+            volume_id=v, staging_target_path=str(workdir / "s")), Code.INVALID_ARGUMENT),
+        ("node", "NodeStageVolume", C.NodeStageVolumeRequest(
+            volume_id=UNKNOWN_VOL, staging_target_path=str(workdir / "s"),
+            volume_capability=cap), Code.NOT_FOUND),
+        ("node", "NodePublishVolume", C.NodePublishVolumeRequest(
+            staging_target_path=str(workdir / "s"), target_path=str(workdir / "t"),
+            volume_capability=cap), Code.INVALID_ARGUMENT),
+        ("node", "NodePublishVolume", C.NodePublishVolumeRequest(
+            volume_id=v, staging_target_path=str(workdir / "s"), volume_capability=cap),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodePublishVolume", C.NodePublishVolumeRequest(
+            volume_id=v, staging_target_path=str(workdir / "s"), target_path=str(workdir / "t")),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodePublishVolume", C.NodePublishVolumeRequest(
+            volume_id=v, target_path=str(workdir / "t"), volume_capability=cap),
+         Code.FAILED_PRECONDITION),
+        ("node", "NodePublishVolume", C.NodePublishVolumeRequest(
+            volume_id=v, staging_target_path=str(workdir / "never-staged"),
+            target_path=str(workdir / "t"), volume_capability=cap), Code.FAILED_PRECONDITION),
+        ("node", "NodeUnpublishVolume", C.NodeUnpublishVolumeRequest(
+            target_path=str(workdir / "t")), Code.INVALID_ARGUMENT),
+        ("node", "NodeUnpublishVolume", C.NodeUnpublishVolumeRequest(volume_id=v),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeUnpublishVolume", C.NodeUnpublishVolumeRequest(
+            volume_id=v, target_path=str(workdir / "never-published")), Code.OK),
+        ("node", "NodeUnstageVolume", C.NodeUnstageVolumeRequest(
+            staging_target_path=str(workdir / "s")), Code.INVALID_ARGUMENT),
+        ("node", "NodeUnstageVolume", C.NodeUnstageVolumeRequest(volume_id=v),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeUnstageVolume", C.NodeUnstageVolumeRequest(
+            volume_id=v, staging_target_path=str(workdir / "never-staged")), Code.OK),
+        ("node", "NodeGetVolumeStats", C.NodeGetVolumeStatsRequest(
+            volume_path=str(workdir)), Code.INVALID_ARGUMENT),
+        ("node", "NodeGetVolumeStats", C.NodeGetVolumeStatsRequest(volume_id=v),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeGetVolumeStats", C.NodeGetVolumeStatsRequest(
+            volume_id=v, volume_path=str(workdir / "gone")), Code.NOT_FOUND),
+        ("node", "NodeExpandVolume", C.NodeExpandVolumeRequest(volume_path=str(workdir)),
+         Code.INVALID_ARGUMENT),
+        ("node", "NodeExpandVolume", C.NodeExpandVolumeRequest(
+            volume_id=v, volume_path=str(workdir / "gone")), Code.NOT_FOUND),
+    ]
+
+
+def test_error_table_rows(csi, existing, workdir):
+    """Each applicable row of the spec's per-RPC error tables (and the OK of idempotent
+    removals of things that are not there)."""
+    wrong = []
+    for service, method, request, want in rows(existing, workdir):
+        stub = getattr(csi, service)
+        try:
+            getattr(stub, method)(request, timeout=60)
+            got = Code.OK
+        except grpc.RpcError as e:
+            got = e.code()
+        if got != want:
+            wrong.append(f"{method}({request}) -> {got.name}, want {want.name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_stage_twice_with_another_mode_is_already_exists(csi, existing, workdir):
+    staging, target = stage_publish(csi, workdir, existing, "modes")
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            csi.node.NodeStageVolume(C.NodeStageVolumeRequest(
+                volume_id=existing.volume_id, staging_target_path=str(staging),
+                volume_capability=mount_cap(Mode.MULTI_NODE_READER_ONLY)), timeout=60)
+        assert e.value.code() == Code.ALREADY_EXISTS
+        with pytest.raises(grpc.RpcError) as e:
+            csi.node.NodePublishVolume(C.NodePublishVolumeRequest(
+                volume_id=existing.volume_id, staging_target_path=str(staging),
+                target_path=str(target), volume_capability=mount_cap(), readonly=True))
+        assert e.value.code() == Code.ALREADY_EXISTS
+        confirmed = csi.controller.ValidateVolumeCapabilities(
+            C.ValidateVolumeCapabilitiesRequest(volume_id=existing.volume_id,
+                                                volume_capabilities=[BLOCK]))
+        assert not confirmed.HasField("confirmed") and confirmed.message
+    finally:
+        unpublish_unstage(csi, existing, staging, target)
+
+
+def test_list_pagination(csi, existing):
+    vols = [create(csi, f"pvc-page{i}", size=16 * MiB) for i in range(3)]
+    try:
+        seen, token = [], ""
+        while True:
+            page = csi.controller.ListVolumes(C.ListVolumesRequest(max_entries=2,
+                                                                   starting_token=token))
+            assert len(page.entries) <= 2
+            seen += [e.volume.volume_id for e in page.entries]
+            token = page.next_token
+            if not token:
+                break
+        assert set(seen) >= {v.volume_id for v in vols} | {existing.volume_id}
+        assert len(seen) == len(set(seen))
+    finally:
+        for v in vols:
+            csi.controller.DeleteVolume(C.DeleteVolumeRequest(volume_id=v.volume_id))
