@@ -41,6 +41,7 @@ class Plugin:
         self.channel: grpc.Channel | None = None
 
     def start(self) -> Plugin:
+        self.sock.unlink(missing_ok=True)  # left by a killed predecessor
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sds", "--conf", str(self.cluster.conf), "csi",
@@ -56,10 +57,18 @@ class Plugin:
         self.identity = csi_pb2_grpc.IdentityStub(self.channel)
         self.controller = csi_pb2_grpc.ControllerStub(self.channel)
         self.node = csi_pb2_grpc.NodeStub(self.channel)
-        while not self.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value:
+        while not self._ready():
             assert time.monotonic() < deadline, "plugin never became ready"
             time.sleep(0.2)
         return self
+
+    def _ready(self) -> bool:
+        try:
+            return self.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
 
     def kill(self) -> None:
         """kill -9 (a crash): the FUSE mount processes it started live on."""

@@ -436,3 +436,45 @@ def test_list_pagination(csi, existing):
     finally:
         for v in vols:
             csi.controller.DeleteVolume(C.DeleteVolumeRequest(volume_id=v.volume_id))
+
+
+def test_restarted_node_plugin_remounts_dead_volume(cluster_module, csi, workdir):
+    """kill -9 the node plugin and the FUSE process of a published volume; the restarted
+    plugin finds the staged volume from its records and remounts it: the pod's path works
+    again without a new NodeStage or NodePublish from kubelet."""
+    from csiplugin import Plugin
+    from fsmounts import processes_mentioning
+
+    vol = create(csi, "pvc-restart", size=64 * MiB)
+    node = Plugin(cluster_module, workdir, "node-2", "--node").start()
+    try:
+        staging, target = stage_publish(node, workdir, vol, "restart")
+        (target / "f").write_text("before the crash")
+        node.kill()
+        for pid in processes_mentioning(str(staging)):
+            os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.stat(target / "f")
+            except OSError as e:
+                assert e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+                break
+            assert time.monotonic() < deadline, "the mount did not die"
+            time.sleep(0.1)
+        node.start()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert (target / "f").read_text() == "before the crash"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the volume was not remounted"
+                time.sleep(0.2)
+        (target / "g").write_text("after")
+        usage, cond = stats(node, vol, target)
+        assert not cond.abnormal and usage[csi_pb2.VolumeUsage.BYTES].total == 64 * MiB
+        unpublish_unstage(node, vol, staging, target)
+    finally:
+        node.stop()
+        csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vol.volume_id))
