@@ -56,6 +56,11 @@ class ChecksumError(SdsError):
     code = _errno.EIO
 
 
+class CorruptMetadata(ChecksumError):
+    """A stored record (onode, xattr, omap entry, PG log, peering or monitor state) fails
+    its CRC32C: it is never served; the OSD repairs it from a replica like a bad block."""
+
+
 class Busy(SdsError):
     code = _errno.EBUSY
 
@@ -110,6 +115,12 @@ class NameTooLong(SdsError):
     code = _errno.ENAMETOOLONG
 
 
+class TooBig(SdsError):
+    """A value or request larger than a configured limit (the message names the option)."""
+
+    code = _errno.E2BIG
+
+
 class CrossDevice(SdsError):
     """A rename across filesystems, snapshots or quota roots: the caller copies instead."""
 
@@ -135,7 +146,7 @@ class TooManyLinks(SdsError):
 
 
 class FileTooBig(SdsError):
-    """A size or write past the filesystem's max_file_size (EFBIG)."""
+    """A file or object would grow past its limit: max_file_size, osd_max_object_size."""
 
     code = _errno.EFBIG
 
@@ -164,7 +175,7 @@ for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, Aborted,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, TooBig, Aborted,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 
