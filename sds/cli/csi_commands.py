@@ -31,10 +31,5 @@ def csi(ctx: Context, a) -> Output:
                          node=a.node or both, state_dir=a.state_dir,
                          driver_name=a.driver_name or DRIVER_NAME, fs=a.fs)
     setup_logging(f"csi.{a.node_id}", None, a.log_level)
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(serve(opts))
+    asyncio.run(serve(opts))  # the default loop: the plugin spawns mount helpers, not data
     return Output({"endpoint": a.endpoint, "stopped": True}, "CSI plugin stopped")

@@ -37,6 +37,7 @@ TABLE: dict[type[BaseException], grpc.StatusCode] = {
     e.NotEmpty: S.FAILED_PRECONDITION,
     e.Busy: S.FAILED_PRECONDITION,
     e.NotSupported: S.INVALID_ARGUMENT,   # e.g. a block access type
+    e.TooBig: S.INVALID_ARGUMENT,         # a name or value past a limit
     e.PermissionDenied: S.PERMISSION_DENIED,
     e.AuthError: S.UNAUTHENTICATED,
     e.Unavailable: S.UNAVAILABLE,         # the cluster cannot be reached: retry

@@ -183,8 +183,8 @@ class NodeMounts:
             argv.append("--ro")
         done = await _run(*argv, rec.staging)
         if done.returncode != 0:
-            raise SdsError(f"mounting {rec.root} at {rec.staging} failed: "
-                           f"{done.stderr.strip() or done.stdout.strip()}",
+            raise SdsError(f"mounting {rec.root} at {rec.staging} failed (exit "
+                           f"{done.returncode}): {done.stderr.strip()} (log: {log_file})",
                            done.returncode if 0 < done.returncode < 256 else errno.EIO)
 
     async def unmount_stage(self, staging: str) -> None:

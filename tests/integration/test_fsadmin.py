@@ -53,3 +53,28 @@ async def test_subvolume_lifecycle(cluster_module, tmp_path):
             await fs.subvolume_info("g", "v1")
         assert await fs.subvolume_ls("g") == []
         await fs.group_rm("g")
+
+
+def test_subvolume_cli(cluster_module):
+    import json
+
+    from fsmounts import sds
+
+    conf = ["--conf", str(cluster_module.conf), "--format", "json"]
+    info = json.loads(sds(*conf, "fs", "subvolume", "create", "cli1", "--group", "g2",
+                          "--size", "4MiB").stdout)
+    assert info["bytes_quota"] == 4 * MiB
+    assert json.loads(sds(*conf, "fs", "subvolume", "resize", "cli1", "8MiB", "--group",
+                          "g2").stdout)["bytes_quota"] == 8 * MiB
+    sds(*conf, "fs", "subvolume", "snapshot", "create", "cli1", "s", "--group", "g2")
+    assert [s["name"] for s in json.loads(sds(*conf, "fs", "subvolume", "snapshot", "ls",
+                                              "cli1", "--group", "g2").stdout)["snapshots"]] == ["s"]
+    sds(*conf, "fs", "subvolume", "clone", "cli1", "cli2", "--snapshot", "s", "--group", "g2")
+    assert json.loads(sds(*conf, "fs", "subvolume", "ls", "--group", "g2").stdout)[
+        "subvolumes"] == ["cli1", "cli2"]
+    sds(*conf, "fs", "subvolume", "snapshot", "rm", "cli1", "s", "--group", "g2")
+    for name in ("cli1", "cli2"):
+        assert json.loads(sds(*conf, "fs", "subvolume", "rm", name, "--group", "g2").stdout)[
+            "removed"]
+    assert json.loads(sds(*conf, "fs", "subvolume", "ls", "--group", "g2").stdout)[
+        "subvolumes"] == []
