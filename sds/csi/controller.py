@@ -205,8 +205,15 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 if src_info["bytes_quota"] > size:
                     raise Range(f"the source volume has {src_info['bytes_quota']} bytes, "
                                 f"more than the {size} asked for")
-                await fs.clone(src.group, src.name, vid.group, vid.name, size=size,
-                               metadata=meta)
+                # a named temporary snapshot, so a retry after a crash finds and drops it
+                temp = f"csi-clone-{vid.name}"
+                await fs.snapshot_rm(src.group, src.name, temp)
+                await fs.snapshot_create(src.group, src.name, temp)
+                try:
+                    await fs.clone(src.group, src.name, vid.group, vid.name, snap=temp,
+                                   size=size, metadata=meta)
+                finally:
+                    await fs.snapshot_rm(src.group, src.name, temp)
             else:
                 await fs.subvolume_create(vid.group, vid.name, size=size, metadata=meta,
                                           mode=0o777)

@@ -503,3 +503,45 @@ def test_two_nodes_share_a_rwx_volume(cluster_module, csi, workdir):
         for n in nodes:
             n.stop()
         csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vol.volume_id))
+
+
+def test_killed_during_create_volume_then_retried(cluster_module, csi, workdir):
+    """kill -9 the controller in the middle of CreateVolume (a clone, the slowest kind) and
+    retry with the same name: one volume, nothing leaked (no second subvolume, no stray
+    temporary snapshot, one journal entry)."""
+    import random
+    import threading
+
+    from csiplugin import Plugin
+
+    ctrl = Plugin(cluster_module, workdir, "ctrl-kill", "--controller").start()
+    src = create(ctrl, "pvc-kill-src", size=256 * MiB)
+    staging, target = stage_publish(csi, workdir, src, "kill-src")
+    for i in range(8):
+        (target / f"f{i}").write_bytes(os.urandom(4 * MiB))
+    unpublish_unstage(csi, src, staging, target)
+    source = csi_pb2.VolumeContentSource(
+        volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=src.volume_id))
+    try:
+        t = threading.Thread(target=lambda: pytest.raises(grpc.RpcError, create, ctrl,
+                                                          "pvc-kill", 256 * MiB, source))
+        t.start()
+        time.sleep(random.uniform(0.1, 1.5))
+        ctrl.kill()
+        t.join(30)
+        ctrl.start()
+        vol = create(ctrl, "pvc-kill", size=256 * MiB, source=source)
+        assert create(ctrl, "pvc-kill", size=256 * MiB, source=source) == vol
+        subvols, journal = asyncio.run(leftovers(cluster_module.conf))
+        names = {v.volume_id.rsplit(":", 1)[1] for v in (src, vol)}
+        assert set(subvols) == names and len(journal) == 2
+        async def snaps():
+            async with Rados(cluster_module.conf) as r, FsAdmin(r) as fs:
+                return await fs.snapshot_ls("csi", src.volume_id.rsplit(":", 1)[1])
+        assert asyncio.run(snaps()) == []
+    finally:
+        for vid in [e.volume.volume_id for e in ctrl.controller.ListVolumes(
+                csi_pb2.ListVolumesRequest()).entries]:
+            ctrl.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid), timeout=60)
+        ctrl.stop()
+    assert asyncio.run(leftovers(cluster_module.conf)) == ([], [])
