@@ -96,21 +96,22 @@ async def is_dead(path: str) -> bool:
 
 
 async def _run(*argv: str, timeout: float = MOUNT_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run a command to its exit. Its output goes to a file, not a pipe: `sds mount` leaves
-    a daemon behind that keeps inherited descriptors open for as long as it mounts."""
-    with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise TimedOut(f"{' '.join(argv[:4])} did not finish in {timeout:g}s") from None
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    return subprocess.CompletedProcess(argv, proc.returncode or 0, text, text)
+    """Run a command to its exit, from a thread (whatever event loop serves the plugin).
+    Its output goes to a file, not a pipe: `sds mount` leaves a daemon behind that keeps
+    inherited descriptors open for as long as it mounts."""
+    def run() -> subprocess.CompletedProcess:
+        with tempfile.TemporaryFile() as out:
+            try:
+                done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise TimedOut(f"{' '.join(argv[:4])} did not finish in {timeout:g}s") from None
+            out.seek(0)
+            text = out.read().decode(errors="replace")
+        return subprocess.CompletedProcess(argv, done.returncode, text, text)
+
+    return await asyncio.to_thread(run)
 
 
 class NodeMounts:
