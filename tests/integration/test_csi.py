@@ -549,3 +549,39 @@ def test_killed_during_create_volume_then_retried(cluster_module, csi, workdir):
                                              timeout=60)
         ctrl.stop()
     assert asyncio.run(leftovers(cluster_module.conf)) == (before_subvols, before_journal)
+
+
+def test_request_secrets_with_a_csi_profile_key(cluster_module, csi, workdir):
+    """The StorageClass's secrets name a key with only `profile csi` caps: CreateVolume,
+    NodeStage (the FUSE mount runs as that key), writing and DeleteVolume all work with it."""
+    import base64
+    import json
+
+    from fsmounts import sds
+
+    out = json.loads(sds("--conf", str(cluster_module.conf), "--format", "json", "auth",
+                         "get-or-create", "client.csi", "mon", "allow profile csi", "osd",
+                         "allow profile csi", "mds", "allow profile csi", "mgr",
+                         "allow profile csi").stdout)
+    key = out["key"] if "key" in out else out[0]["key"]
+    secrets = {"userID": "csi", "userKey": key}
+    base64.b64decode(key, validate=True)
+    req = csi_pb2.CreateVolumeRequest(
+        name="pvc-secrets", capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MiB),
+        volume_capabilities=[mount_cap()], secrets=secrets)
+    vol = csi.controller.CreateVolume(req, timeout=120).volume
+    staging = workdir / "stage-secrets" / "globalmount"
+    target = workdir / "pods" / "secrets" / "mount"
+    staging.mkdir(parents=True, exist_ok=True)
+    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging),
+        volume_capability=mount_cap(), secrets=secrets), timeout=120)
+    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
+        volume_capability=mount_cap()), timeout=60)
+    (target / "f").write_text("written as client.csi")
+    assert (target / "f").read_text() == "written as client.csi"
+    assert key not in (csi.log.read_text())  # never logged
+    unpublish_unstage(csi, vol, staging, target)
+    csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vol.volume_id,
+                                                            secrets=secrets), timeout=60)
