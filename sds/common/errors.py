@@ -50,6 +50,12 @@ class TimedOut(SdsError):
     code = _errno.ETIMEDOUT
 
 
+class TicketExpired(AuthError):
+    """A service ticket past its expiry: not a wrong key, renew it from the monitors."""
+
+    code = _errno.ETIMEDOUT
+
+
 class ChecksumError(SdsError):
     """Stored bytes do not match their CRC32C: never return them."""
 

@@ -96,10 +96,9 @@ class OsdDaemon(Daemon):
         self.uuid = self._identity()
         self.store = DurableStore(self.data_dir / "store")
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=self._key_lookup, epoch=lambda: self.osdmap.epoch,
-                                   config=self.config)
-        self.monc = MonClient(self.config, self.messenger, want_auth=True,
-                              on_osdmap=self._on_osdmap)
+                                   epoch=lambda: self.osdmap.epoch, config=self.config)
+        self.monc = MonClient(self.config, self.messenger, on_osdmap=self._on_osdmap)
+        self.monc.serve_tickets("osd")  # peers show osd tickets: we hold no entity keys
         for msg_type, handler in ((mpb.OSD_OP, self._on_op), (mpb.OSD_REPOP, self._on_repop),
                                   (mpb.OSD_PEERING, self._on_peering),
                                   (mpb.OSD_PG_PUSH, self._on_pg_push),
@@ -155,6 +154,8 @@ class OsdDaemon(Daemon):
                     {"prefix": "osd down", "ids": [self.osd_id]}, timeout=2.0), 3.0)
         for task in self.tasks:
             task.cancel()
+        if self.monc is not None:
+            await self.monc.close()
         if self.messenger is not None:
             await self.messenger.close()
         self._readers.shutdown(wait=True)
@@ -226,9 +227,6 @@ class OsdDaemon(Daemon):
         """The name pool caps are written with ("" for a pool this map does not have)."""
         pool = next((p for p in self.osdmap.pools if p.id == pool_id), None)
         return pool.name if pool is not None else ""
-
-    def _key_lookup(self, entity: str):
-        return self.monc.key_lookup(entity) if self.monc is not None else None
 
     # -- maps and PGs ---------------------------------------------------------------------------
     def _on_osdmap(self, osdmap: maps_pb2.OsdMap) -> None:
@@ -527,7 +525,8 @@ class OsdDaemon(Daemon):
                               op_bytes_in=self.perf["bytes_in"],
                               op_bytes_out=self.perf["bytes_out"],
                               read_ops=self.perf["reads"], write_ops=self.perf["writes"],
-                              recovered_objects=self.perf["recovered_objects"])
+                              recovered_objects=self.perf["recovered_objects"],
+                              auth_failures=self.messenger.auth_failures())
         for (pool_id, ps), pg in sorted(self.pgs.items()):
             if not pg.is_primary:
                 continue

@@ -86,6 +86,14 @@ async def _rebooted(r: Rados, osd_id: int, booted_in: int) -> bool:
     return osd.up and osd.up_from > booted_in
 
 
+ALL_DAEMONS = ("osd.0", "osd.1", "osd.2", "mgr.x", "mon.0", "mon.1", "mon.2")
+
+
+async def _all_up(r: Rados) -> bool:
+    await r.wait_for_map_change(0.5)
+    return all(o.up for o in r.osdmap.osds)
+
+
 async def _all_clean(r: Rados) -> bool:
     st = await r.mon_command({"prefix": "status"})
     states = st["pgmap"]["pgs_by_state"]

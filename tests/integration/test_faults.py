@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from fault_helpers import (
+    ALL_DAEMONS,
     AckChecker,
     _all_clean,
+    _all_up,
     _osd,
     _rebooted,
     assert_replicas_identical,
@@ -126,9 +128,6 @@ async def _down(r: Rados, ids: list[int]) -> bool:
     return all(not _osd(r, i).up for i in ids)
 
 
-ALL_DAEMONS = ("osd.0", "osd.1", "osd.2", "mgr.x", "mon.0", "mon.1", "mon.2")
-
-
 async def flip_byte_on_disk(cluster, osd: int, coll: str, oid: str, offset: int) -> None:
     """Stop the cluster, flip one stored byte of `oid` in osd's store, start it again."""
     for name in ALL_DAEMONS:
@@ -201,11 +200,6 @@ async def test_deep_scrub_finds_corrupt_replica_and_repair_fixes_it(cluster):
 async def _osd_up(r: Rados, osd_id: int) -> bool:
     await r.wait_for_map_change(0.5)
     return any(o.id == osd_id and o.up for o in r.osdmap.osds)
-
-
-async def _all_up(r: Rados) -> bool:
-    await r.wait_for_map_change(0.5)
-    return all(o.up for o in r.osdmap.osds)
 
 
 @pytest.mark.cluster_opts(extra_conf={"osd_heartbeat_grace": 3, "mon_osd_down_out_interval": 6})
