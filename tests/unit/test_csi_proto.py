@@ -11,7 +11,11 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = Path("/work/shared/spec/csi.proto")
+# the spec's proto lives in shared/ beside the repository (CI) or the workplace's copy
+SPEC = next((p for p in (ROOT.parent / "shared" / "spec" / "csi.proto",
+                         ROOT.parents[1] / "shared" / "spec" / "csi.proto",
+                         Path("/work/shared/spec/csi.proto")) if p.exists()),
+            Path("/work/shared/spec/csi.proto"))
 
 
 def _compile(proto: Path) -> descriptor_pb2.FileDescriptorProto:
