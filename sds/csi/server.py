@@ -59,46 +59,68 @@ def default_state_dir(node_id: str) -> Path:
     return base / node_id
 
 
+class PluginServer:
+    """The gRPC server with the services `opts` asks for; start() returns once it listens."""
+
+    def __init__(self, opts: PluginOptions):
+        self.opts = opts
+        self.address, self.sock = grpc_address(opts.endpoint)
+        self.cluster = Cluster(opts.conf, opts.entity, opts.keyring)
+        self.server: grpc.aio.Server | None = None
+        self.recovery: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        opts = self.opts
+        if self.sock:
+            Path(self.sock).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.sock)  # a socket left by a killed predecessor
+        server = self.server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        csi_pb2_grpc.add_IdentityServicer_to_server(
+            IdentityService(self.cluster, opts.controller, opts.driver_name), server)
+        node = None
+        if opts.controller:
+            csi_pb2_grpc.add_ControllerServicer_to_server(
+                ControllerService(self.cluster, opts.fs), server)
+        if opts.node:
+            state = Path(opts.state_dir) if opts.state_dir else default_state_dir(opts.node_id)
+            mounts = NodeMounts(opts.conf, opts.entity, opts.keyring, state)
+            node = NodeService(self.cluster, mounts, opts.node_id)
+            csi_pb2_grpc.add_NodeServicer_to_server(node, server)
+        if server.add_insecure_port(self.address) == 0 and not self.sock:
+            raise InvalidArgument(f"cannot listen on {opts.endpoint}")
+        await server.start()
+        if self.sock:
+            os.chmod(self.sock, 0o660)
+        roles = "+".join(r for r, on in (("controller", opts.controller), ("node", opts.node))
+                         if on)
+        log.info("CSI driver %s (%s) on %s, node %s", opts.driver_name, roles, opts.endpoint,
+                 opts.node_id)
+        if node is not None:
+            self.recovery = asyncio.get_running_loop().create_task(node.recover())
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        if self.recovery is not None:
+            self.recovery.cancel()
+        if self.server is not None:
+            await self.server.stop(GRACE_S)
+        await self.cluster.close()
+        if self.sock:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.sock)
+
+
 async def serve(opts: PluginOptions, started=lambda: None) -> None:
-    address, sock = grpc_address(opts.endpoint)
-    if sock:
-        Path(sock).parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)  # a socket left by a killed predecessor
-    cluster = Cluster(opts.conf, opts.entity, opts.keyring)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-    csi_pb2_grpc.add_IdentityServicer_to_server(
-        IdentityService(cluster, opts.controller, opts.driver_name), server)
-    node = None
-    if opts.controller:
-        csi_pb2_grpc.add_ControllerServicer_to_server(ControllerService(cluster, opts.fs), server)
-    if opts.node:
-        state = Path(opts.state_dir) if opts.state_dir else default_state_dir(opts.node_id)
-        mounts = NodeMounts(opts.conf, opts.entity, opts.keyring, state)
-        node = NodeService(cluster, mounts, opts.node_id)
-        csi_pb2_grpc.add_NodeServicer_to_server(node, server)
-    if server.add_insecure_port(address) == 0 and not sock:
-        raise InvalidArgument(f"cannot listen on {opts.endpoint}")
-    await server.start()
-    if sock:
-        os.chmod(sock, 0o660)
-    roles = "+".join(r for r, on in (("controller", opts.controller), ("node", opts.node)) if on)
-    log.info("CSI driver %s (%s) on %s, node %s", opts.driver_name, roles, opts.endpoint,
-             opts.node_id)
+    """Serve until SIGTERM or SIGINT (staged FUSE mounts stay up)."""
+    plugin = PluginServer(opts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    recovery = loop.create_task(node.recover()) if node is not None else None
+    await plugin.start()
     started()
     try:
         await stop.wait()
     finally:
-        log.info("stopping")
-        if recovery is not None:
-            recovery.cancel()
-        await server.stop(GRACE_S)
-        await cluster.close()
-        if sock:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(sock)
+        await plugin.stop()
