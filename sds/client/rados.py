@@ -39,9 +39,6 @@ from sds.proto import messenger_pb2 as mpb
 
 log = logging.getLogger("sds.client")
 
-# how long an op waits for the maps to show a pool they lack before it is NotFound
-POOL_LOOKUP_WAIT_S = 2.0
-
 Op = osd_pb2.OsdOp
 
 
@@ -142,21 +139,8 @@ class Rados:
                                        "val": str(val)})
 
     def ioctx(self, pool_name: str) -> IoCtx:
-        """An IoCtx for the pool; a pool our map does not know yet is looked for again at
-        the first op (`_known_pool`), so a pool just made by another client is found."""
+        pool_by_name(self.osdmap, pool_name)
         return IoCtx(self, pool_name)
-
-    async def _known_pool(self, pool_name: str) -> None:
-        """Raise NotFound unless the pool exists, waiting up to POOL_LOOKUP_WAIT_S for the
-        maps when ours lacks it: the monitor we subscribe to may not have learnt yet of a
-        pool that another client's command just created through the leader."""
-        monc = self.monc
-        deadline = asyncio.get_running_loop().time() + POOL_LOOKUP_WAIT_S
-        while pool_name not in monc.pools:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                pool_by_name(monc.osdmap, pool_name)  # raises NotFound, naming the pool
-            await self.wait_for_map_change(remaining)
 
     # -- object ops ----------------------------------------------------------------
     async def _osd_call(self, pool_name: str, op: osd_pb2.OsdOp, data: bytes | memoryview = b"",
@@ -170,7 +154,6 @@ class Rados:
             raise TooBig(f"op of {op.ByteSize()} bytes of xattr and omap values does not fit "
                          f"one message (ms_max_envelope_bytes, {envelope_max} bytes)")
         op.tid = next(self._tids)  # the OSD pairs it with our instance from the connection
-        await self._known_pool(pool_name)
 
         def locate() -> tuple[int, int]:
             monc = self.monc
