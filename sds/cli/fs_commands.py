@@ -68,7 +68,7 @@ async def fs_rm(ctx: Context, rados, a) -> Output:
     return Output(data, f"removed fs '{a.fs_name}'")
 
 
-def _admin(prefix: str, *args):
+def _mds_op(prefix: str, *args):
     """A subcommand for an MDS admin operation: its help is the descriptor's."""
     return cli(prefix, args=args, descriptor=admin.MDS.commands[prefix])
 
@@ -81,7 +81,7 @@ async def _mds(rados, a, req: Req) -> mds_pb2.MdsReply:
         await client.close()
 
 
-@_admin("fs check", _FS)
+@_mds_op("fs check", _FS)
 async def fs_check(ctx: Context, rados, a) -> Output:
     report = json.loads((await _mds(rados, a, admin.request("fs check"))).report)
     lines = [f"{'clean' if report.get('ok') else 'DAMAGED'}: {report.get('inodes', 0)} inodes, "
@@ -104,8 +104,8 @@ def _quota_text(q: dict) -> str:
             f"{limit(q['max_files'], False)}")
 
 
-@_admin("fs quota set", arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
-         arg("--max-files", type=int, default=0), _FS)
+@_mds_op("fs quota set", arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
+          arg("--max-files", type=int, default=0), _FS)
 async def fs_quota_set(ctx: Context, rados, a) -> Output:
     reply = await _mds(rados, a, admin.request(
         "fs quota set", path=a.path, max_bytes=a.max_bytes, max_files=a.max_files))
@@ -113,7 +113,7 @@ async def fs_quota_set(ctx: Context, rados, a) -> Output:
     return Output(data, _quota_text(data))
 
 
-@_admin("fs quota get", arg("path"), _FS)
+@_mds_op("fs quota get", arg("path"), _FS)
 async def fs_quota_get(ctx: Context, rados, a) -> Output:
     data = _quota((await _mds(rados, a, admin.request("fs quota get", path=a.path))).quota)
     return Output(data, _quota_text(data))
@@ -124,7 +124,7 @@ def _snaps(reply: mds_pb2.MdsReply) -> list[dict]:
             for s in reply.snaps]
 
 
-@_admin("fs snapshot create", arg("path"), arg("snap_name", metavar="NAME"), _FS)
+@_mds_op("fs snapshot create", arg("path"), arg("snap_name", metavar="NAME"), _FS)
 async def fs_snapshot_create(ctx: Context, rados, a) -> Output:
     reply = await _mds(rados, a, admin.request("fs snapshot create", path=a.path,
                                                    name=a.snap_name))
@@ -132,7 +132,7 @@ async def fs_snapshot_create(ctx: Context, rados, a) -> Output:
                   f"created snapshot {a.path.rstrip('/')}/.snap/{a.snap_name}")
 
 
-@_admin("fs snapshot ls", arg("path"), _FS)
+@_mds_op("fs snapshot ls", arg("path"), _FS)
 async def fs_snapshot_ls(ctx: Context, rados, a) -> Output:
     snaps = _snaps(await _mds(rados, a, admin.request("fs snapshot ls", path=a.path)))
     rows = [(s["name"], s["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["created"])))
@@ -141,7 +141,7 @@ async def fs_snapshot_ls(ctx: Context, rados, a) -> Output:
                   fmt.table(["NAME", "ID", "CREATED"], rows, left=["NAME", "CREATED"]))
 
 
-@_admin("fs snapshot rm", arg("path"), arg("snap_name", metavar="NAME"), _FS)
+@_mds_op("fs snapshot rm", arg("path"), arg("snap_name", metavar="NAME"), _FS)
 async def fs_snapshot_rm(ctx: Context, rados, a) -> Output:
     await _mds(rados, a, admin.request("fs snapshot rm", path=a.path, name=a.snap_name))
     return Output({"path": a.path, "removed": a.snap_name}, f"removed snapshot {a.snap_name}")
