@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import random
 from collections.abc import Callable
 
 from sds.common import sessions
 from sds.common.config import Config
-from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
+from sds.common.errors import (
+    AuthError,
+    ConnectionLost,
+    NotPermitted,
+    PermissionDenied,
+    Retry,
+    SdsError,
+    TimedOut,
+    Unavailable,
+)
 from sds.common.messenger import Connection, Messenger
 from sds.common.osdmap import apply_incremental
+from sds.common.tasks import TaskSet
 from sds.crush.placement import PlacementTable
 from sds.proto import maps_pb2, mon_pb2
 from sds.proto import messenger_pb2 as mpb
 
-FATAL_CODES = (errno.EPERM, errno.EACCES)  # a wrong key will not get better by retrying
+FATAL = (AuthError, NotPermitted, PermissionDenied)  # a wrong key stays wrong however often tried
 
 
 class MonClient:
@@ -43,7 +52,12 @@ class MonClient:
         self._changed = asyncio.Event()
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
+        self._refills = TaskSet("mon client")
         messenger.register(mpb.MON_MAPS, self._on_maps)
+
+    async def close(self) -> None:
+        """Wait out any re-subscription under way (before the messenger closes)."""
+        await self._refills.stop()
 
     async def connect(self, timeout: float | None = None) -> None:
         await self.session(timeout or self.timeout)
@@ -63,7 +77,7 @@ class MonClient:
                     try:
                         return await self._subscribe(addr)
                     except SdsError as e:
-                        if e.code in FATAL_CODES:
+                        if isinstance(e, FATAL):
                             raise
                         last_error = e
                 if loop.time() > deadline:
@@ -111,7 +125,7 @@ class MonClient:
                 gap = True
         if gap and self._conn is not None and not self._conn.closed:
             # an incremental went missing: ask again from the epoch we have
-            asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
+            self._refills.spawn(self._refill(self._conn.addr))
 
     def resume_from(self, osdmap: maps_pb2.OsdMap) -> None:
         """Start from a map saved earlier: the subscription then asks only for newer epochs

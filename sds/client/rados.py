@@ -75,6 +75,7 @@ class Rados:
         await self.monc.connect(timeout)
 
     async def close(self) -> None:
+        await self.monc.close()
         await self.messenger.close()
 
     @property

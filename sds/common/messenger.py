@@ -8,7 +8,7 @@ The envelope names the message type and request id, so many requests are in flig
 one connection and replies come back in any order. Bulk data rides after the envelope
 and is never re-encoded. Each connection is authenticated at set-up (sds.common.auth);
 connections are symmetric: either side may call the other once set up.
-Reconnects, timeouts, back-pressure and errno mapping live here once.
+Reconnects, timeouts, back-pressure and error mapping (errno and kind) live here once.
 
 Against hostile peers: frame limits (sds.common.frames) before and after
 authentication, connection limits per peer address and in total, failed
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import logging
 import re
@@ -36,10 +35,11 @@ from sds.common import auth, secure
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
+    InternalError,
     InvalidArgument,
     SdsError,
     TimedOut,
-    from_code,
+    from_wire,
 )
 from sds.common.frames import FrameLimits, FrameProtocol
 from sds.common.options import OPTIONS
@@ -161,7 +161,7 @@ class Connection:
         finally:
             self._pending.pop(req_id, None)
         if resp.envelope.err:
-            raise from_code(resp.envelope.err, resp.envelope.err_msg)
+            raise from_wire(resp.envelope.err, resp.envelope.err_kind, resp.envelope.err_msg)
         return resp
 
     # -- receiving ----------------------------------------------------------------
@@ -197,16 +197,17 @@ class Connection:
                                          payload=_encode_payload(payload)), out)
                 await self.proto.drain()
         except SdsError as e:
-            self._reply_error(env, e.code, str(e))
+            self._reply_error(env, e)
         except Exception as e:  # a bug in a handler must not kill the connection silently
             log.exception("handler for message type %d failed", env.type)
-            self._reply_error(env, errno.EIO, f"internal error: {type(e).__name__}: {e}")
+            self._reply_error(env, InternalError(f"internal error: {type(e).__name__}: {e}"))
 
-    def _reply_error(self, env: mpb.Envelope, code: int, message: str) -> None:
+    def _reply_error(self, env: mpb.Envelope, error: SdsError) -> None:
         if env.req_id and not self.closed:
             with contextlib.suppress(SdsError):
                 self._write(mpb.Envelope(type=env.type, req_id=env.req_id, reply=True,
-                                         err=code, err_msg=message), None)
+                                         err=error.code, err_kind=error.kind,
+                                         err_msg=str(error)), None)
 
     def _on_lost(self, error: BaseException | None) -> None:
         self._shutdown(error)

@@ -115,7 +115,6 @@ class MgrDaemon(Daemon):
         self.reports: dict[int, tuple[float, mon_pb2.OsdStats]] = {}
         self.digest: dict | None = None
         self._pg_since: dict[str, tuple[str, float]] = {}
-        self.tasks: list[asyncio.Task] = []
         self.messenger: Messenger | None = None
         self.monc: MonClient | None = None
 
@@ -128,13 +127,14 @@ class MgrDaemon(Daemon):
         addr = self.config.get("mgr_addr") or self.config.get("addr")
         self.addr = await self.messenger.listen(addr)
         await self.monc.connect(timeout=60)
-        self.tasks.append(asyncio.create_task(self._report_loop()))
+        self.spawn(self._report_loop(), forever=True)
         if BALANCE_INTERVAL_S > 0:
-            self.tasks.append(asyncio.create_task(self._balance_loop()))
+            self.spawn(self._balance_loop(), forever=True)
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        await self.stop_tasks()
+        if self.monc is not None:
+            await self.monc.close()
         if self.messenger is not None:
             await self.messenger.close()
 
