@@ -2,8 +2,9 @@
 
 OSDs send their PG states and usage every few seconds; the manager keeps the latest
 report of each OSD, derives cluster-wide PG state counts, per-pool and per-OSD usage
-and I/O rates, and hands that digest to every monitor (`mgr report`), where
-`sds status`, `sds df` and health checks read it.
+and I/O rates, computes the PG, OSD, pool, scrub and fullness health checks
+(sds.mgr.health), and hands the digest with its checks to every monitor
+(`mgr report`), where `sds status`, `sds df` and `sds health` read it.
 
 Like Ceph's mgr balancer module it also runs `osd balance` every BALANCE_INTERVAL_S
 while all PGs are active+clean, so PG counts per OSD stay within a few percent of
@@ -25,6 +26,7 @@ from sds.common.errors import PermissionDenied, SdsError
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.crush.placement import pg_name
+from sds.mgr import health
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import mon_pb2
 
@@ -163,6 +165,11 @@ class MgrDaemon(Daemon):
             down = frozenset(o.id for o in self.monc.osdmap.osds if not o.up)
             self.digest = build_digest(self.reports, self.digest, time.time(), down)
             self._stamp_state_changes(self.digest)
+            osdmap = self.monc.osdmap
+            checks = health.cluster_checks(health.MgrView(osdmap, self.digest, self.config),
+                                           lambda _osdmap: self.monc.placement)
+            self.digest["health"] = [c.to_wire() for c in checks]
+            self.digest["health_epoch"] = osdmap.epoch  # the map the checks judged by
             for addr in self.config.mon_addrs:
                 with contextlib.suppress(SdsError):
                     conn = await self.messenger.connect(addr, timeout=1.0)

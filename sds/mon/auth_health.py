@@ -8,7 +8,8 @@ not yet reported through their statistics.
 
 from __future__ import annotations
 
-from sds.mon.commands import HEALTH_CHECKS, WARN, HealthCheck, MonView
+from sds.common.health import WARN, HealthCheck
+from sds.mon.commands import HEALTH_CHECKS, MonView
 
 WARN_AT = 10   # failures from one address within ms_auth_fail_window
 

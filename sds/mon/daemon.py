@@ -68,6 +68,7 @@ class MonDaemon(Daemon):
         self.state: MonState | None = None
         self.messenger: Messenger | None = None
         self.digest: dict | None = None
+        self._mgr_reported: float | None = None  # monotonic time of the last mgr report
         self.subscribers: list[Subscriber] = []
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._peer_queues: dict[int, asyncio.Queue] = {}
@@ -301,7 +302,9 @@ class MonDaemon(Daemon):
                                 auth_failures=self.messenger.auth_failures()
                                 if self.messenger else {},
                                 caller=caller.parsed if caller is not None else None,
-                                caller_name=caller.entity if caller is not None else None)
+                                caller_name=caller.entity if caller is not None else None,
+                                mgr_report_age=None if self._mgr_reported is None
+                                else time.monotonic() - self._mgr_reported)
 
     def _own_disk(self) -> tuple[str, float] | None:
         """(name, available percent) of this monitor's filesystem."""
@@ -353,6 +356,7 @@ class MonDaemon(Daemon):
         authz.authorize(caller, cmd)
         if prefix == "mgr report":
             self.digest = cmd.get("digest")
+            self._mgr_reported = time.monotonic()
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "mon disk report":
             try:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from sds.common import osdmap as om
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.fencing import FENCE_PENDING, active_instance
+from sds.common.health import ERR, WARN, HealthCheck
 from sds.mon.commands import (
-    ERR,
     HEALTH_CHECKS,
     LEADER_TICKS,
-    WARN,
     CommandResult,
-    HealthCheck,
     MonView,
     _flag,
     _int,

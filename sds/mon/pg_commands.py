@@ -7,13 +7,12 @@ They read the manager's digest (PG states as the primaries last reported them), 
 from __future__ import annotations
 
 from sds.common.errors import InvalidArgument
+from sds.mgr.health import pg_states, state_parts
 from sds.mon.commands import (
     CommandResult,
     MonView,
     _float,
-    _pg_states,
     _pgs_by_state,
-    _state_parts,
     command,
     recovery_progress,
 )
@@ -31,7 +30,7 @@ DEFAULT_STUCK_THRESHOLD_S = 300.0
 @command("pg stat")
 def cmd_pg_stat(view: MonView, cmd: dict) -> CommandResult:
     """PG counts by state, objects and bytes (one line, like `ceph pg stat`)."""
-    states = _pg_states(view)
+    states = pg_states(view)
     return CommandResult({
         "num_pgs": len(states),
         "pgs_by_state": _pgs_by_state(states),
@@ -51,7 +50,7 @@ def _row(pg: dict) -> dict:
 @command("pg dump")
 def cmd_pg_dump(view: MonView, cmd: dict) -> CommandResult:
     """Every PG with its state, size, up/acting set, primary and last scrubs."""
-    return CommandResult({"pg_stats": [_row(pg) for _, pg in sorted(_pg_states(view).items())],
+    return CommandResult({"pg_stats": [_row(pg) for _, pg in sorted(pg_states(view).items())],
                           "epoch": view.osdmap.epoch})
 
 
@@ -67,8 +66,8 @@ def cmd_pg_dump_stuck(view: MonView, cmd: dict) -> CommandResult:
                               f"(known: {', '.join(STUCK_KINDS)})")
     threshold = _float(cmd, "threshold", DEFAULT_STUCK_THRESHOLD_S)
     stuck = []
-    for _, pg in sorted(_pg_states(view).items()):
-        parts = _state_parts(pg.get("state", "unknown"))
+    for _, pg in sorted(pg_states(view).items()):
+        parts = state_parts(pg.get("state", "unknown"))
         since = pg.get("state_since")
         age = view.now - since if since else None
         if any(STUCK_KINDS[k](parts) for k in kinds) and (age is None or age >= threshold):
