@@ -535,15 +535,22 @@ async def put(ctx: Context, rados, a) -> Output:
 
 @cli("get", args=_OBJ + (arg("file", metavar="FILE", help="where to write, or - for stdout"),))
 async def get(ctx: Context, rados, a) -> Output:
-    """Read an object into a file (or stdout)."""
+    """Read an object into a file (or stdout), chunk by chunk: any size, bounded memory."""
     ioctx = rados.ioctx(a.pool)
-    data = await ioctx.read(a.object)
+    chunks = ioctx.read_stream(a.object)
+    first = await anext(chunks)  # a missing object fails before any file is made
     if a.file == "-":
-        ctx.write_bytes(data)
+        ctx.write_bytes(first)
+        async for chunk in chunks:
+            ctx.write_bytes(chunk)
         return Output()
+    size = len(first)
     with open(a.file, "wb") as f:
-        f.write(data)
-    return Output({"pool": a.pool, "object": a.object, "bytes": len(data), "file": a.file})
+        f.write(first)
+        async for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
+    return Output({"pool": a.pool, "object": a.object, "bytes": size, "file": a.file})
 
 
 @cli("rm", args=_OBJ)
@@ -681,6 +688,21 @@ def osd_add(ctx: Context, a) -> Output:
 
     name = local.add_osd(local.resolve_dir(a.dir), a.id)
     return Output({"added": name}, f"started {name}: CRUSH places data on it as it boots")
+
+
+@cli("osd fsck", rados=False, args=(
+    arg("path", help="data directory of a stopped OSD (osd.N) or its store directory"),
+))
+async def osd_fsck(ctx: Context, a) -> Output:
+    """Check a stopped OSD's store offline: checksums of every record, references, counters."""
+    from sds.osd.store import fsck
+
+    problems = await fsck.check(a.path)
+    text = "\n".join(problems) if problems else f"{a.path}: store is consistent"
+    if problems:
+        text += (f"\n{len(problems)} problems: let the cluster repair the damaged objects from "
+                 "replicas (`sds pg repair`), or rebuild this OSD from its replicas")
+    return Output({"path": a.path, "problems": problems}, text, code=1 if problems else 0)
 
 
 @cli("cluster down", rados=False, args=(_DIR,))

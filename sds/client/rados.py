@@ -27,8 +27,10 @@ from sds.common.errors import (
     NotFound,
     Retry,
     TimedOut,
+    TooBig,
 )
 from sds.common.keyring import Keyring
+from sds.common.limits import Limits
 from sds.common.messenger import Messenger, Response
 from sds.common.osdmap import pool_by_id, pool_by_name
 from sds.crush.placement import PlacementTable, object_to_pg, parse_pg_name
@@ -63,6 +65,23 @@ class Rados:
         self._tids = itertools.count(1)
         self.client_id = f"{entity}.{socket.gethostname()}.{os.getpid()}.{random.getrandbits(32):08x}"
         self.op_timeout = float(self.config.get("client_op_timeout"))
+        self.limits = Limits.from_config(self.config)
+        self.read_chunk = int(self.config.get("osd_max_read_size"))
+
+    @property
+    def client_id(self) -> str:
+        """This client's instance: the OSDs take it from the connection (named once at
+        set-up, the unit of blocklisting and of request-id deduplication)."""
+        return self.messenger.instance
+
+    @client_id.setter
+    def client_id(self, instance: str) -> None:
+        """A new instance (an MDS activation): OSD connections are made again to carry it."""
+        if instance == self.messenger.instance:
+            return
+        self.messenger.instance = instance
+        for addr in set(self.monc.addrs.values()):
+            self.messenger.drop(addr)
 
     async def __aenter__(self) -> Rados:
         await self.connect()
@@ -126,9 +145,15 @@ class Rados:
     # -- object ops ----------------------------------------------------------------
     async def _osd_call(self, pool_name: str, op: osd_pb2.OsdOp, data: bytes | memoryview = b"",
                         pg: int | None = None) -> Response:
-        """Send one object op to the primary of its PG (same request id on every resend)."""
-        op.client = self.client_id
-        op.tid = next(self._tids)
+        """Send one object op to the primary of its PG (same request id on every resend).
+        An op over a limit is refused here, before a byte is sent: the OSD would refuse
+        it too, and one too large for a frame would only be resent until the timeout."""
+        self.limits.check_op(op, len(data))
+        envelope_max = self.messenger.options.limits.envelope
+        if op.ByteSize() > envelope_max - 4096:
+            raise TooBig(f"op of {op.ByteSize()} bytes of xattr and omap values does not fit "
+                         f"one message (ms_max_envelope_bytes, {envelope_max} bytes)")
+        op.tid = next(self._tids)  # the OSD pairs it with our instance from the connection
 
         def locate() -> tuple[int, int]:
             monc = self.monc
@@ -205,13 +230,35 @@ class IoCtx:
         await self._call(Op.APPEND, oid, data)
 
     async def read(self, oid: str, length: int | None = None, offset: int = 0) -> bytes:
-        """The bytes read; a large read is returned as the bytearray it was received into
-        (no copy), which compares equal to bytes."""
-        resp = await self._call(Op.READ, oid, offset=offset, length=length or 0)
-        data = resp.data
-        if isinstance(data.obj, bytearray) and data.nbytes == len(data.obj):
-            return data.obj  # type: ignore[return-value]
-        return bytes(data)
+        """The bytes read; a read of one chunk is returned as the bytearray it was received
+        into (no copy), which compares equal to bytes. Larger reads are fetched in chunks
+        (`read_stream`) and joined."""
+        parts = [chunk async for chunk in self.read_stream(oid, length, offset)]
+        if len(parts) == 1:
+            data = parts[0]
+            if isinstance(data.obj, bytearray) and data.nbytes == len(data.obj):
+                return data.obj  # type: ignore[return-value]
+            return bytes(data)
+        return b"".join(parts)
+
+    async def read_stream(self, oid: str, length: int | None = None, offset: int = 0,
+                          chunk: int | None = None) -> AsyncIterator[memoryview]:
+        """Read in chunks of at most `chunk` bytes (default osd_max_read_size), so an
+        object of any size is read with bounded memory on both sides. Yields at least
+        one (maybe empty) chunk; stops at the object's end (its size, as each reply
+        states it) or after `length` bytes."""
+        chunk = min(chunk or self.rados.read_chunk, self.rados.read_chunk)
+        end = offset + length if length else None  # 0 or None: to the object's end
+        while True:
+            want = chunk if end is None else min(chunk, end - offset)
+            resp = await self._call(Op.READ, oid, offset=offset, length=want)
+            size = self._reply(resp).size
+            got = resp.data.nbytes
+            yield resp.data
+            offset += got
+            stop = min(size, end) if end is not None else size
+            if got == 0 or offset >= stop:
+                return
 
     async def truncate(self, oid: str, size: int) -> None:
         await self._call(Op.TRUNCATE, oid, offset=size)

@@ -78,6 +78,11 @@ class ChecksumError(SdsError, kind="checksum_error"):
     code = _errno.EIO
 
 
+class CorruptMetadata(ChecksumError, kind="corrupt_metadata"):
+    """A stored record (onode, xattr, omap entry, PG log, peering or monitor state) fails
+    its CRC32C: it is never served; the OSD repairs it from a replica like a bad block."""
+
+
 class Busy(SdsError, kind="busy"):
     code = _errno.EBUSY
 
@@ -132,6 +137,12 @@ class NameTooLong(SdsError, kind="name_too_long"):
     code = _errno.ENAMETOOLONG
 
 
+class TooBig(SdsError, kind="too_big"):
+    """A value or request larger than a configured limit (the message names the option)."""
+
+    code = _errno.E2BIG
+
+
 class CrossDevice(SdsError, kind="cross_device"):
     """A rename across filesystems, snapshots or quota roots: the caller copies instead."""
 
@@ -157,7 +168,7 @@ class TooManyLinks(SdsError, kind="too_many_links"):
 
 
 class FileTooBig(SdsError, kind="file_too_big"):
-    """A size or write past the filesystem's max_file_size (EFBIG)."""
+    """A file or object would grow past its limit: max_file_size, osd_max_object_size."""
 
     code = _errno.EFBIG
 
@@ -172,12 +183,6 @@ class StaleSession(SdsError, kind="stale_session"):
     """The MDS no longer knows this session (evicted or expired): open a new one."""
 
     code = _errno.ESTALE
-
-
-class TooBig(SdsError, kind="too_big"):
-    """A value past a size limit (an xattr value, an argument list): E2BIG."""
-
-    code = _errno.E2BIG
 
 
 class ShuttingDown(SdsError, kind="shutting_down"):
@@ -197,7 +202,7 @@ for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, TooBig,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from google.protobuf.message import Message as ProtoMessage
 
-from sds.common import auth, secure
+from sds.common import auth, errorlog, secure
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
@@ -50,6 +50,7 @@ log = logging.getLogger("sds.messenger")
 
 PROTOCOL_VERSION = 1
 HANDSHAKE_TIMEOUT_S = 10.0
+MAX_INSTANCE = 256
 
 MsgType = mpb.MsgType
 Data = bytes | bytearray | memoryview
@@ -110,6 +111,7 @@ class Connection:
         self.messenger = messenger
         self.proto = proto
         self.peer = auth.Peer("")
+        self.instance = ""  # the client instance the peer named at set-up; never changes
         self.addr = addr
         self.closed = False
         self._pending: dict[int, asyncio.Future[Response]] = {}
@@ -199,8 +201,10 @@ class Connection:
         except SdsError as e:
             self._reply_error(env, e)
         except Exception as e:  # a bug in a handler must not kill the connection silently
-            log.exception("handler for message type %d failed", env.type)
-            self._reply_error(env, InternalError(f"internal error: {type(e).__name__}: {e}"))
+            bad = errorlog.classify(e)
+            self._reply_error(env, InternalError(self.messenger.errors.internal(
+                f"handler for message type {env.type}", e)) if bad is None
+                else InvalidArgument(bad[1]))
 
     def _reply_error(self, env: mpb.Envelope, error: SdsError) -> None:
         if env.req_id and not self.closed:
@@ -258,6 +262,11 @@ def _cancelled_by_caller(fut: asyncio.Future) -> bool:
     except asyncio.CancelledError as e:
         return _EXPIRED not in str(e.args[0] if e.args else "")
     return True
+
+
+def _instance_tag(instance: str) -> bytes:
+    """The client's proof covers the instance it names, so no one on the path can swap it."""
+    return b"|instance=" + instance.encode()[:MAX_INSTANCE + 1]
 
 
 def _mode_tag(mode: int) -> bytes:
@@ -328,6 +337,8 @@ class Messenger:
         self.epoch = epoch or (lambda: 0)
         self.options = MessengerOptions(config)
         self.handlers: dict[int, Handler] = {}
+        self.errors = errorlog.ErrorLog(log)
+        self.instance = ""  # our client instance, named in each handshake we start
         self.server: asyncio.AbstractServer | None = None
         self.addr = ""
         self._outgoing: dict[str, Connection] = {}
@@ -423,7 +434,8 @@ class Messenger:
         banned = throttle.banned(host, who)
         found = None if banned or self.key_lookup is None else self.key_lookup(req.entity)
         if found is None or not auth.verify(
-                auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity), req.proof):
+                auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity,
+                           _instance_tag(req.instance)), req.proof):
             delay = throttle.failed(host, who)
             self._schedule_auth_report()
             if delay:
@@ -436,6 +448,10 @@ class Messenger:
             await asyncio.sleep(0)  # let the refusal leave before the close
             raise AuthError(f"authentication failed for {clip(req.entity)}")
         key, caps = found
+        if len(req.instance) > MAX_INSTANCE or req.instance and \
+                not req.instance.startswith(req.entity + "."):  # only one's own instances
+            raise AuthError(f"bad client instance for {clip(req.entity)}")
+        conn.instance = req.instance
         mode = max(req.mode, self.options.mode_for(self.entity, req.entity))
         reply = mpb.AuthReply(ok=True, mode=mode, proof=auth.proof(
             key, b"server", nonce, req.client_nonce, req.entity, _mode_tag(mode)))
@@ -518,8 +534,9 @@ class Messenger:
         client_nonce = auth.new_nonce()
         want = self.options.mode_for(self.entity, hello.entity)
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
-            entity=self.entity, client_nonce=client_nonce, mode=want,
-            proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity))), [])
+            entity=self.entity, client_nonce=client_nonce, mode=want, instance=self.instance,
+            proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity,
+                             _instance_tag(self.instance)))), [])
         conn.proto.release_hold()
         env, _ = await conn._next_handshake_frame()
         if env.type != mpb.AUTH_REPLY:

@@ -21,6 +21,7 @@ ERRNO: dict[type[e.SdsError], int] = {
     e.NotPermitted: errno.EPERM,
     e.TimedOut: errno.ETIMEDOUT,
     e.ChecksumError: errno.EIO,
+    e.CorruptMetadata: errno.EIO,
     e.Busy: errno.EBUSY,
     e.NotEmpty: errno.ENOTEMPTY,
     e.NoSpace: errno.ENOSPC,

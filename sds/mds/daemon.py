@@ -21,7 +21,13 @@ import time
 from sds.client.rados import Rados
 from sds.common.config import Config
 from sds.common.daemon import Daemon
-from sds.common.errors import Blocklisted, ConnectionLost, SdsError, Unavailable
+from sds.common.errors import (
+    Blocklisted,
+    ConnectionLost,
+    InvalidArgument,
+    SdsError,
+    Unavailable,
+)
 from sds.common.fencing import FENCE_PENDING, active_instance
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
@@ -186,6 +192,10 @@ class MdsDaemon(Daemon):
         req = Req()
         req.ParseFromString(env.payload)
         conn.peer.require("mds", authz.need(req))
+        if not conn.instance:
+            raise InvalidArgument("MDS requests need a client instance, named when the "
+                                  "connection is set up")
+        req.client_name = conn.instance  # the session's identity, never the request's say
         ns = self.ns
         if ns is not None and time.monotonic() - self.last_ack > self.grace * LEASE_FRACTION:
             self._demote("no beacon acknowledged recently: the monitors may have replaced it")
@@ -205,7 +215,7 @@ class MdsDaemon(Daemon):
         return reply
 
     def _open_session(self, conn: Connection, req: Req) -> mds_pb2.MdsReply:
-        name = req.name or req.client_name
+        name = conn.instance
         if is_blocklisted(self.rados.osdmap, name, time.time()):
             raise Blocklisted(f"client {name} was evicted: mount again")
         session_id = (self.generation << 32) | next(self._session_ids)

@@ -17,6 +17,8 @@ import stat
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 
+from crc32c import crc32c
+
 from sds.common.errors import (
     AlreadyExists,
     Busy,
@@ -93,8 +95,9 @@ class Namespace:
         self.lock = asyncio.Lock()
         self.opens: Counter[int] = Counter()
         self.carried: Counter[tuple[int, int]] = Counter()  # (session, ino): see retire_session
-        self.completed: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self.inflight: dict[tuple[str, int], asyncio.Future] = {}
+        # (client, tid) -> (reply, request digest) / (future, request digest)
+        self.completed: OrderedDict[tuple[str, int], tuple[bytes, int]] = OrderedDict()
+        self.inflight: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}
         self.locks = FileLocks()
         self.leases = DentryLeases(lease_s)
         self._pushes: set[asyncio.Task] = set()
@@ -121,7 +124,7 @@ class Namespace:
         events, applied = await self.journal.load()
         for ev in events:
             if ev.client:
-                self._remember(ev.client, ev.tid, ev.reply)
+                self._remember(ev.client, ev.tid, ev.reply, ev.digest)
             if ev.seq > applied:
                 await self.journal.replay(self._replay_apply, ev)
                 self.replayed += 1
@@ -175,13 +178,18 @@ class Namespace:
         if req.session_id in self.caps.evicted:
             raise StaleSession(f"session {req.session_id} was evicted")
         key = (req.client_name, req.tid) if req.client_name and req.tid else None
+        digest = request_digest(req)
         if key is not None:
+            done = self.completed.get(key) or self.inflight.get(key)
+            if done is not None and done[1] and done[1] != digest:
+                raise InvalidArgument(f"request {req.tid} of client {req.client_name} was "
+                                      "already used for a different request: refused")
             if key in self.completed:
                 reply = mds_pb2.MdsReply()
-                reply.ParseFromString(self.completed[key])
+                reply.ParseFromString(self.completed[key][0])
                 return reply
             if key in self.inflight:
-                return await asyncio.shield(self.inflight[key])
+                return await asyncio.shield(self.inflight[key][0])
         handler = self.handlers.get(req.op)
         if handler is None:
             raise NotSupported(f"MDS op {req.op} is not supported")
@@ -190,13 +198,13 @@ class Namespace:
             self._grant_lease(req)
             return reply
         fut = asyncio.get_running_loop().create_future()
-        self.inflight[key] = fut
+        self.inflight[key] = (fut, digest)
         try:
             reply = await self._durably(handler, req)
             self._grant_lease(req)
             if req.op in QUOTA_ROOM_OPS:
                 await self._quota_room(reply)
-            self._remember(req.client_name, req.tid, reply.SerializeToString())
+            self._remember(req.client_name, req.tid, reply.SerializeToString(), digest)
             fut.set_result(reply)
             return reply
         except asyncio.CancelledError:
@@ -242,8 +250,8 @@ class Namespace:
         self._pushes.add(task)
         task.add_done_callback(self._pushes.discard)
 
-    def _remember(self, client: str, tid: int, reply: bytes) -> None:
-        self.completed[(client, tid)] = reply
+    def _remember(self, client: str, tid: int, reply: bytes, digest: int) -> None:
+        self.completed[(client, tid)] = (reply, digest)
         while len(self.completed) > COMPLETED_KEEP:
             self.completed.popitem(last=False)
 
@@ -257,6 +265,7 @@ class Namespace:
         ev = mds_pb2.JournalEvent(ops=ops, stamp_ns=now_ns())
         if req is not None and req.client_name and req.tid and reply is not None:
             ev.client, ev.tid, ev.reply = req.client_name, req.tid, reply.SerializeToString()
+            ev.digest = request_digest(req)
         self.store.stage(ops)
         self.journal.submit(ev)
         self._invalidate_dentries(ops, req.session_id if req is not None else 0)
@@ -988,3 +997,12 @@ class Namespace:
 
 async def _no_client(session: int, msg: mds_pb2.MdsClientMessage) -> None:
     raise SdsError("no client connection to send to")
+
+
+def request_digest(req: Req) -> int:
+    """What a resend must repeat: the request without the fields a resend may change
+    (its session after a reconnect); 0 is kept for "unknown" (events journaled before)."""
+    same = Req()
+    same.CopyFrom(req)
+    same.session_id = 0
+    return crc32c(same.SerializeToString(deterministic=True)) or 1

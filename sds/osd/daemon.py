@@ -23,6 +23,7 @@ from sds.common.errors import (
     Blocklisted,
     ChecksumError,
     ConnectionLost,
+    CorruptMetadata,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -32,14 +33,16 @@ from sds.common.errors import (
 )
 from sds.common.fullness import Ratios, ratios_of
 from sds.common.keyring import Keyring
+from sds.common.limits import Limits
 from sds.common.messenger import Connection, Messenger, Response
 from sds.common.osdmap import find_osd, is_blocklisted, pool_by_id
 from sds.crush.placement import parse_pg_name
 from sds.osd import fullness, objcopy, ops, scrub
 from sds.osd import peering_wire as wire
+from sds.osd.inject import CommitFaults
 from sds.osd.pg import PG, map_view
 from sds.osd.store.base import Transaction
-from sds.osd.store.durable import DurableStore
+from sds.osd.store.durable import REBUILD_HINT, DurableStore
 from sds.proto import maps_pb2, mon_pb2, osd_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -74,13 +77,19 @@ class OsdDaemon(Daemon):
         self.recovery_slots = asyncio.Semaphore(self.recovery_max_active)
         self.recovery_sleep = float(config.get("osd_recovery_sleep"))
         self.pg_log_max = int(config.get("osd_pg_log_max_entries"))
+        self.limits = Limits.from_config(config)
+        self.max_read = int(config.get("osd_max_read_size"))
         self.uuid = ""
         self._usage_cache: dict[str, tuple[int, int, int, float]] = {}
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
         self.device = fullness.DeviceWatch(self.data_dir, int(config.get("osd_full_reserve_bytes")))
+        self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
+        self._fatal: asyncio.Future | None = None
+        self.failed = ""  # why the OSD stops after a failed commit (then it commits nothing)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._fatal = asyncio.get_running_loop().create_future()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.device.keep_reserve(self.ratios())
         self.uuid = self._identity()
@@ -99,6 +108,12 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
+        frame_max = self.messenger.options.limits.data
+        if self.limits.object_size > frame_max:
+            log.warning("osd_max_object_size %d exceeds what one whole copy can carry "
+                        "(ms_max_frame_bytes, %d bytes): larger objects are recovered in parts "
+                        "but cannot be repaired from a replica", self.limits.object_size,
+                        frame_max)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
@@ -106,6 +121,28 @@ class OsdDaemon(Daemon):
                      self._scrub_scheduler(), self._peering_ticker()):
             self.spawn(loop, forever=True)
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
+
+    async def run(self) -> None:
+        """Serve until a fatal error (see `fatal`): then the daemon exits, and stops first."""
+        await asyncio.shield(self._fatal)  # a stop cancels run(), never the future
+
+    def fatal(self, reason: str) -> None:
+        """The in-memory state of a PG ran ahead of a store commit that failed: nothing
+        more is committed, and the OSD stops; restarted, it peers again from what its
+        store holds (sds.osd.peering drops a log hole such a failure can leave)."""
+        if self.failed or self._fatal is None:
+            return
+        self.failed = reason
+        log.critical("FATAL: %s; stopping osd.%d: restart it to peer again from its "
+                     "committed state", reason, self.osd_id)
+        self._fatal.set_exception(SdsError(f"stopped after a failed store commit: {reason}"))
+
+    async def commit(self, txn: Transaction, step: str) -> None:
+        """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
+        if self.failed:  # not tried here: the client resends it to the next primary
+            raise Retry(f"osd.{self.osd_id} is stopping after a failed store commit")
+        self._faults.check(step)
+        await self.store.apply(txn)
 
     async def stop(self) -> None:
         """Tell the monitors we are going away, so clients stop waiting for us."""
@@ -129,15 +166,19 @@ class OsdDaemon(Daemon):
         store = self.store
         if not store.collection_exists(SUPERBLOCK):
             await store.apply(Transaction().create_collection(SUPERBLOCK))
-        raw = store.get_meta(SUPERBLOCK, MAP_KEY)
-        if raw:
-            osdmap = maps_pb2.OsdMap()
-            osdmap.ParseFromString(raw)
-            self.monc.resume_from(osdmap)
-        for coll in store.list_collections():
-            with contextlib.suppress(ValueError):
-                key = parse_pg_name(coll)
-                self.pgs[key] = PG(self, *key)
+        try:
+            raw = store.get_meta(SUPERBLOCK, MAP_KEY)
+            if raw:
+                osdmap = maps_pb2.OsdMap()
+                osdmap.ParseFromString(raw)
+                self.monc.resume_from(osdmap)
+            for coll in store.list_collections():
+                with contextlib.suppress(ValueError):
+                    key = parse_pg_name(coll)
+                    self.pgs[key] = PG(self, *key)
+        except ChecksumError as e:  # peering state we cannot trust: never serve from it
+            raise CorruptMetadata(f"{store.path}/db/data.mdb: {e}: "
+                                  f"{REBUILD_HINT.format(dir=store.path)}") from e
 
     def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
         txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())
@@ -271,9 +312,14 @@ class OsdDaemon(Daemon):
         is_read = ops.is_read(op.code)
         conn.peer.require("osd", "r" if is_read else "w", pool=self._pool_name(op.pool))
         deadline = time.monotonic() + self.op_timeout
+        self.limits.check_op(op, len(data))  # before the op reaches its PG (and its log)
+        instance = conn.instance  # who sends the op is the session's, never the op's say
+        if not instance:
+            raise InvalidArgument("object ops need a client instance, named when the "
+                                  "connection is set up")
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
-        if op.client and is_blocklisted(self.osdmap, op.client, time.time()):
-            raise Blocklisted(f"client {op.client} is blocklisted (evicted or replaced)")
+        if is_blocklisted(self.osdmap, instance, time.time()):
+            raise Blocklisted(f"client {instance} is blocklisted (evicted or replaced)")
         self.perf["ops"] += 1
         if is_read:  # a peered PG knows its newest data: it reads even below min_size
             await pg.wait_active(deadline, peered=True)
@@ -283,7 +329,7 @@ class OsdDaemon(Daemon):
         self.admit_write(op)
         await self._wait_min_size(pg, deadline)
         await pg.wait_active(deadline)
-        return await pg.do_write(op, data, deadline)
+        return await pg.do_write(op, data, deadline, instance)
 
     def ratios(self) -> Ratios:
         return ratios_of(self.osdmap, self.config)
@@ -309,15 +355,16 @@ class OsdDaemon(Daemon):
         try:
             if op.code == osd_pb2.OsdOp.READ and ops.is_large_read(self.store, pg.coll, op):
                 try:
-                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op)
+                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op,
+                                                self.max_read)
                 except ChecksumError:
                     pass  # maybe rewritten under the reader's snapshot: look again inline
-            return ops.execute_read(self.store, pg.coll, op)
+            return ops.execute_read(self.store, pg.coll, op, self.max_read)
         except ChecksumError as e:
-            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid, e)
-            if not await pg.repair_on_read(op.oid):
+            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid[:200], e)
+            if not await pg.repair_on_read(op.oid, str(e)):
                 raise
-            return ops.execute_read(self.store, pg.coll, op)
+            return ops.execute_read(self.store, pg.coll, op, self.max_read)
 
     async def _wait_min_size(self, pg: PG, deadline: float) -> None:
         """Block a write while fewer than min_size replicas are up; never under-replicate."""
@@ -381,7 +428,9 @@ class OsdDaemon(Daemon):
         if not self.store.collection_exists(pg.coll):
             raise NotFound(f"pg {pg.coll} is not on osd.{self.osd_id}")
         await pg.settle()
-        return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps)
+        length = min(state.length, self.max_read) if state.length else 0  # 0: whole (repair)
+        return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps,
+                                 state.offset, length)
 
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()
@@ -395,7 +444,7 @@ class OsdDaemon(Daemon):
         try:
             cmd = json.loads(req.cmd_json)
             prefix = cmd["prefix"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidArgument("a PG command is a JSON object with a 'prefix'") from None
         conn.peer.require("osd", "r" if prefix == "query" else "rwx",
                           pool=self._pool_name(req.pool))

@@ -1,8 +1,11 @@
-"""Whole-object copies between OSDs: what recovery, backfill and repair move.
+"""Object copies between OSDs: what recovery, backfill and repair move.
 
 A copy is the object's data, xattrs, omap, mtime and version (ObjectState + raw data);
 installing it replaces whatever the receiver held, in one store transaction together
 with the caller's other changes (the peering state that says the object is recovered).
+Recovery moves a large object in parts of bounded size (ObjectState.offset/partial):
+the parts before the last only write data into an object the receiver still counts as
+missing (never served), and the last part completes it together with that bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ from sds.proto import osd_pb2
 OMAP_PAGE = 10000
 
 
-def read_copy(store: ObjectStore, coll: str, oid: str, pool: int, ps: int,
-              ) -> tuple[osd_pb2.ObjectState, bytes]:
-    state = osd_pb2.ObjectState(pool=pool, pg=ps, oid=oid)
+def read_copy(store: ObjectStore, coll: str, oid: str, pool: int, ps: int, offset: int = 0,
+              length: int = 0) -> tuple[osd_pb2.ObjectState, bytes]:
+    """The object's state and its data from `offset` (at most `length` bytes, 0: all);
+    xattrs and omap come with the part at offset 0."""
+    state = osd_pb2.ObjectState(pool=pool, pg=ps, oid=oid, offset=offset)
     if not store.collection_exists(coll) or not store.exists(coll, oid):
         return state, b""
     st = store.stat(coll, oid)
-    state.exists, state.mtime, state.version = True, st.mtime, st.version
+    state.exists, state.mtime, state.version, state.size = True, st.mtime, st.version, st.size
+    data = store.read(coll, oid, offset, length or None)
+    if offset:
+        return state, data
     for name, value in sorted(store.getxattrs(coll, oid).items()):
         state.xattrs.add(key=name.encode(), value=value)
     start = b""
@@ -30,17 +38,28 @@ def read_copy(store: ObjectStore, coll: str, oid: str, pool: int, ps: int,
         if not more or not items:
             break
         start = items[-1][0]
-    return state, store.read(coll, oid)
+    return state, data
 
 
 def stage_copy(txn: Transaction, coll: str, state: osd_pb2.ObjectState, data) -> Transaction:
-    """Add to `txn` the replacement of `state.oid` by the copy (absent: removal)."""
-    txn.remove(coll, state.oid)
-    if state.exists:
-        txn.touch(coll, state.oid, state.mtime, state.version)
+    """Add to `txn` the replacement of `state.oid` by the copy (absent: removal), or one
+    part of it (see the module docstring; a part's data may be left out if all zero)."""
+    if state.offset == 0:
+        txn.remove(coll, state.oid)
+    if not state.exists:
+        return txn
+    if state.partial:
+        txn.write(coll, state.oid, state.offset, data)
+        return txn
+    txn.touch(coll, state.oid, state.mtime, state.version)
+    if state.offset == 0 and len(data) == state.size:
         txn.write_full(coll, state.oid, data)
-        for kv in state.xattrs:
-            txn.setxattr(coll, state.oid, kv.key.decode(), kv.value)
-        if state.omap:
-            txn.omap_set(coll, state.oid, {kv.key: kv.value for kv in state.omap})
+    else:  # the last part of several
+        if len(data):
+            txn.write(coll, state.oid, state.offset, data)
+        txn.truncate(coll, state.oid, state.size)
+    for kv in state.xattrs:
+        txn.setxattr(coll, state.oid, kv.key.decode(), kv.value)
+    if state.omap:
+        txn.omap_set(coll, state.oid, {kv.key: kv.value for kv in state.omap})
     return txn

@@ -7,15 +7,12 @@ becomes a write at the current size), so replicas apply exactly the same bytes.
 from __future__ import annotations
 
 from sds.common.errors import AlreadyExists, InvalidArgument, NotFound
+from sds.common.limits import Limits
 from sds.osd.store.base import ObjectStore, Transaction
 from sds.proto import osd_pb2
 
 Op = osd_pb2.OsdOp
 READ_CODES = {Op.READ, Op.STAT, Op.GETXATTR, Op.GETXATTRS, Op.OMAP_GET, Op.OMAP_LIST, Op.LIST}
-MAX_OBJECT_BYTES = 1 << 40
-XATTR_NAME_MAX = 255
-
-
 LARGE_READ_BYTES = 256 << 10
 
 
@@ -34,8 +31,10 @@ def is_large_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp) -> bool:
     return size - op.offset >= LARGE_READ_BYTES
 
 
-def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,
+def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, max_read: int = 0,
                  ) -> tuple[osd_pb2.OsdOpReply, bytes]:
+    """Serve a read op. A READ returns at most `max_read` bytes (0: no bound); the reply's
+    size tells the client whether to ask for the rest (sds.client.rados streams it)."""
     reply = osd_pb2.OsdOpReply()
     if op.code == Op.LIST:
         names, more = store.list_objects(coll, start_after=op.oid, max_entries=op.max or 1000)
@@ -49,7 +48,10 @@ def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,
     reply.size, reply.mtime, reply.version = st.size, st.mtime, st.version
     data = b""
     if op.code == Op.READ:
-        data = store.read(coll, op.oid, op.offset, op.length or None)
+        length = op.length or None
+        if max_read and (length is None or length > max_read):
+            length = max_read
+        data = store.read(coll, op.oid, op.offset, length)
     elif op.code == Op.GETXATTR:
         reply.value = store.getxattr(coll, op.oid, op.name)
     elif op.code == Op.GETXATTRS:
@@ -68,8 +70,11 @@ def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp,
 
 
 def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryview,
-                mtime: float, version: int) -> Transaction:
-    """The transaction for a write op, given the object's current state in `store`."""
+                mtime: float, version: int, limits: Limits | None = None) -> Transaction:
+    """The transaction for a write op, given the object's current state in `store`; the
+    op's names and sizes were checked by `limits` (the size an append reaches is checked
+    here, where the current size is known)."""
+    limits = limits or Limits()
     oid = op.oid
     exists = store.exists(coll, oid)
     txn = Transaction()
@@ -81,8 +86,6 @@ def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryvi
         return txn
     if code in (Op.SETXATTR, Op.RMXATTR) and not op.name:
         raise InvalidArgument("xattr name must not be empty")
-    if len(op.name) > XATTR_NAME_MAX:
-        raise InvalidArgument(f"xattr name longer than {XATTR_NAME_MAX} bytes")
     if code == Op.CREATE and exists and op.exclusive:
         raise AlreadyExists(f"object {oid} already exists")
     if code in (Op.RMXATTR, Op.OMAP_RM, Op.OMAP_CLEAR, Op.TRUNCATE) and not exists:
@@ -93,14 +96,14 @@ def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryvi
     if code == Op.WRITE_FULL:
         txn.write_full(coll, oid, data)
     elif code == Op.WRITE:
-        _check_size(op.offset + len(data))
+        limits.check_object_size(op.offset + len(data))
         txn.write(coll, oid, op.offset, data)
     elif code == Op.APPEND:
         size = store.stat(coll, oid).size if exists else 0
-        _check_size(size + len(data))
+        limits.check_object_size(size + len(data))
         txn.write(coll, oid, size, data)
     elif code == Op.TRUNCATE:
-        _check_size(op.offset)
+        limits.check_object_size(op.offset)
         txn.truncate(coll, oid, op.offset)
     elif code == Op.SETXATTR:
         txn.setxattr(coll, oid, op.name, op.value)
@@ -116,7 +119,3 @@ def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryvi
         raise InvalidArgument(f"unknown op code {code}")
     return txn
 
-
-def _check_size(size: int) -> None:
-    if size > MAX_OBJECT_BYTES:
-        raise InvalidArgument(f"object would exceed {MAX_OBJECT_BYTES} bytes")

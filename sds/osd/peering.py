@@ -278,7 +278,24 @@ class PeeringCore:
                 self.log[entry.version] = entry
             elif key.startswith(MISSING_PREFIX):
                 self.missing[key[len(MISSING_PREFIX):]] = Need.decode(json.loads(value))
+        self._drop_after_hole()
         assert all(self.log_tail < v <= self.last_update for v in self.log), "log out of range"
+
+    def _drop_after_hole(self) -> None:
+        """A log with a hole (v runs one by one along a history) lost a commit while later
+        ones of the same store batch succeeded, just before the OSD stopped for it. Keep
+        the log up to the hole only: peering then re-fetches every object written after
+        it as the authority holds it, so the store agrees with the log again."""
+        expect = self.log_tail[1] + 1
+        for i, version in enumerate(self.log):
+            if version[1] != expect:
+                dropped = list(self.log)[i:]
+                for v in dropped:
+                    del self.log[v]
+                    self._ready.persist[log_key(v)] = None
+                self.last_update = next(reversed(self.log), self.log_tail)
+                return  # the first map persists the info (advance_map) with these removals
+            expect += 1
 
     def _save_info(self) -> None:
         iv = self.interval
@@ -695,6 +712,17 @@ class PeeringCore:
                     self._send(osd, "lec", lec=self.lec)
             for osd in sorted(self._pmissing.keys() - set(self.interval.acting)):
                 self._send(osd, "purge")  # every acting member has it all: drop stray copies
+
+    def wants_copy(self, oid: str, need: Need, epoch: int) -> bool:
+        """Would `on_push` take this copy now? The parts of a large copy are written only
+        while the object is still missing here (and so never served)."""
+        if self.interval is None or epoch != self.interval.epoch or self.phase == RESTARTED:
+            return False
+        if self.missing.get(oid) != need:
+            return False
+        if self.role == PRIMARY:
+            return self.phase == ACTIVE
+        return self.role == REPLICA and self._replica_active
 
     def on_push(self, oid: str, need: Need, epoch: int) -> Ready | None:
         """A recovered copy of `oid` arrived here. None: ignore it (stale); a Ready with

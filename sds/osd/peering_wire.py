@@ -21,8 +21,23 @@ def unpack(value: int) -> Version:
     return (value >> EPOCH_SHIFT, value & ((1 << EPOCH_SHIFT) - 1))
 
 
-def reqid(client: str, tid: int) -> str:
-    return f"{client}:{tid}" if client else ""
+def reqid(client: str, tid: int, digest: int | None = None) -> str:
+    """A client request id as PG log entries keep it: "<instance>:<tid>", and with the
+    op's digest "<instance>:<tid>#<digest hex>" (so a different op under it is told apart)."""
+    if not client or not tid:
+        return ""
+    return f"{client}:{tid}" if digest is None else f"{client}:{tid}#{digest:08x}"
+
+
+def split_reqid(logged: str) -> tuple[str, int | None]:
+    """("<instance>:<tid>", digest or None) of a logged request id."""
+    base, sep, digest = logged.rpartition("#")
+    if not sep:
+        return logged, None
+    try:
+        return base, int(digest, 16)
+    except ValueError:
+        return logged, None
 
 
 def entry_to_pb(entry: Entry, out: osd_pb2.PgLogEntry | None = None) -> osd_pb2.PgLogEntry:

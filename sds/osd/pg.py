@@ -23,7 +23,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sds.common.errors import ConnectionLost, NoSpace, Retry, SdsError, TimedOut, Unavailable
+from crc32c import crc32c
+
+from sds.common.errors import (
+    ChecksumError,
+    ConnectionLost,
+    InvalidArgument,
+    NoSpace,
+    Retry,
+    SdsError,
+    TimedOut,
+    Unavailable,
+)
 from sds.crush.placement import pg_name
 from sds.osd import objcopy, ops, scrub
 from sds.osd import peering_wire as wire
@@ -80,7 +91,8 @@ class PG:
         self._installing: dict[str, asyncio.Task] = {}  # recovered copies being committed
         self._writes: set[asyncio.Task] = set()
         self._progress = asyncio.Event()   # set (and replaced) whenever the core moved
-        self._reqids: dict[str, tuple] = {}
+        self._reqids: dict[str, tuple] = {}   # "<instance>:<tid>" -> (version, digest)
+        self._digests: dict[tuple[str, int], int] = {}  # of the ops in flight
         self._indexed_log: dict | None = None
 
     # -- what the core says ---------------------------------------------------------------
@@ -127,6 +139,7 @@ class PG:
                 fut.set_exception(Retry(f"pg {self.coll} changed interval; resend"))
                 fut.exception()
         self.in_flight.clear()
+        self._digests.clear()
         for task in self._recovering.values():
             task.cancel()
         self._recovering.clear()
@@ -178,11 +191,14 @@ class PG:
             done.set_result(None)
             self.osd.refresh_pgs()  # a map that came meanwhile may make us a member again
 
-    def _run(self, ready: Ready, txn: Transaction | None = None) -> asyncio.Task:
+    def _run(self, ready: Ready, txn: Transaction | None = None,
+             step: str = "peering") -> asyncio.Task:
         """Persist the core's changes (with `txn`), then send its messages, start its
         recoveries. Tracked, and FIFO: the store commits in submission order. The core's
         memory already moved on, so the commit must happen: await the task only through
-        asyncio.shield (cancelling an awaiter would cancel a task that has not started)."""
+        asyncio.shield (cancelling an awaiter would cancel a task that has not started).
+        If the commit fails anyway, the core is ahead of the store: the OSD stops (and
+        restarted, peers from what was committed); nothing is sent or acked for it."""
         txn = txn if txn is not None else Transaction()
         if log.isEnabledFor(logging.DEBUG):
             missing = sorted((k[len(MISSING_PREFIX):], v is not None)
@@ -197,8 +213,14 @@ class PG:
 
         async def run() -> None:
             if txn.ops:
-                await self.ensure_collection()
-                await self.osd.store.apply(txn)
+                try:
+                    await self.ensure_collection()
+                    await self.osd.commit(txn, step)
+                except Exception as e:
+                    if ready.persist:
+                        self.osd.fatal(f"pg {self.coll}: a {step} commit failed after the "
+                                       f"PG's state moved on: {e}")
+                    raise
             for msg in ready.messages:
                 self._send(msg)
             for rec in ready.recover:
@@ -263,20 +285,26 @@ class PG:
         slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
         try:
             async with slots:
-                state, data = await self._fetch(rec.oid, rec.source)
+                part = self.osd.max_read
+                state, data = await self._fetch(rec.oid, rec.source, 0, part)
                 if not rec.need.matches(wire.unpack(state.version) if state.exists else None):
                     log.warning("pg %s: osd.%d holds %s at %s, not %s; retrying later",
                                 self.coll, rec.source, rec.oid, wire.unpack(state.version),
                                 rec.need)
                     return
-                state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
-                state.interval, state.recovery = rec.epoch, True
-                for target in rec.targets:
-                    if target == self.osd.osd_id:
-                        await self.install_copy(state, data)
-                    else:
-                        await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
-                                                timeout=COPY_TIMEOUT_S)
+                version = state.version
+                meta = (list(state.xattrs), list(state.omap))
+                while True:  # part by part: one part in memory, whatever the object's size
+                    last = not state.exists or state.offset + len(data) >= state.size
+                    if not last and not data:
+                        raise SdsError(f"{rec.oid} shrank while being copied")
+                    await self._push_part(rec, state, data, last, meta)
+                    if last:
+                        break
+                    state, data = await self._fetch(rec.oid, rec.source,
+                                                    state.offset + len(data), part)
+                    if not state.exists or state.version != version:
+                        raise SdsError(f"{rec.oid} changed while being copied")
                 if self.osd.recovery_sleep and not rec.urgent:
                     await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
@@ -291,11 +319,37 @@ class PG:
             if self._recovering.get(rec.oid) is asyncio.current_task():
                 del self._recovering[rec.oid]
 
-    async def _fetch(self, oid: str, source: int) -> tuple[osd_pb2.ObjectState, bytes]:
+    async def _push_part(self, rec: Recover, state: osd_pb2.ObjectState, data,
+                         last: bool, meta: tuple[list, list]) -> None:
+        """Send one part of a recovered copy to every target. Parts in the middle that
+        hold only zeros are not sent (the last part sets the size: holes stay holes)."""
+        zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
+        if zeros and not last and state.offset:
+            return
+        state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
+        state.interval, state.recovery, state.partial = rec.epoch, True, not last
+        del state.xattrs[:], state.omap[:]
+        if last:
+            state.xattrs.extend(meta[0])
+            state.omap.extend(meta[1])
+        if zeros and state.offset:
+            data = b""
+        for target in rec.targets:
+            if target == self.osd.osd_id:
+                await self.install_copy(state, memoryview(data))
+            else:
+                await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
+                                        timeout=COPY_TIMEOUT_S)
+
+    async def _fetch(self, oid: str, source: int, offset: int = 0,
+                     length: int = 0) -> tuple[osd_pb2.ObjectState, bytes]:
+        """The object's state and data from `source` (all of it, or the part asked)."""
         if source == self.osd.osd_id:
-            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps)
+            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps,
+                                     offset, length)
         resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-            pool=self.pool_id, pg=self.ps, oid=oid), timeout=COPY_TIMEOUT_S)
+            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length),
+            timeout=COPY_TIMEOUT_S)
         return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
 
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
@@ -308,13 +362,18 @@ class PG:
             await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,
                                                                       data)))
             return
+        if state.partial:  # data only, into an object still missing here (never served)
+            if self.core.wants_copy(state.oid, wire.need_from_pb(state.need), state.interval):
+                await asyncio.shield(self._run(
+                    Ready(), objcopy.stage_copy(txn, self.coll, state, data), "push"))
+            return
         ready = self.core.on_push(state.oid, wire.need_from_pb(state.need), state.interval)
         if ready is None:
             return  # stale or unwanted
         if ready.persist:
             objcopy.stage_copy(txn, self.coll, state, data)
         # the core already counts the object as present: ops on it wait for this commit
-        task = self._installing[state.oid] = self._run(ready, txn)
+        task = self._installing[state.oid] = self._run(ready, txn, "push")
         self.osd.forget_usage(self.coll)
         try:
             await asyncio.shield(task)
@@ -374,34 +433,47 @@ class PG:
         reply = osd_pb2.OsdOpReply(names=after[:limit], more=len(after) > limit)
         return reply, b""
 
-    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview,
-                       deadline: float) -> osd_pb2.OsdOpReply:
-        reqid = (op.client, op.tid)
+    async def do_write(self, op: osd_pb2.OsdOp, data: memoryview, deadline: float,
+                       instance: str) -> osd_pb2.OsdOpReply:
+        """Apply a client write once: a resend (same instance and tid) gets the original's
+        answer; a different op under a used request id is refused, never acked."""
+        reqid = (instance, op.tid)
+        digest = crc32c(data, crc32c(op.SerializeToString(deterministic=True)))
         pending = self.in_flight.get(reqid)
         if pending is not None:  # a resend while the original is still in progress
+            self._same_op(reqid, self._digests.get(reqid), digest)
             return await asyncio.shield(pending)
-        done = self._logged(wire.reqid(op.client, op.tid))
+        done = self._logged(wire.reqid(instance, op.tid))
         if done is not None:  # a resend of an op that already completed
-            return osd_pb2.OsdOpReply(version=wire.pack(done))
+            self._same_op(reqid, done[1], digest)
+            return osd_pb2.OsdOpReply(version=wire.pack(done[0]))
         fut = asyncio.get_running_loop().create_future()
-        if op.client:  # registered before queueing, so a resend waits for this one
+        if instance and op.tid:  # registered before queueing, so a resend waits for this one
             self.in_flight[reqid] = fut
+            self._digests[reqid] = digest
         # a write, once begun, finishes even if the client's connection (and with it this
         # handler) goes away: half a write would leave replicas refusing the next ones
-        task = asyncio.get_running_loop().create_task(self._write(op, data, deadline, fut, reqid))
+        task = asyncio.get_running_loop().create_task(
+            self._write(op, data, deadline, fut, reqid, digest))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(fut)
 
+    @staticmethod
+    def _same_op(reqid: tuple[str, int], known: int | None, digest: int) -> None:
+        if known is not None and known != digest:
+            raise InvalidArgument(f"request {reqid[1]} of client {reqid[0]} was already used "
+                                  "for a different op: refused (a tid names one op)")
+
     async def _write(self, op: osd_pb2.OsdOp, data: memoryview, deadline: float,
-                     fut: asyncio.Future, reqid: tuple[str, int]) -> None:
+                     fut: asyncio.Future, reqid: tuple[str, int], digest: int) -> None:
         interval = self.interval_epoch
         try:
             async with self._object_lock(op.oid):
                 await self._wait_recovered(op.oid, deadline, degraded=True)
                 if self.interval_epoch != interval or not self.is_active():
                     raise Retry(f"pg {self.coll} changed interval; resend")
-                reply = await self._replicate(op, data, deadline)
+                reply = await self._replicate(op, data, deadline, reqid, digest)
             if not fut.done():
                 fut.set_result(reply)
         except BaseException as e:
@@ -413,18 +485,31 @@ class PG:
         finally:
             if self.in_flight.get(reqid) is fut:
                 del self.in_flight[reqid]
+                self._digests.pop(reqid, None)
 
-    def _logged(self, reqid: str) -> tuple | None:
-        """The version of a logged write with this request id, if the log still has it."""
+    def _logged(self, reqid: str) -> tuple[tuple, int | None] | None:
+        """(version, op digest) of a logged write with this request id, if the log still
+        has it. A log entry's reqid is "<instance>:<tid>#<digest>" (wire.reqid)."""
         if not reqid:
             return None
         log_ = self.core.log
         if self._indexed_log is not log_:  # the core adopted another log: index it again
-            self._reqids = {e.reqid: v for v, e in log_.items() if e.reqid}
+            self._reqids = {}
+            for v, e in log_.items():
+                if e.reqid:
+                    self._index(e.reqid, v)
             self._indexed_log = log_
-        version = self._reqids.get(reqid)
-        entry = log_.get(version) if version is not None else None
-        return version if entry is not None and entry.reqid == reqid else None
+        found = self._reqids.get(reqid)
+        if found is None:
+            return None
+        entry = log_.get(found[0])
+        if entry is None or wire.split_reqid(entry.reqid)[0] != reqid:
+            return None
+        return found
+
+    def _index(self, logged_reqid: str, version: tuple) -> None:
+        base, digest = wire.split_reqid(logged_reqid)
+        self._reqids[base] = (version, digest)
 
     @contextlib.asynccontextmanager
     async def _object_lock(self, oid: str):
@@ -441,24 +526,37 @@ class PG:
             if entry[1] == 0:
                 del self.object_locks[oid]
 
-    async def _replicate(self, op, data, deadline) -> osd_pb2.OsdOpReply:
+    def _prepare(self, op, data) -> tuple:
+        """(prior version, new version, transaction) of a write: reads only."""
         store = self.osd.store
-        await self.ensure_collection()
         prior = wire.unpack(store.stat(self.coll, op.oid).version) \
             if store.exists(self.coll, op.oid) else None
-        # no await from here to core.write: the version we stamp is the one it assigns
         version = (self.interval_epoch, self.core.last_update[1] + 1)
-        txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version))
-        entry, ready = self.core.write(op.oid, wire.reqid(op.client, op.tid),
+        txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
+                              self.osd.limits)
+        return prior, version, txn
+
+    async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
+        await self.ensure_collection()
+        try:
+            prior, version, txn = self._prepare(op, data)
+        except ChecksumError as e:  # our copy is damaged: repair it first (we hold the lock)
+            log.warning("pg %s: %s failed its checksum before a write: %s", self.coll,
+                        op.oid[:200], e)
+            if not await self.repair_on_read(op.oid, str(e), locked=True):
+                raise
+            prior, version, txn = self._prepare(op, data)
+        # no await from here to core.write: the version we stamp is the one it assigns
+        entry, ready = self.core.write(op.oid, wire.reqid(*reqid, digest),
                                        op.code == osd_pb2.OsdOp.REMOVE, prior)
         assert entry.version == version, (entry.version, version)
         if entry.reqid:
-            self._reqids[entry.reqid] = entry.version
+            self._index(entry.reqid, entry.version)
         log.debug("pg %s write %s %s to %s", self.coll, entry.version, op.oid, self.acting)
         wire_txn, segments = txn.to_wire()
         repop = osd_pb2.RepOp(pool=self.pool_id, pg=self.ps, txn=wire_txn,
                               entry=wire.entry_to_pb(entry), interval=self.interval_epoch)
-        tasks = [asyncio.shield(self._run(ready, txn))]
+        tasks = [asyncio.shield(self._run(ready, txn, "write"))]
         tasks += [self._send_repop(peer, repop, segments, deadline) for peer in self.replicas()]
         await asyncio.gather(*tasks)
         self.osd.perf_add(writes=1, bytes_in=len(data))
@@ -491,7 +589,7 @@ class PG:
                         f"{entry.version} of interval {repop.interval} now")
         if not ready.persist:
             return  # a resend we already applied
-        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data)))
+        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data), "repop"))
 
     def pg_state(self) -> str:
         state = self.core.state_name()
@@ -564,25 +662,40 @@ class PG:
             await self.scrub(deep=True)
         return repaired
 
-    async def repair_on_read(self, oid: str) -> bool:
-        """Our copy failed its checksum: replace it with a replica's copy of the same version."""
-        version = self.osd.store.stat(self.coll, oid).version
-        async with self._object_lock(oid):
+    async def repair_on_read(self, oid: str, why: str = "checksum", locked: bool = False,
+                             ) -> bool:
+        """Our copy failed its checksum (data or metadata): replace it with a replica's copy
+        of the same version, or of the newest version the replicas hold when our onode is
+        what cannot be read. Either way the PG stays inconsistent until a deep scrub."""
+        try:
+            version = self.osd.store.stat(self.coll, oid).version
+        except ChecksumError:
+            version = None
+        async with contextlib.nullcontext() if locked else self._object_lock(oid):
+            best = None
             for peer in self.replicas():
                 try:
                     state, data = await self._fetch(oid, peer)
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
-                                oid, e)
+                                oid[:200], e)
                     continue
-                if state.exists and state.version == version:
-                    await self.install_copy(state, memoryview(data))
-                    log.warning("pg %s: repaired %s from osd.%d after a checksum error",
-                                self.coll, oid, peer)
-                    return True
-        self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: "checksum"})
+                if state.exists and state.version == (version or state.version) and (
+                        best is None or state.version > best[1].version):
+                    best = (peer, state, data)
+                    if version is not None:
+                        break
+            if best is not None:
+                peer, state, data = best
+                await self.install_copy(state, memoryview(data))
+                log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
+                            peer, why)
+                bad = f"{why}; repaired from osd.{peer} on read"
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [peer], {self.osd.osd_id: bad})
+            else:
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
         self.core.inconsistent = True
-        return False
+        return best is not None
 
     def query(self) -> dict:
         """Why the PG is in its state, for `sds pg PGID query`."""

@@ -441,6 +441,10 @@ async def test_resent_request_is_answered_once(cluster_module):
         assert again.attr.ino == first.attr.ino
         fresh = Req(op=Req.MKDIR, ino=ROOT, name="once", mode=0o755)
         assert await code_of(m.request(fresh)) == errno.EEXIST
+        # another request under a used tid is refused, never answered with the old reply
+        other = Req(op=Req.MKDIR, ino=ROOT, name="not-once", mode=0o755, tid=req.tid)
+        assert await code_of(m.request(other)) == errno.EINVAL
+        assert await code_of(lookup(m, ROOT, "not-once")) == errno.ENOENT
 
 
 def sds(cluster, *argv: str) -> tuple[int, str, str]:

@@ -199,7 +199,9 @@ def test_sync_wrapper(pool):
 
 
 async def test_resent_ops_are_applied_once(pool):
-    """A resend carries the same request id (client, tid): the OSD must not apply it again."""
+    """A resend carries the same request id (the connection's client instance, tid): the
+    OSD must not apply it again. (The tids are far above the ones `io` itself uses: a tid
+    reused for a different op is refused, see test_bad_input.py.)"""
     from sds.crush.placement import object_to_pg
     from sds.proto import messenger_pb2 as mpb
     from sds.proto import osd_pb2
@@ -213,7 +215,7 @@ async def test_resent_ops_are_applied_once(pool):
 
         def append(tid: int):
             op = osd_pb2.OsdOp(code=osd_pb2.OsdOp.APPEND, pool=p.id, pg=pg, oid="idem",
-                               client="client.test.resend", tid=tid)
+                               tid=1_000_000 + tid)
             return conn.call(mpb.OSD_OP, op, b"abc", epoch=r.osdmap.epoch)
 
         for _ in range(3):           # resent after completion

@@ -48,6 +48,11 @@ class FakeIoCtx:
         data = self.objects[oid][0][offset:]
         return data[:length] if length else data
 
+    async def read_stream(self, oid, chunk=4):
+        data = await self.read(oid)
+        for at in range(0, max(len(data), 1), chunk):
+            yield memoryview(data[at:at + chunk])
+
     async def remove(self, oid):
         await self._tick()
         if self.objects.pop(oid, None) is None:

@@ -354,3 +354,24 @@ def test_lost_messages_are_resent_on_tick():
     assert {m.dst for m in h.queue} == {1, 2}
     h.deliver()
     assert p.state_name() == "active+clean"
+
+
+def test_a_lost_commit_before_a_fatal_stop_is_recovered_after_restart():
+    """osd.1's commit of one write failed while the next one (same store batch) succeeded;
+    it stops and restarts: its log has a hole, and peering re-fetches what follows it."""
+    h = Harness()
+    h.map([0, 1, 2])
+    h.write("a", "a1")
+    entry_b = h.write("b", "b1", replicas=[2])
+    lost = h.cores[1].replica_write(entry_b, h.primary().interval.epoch)
+    assert lost is not None and lost.persist  # the memory moved; its commit is dropped
+    h.write("c", "c1")
+    h.crash(1)                                 # the fatal stop
+    h.down(1, [0, 2])
+    h.boot(1, [0, 1, 2])
+    restarted = h.cores[1]
+    assert restarted.is_missing("b") and restarted.is_missing("c")
+    h.recover()
+    assert h.primary().state_name() == "active+clean"
+    assert h.contents(1) == h.contents(0) == {"a": "a1", "b": "b1", "c": "c1"}
+    assert PeeringCore(1, dict(h.durable[1])).last_update == h.cores[0].last_update

@@ -3,19 +3,26 @@
 On-disk layout under `path/`:
 
     db/data.mdb, db/lock.mdb   LMDB environment (sync=True, metasync=True), named databases:
-      colls   ckey                         -> b""
-      onode   ckey + oid                   -> size u64, mtime f64, version u64   (sorted by oid)
+      colls   ckey                         -> seal(b"")
+      onode   ckey + name_key(oid)         -> seal(size u64, mtime f64, version u64; long oid)
       data    okey + block u32             -> block record (below)
-      xattr   okey + name                  -> value
-      omap    okey + key                   -> value
-      meta    ckey + key                   -> value   (PG info, PG log)
-      extref  extent id u64                -> number of block records pointing into the extent
-      sys     b"objects", b"bytes"         -> u64 counters for statfs
+      xattr   okey + name_key(name)        -> seal(value)
+      omap    okey + name_key(key)         -> seal(value)
+      meta    ckey + name_key(key)         -> seal(value)   (PG info, PG log, missing set)
+      extref  extent id u64                -> seal(number of block records in the extent)
+      sys     b"objects", b"bytes"         -> seal(u64 counters for statfs)
+              b"format"                    -> seal(FORMAT u64)
     ext/<16 hex digits>             extent files. A referenced extent is never modified. An
                                     unreferenced one is free space: kept in a bounded free
                                     pool (POOL_MAX_FILES, POOL_MAX_BYTES) for reuse, or unlinked
 
-    ckey = u16 len + coll utf-8;  okey = ckey + u32 len + oid utf-8.
+    ckey = u16 len + coll utf-8 (at most 64 bytes); okey = ckey + object_id(oid) (keys.py).
+    name_key (keys.py): a name of up to 320 bytes is its own key, a longer one a sortable
+    prefix + hash (full name in the value), so keys stay under LMDB's 511 bytes for names
+    of any length and listings keep the order of the real names. seal (sds/common/seal.py)
+    prefixes a CRC32C over key and value, verified on every read (CorruptMetadata).
+    A store of another FORMAT (1: before checksums) or one LMDB cannot open refuses to
+    start, naming the file and what to do (REBUILD_HINT).
 
 Object data is cut into 64 KiB blocks keyed by (object, block index); each block record is
 either inline (0x00, crc32c u32, bytes) or a pointer into an extent (0x01, extent id u64,
@@ -103,8 +110,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import functools
+import logging
 import mmap
 import os
 import struct
@@ -117,14 +126,20 @@ from crc32c import crc32c
 from sds.common.errors import (
     AlreadyExists,
     ChecksumError,
+    CorruptMetadata,
     InvalidArgument,
     NoData,
     NoSpace,
     NotEmpty,
     NotFound,
+    NotSupported,
     SdsError,
 )
+from sds.common.seal import seal, unseal
+from sds.osd.store import keys
 from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
+
+log = logging.getLogger("sds.osd.store")
 
 BLOCK = 64 * 1024
 DEFAULT_EXTENT_THRESHOLD = 512 * 1024
@@ -142,6 +157,10 @@ DIO_INFLIGHT_BYTES = 32 * 1024 * 1024  # aligned write buffers handed to unfinis
 DIO_KEEP_BYTES = 32 * 1024 * 1024  # free aligned write buffers kept (already faulted in)
 READ_KEEP_BYTES = 18 * 1024 * 1024  # largest per-thread read buffer kept (16 MiB reads)
 
+FORMAT = 2  # 1: names inside keys, unsealed values; 2: keys.py
+REBUILD_HINT = ("run `sds osd fsck {dir}` to list the damage, or rebuild this OSD from its "
+                "replicas: move {dir} away and start the OSD, and it is backfilled")
+
 _ONODE = struct.Struct(">QdQ")
 _INLINE_HDR = struct.Struct(">BI")
 _EXT_REC = struct.Struct(">BQQII")
@@ -155,14 +174,37 @@ _K_EXTENT = 1
 @functools.lru_cache(maxsize=4096)  # few collections, 4+ lookups per op
 def _ckey(coll: str) -> bytes:
     b = coll.encode()
-    if not b or len(b) > 0xFFFF:
-        raise InvalidArgument(f"bad collection name {coll!r}")
+    if not b or len(b) > keys.COLL_MAX:
+        raise InvalidArgument(f"bad collection name {coll!r} (at most {keys.COLL_MAX} bytes)")
     return _U16.pack(len(b)) + b
 
 
+def _nkey(coll: str, oid: str) -> bytes:
+    """Key of an object's onode: sorted by name within its collection."""
+    return _ckey(coll) + keys.name_key(oid.encode())
+
+
+@functools.lru_cache(maxsize=4096)  # stat, read and apply of one op each need it
 def _okey(coll: str, oid: str) -> bytes:
-    o = oid.encode()
-    return _ckey(coll) + _U32.pack(len(o)) + o
+    """Prefix of an object's data, xattr and omap keys (fixed length per collection)."""
+    return _ckey(coll) + keys.object_id(oid.encode())
+
+
+def _seal_named(key_base: bytes, name: bytes, payload) -> tuple[bytes, bytes]:
+    """(key, sealed value) of a record named `name` under `key_base`."""
+    part = keys.name_key(name)
+    key = key_base + part
+    return key, seal(key, payload, name if keys.is_hashed(part) else b"")
+
+
+def _seal_onode(nk: bytes, oid: bytes, size: int, mtime: float, version: int) -> bytes:
+    """The onode value; it carries the name when the key holds only a hash of it."""
+    return seal(nk, _ONODE.pack(size, mtime, version), oid if len(oid) > keys.INLINE else b"")
+
+
+def _u64(t: lmdb.Transaction, key: bytes, db) -> int:
+    raw = t.get(key, db=db)
+    return _U64.unpack(unseal(key, raw, "counter")[1])[0] if raw is not None else 0
 
 
 def _ext_name(ext_id: int) -> str:
@@ -192,6 +234,15 @@ def _pwrite_all(fd: int, bufs: list, pos: int) -> None:
                 got -= len(chunk.pop(0))
             if got:
                 chunk[0] = chunk[0][got:]
+
+
+@contextlib.contextmanager
+def _noting(problems: list[str]):
+    """fsck: a record that fails its checksum is one more problem, not the end."""
+    try:
+        yield
+    except CorruptMetadata as e:
+        problems.append(str(e))
 
 
 class _AlignedBuffers:
@@ -286,15 +337,23 @@ class DurableStore(ObjectStore):
         os.makedirs(os.path.join(path, "db"), exist_ok=True)
         self._threshold = max(1, extent_threshold)
         self._capacity = capacity_bytes
-        self._env = lmdb.open(
-            os.path.join(path, "db"), map_size=map_size, max_dbs=8, sync=True,
-            metasync=True, readahead=False, max_readers=256,
-        )
-        names = ("colls", "onode", "data", "xattr", "omap", "meta", "extref", "sys")
-        h = {n: self._env.open_db(n.encode()) for n in names}
-        self._colls, self._onode, self._data = h["colls"], h["onode"], h["data"]
-        self._xattr, self._omap, self._meta = h["xattr"], h["omap"], h["meta"]
-        self._extref, self._sys = h["extref"], h["sys"]
+        db_file = os.path.join(path, "db", "data.mdb")
+        try:
+            self._env = lmdb.open(
+                os.path.join(path, "db"), map_size=map_size, max_dbs=8, sync=True,
+                metasync=True, readahead=False, max_readers=256,
+            )
+            names = ("colls", "onode", "data", "xattr", "omap", "meta", "extref", "sys")
+            h = {n: self._env.open_db(n.encode()) for n in names}
+            self._colls, self._onode, self._data = h["colls"], h["onode"], h["data"]
+            self._xattr, self._omap, self._meta = h["xattr"], h["omap"], h["meta"]
+            self._extref, self._sys = h["extref"], h["sys"]
+            self._check_format(db_file)
+        except lmdb.Error as e:
+            raise CorruptMetadata(f"{db_file}: {type(e).__name__}: {e}: "
+                                  f"{REBUILD_HINT.format(dir=path)}") from e
+        except CorruptMetadata as e:
+            raise CorruptMetadata(f"{db_file}: {e}: {REBUILD_HINT.format(dir=path)}") from e
         self._next_ext = 1
         # O_DIRECT for extent data unless the filesystem refuses it (tmpfs: EINVAL), or
         # direct_io=False. "buffered" is the fallback; both write the same layout.
@@ -323,6 +382,22 @@ class DurableStore(ObjectStore):
         self.commits = 0  # number of LMDB commits (group-commit statistics)
 
     # -- startup -----------------------------------------------------------------------
+    def _check_format(self, db_file: str) -> None:
+        """Stamp a new store with FORMAT; refuse a store written in another format."""
+        with self._env.begin(write=True) as t:
+            raw = t.get(b"format", db=self._sys)
+            if raw is not None:
+                found = _U64.unpack(unseal(b"format", raw, "store format")[1])[0]
+            elif t.stat(self._colls)["entries"] or t.stat(self._onode)["entries"]:
+                found = 1  # written before values were sealed
+            else:
+                t.put(b"format", seal(b"format", _U64.pack(FORMAT)), db=self._sys)
+                return
+        if found != FORMAT:
+            raise NotSupported(f"{db_file}: store format {found}, this OSD reads format "
+                               f"{FORMAT} (checksummed records): "
+                               f"{REBUILD_HINT.format(dir=self.path)}")
+
     def _probe_direct(self) -> bool:
         """Can this filesystem do O_DIRECT writes and reads of 4 KiB-aligned buffers?"""
         if not hasattr(os, "O_DIRECT"):
@@ -414,6 +489,7 @@ class DurableStore(ObjectStore):
         results: list[BaseException | None] = []
         created: list[_NewExtent] = []
         freed: list[int] = []
+        d_objects = d_bytes = 0
         wtxn = self._env.begin(write=True)
         try:
             for txn in txns:
@@ -433,7 +509,10 @@ class DurableStore(ObjectStore):
                 ctx.t.commit()
                 created += ctx.created
                 freed += ctx.freed
+                d_objects += ctx.d_objects
+                d_bytes += ctx.d_bytes
                 results.append(None)
+            self._add_counters(wtxn, d_objects, d_bytes)
             if created:
                 self._sync_extents(created)
             wtxn.commit()
@@ -608,21 +687,23 @@ class DurableStore(ObjectStore):
             if delta == 0:
                 continue
             k = _U64.pack(ext_id)
-            raw = t.get(k, db=self._extref)
-            n = (_U64.unpack(raw)[0] if raw else 0) + delta
+            n = _u64(t, k, self._extref) + delta
             assert n >= 0, (ext_id, n)
             if n == 0:
                 t.delete(k, db=self._extref)
                 ctx.freed.append(ext_id)
             else:
-                t.put(k, _U64.pack(n), db=self._extref)
+                t.put(k, seal(k, _U64.pack(n)), db=self._extref)
         for ext in ctx.created:  # written and superseded inside the same txn
             if ctx.refdelta.get(ext.ext_id, 0) == 0:
                 ctx.freed.append(ext.ext_id)
-        for key, d in ((b"objects", ctx.d_objects), (b"bytes", ctx.d_bytes)):
+
+    def _add_counters(self, t: lmdb.Transaction, d_objects: int, d_bytes: int) -> None:
+        """The statfs counters, once per batch (sealing them per txn cost ~2 us each)."""
+        for key, d in ((b"objects", d_objects), (b"bytes", d_bytes)):
             if d:
-                raw = t.get(key, db=self._sys)
-                t.put(key, _U64.pack((_U64.unpack(raw)[0] if raw else 0) + d), db=self._sys)
+                n = _u64(t, key, self._sys) + d
+                t.put(key, seal(key, _U64.pack(n)), db=self._sys)
 
     # -- ops (writer thread) -------------------------------------------------------------
     def _apply_ops(self, ctx: _Ctx, txn: Transaction) -> None:
@@ -633,17 +714,19 @@ class DurableStore(ObjectStore):
                 continue
             if k == TxnOp.CREATE_COLLECTION:
                 ck = _ckey(op.coll)
-                if not t.put(ck, b"", db=self._colls, overwrite=False):
+                if not t.put(ck, seal(ck, b""), db=self._colls, overwrite=False):
                     raise AlreadyExists(f"collection {op.coll!r}")
             elif k == TxnOp.REMOVE_COLLECTION:
                 self._remove_collection(ctx, op.coll)
             elif k == TxnOp.SET_META:
-                t.put(self._need_coll(t, op.coll) + op.meta_key, op.value, db=self._meta)
+                t.put(*_seal_named(self._need_coll(t, op.coll), op.meta_key, op.value),
+                      db=self._meta)
             elif k == TxnOp.RM_META:
-                t.delete(self._need_coll(t, op.coll) + op.meta_key, db=self._meta)
+                t.delete(self._need_coll(t, op.coll) + keys.name_key(op.meta_key),
+                         db=self._meta)
             elif k in (TxnOp.REMOVE, TxnOp.RMXATTR, TxnOp.OMAP_RM, TxnOp.OMAP_CLEAR):
                 self._need_coll(t, op.coll)
-                if t.get(_ckey(op.coll) + op.oid.encode(), db=self._onode) is not None:
+                if t.get(_nkey(op.coll, op.oid), db=self._onode) is not None:
                     self._remove_op(ctx, op)
             else:
                 self._object_op(ctx, op, data)
@@ -681,16 +764,24 @@ class DurableStore(ObjectStore):
         t, ok = ctx.t, _okey(op.coll, op.oid)
         k = op.kind
         if k == TxnOp.RMXATTR:
-            t.delete(ok + op.name.encode(), db=self._xattr)
+            t.delete(ok + keys.name_key(op.name.encode()), db=self._xattr)
         elif k == TxnOp.OMAP_RM:
             for key in op.keys:
-                t.delete(ok + key, db=self._omap)
+                t.delete(ok + keys.name_key(key), db=self._omap)
         elif k == TxnOp.OMAP_CLEAR:
             self._delete_prefix(t, self._omap, ok)
         else:  # REMOVE
-            nk = _ckey(op.coll) + op.oid.encode()
-            size = _ONODE.unpack(t.get(nk, db=self._onode))[0]
-            self._delete_prefix(t, self._data, ok, lambda _k, v: self._unref(ctx, v))
+            nk = _nkey(op.coll, op.oid)
+            ends = [0]
+
+            def each_block(bk, rec):
+                self._unref(ctx, rec)
+                ends[0] = max(ends[0], _U32.unpack(bk[-4:])[0] * BLOCK + self._rec_len(rec))
+            self._delete_prefix(t, self._data, ok, each_block)
+            try:  # a remove always succeeds: repair replaces a corrupt onode this way
+                size = _ONODE.unpack(unseal(nk, t.get(nk, db=self._onode), "onode")[1])[0]
+            except CorruptMetadata:
+                size = ends[0]  # best guess for the byte counter: the end of the last block
             self._delete_prefix(t, self._xattr, ok)
             self._delete_prefix(t, self._omap, ok)
             t.delete(nk, db=self._onode)
@@ -704,13 +795,15 @@ class DurableStore(ObjectStore):
 
     def _object_op(self, ctx: _Ctx, op, data: memoryview | None) -> None:
         t = ctx.t
-        nk = self._need_coll(t, op.coll) + op.oid.encode()
+        self._need_coll(t, op.coll)
+        oid = op.oid.encode()
+        nk = _nkey(op.coll, op.oid)
         raw = t.get(nk, db=self._onode)
         if raw is None:
             size, mtime, version = 0, 0.0, 0
             ctx.d_objects += 1
         else:
-            size, mtime, version = _ONODE.unpack(raw)
+            size, mtime, version = _ONODE.unpack(unseal(nk, raw, "onode")[1])
         ok = _okey(op.coll, op.oid)
         k = op.kind
         new_size = size
@@ -729,14 +822,14 @@ class DurableStore(ObjectStore):
             self._truncate(ctx, ok, size, op.length)
             new_size = op.length
         elif k == TxnOp.SETXATTR:
-            t.put(ok + op.name.encode(), op.value, db=self._xattr)
+            t.put(*_seal_named(ok, op.name.encode(), op.value), db=self._xattr)
         elif k == TxnOp.OMAP_SET:
             for kv in op.kvs:
-                t.put(ok + kv.key, kv.value, db=self._omap)
+                t.put(*_seal_named(ok, kv.key, kv.value), db=self._omap)
         else:
             raise InvalidArgument(f"unknown op kind {k}")
         ctx.d_bytes += new_size - size
-        t.put(nk, _ONODE.pack(new_size, mtime, version), db=self._onode)
+        t.put(nk, _seal_onode(nk, oid, new_size, mtime, version), db=self._onode)
 
     def _truncate(self, ctx: _Ctx, ok: bytes, size: int, new_size: int) -> None:
         if new_size >= size:
@@ -895,10 +988,11 @@ class DurableStore(ObjectStore):
 
     # -- reads (event-loop thread) --------------------------------------------------------
     def _onode_get(self, t: lmdb.Transaction, coll: str, oid: str) -> tuple[int, float, int]:
-        raw = t.get(_ckey(coll) + oid.encode(), db=self._onode)
+        nk = _nkey(coll, oid)
+        raw = t.get(nk, db=self._onode)
         if raw is None:
             raise NotFound(f"object {coll}/{oid}")
-        return _ONODE.unpack(raw)
+        return _ONODE.unpack(unseal(nk, raw, lambda: f"onode of {coll}/{oid[:80]}")[1])
 
     def _rfd(self, ext_id: int) -> int:
         fd = self._rfds.get(ext_id)
@@ -1042,12 +1136,25 @@ class DurableStore(ObjectStore):
 
     def exists(self, coll: str, oid: str) -> bool:
         with self._env.begin() as t:
-            return t.get(_ckey(coll) + oid.encode(), db=self._onode) is not None
+            return t.get(_nkey(coll, oid), db=self._onode) is not None
+
+    @staticmethod
+    def _get_named(t, db, base: bytes, name: bytes, what) -> bytes | None:
+        """The verified payload of the record named `name` under `base`, or None."""
+        part = keys.name_key(name)
+        raw = t.get(base + part, db=db)
+        if raw is None:
+            return None
+        stored, payload = unseal(base + part, raw, what)
+        if keys.is_hashed(part) and stored != name:  # a hash collision: not ours
+            return None
+        return payload
 
     def getxattr(self, coll: str, oid: str, name: str) -> bytes:
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
-            v = t.get(_okey(coll, oid) + name.encode(), db=self._xattr)
+            v = self._get_named(t, self._xattr, _okey(coll, oid), name.encode(),
+                                lambda: f"xattr {name[:80]!r} of {coll}/{oid[:80]}")
             if v is None:
                 raise NoData(f"xattr {name!r}")
             return v
@@ -1055,30 +1162,38 @@ class DurableStore(ObjectStore):
     def getxattrs(self, coll: str, oid: str) -> dict[str, bytes]:
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
-            ok = _okey(coll, oid)
-            return {k[len(ok):].decode(): v for k, v in self._scan(t, self._xattr, ok)}
+            items, _ = self._scan_page(t, self._xattr, _okey(coll, oid), b"", b"", 1 << 62,
+                                       lambda: f"xattr of {coll}/{oid[:80]}")
+            return {k.decode(): v for k, v in items}
 
     @staticmethod
-    def _scan(t, db, prefix: bytes, start: bytes | None = None):
+    def _ordered(t, db, base: bytes, start: bytes, what, on_corrupt=None):
+        """(name, key, raw) of records under `base` in name order, from the first whose
+        name could be >= `start` (see keys.ordered)."""
         cur = t.cursor(db=db)
-        if not cur.set_range(start if start is not None else prefix):
-            return
-        for k, v in cur:
-            if not k.startswith(prefix):
-                return
-            yield k, v
+        if not cur.set_range(base + start[:keys.INLINE]):
+            return iter(())
+        return keys.ordered(cur, base, what, on_corrupt)
 
-    def _scan_page(self, t, db, base: bytes, start_after: bytes, prefix: bytes, limit: int):
-        start = base + max(prefix, start_after)
+    def _scan_page(self, t, db, base: bytes, start_after: bytes, prefix: bytes, limit: int,
+                   what, values: bool = True, on_corrupt=None):
+        """One page of (name, verified payload or None) after `start_after`, with `prefix`."""
         out, more = [], False
-        after = base + start_after if start_after else None
-        for k, v in self._scan(t, db, base + prefix, start):
-            if k == after:
+        for name, k, raw in self._ordered(t, db, base, max(prefix, start_after), what,
+                                          on_corrupt):
+            if not name.startswith(prefix):
+                if name[:len(prefix)] > prefix:
+                    break  # past every name with the prefix
+                continue
+            if start_after and name <= start_after:
                 continue
             if len(out) >= limit:
                 more = True
                 break
-            out.append((k[len(base):], v))
+            try:
+                out.append((name, unseal(k, raw, what)[1] if values else None))
+            except CorruptMetadata as e:
+                raise CorruptMetadata(f"{e} (key {name[:100]!r})") from None
         return out, more
 
     def omap_get(self, coll: str, oid: str, keys: list[bytes]) -> dict[bytes, bytes]:
@@ -1087,7 +1202,7 @@ class DurableStore(ObjectStore):
             ok = _okey(coll, oid)
             out = {}
             for k in keys:
-                v = t.get(ok + k, db=self._omap)
+                v = self._get_named(t, self._omap, ok, k, lambda: f"omap of {coll}/{oid[:80]}")
                 if v is not None:
                     out[k] = v
             return out
@@ -1095,17 +1210,22 @@ class DurableStore(ObjectStore):
     def omap_list(self, coll, oid, start_after=b"", max_entries=1000, prefix=b""):
         with self._env.begin() as t:
             self._onode_get(t, coll, oid)
-            return self._scan_page(
-                t, self._omap, _okey(coll, oid), start_after, prefix, max_entries
-            )
+            return self._scan_page(t, self._omap, _okey(coll, oid), start_after, prefix,
+                                   max_entries, lambda: f"omap of {coll}/{oid[:80]}")
 
     def list_objects(self, coll, start_after="", max_entries=1000):
         with self._env.begin() as t:
             ck = self._need_coll(t, coll)
-            kvs, more = self._scan_page(
-                t, self._onode, ck, start_after.encode(), b"", max_entries
-            )
+            kvs, more = self._scan_page(t, self._onode, ck, start_after.encode(), b"",
+                                        max_entries, lambda: f"onode in {coll}", values=False,
+                                        on_corrupt=self._unlisted)
             return [k.decode() for k, _ in kvs], more
+
+    @staticmethod
+    def _unlisted(key: bytes, e: CorruptMetadata) -> None:
+        """A long-named onode whose value (holding the name) is corrupt: left out of the
+        listing, so scrub and backfill see the object missing here and copy it back."""
+        log.error("onode %r left out of the listing: %s; run `sds osd fsck`", key[:100], e)
 
     def list_collections(self) -> list[str]:
         with self._env.begin(db=self._colls) as t:
@@ -1117,21 +1237,23 @@ class DurableStore(ObjectStore):
 
     def get_meta(self, coll: str, key: bytes) -> bytes | None:
         with self._env.begin() as t:
-            return t.get(self._need_coll(t, coll) + key, db=self._meta)
+            return self._get_named(t, self._meta, self._need_coll(t, coll), key,
+                                   lambda: f"meta {key[:80]!r} of {coll}")
 
     def list_meta(self, coll, prefix=b"", start_after=b"", max_entries=None):
         with self._env.begin() as t:
             ck = self._need_coll(t, coll)
             limit = max_entries if max_entries is not None else 1 << 62
-            return self._scan_page(t, self._meta, ck, start_after, prefix, limit)[0]
+            return self._scan_page(t, self._meta, ck, start_after, prefix, limit,
+                                   lambda: f"meta of {coll}")[0]
 
     def deep_scrub_object(self, coll: str, oid: str) -> int:
         return crc32c(self.read(coll, oid))
 
     def statfs(self) -> dict[str, int]:
-        with self._env.begin(db=self._sys) as t:
-            objects = _U64.unpack(t.get(b"objects") or _U64.pack(0))[0]
-            used = _U64.unpack(t.get(b"bytes") or _U64.pack(0))[0]
+        with self._env.begin() as t:
+            objects = _u64(t, b"objects", self._sys)
+            used = _u64(t, b"bytes", self._sys)
         total = self._capacity
         if total is None:
             st = os.statvfs(self.path)
@@ -1161,11 +1283,7 @@ class DurableStore(ObjectStore):
         problems: list[str] = []
         refs: dict[int, int] = {}
         with self._env.begin() as t:
-            sizes = {}
-            for nk, raw in t.cursor(db=self._onode):
-                clen = _U16.unpack_from(nk)[0]
-                ok = nk[:2 + clen] + _U32.pack(len(nk) - 2 - clen) + nk[2 + clen:]
-                sizes[ok] = _ONODE.unpack(raw)[0]
+            sizes = self._fsck_metadata(t, problems)
             for k, rec in t.cursor(db=self._data):
                 ok, idx = k[:-4], _U32.unpack(k[-4:])[0]
                 if ok not in sizes:
@@ -1179,9 +1297,13 @@ class DurableStore(ObjectStore):
                     self._read_rec_writer(rec, k)
                 except ChecksumError as e:
                     problems.append(str(e))
-            stored = {_U64.unpack(k)[0]: _U64.unpack(v)[0] for k, v in t.cursor(db=self._extref)}
-            objects = _U64.unpack(t.get(b"objects", db=self._sys) or _U64.pack(0))[0]
-            used = _U64.unpack(t.get(b"bytes", db=self._sys) or _U64.pack(0))[0]
+            stored = {}
+            for k in t.cursor(db=self._extref).iternext(values=False):
+                with _noting(problems):
+                    stored[_U64.unpack(k)[0]] = _u64(t, k, self._extref)
+            objects = used = -1
+            with _noting(problems):
+                objects, used = _u64(t, b"objects", self._sys), _u64(t, b"bytes", self._sys)
         if stored != refs:
             problems.append(f"extent refcounts {stored} != actual {refs}")
         files = {int(n, 16) for n in os.listdir(self._ext_dir) if len(n) == 16}
@@ -1194,6 +1316,39 @@ class DurableStore(ObjectStore):
         if objects != len(sizes) or used != sum(sizes.values()):
             problems.append(f"counters {objects},{used} != {len(sizes)},{sum(sizes.values())}")
         return problems
+
+    def _fsck_metadata(self, t: lmdb.Transaction, problems: list[str]) -> dict[bytes, int]:
+        """Verify every sealed record; {object id key: size} of the readable onodes."""
+        sizes: dict[bytes, int] = {}
+        colls = set()
+        for ck, raw in t.cursor(db=self._colls):
+            with _noting(problems):
+                unseal(ck, raw, f"collection {ck[2:]!r}")
+            colls.add(ck)
+        for nk, raw in t.cursor(db=self._onode):
+            ck = nk[:2 + _U16.unpack_from(nk)[0]]
+            with _noting(problems):
+                oid, payload = unseal(nk, raw, f"onode {nk[:100]!r}")
+                oid = oid or nk[len(ck):]
+                if nk != ck + keys.name_key(oid):
+                    raise CorruptMetadata(f"onode {nk[:100]!r} holds another name {oid[:100]!r}")
+                sizes[ck + keys.object_id(oid)] = _ONODE.unpack(payload)[0]
+            if ck not in colls:
+                problems.append(f"onode {nk[:100]!r} without its collection")
+        for db, kind in ((self._xattr, "xattr"), (self._omap, "omap entry")):
+            for k, raw in t.cursor(db=db):
+                ck = k[:2 + _U16.unpack_from(k)[0]]
+                ok = k[:len(ck) + 1 + k[len(ck)]]
+                with _noting(problems):
+                    unseal(k, raw, f"{kind} {k[:100]!r}")
+                if ok not in sizes:
+                    problems.append(f"{kind} {k[:100]!r} without a readable onode")
+        for k, raw in t.cursor(db=self._meta):
+            with _noting(problems):
+                unseal(k, raw, f"meta {k[:100]!r}")
+        with _noting(problems):
+            _u64(t, b"format", self._sys)
+        return sizes
 
     def _corrupt_for_test(self, coll: str, oid: str, offset: int) -> None:
         """Flip the stored byte at `offset`: in the extent file, or inside the LMDB value."""
