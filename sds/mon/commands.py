@@ -64,7 +64,7 @@ class MonView:
     caller: Caps | None = None  # the caller's parsed caps; None for the mons' own commands
     caller_name: str | None = None
     rotating: dict[str, list[maps_pb2.RotatingSecret]] = field(default_factory=dict)
-    mgr_report_age: float | None = None  # seconds since the last mgr report, None before one
+    mgr_report_age: float | None = None  # seconds since the last mgr report (or mon start)
 
 
 @dataclass
@@ -343,10 +343,14 @@ def _check_mgr(view: MonView) -> list[HealthCheck]:
     age = view.mgr_report_age
     if age is None or age <= MGR_DOWN_AFTER_S:
         return []
-    return [HealthCheck(
-        "MGR_DOWN", WARN, f"no report from the mgr for {age:.0f} s", 1,
-        [f"the PG, OSD and pool checks are those of its last report, {age:.0f} s ago"],
-        "start the mgr again (`sds cluster status` shows whether it runs)")]
+    if view.digest is None:
+        summary = f"no mgr has reported in {age:.0f} s"
+        line = "PG states are unknown until a mgr reports"
+    else:
+        summary = f"no report from the mgr for {age:.0f} s"
+        line = f"the PG, OSD and pool checks are those of its last report, {age:.0f} s ago"
+    return [HealthCheck("MGR_DOWN", WARN, summary, 1, [line],
+                        "start the mgr again (`sds cluster status` shows whether it runs)")]
 
 
 def _mgr_checks(view: MonView) -> list[HealthCheck]:

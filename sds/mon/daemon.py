@@ -68,7 +68,7 @@ class MonDaemon(Daemon):
         self.state: MonState | None = None
         self.messenger: Messenger | None = None
         self.digest: dict | None = None
-        self._mgr_reported: float | None = None  # monotonic time of the last mgr report
+        self._mgr_reported = time.monotonic()  # of the last mgr report, or of our start
         self.subscribers: list[Subscriber] = []
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._peer_queues: dict[int, asyncio.Queue] = {}
@@ -303,8 +303,7 @@ class MonDaemon(Daemon):
                                 if self.messenger else {},
                                 caller=caller.parsed if caller is not None else None,
                                 caller_name=caller.entity if caller is not None else None,
-                                mgr_report_age=None if self._mgr_reported is None
-                                else time.monotonic() - self._mgr_reported)
+                                mgr_report_age=time.monotonic() - self._mgr_reported)
 
     def _own_disk(self) -> tuple[str, float] | None:
         """(name, available percent) of this monitor's filesystem."""

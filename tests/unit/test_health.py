@@ -70,3 +70,6 @@ def test_mgr_down_is_said_and_health_still_answers():
     out = run(view, {"prefix": "health", "detail": True})
     assert out["status"] == WARN and "last report" in out["checks"]["MGR_DOWN"]["detail"][0][
         "message"]
+    view.digest = None  # no mgr ever reported to this monitor
+    (check,) = [c for c in health_checks(view) if c.code == "MGR_DOWN"]
+    assert check.summary.startswith("no mgr has reported")
