@@ -30,7 +30,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[type[SdsError], int] = {
     e.NotFound: errno.ENOENT, e.AlreadyExists: errno.EEXIST,
     e.InvalidArgument: errno.EINVAL, e.PermissionDenied: errno.EACCES,
-    e.AuthError: errno.EPERM, e.NotPermitted: errno.EPERM, e.TimedOut: errno.ETIMEDOUT,
+    e.AuthError: errno.EPERM, e.TicketExpired: errno.ETIMEDOUT, e.NotPermitted: errno.EPERM,
+    e.TimedOut: errno.ETIMEDOUT,
     e.ChecksumError: errno.EIO, e.CorruptMetadata: errno.EIO, e.Busy: errno.EBUSY,
     e.NotEmpty: errno.ENOTEMPTY,
     e.NoSpace: errno.ENOSPC, e.Range: errno.ERANGE, e.NoData: errno.ENODATA,

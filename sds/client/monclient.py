@@ -2,7 +2,10 @@
 
 Used by clients, OSDs and the manager alike. It keeps one subscribed connection to
 some monitor, re-made on another monitor when it breaks, applies the pushed OSDMap
-incrementals (and auth updates for daemons), and wakes waiters on every new epoch.
+incrementals (and, for daemons, the names and caps of the auth database and their
+service's ticket secrets), and wakes waiters on every new epoch. It also holds this
+entity's service tickets (sds.client.tickets), which the messenger shows OSDs, MDSs and
+the mgr, and renews them in the background.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import json
 import random
 from collections.abc import Callable
 
-from sds.common import sessions
+from sds.client.tickets import TicketCache
+from sds.common import auth, sessions, tickets
 from sds.common.config import Config
 from sds.common.errors import (
     AuthError,
@@ -45,22 +49,41 @@ class MonClient:
         self.osdmap = maps_pb2.OsdMap()
         self.pools: dict[str, maps_pb2.Pool] = {}   # by name, for this epoch
         self.addrs: dict[int, str] = {}             # OSD id -> address, for this epoch
-        self.auth: dict[str, maps_pb2.AuthEntity] = {}
+        self.auth: dict[str, maps_pb2.AuthEntity] = {}  # daemons: names and caps, no keys
         self.rotating: dict[str, list[maps_pb2.RotatingSecret]] = {}  # daemons: ticket secrets
         self.timeout = float(config.get("client_mon_timeout"))
         self._placement: PlacementTable | None = None
         self._changed = asyncio.Event()
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
+        self.tickets = TicketCache(self.command, messenger.key)
+        self._renewer: asyncio.Task | None = None
+        messenger.ticket_source = self.tickets.get
+        messenger.on_ticket_refused = self.tickets.forget
         self._refills = TaskSet("mon client")
         messenger.register(mpb.MON_MAPS, self._on_maps)
 
-    async def close(self) -> None:
-        """Wait out any re-subscription under way (before the messenger closes)."""
-        await self._refills.stop()
+    def serve_tickets(self, service: str) -> None:
+        """Let peers connect with tickets for `service` (this daemon's), verified with the
+        secrets and re-checked against the caps the auth subscription brings."""
+        self.want_auth = True
+        self.messenger.ticket_check = auth.TicketCheck(
+            service, lambda: self.secrets(service), self.caps_of)
 
     async def connect(self, timeout: float | None = None) -> None:
         await self.session(timeout or self.timeout)
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self.tickets.run())
+
+    async def close(self) -> None:
+        """Stop renewing tickets and wait out any re-subscription under way (the
+        messenger's owner closes the messenger)."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        await self._refills.stop()
 
     async def session(self, timeout: float) -> Connection:
         """A subscribed monitor connection, made again if the old one broke."""
@@ -112,8 +135,8 @@ class MonClient:
             self.auth.pop(name, None)
         for service in maps.rotating:
             self.rotating[service.service] = list(service.secrets)
-        if auth_changed and self.want_auth and self.messenger.key_lookup is not None:
-            sessions.revalidate(self.messenger, self.messenger.key_lookup)
+        if auth_changed and self.want_auth and self.messenger.ticket_check is not None:
+            sessions.revalidate(self.messenger, self.caps_of)
         if maps.HasField("full_osdmap") and maps.full_osdmap.epoch > self.osdmap.epoch:
             self._install(maps.full_osdmap)
         gap = False
@@ -157,9 +180,13 @@ class MonClient:
             if osd.up and osd.addr and (cur is None or not cur.up or cur.addr != osd.addr):
                 self.messenger.drop(osd.addr)
 
-    def key_lookup(self, entity: str) -> tuple[bytes, dict[str, str]] | None:
+    def caps_of(self, entity: str) -> dict[str, str] | None:
         found = self.auth.get(entity)
-        return (found.key, dict(found.caps)) if found is not None else None
+        return dict(found.caps) if found is not None else None
+
+    def secrets(self, service: str) -> list[tickets.RotatingSecret]:
+        return [tickets.RotatingSecret(s.id, s.secret, s.expires)
+                for s in self.rotating.get(service, [])]
 
     @property
     def placement(self) -> PlacementTable:

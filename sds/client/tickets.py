@@ -1,8 +1,8 @@
 """A client's service tickets: fetched from the monitors once, renewed before they expire.
 
-The messenger handshake will present `get(service)` to OSDs, MDSs and the mgr instead of
-proving knowledge of the entity key (see sds/common/tickets.py); until then nothing
-calls this on the data path.
+The messenger handshake presents `get(service)` to OSDs, MDSs and the mgr instead of
+proving knowledge of the entity key (see sds/common/tickets.py). Renewal replaces the
+ticket for new connections only: open ones stay authenticated.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class TicketCache:
         self.entity_key = entity_key
         self.clock = clock
         self.held: dict[str, Held] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
 
     async def fetch(self, service: str) -> Held:
         now = self.clock()
@@ -53,11 +54,18 @@ class TicketCache:
         return held
 
     async def get(self, service: str) -> Held:
-        """A ticket valid now: the cached one unless it is due for renewal."""
-        held = self.held.get(service)
-        if held is None or held.due(self.clock()):
-            held = await self.fetch(service)
-        return held
+        """A ticket valid now: the cached one unless it is due for renewal (one fetch for
+        all the connections that need it at once)."""
+        async with self._fetching.setdefault(service, asyncio.Lock()):
+            held = self.held.get(service)
+            if held is None or held.due(self.clock()):
+                held = await self.fetch(service)
+            return held
+
+    def forget(self, service: str) -> None:
+        """The service refused our ticket as expired (renewal failed, or clocks differ):
+        fetch a new one for the next connection."""
+        self.held.pop(service, None)
 
     async def renew_due(self) -> list[str]:
         """Renew every held ticket past RENEW_AT of its life; returns the services renewed

@@ -1,9 +1,13 @@
 """Mutual HMAC challenge/response at connection set-up, and the capability hook.
 
-Both sides prove they know the entity's secret without sending it: the server sends
+Both sides prove they know a shared secret without sending it: the server sends
 a nonce, the client answers HMAC(key, "client"|server_nonce|client_nonce|entity),
 the server answers HMAC(key, "server"|...). A wrong or missing key is refused
 before any request is read.
+
+With the mons the secret is the entity's key. With a service (OSD, MDS, mgr) it is
+the session key of a ticket the client shows (sds.common.tickets): the service opens
+the ticket with its rotating secrets, so it needs no entity's key at all.
 """
 
 from __future__ import annotations
@@ -11,16 +15,36 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sds.common import caps as caps_mod
+from sds.common import tickets
 from sds.common.errors import PermissionDenied, SdsError
 
 NONCE_BYTES = 16
 
 # entity name -> (secret key, caps) or None when the entity is unknown
 KeyLookup = Callable[[str], "tuple[bytes, dict[str, str]] | None"]
+
+# entity name -> its caps now, or None when the entity is unknown (removed)
+CapsLookup = Callable[[str], "dict[str, str] | None"]
+
+# service -> a held ticket (with .ticket and .session_key) to show it, or None for the key
+TicketSource = Callable[[str], Awaitable[Any]]
+
+
+@dataclass
+class TicketCheck:
+    """How a daemon of `service` verifies tickets: the rotating secrets it holds now, and
+    the caps its auth map holds now. Those caps win over a ticket's when they differ, so
+    a reconnect with an older ticket cannot bring back caps that `auth caps` removed, and
+    an entity `auth rm` removed is refused even while its ticket lives."""
+
+    service: str
+    secrets: Callable[[], list[tickets.RotatingSecret]]
+    caps_of: CapsLookup | None = None
 
 
 def new_nonce() -> bytes:

@@ -82,7 +82,7 @@ class Daemon(abc.ABC):
             failed.set_exception(error)
 
     async def run(self) -> None:
-        await self._failure()
+        await asyncio.shield(self._failure())  # a stop cancels run(), never the failure
 
     async def stop_tasks(self) -> None:
         """Cancel every spawned task, newest first, and wait until each has finished."""

@@ -72,6 +72,12 @@ class TimedOut(SdsError, kind="timed_out"):
     code = _errno.ETIMEDOUT
 
 
+class TicketExpired(AuthError, kind="ticket_expired"):
+    """A service ticket past its expiry: not a wrong key, renew it from the monitors."""
+
+    code = _errno.ETIMEDOUT
+
+
 class ChecksumError(SdsError, kind="checksum_error"):
     """Stored bytes do not match their CRC32C: never return them."""
 

@@ -6,7 +6,8 @@ Persistent asyncio stream connections carry length-prefixed frames:
 
 The envelope names the message type and request id, so many requests are in flight on
 one connection and replies come back in any order. Bulk data rides after the envelope
-and is never re-encoded. Each connection is authenticated at set-up (sds.common.auth);
+and is never re-encoded. Each connection is authenticated at set-up (sds.common.auth:
+an entity key with the mons, a service ticket with OSDs, MDSs and the mgr);
 connections are symmetric: either side may call the other once set up.
 Reconnects, timeouts, back-pressure and error mapping (errno and kind) live here once.
 
@@ -22,22 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message as ProtoMessage
 
-from sds.common import auth, errorlog, secure
+from sds.common import auth, errorlog, secure, tickets
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
     InternalError,
     InvalidArgument,
+    Retry,
     SdsError,
+    TicketExpired,
     TimedOut,
     from_wire,
 )
@@ -324,16 +329,24 @@ class MessengerOptions:
 class Messenger:
     """Listens, connects, authenticates and routes messages to registered handlers.
 
-    `key_lookup` answers who may connect to us (entity -> key, caps); a messenger
-    without it can only make outgoing connections. `config` supplies the ms_* limits
+    `key_lookup` answers who may connect to us with an entity key (entity -> key, caps):
+    the mons. `ticket_check` lets peers connect with tickets for our service instead
+    (OSD, MDS, mgr, which hold no entity keys). A messenger with neither can only make
+    outgoing connections; on those, `ticket_source` supplies the ticket to show a
+    service (the mons are always shown our key). `config` supplies the ms_* limits
     and modes (defaults without it).
     """
 
     def __init__(self, entity: str, key: bytes, key_lookup: auth.KeyLookup | None = None,
-                 epoch: Callable[[], int] | None = None, config: Any = None):
+                 epoch: Callable[[], int] | None = None, config: Any = None,
+                 ticket_check: auth.TicketCheck | None = None,
+                 ticket_source: auth.TicketSource | None = None):
         self.entity = entity
         self.key = key
         self.key_lookup = key_lookup
+        self.ticket_check = ticket_check
+        self.ticket_source = ticket_source
+        self.on_ticket_refused: Callable[[str], None] | None = None  # service -> forget it
         self.epoch = epoch or (lambda: 0)
         self.options = MessengerOptions(config)
         self.handlers: dict[int, Handler] = {}
@@ -420,7 +433,8 @@ class Messenger:
     async def _server_handshake(self, conn: Connection, host: str) -> None:
         nonce = auth.new_nonce()
         conn.proto.write_frame(_handshake_frame(mpb.HELLO, mpb.Hello(
-            entity=self.entity, nonce=nonce, protocol=PROTOCOL_VERSION)), [])
+            entity=self.entity, nonce=nonce, protocol=PROTOCOL_VERSION,
+            service=self.ticket_check.service if self.ticket_check else "")), [])
         env, _ = await conn._next_handshake_frame()
         if env.type != mpb.AUTH_REQUEST:
             raise InvalidArgument("expected an authentication request")
@@ -432,37 +446,66 @@ class Messenger:
         throttle = self.auth_throttle
         who = req.entity[:256]   # what the throttle keys on: bounded, whatever was sent
         banned = throttle.banned(host, who)
-        found = None if banned or self.key_lookup is None else self.key_lookup(req.entity)
-        if found is None or not auth.verify(
-                auth.proof(found[0], b"client", nonce, req.client_nonce, req.entity,
-                           _instance_tag(req.instance)), req.proof):
-            delay = throttle.failed(host, who)
+        try:
+            if banned:
+                raise AuthError("temporarily banned after repeated failures")
+            entity, key, caps = self._check_credentials(req, nonce)
+        except AuthError as e:
+            # a ticket signed with secrets not received yet guessed nothing: not a failure
+            delay = throttle.failed(host, who) if e.code != errno.EAGAIN else 0
             self._schedule_auth_report()
             if delay:
                 await asyncio.sleep(delay)
-            why = "temporarily banned after repeated failures" if banned else \
-                "unknown entity or wrong key"
             conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, mpb.AuthReply(
-                ok=False, err=f"authentication failed for {clip(req.entity) or '(no name)'}: "
-                              f"{why}")), [])
+                ok=False, code=e.code,
+                err=f"authentication failed for {clip(req.entity) or '(no name)'}: {e}")), [])
             await asyncio.sleep(0)  # let the refusal leave before the close
-            raise AuthError(f"authentication failed for {clip(req.entity)}")
-        key, caps = found
+            raise AuthError(f"authentication failed for {clip(req.entity)}") from None
         if len(req.instance) > MAX_INSTANCE or req.instance and \
-                not req.instance.startswith(req.entity + "."):  # only one's own instances
-            raise AuthError(f"bad client instance for {clip(req.entity)}")
+                not req.instance.startswith(entity + "."):  # only one's own instances
+            raise AuthError(f"bad client instance for {clip(entity)}")
         conn.instance = req.instance
-        mode = max(req.mode, self.options.mode_for(self.entity, req.entity))
+        mode = max(req.mode, self.options.mode_for(self.entity, entity))
         reply = mpb.AuthReply(ok=True, mode=mode, proof=auth.proof(
-            key, b"server", nonce, req.client_nonce, req.entity, _mode_tag(mode)))
+            key, b"server", nonce, req.client_nonce, entity, _mode_tag(mode)))
         reply.caps.update(caps)
-        conn.peer = auth.Peer(req.entity, dict(caps))
+        conn.peer = auth.Peer(entity, dict(caps))
         conn.mode = mode
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REPLY, reply), [])
         conn._open = True
         conn.proto.authenticate(secure.SecureSession.derive(
-            key, nonce, req.client_nonce, req.entity, is_client=False)
+            key, nonce, req.client_nonce, entity, is_client=False)
             if mode == secure.SECURE else None)
+
+    def _check_credentials(self, req: mpb.AuthRequest,
+                           nonce: bytes) -> tuple[str, bytes, dict[str, str]]:
+        """(entity, shared secret, caps) of a request whose proof holds; AuthError saying
+        why not otherwise (never whether an entity exists: both read "wrong key")."""
+        if req.ticket:
+            check = self.ticket_check
+            if check is None:
+                raise AuthError("this daemon verifies entity keys, not tickets")
+            held = tickets.verify(bytes(req.ticket), check.service, check.secrets(),
+                                  time.time())
+            entity, key, caps = held.entity, held.session_key, held.caps
+            current = check.caps_of(entity) if check.caps_of is not None else caps
+            if current is None:
+                raise AuthError(f"{clip(entity)} is not in this daemon's auth map (removed, or "
+                                "created a moment ago: retry)")
+            caps = dict(current)
+        else:
+            found = self.key_lookup(req.entity) if self.key_lookup is not None else None
+            if found is None and self.ticket_check is not None and self.key_lookup is None:
+                raise AuthError(f"the {self.ticket_check.service} service takes tickets only: "
+                                "get one from the monitors (auth get-ticket)")
+            if found is None:
+                raise AuthError("unknown entity or wrong key")
+            entity, (key, caps) = req.entity, found
+        if not auth.verify(auth.proof(key, b"client", nonce, req.client_nonce, entity,
+                                      _instance_tag(req.instance)), req.proof):
+            raise AuthError("wrong session key for the ticket" if req.ticket else
+                            "unknown entity or wrong key")
+        return entity, key, dict(caps)
 
     def _refused(self, key: tuple, text: str) -> None:
         """Log a refusal at most once per key and ms_auth_fail_window (then a summary)."""
@@ -533,9 +576,14 @@ class Messenger:
         hello.ParseFromString(env.payload)
         client_nonce = auth.new_nonce()
         want = self.options.mode_for(self.entity, hello.entity)
+        held = None
+        if hello.service and self.ticket_source is not None:
+            held = await self.ticket_source(hello.service)
+        key = held.session_key if held is not None else self.key
         conn.proto.write_frame(_handshake_frame(mpb.AUTH_REQUEST, mpb.AuthRequest(
             entity=self.entity, client_nonce=client_nonce, mode=want, instance=self.instance,
-            proof=auth.proof(self.key, b"client", hello.nonce, client_nonce, self.entity,
+            ticket=held.ticket if held is not None else b"",
+            proof=auth.proof(key, b"client", hello.nonce, client_nonce, self.entity,
                              _instance_tag(self.instance)))), [])
         conn.proto.release_hold()
         env, _ = await conn._next_handshake_frame()
@@ -544,11 +592,20 @@ class Messenger:
         reply = mpb.AuthReply()
         reply.ParseFromString(env.payload)
         if not reply.ok:
-            raise AuthError(clip(reply.err, 200) or "authentication refused")
-        expected = auth.proof(self.key, b"server", hello.nonce, client_nonce, self.entity,
+            why = clip(reply.err, 200) or "authentication refused"
+            if held is not None and reply.code == errno.ETIMEDOUT:
+                if self.on_ticket_refused is not None:
+                    self.on_ticket_refused(hello.service)
+                raise TicketExpired(why)
+            if held is not None and reply.code == errno.EAGAIN:
+                raise Retry(why)  # the service has not received the newest secrets yet
+            raise AuthError(why)
+        expected = auth.proof(key, b"server", hello.nonce, client_nonce, self.entity,
                               _mode_tag(reply.mode))
         if not auth.verify(expected, reply.proof):
-            raise AuthError(f"{clip(hello.entity)} could not prove it knows our key")
+            raise AuthError(f"{clip(hello.entity)} could not prove it knows our key"
+                            if held is None else
+                            f"{clip(hello.entity)} could not open our {hello.service} ticket")
         if reply.mode < want or reply.mode > secure.SECURE:
             raise AuthError(f"{clip(hello.entity)} offered mode {reply.mode}; we require "
                             f"{secure.MODES[want]}")
@@ -556,7 +613,7 @@ class Messenger:
         conn.mode = reply.mode
         conn._open = True
         conn.proto.authenticate(secure.SecureSession.derive(
-            self.key, hello.nonce, client_nonce, self.entity, is_client=True)
+            key, hello.nonce, client_nonce, self.entity, is_client=True)
             if reply.mode == secure.SECURE else None)
 
     async def call(self, addr: str, msg_type: int, payload: Payload = None,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_KEYS = 4096
+WARN_AT = 10   # failures from one address within the window that make a health warning
 CLIP = 64
 
 

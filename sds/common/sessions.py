@@ -19,24 +19,25 @@ from sds.common.errors import ConnectionLost
 log = logging.getLogger("sds.auth")
 
 
-def revalidate(messenger, lookup: auth.KeyLookup) -> tuple[list[str], list[str]]:
+def revalidate(messenger, caps_of: auth.CapsLookup) -> tuple[list[str], list[str]]:
     """Drop accepted connections of vanished entities, refresh the caps of changed ones.
 
-    Returns (dropped, refreshed) entity names. Connections we dialled carry no caps
-    and are left alone.
+    `caps_of` gives an entity's caps now (None: removed); sessions opened with an entity
+    key and with a ticket are judged alike. Returns (dropped, refreshed) entity names.
+    Connections we dialled carry no caps and are left alone.
     """
     dropped, refreshed = [], []
     for conn in list(messenger.connections()):
         peer = conn.peer
         if not peer.verified or conn.closed:
             continue
-        found = lookup(peer.entity)
+        found = caps_of(peer.entity)
         if found is None:
             dropped.append(peer.entity)
             # abort, not close: handlers already running finish their store work
             conn._shutdown(ConnectionLost(f"{peer.entity} was removed from the auth database"))
             continue
-        caps = dict(found[1])
+        caps = dict(found)
         if caps != peer.caps:
             conn.peer = auth.Peer(peer.entity, caps)
             refreshed.append(peer.entity)

@@ -1,7 +1,10 @@
 """cephx-like service tickets: the mons vouch for an entity once, services verify offline.
 
-Not yet used by the messenger handshake (see the note at the end): the mons already
-rotate the secrets and issue tickets, daemons already receive their service's secrets.
+Where it is used: the mons keep the secrets in Paxos (MapUpdate.rotating) and the leader
+rotates them (sds/mon/ticket_commands.py, which also serves `auth get-ticket SERVICE`);
+each daemon's auth subscription carries its own service's secrets and names and caps
+but no keys; clients hold and renew tickets (sds/client/tickets.py) and the messenger
+handshake shows them to OSDs, MDSs and the mgr (sds/common/messenger.py).
 
 A ticket names an entity, its caps, the service it is for (osd, mds, mgr), the id of the
 service's rotating secret that signed it, and its expiry; it is HMAC-SHA256-signed with
@@ -19,13 +22,14 @@ rotation never invalidates a ticket before its own expiry.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import secrets
 from dataclasses import dataclass
 
-from sds.common.errors import AuthError, InvalidArgument
+from sds.common.errors import AuthError, InvalidArgument, TicketExpired
 
 SIG_BYTES = 32
 KEY_BYTES = 32
@@ -117,28 +121,21 @@ def verify(ticket: bytes, service: str, rotating: list[RotatingSecret], now: flo
     except (ValueError, KeyError, TypeError):
         raise AuthError("malformed ticket") from None
     secret = next((s for s in rotating if s.id == secret_id), None)
-    if secret is None or secret.expires <= now:
-        raise AuthError(f"ticket of {entity} is signed with an unknown or expired secret")
+    if secret is None and secret_id > max((s.id for s in rotating), default=0):
+        # the mons rotated and signed with it before our copy of the secrets arrived
+        raise AuthError(f"ticket of {entity} is signed with a secret this service has not "
+                        "received yet; retry", code=errno.EAGAIN)
+    if secret is None:  # ids are never reused: an older one was dropped when it expired
+        raise TicketExpired(f"ticket of {entity} is signed with a secret that expired")
+    if secret.expires <= now:  # a ticket never outlives its secret: it expired too
+        raise TicketExpired(f"ticket of {entity} expired with its secret; renew it")
     if not hmac.compare_digest(sig, _mac(secret.secret, b"ticket", body)):
         raise AuthError("ticket signature does not verify")
     if for_service != service:
         raise AuthError(f"ticket of {entity} is for {for_service}, not {service}")
     if expires <= now:
-        raise AuthError(f"ticket of {entity} expired; renew it from the monitors")
+        raise TicketExpired(f"ticket of {entity} expired; renew it from the monitors")
     if not isinstance(caps, dict) or not isinstance(entity, str):
         raise AuthError("malformed ticket")
     return Ticket(entity, dict(caps), service, expires,
                   _mac(secret.secret, b"session", ticket))
-
-
-# Done: the secrets live in Paxos (MapUpdate.rotating), the leader rotates them from its
-# tick (sds/mon/ticket_commands.py), a daemon's subscription carries its own service's
-# secrets only, and `auth get-ticket SERVICE` issues a ticket for the caller.
-# Remaining (issue 8, "Tickets"):
-# 1. Messenger handshake (msgr's module): AuthRequest carries ticket + a proof made with
-#    the session key; the server calls verify() and builds the Peer from the ticket's caps.
-# 2. Rados starts sds.client.tickets.TicketCache.run() after the mon handshake (the cache
-#    already fetches, seals/opens and renews at 3/4 of the ttl) and passes get(service)
-#    to the handshake; reconnects use the cached ticket.
-# 3. Then daemons stop subscribing to the auth database's keys: a keyless entity -> caps
-#    list still reaches them so `auth rm`/`auth caps` act on live sessions.

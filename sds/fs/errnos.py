@@ -18,6 +18,7 @@ ERRNO: dict[type[e.SdsError], int] = {
     e.InvalidArgument: errno.EINVAL,
     e.PermissionDenied: errno.EACCES,
     e.AuthError: errno.EPERM,
+    e.TicketExpired: errno.ETIMEDOUT,
     e.NotPermitted: errno.EPERM,
     e.TimedOut: errno.ETIMEDOUT,
     e.ChecksumError: errno.EIO,

@@ -32,6 +32,7 @@ from sds.common.fencing import FENCE_PENDING, active_instance
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
 from sds.common.osdmap import is_blocklisted, pool_by_id
+from sds.common.ratelimit import WARN_AT
 from sds.mds import authz, layout
 from sds.mds.caps import Caps
 from sds.mds.journal import Journal
@@ -49,6 +50,20 @@ STATS_WAIT_S = 10.0  # a statfs waits this long for the cluster's first statisti
 STATS_POLL_S = 0.25
 LEASE_MS = 1000
 LEASE_MARGIN_S = 0.5
+
+
+def auth_health(failures: dict[str, int]) -> list[dict]:
+    """Beacon health entries for repeated failed authentications at this MDS. Counts are
+    rounded down to a power of ten so the MDSMap changes only when the picture does."""
+    out = []
+    for addr, n in sorted(failures.items()):
+        if n >= WARN_AT:
+            floor = 10 ** (len(str(n)) - 1)
+            out.append({"code": "MDS_AUTH_FAILURES",
+                        "message": f"at least {floor} failed authentications from {addr}"})
+    if len(out) > 2:  # beacon health is small (MAX_HEALTH entries in all)
+        out[2:] = [{"code": "MDS_AUTH_FAILURES", "message": f"and {len(out) - 2} more addresses"}]
+    return out
 
 
 class MdsDaemon(Daemon):
@@ -72,9 +87,8 @@ class MdsDaemon(Daemon):
         entity = f"mds.{self.daemon_id}"
         self.rados = Rados(config=self.config, entity=entity, key=keyring.key_of(entity))
         self._instance_base = self.rados.client_id
-        # the MDS accepts clients: verify them against the monitors' auth database
-        self.rados.monc.want_auth = True
-        self.rados.messenger.key_lookup = self.rados.monc.key_lookup
+        # the MDS accepts clients: they show mds tickets, verified with our service's secrets
+        self.rados.monc.serve_tickets("mds")
         self.rados.messenger.register(mpb.MDS_REQUEST, self._on_request)
         self.addr = await self.rados.messenger.listen(self.config.get("addr"))
         await self.rados.connect(timeout=60)
@@ -100,7 +114,8 @@ class MdsDaemon(Daemon):
         cmd = {"prefix": "mds beacon", "name": self.daemon_id, "addr": self.addr}
         while True:
             cmd["instance"] = self._instance_base
-            cmd["health"] = self.ns.health() if self.ns is not None else []
+            cmd["health"] = auth_health(self.rados.messenger.auth_failures()) + \
+                (self.ns.health() if self.ns is not None else [])
             sent = time.monotonic()
             try:
                 out = await self.rados.mon_command(cmd, timeout=max(self.interval * 2, 2.0))

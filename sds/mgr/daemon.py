@@ -92,8 +92,11 @@ def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: d
         io = {"read_bytes_sec": rate("bytes_out"), "write_bytes_sec": rate("bytes_in"),
               "read_ops_sec": rate("reads"), "write_ops_sec": rate("writes"),
               "recovered_objects_sec": rate("recovered")}
+    auth_failures = {f"osd.{osd_id}": dict(st.auth_failures)
+                     for osd_id, (stamp, st) in sorted(reports.items())
+                     if st.auth_failures and now - stamp <= STALE_AFTER_S}
     return {"stamp": now, "pgs": [pgs[k] for k in sorted(pgs)], "osds": osds, "pools": pools,
-            "io": io, "totals": totals}
+            "io": io, "totals": totals, "auth_failures": auth_failures}
 
 
 def _pg_row(osd_id: int, pg: mon_pb2.PgStat, stamp: float) -> dict:
@@ -122,9 +125,9 @@ class MgrDaemon(Daemon):
 
     async def start(self) -> None:
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=lambda e: self.monc.key_lookup(e),
                                    config=self.config)
-        self.monc = MonClient(self.config, self.messenger, want_auth=True)
+        self.monc = MonClient(self.config, self.messenger)
+        self.monc.serve_tickets("mgr")
         self.messenger.register(mpb.MON_STATS, self._on_stats)
         addr = self.config.get("mgr_addr") or self.config.get("addr")
         self.addr = await self.messenger.listen(addr)
@@ -164,6 +167,9 @@ class MgrDaemon(Daemon):
             await asyncio.sleep(REPORT_INTERVAL_S)
             down = frozenset(o.id for o in self.monc.osdmap.osds if not o.up)
             self.digest = build_digest(self.reports, self.digest, time.time(), down)
+            mine = self.messenger.auth_failures()
+            if mine:  # the mgr's own port, next to its OSDs' (health AUTH_FAILURES)
+                self.digest["auth_failures"][self.entity] = mine
             self._stamp_state_changes(self.digest)
             osdmap = self.monc.osdmap
             checks = health.cluster_checks(health.MgrView(osdmap, self.digest, self.config),

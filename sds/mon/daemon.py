@@ -45,6 +45,11 @@ DISK_REPORT_S = 5.0   # each monitor tells the others how much of its disk is av
 DISK_REPORT_TTL_S = 30.0
 
 
+def _keyless(entities) -> list[maps_pb2.AuthEntity]:
+    """What a daemon's auth subscription carries of entities: names and caps, no keys."""
+    return [maps_pb2.AuthEntity(name=e.name, caps=e.caps) for e in entities]
+
+
 class Subscriber:
     def __init__(self, conn: Connection, osdmap: bool, auth: bool):
         self.conn = conn
@@ -242,8 +247,10 @@ class MonDaemon(Daemon):
         maps = mon_pb2.MonMaps()
         if which == "osdmap":
             maps.osdmap_incs.append(update.osdmap)
-        elif which == "auth":
-            maps.auth_inc.CopyFrom(update.auth)
+        elif which == "auth":  # names and caps: daemons verify tickets, never entity keys
+            maps.auth_inc.CopyFrom(maps_pb2.AuthIncremental(
+                epoch=update.auth.epoch, set=_keyless(update.auth.set),
+                removed=update.auth.removed))
         elif which == "monmap":
             maps.monmap.CopyFrom(update.monmap)
         for sub in list(self.subscribers):
@@ -258,7 +265,7 @@ class MonDaemon(Daemon):
                 if mine:
                     self.spawn(self._push(sub, mon_pb2.MonMaps(rotating=mine)))
         if which == "auth":
-            sessions.revalidate(self.messenger, self.state.key_lookup)
+            sessions.revalidate(self.messenger, self.state.caps_of)
 
     async def _push(self, sub: Subscriber, maps: mon_pb2.MonMaps) -> None:
         with contextlib.suppress(SdsError):
@@ -273,7 +280,7 @@ class MonDaemon(Daemon):
             maps.osdmap_incs.extend(incs)
         if auth:
             maps.has_auth_full = True
-            maps.auth_full.extend(self.state.auth.values())
+            maps.auth_full.extend(_keyless(self.state.auth.values()))
             for service, secrets in sorted(self.state.rotating.items()):
                 if peer.allows_daemon(service):  # a daemon gets its own service's only
                     maps.rotating.add(service=service, secrets=secrets)

@@ -62,3 +62,7 @@ class MonState:
     def key_lookup(self, entity: str) -> tuple[bytes, dict[str, str]] | None:
         found = self.auth.get(entity)
         return (found.key, dict(found.caps)) if found is not None else None
+
+    def caps_of(self, entity: str) -> dict[str, str] | None:
+        found = self.auth.get(entity)
+        return dict(found.caps) if found is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 
 from sds.common import tickets
-from sds.common.errors import NotFound, PermissionDenied
+from sds.common.errors import PermissionDenied, Unavailable
 from sds.mon.commands import LEADER_TICKS, CommandResult, MonView, _str, command
 from sds.proto import maps_pb2
 
@@ -60,7 +60,8 @@ def cmd_auth_get_ticket(view: MonView, cmd: dict) -> CommandResult:
         raise PermissionDenied("tickets are issued only to authenticated entities, for themselves")
     secrets = _secrets(view, service)
     if not secrets and service in tickets.SERVICES:
-        raise NotFound(f"no {service} secrets yet: the monitors rotate them within a second")
+        # retried by the client: the leader's first tick after genesis creates them
+        raise Unavailable(f"no {service} secrets yet: the monitors rotate them within a second")
     signer = tickets.signing_secret(secrets, view.now) if secrets else None
     ticket, sealed = tickets.issue(entity.name, dict(entity.caps), service, signer,
                                    entity.key, view.now, _ttl(view))

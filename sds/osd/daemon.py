@@ -84,21 +84,18 @@ class OsdDaemon(Daemon):
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
         self.device = fullness.DeviceWatch(self.data_dir, int(config.get("osd_full_reserve_bytes")))
         self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
-        self._fatal: asyncio.Future | None = None
         self.failed = ""  # why the OSD stops after a failed commit (then it commits nothing)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._fatal = asyncio.get_running_loop().create_future()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.device.keep_reserve(self.ratios())
         self.uuid = self._identity()
         self.store = DurableStore(self.data_dir / "store")
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
-                                   key_lookup=self._key_lookup, epoch=lambda: self.osdmap.epoch,
-                                   config=self.config)
-        self.monc = MonClient(self.config, self.messenger, want_auth=True,
-                              on_osdmap=self._on_osdmap)
+                                   epoch=lambda: self.osdmap.epoch, config=self.config)
+        self.monc = MonClient(self.config, self.messenger, on_osdmap=self._on_osdmap)
+        self.monc.serve_tickets("osd")  # peers show osd tickets: we hold no entity keys
         for msg_type, handler in ((mpb.OSD_OP, self._on_op), (mpb.OSD_REPOP, self._on_repop),
                                   (mpb.OSD_PEERING, self._on_peering),
                                   (mpb.OSD_PG_PUSH, self._on_pg_push),
@@ -122,20 +119,16 @@ class OsdDaemon(Daemon):
             self.spawn(loop, forever=True)
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
 
-    async def run(self) -> None:
-        """Serve until a fatal error (see `fatal`): then the daemon exits, and stops first."""
-        await asyncio.shield(self._fatal)  # a stop cancels run(), never the future
-
     def fatal(self, reason: str) -> None:
         """The in-memory state of a PG ran ahead of a store commit that failed: nothing
         more is committed, and the OSD stops; restarted, it peers again from what its
         store holds (sds.osd.peering drops a log hole such a failure can leave)."""
-        if self.failed or self._fatal is None:
+        if self.failed:
             return
         self.failed = reason
         log.critical("FATAL: %s; stopping osd.%d: restart it to peer again from its "
                      "committed state", reason, self.osd_id)
-        self._fatal.set_exception(SdsError(f"stopped after a failed store commit: {reason}"))
+        self.fail(SdsError(f"stopped after a failed store commit: {reason}"))
 
     async def commit(self, txn: Transaction, step: str) -> None:
         """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
@@ -228,9 +221,6 @@ class OsdDaemon(Daemon):
         """The name pool caps are written with ("" for a pool this map does not have)."""
         pool = next((p for p in self.osdmap.pools if p.id == pool_id), None)
         return pool.name if pool is not None else ""
-
-    def _key_lookup(self, entity: str):
-        return self.monc.key_lookup(entity) if self.monc is not None else None
 
     # -- maps and PGs ---------------------------------------------------------------------------
     def _on_osdmap(self, osdmap: maps_pb2.OsdMap) -> None:
@@ -529,7 +519,8 @@ class OsdDaemon(Daemon):
                               op_bytes_in=self.perf["bytes_in"],
                               op_bytes_out=self.perf["bytes_out"],
                               read_ops=self.perf["reads"], write_ops=self.perf["writes"],
-                              recovered_objects=self.perf["recovered_objects"])
+                              recovered_objects=self.perf["recovered_objects"],
+                              auth_failures=self.messenger.auth_failures())
         for (pool_id, ps), pg in sorted(self.pgs.items()):
             if not pg.is_primary:
                 continue

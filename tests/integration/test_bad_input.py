@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_faults import wait_for
+from fault_helpers import wait_for
 
 from sds.cli.main import main as sds_main
 from sds.client import Rados

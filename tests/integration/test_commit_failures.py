@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_faults import assert_replicas_identical, wait_for
+from fault_helpers import assert_replicas_identical, wait_for
 
 from sds.client import Rados
 from sds.common.errors import SdsError

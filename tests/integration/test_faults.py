@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
+from fault_helpers import (
+    ALL_DAEMONS,
+    AckChecker,
+    _all_clean,
+    _all_up,
+    _osd,
+    _rebooted,
+    assert_replicas_identical,
+    wait_for,
+)
 
 from sds.client import Rados
 from sds.common.config import Config
@@ -23,54 +32,6 @@ from sds.osd.store.durable import DurableStore
 pytestmark = pytest.mark.integration
 
 
-class AckChecker:
-    """Records acknowledged writes; each object carries its own name, sequence and digest."""
-
-    def __init__(self):
-        self.acked: dict[str, bytes] = {}
-        self.failed = 0
-
-    @staticmethod
-    def payload(name: str, seq: int, size: int) -> bytes:
-        body = os.urandom(size)
-        head = f"{name}:{seq}:".encode()
-        return head + hashlib.sha256(head + body).digest() + body
-
-    async def writer(self, io, prefix: str, stop: asyncio.Event, concurrency: int = 4):
-        seq = 0
-
-        async def one(n: int):
-            name = f"{prefix}-{n}"
-            data = self.payload(name, n, 512 + (n * 37) % 8000)
-            try:
-                await io.write_full(name, data)
-                self.acked[name] = data
-            except SdsError:
-                self.failed += 1
-
-        while not stop.is_set():
-            await asyncio.gather(*(one(seq + i) for i in range(concurrency)))
-            seq += concurrency
-
-    async def big_writer(self, io, prefix: str, stop: asyncio.Event) -> None:
-        """Overwrites a few 1 MiB objects (copy-on-write extents) until stopped."""
-        seq = 0
-        while not stop.is_set():
-            name = f"{prefix}-{seq % 4}"
-            data = self.payload(name, seq, 1 << 20)
-            try:
-                await io.write_full(name, data)
-                self.acked[name] = data
-            except SdsError:
-                self.failed += 1
-            seq += 1
-
-    async def verify(self, io) -> None:
-        for name, data in self.acked.items():
-            got = await io.read(name)
-            assert got == data, f"acknowledged object {name} reads back wrong"
-
-
 def mon_only_conf(cluster, rank: int, tmp_path: Path) -> Path:
     """A copy of sds.conf whose clients only know one monitor."""
     addr = Config(cluster.conf).mon_addrs[rank]
@@ -78,20 +39,6 @@ def mon_only_conf(cluster, rank: int, tmp_path: Path) -> Path:
     path = tmp_path / f"mon{rank}.conf"
     path.write_text(text.replace("keyring = keyring", f"keyring = {cluster.dir / 'keyring'}"))
     return path
-
-
-async def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = await predicate()
-            if result:
-                return result
-        except SdsError as e:
-            last = e
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} did not happen in {timeout}s (last error: {last})")
 
 
 async def test_leader_mon_kill_and_rejoin(cluster, tmp_path):
@@ -153,42 +100,6 @@ async def test_osd_kill9_and_restart_under_writes(cluster):
     await assert_replicas_identical(cluster, checker.acked)
 
 
-def _osd(r: Rados, osd_id: int):
-    return next(o for o in r.osdmap.osds if o.id == osd_id)
-
-
-async def _rebooted(r: Rados, osd_id: int, booted_in: int) -> bool:
-    """True once the OSD booted again (a new up_from epoch), not merely 'still up'."""
-    await r.wait_for_map_change(0.5)
-    osd = _osd(r, osd_id)
-    return osd.up and osd.up_from > booted_in
-
-
-async def _all_clean(r: Rados) -> bool:
-    st = await r.mon_command({"prefix": "status"})
-    states = st["pgmap"]["pgs_by_state"]
-    total = sum(s["count"] for s in states)
-    clean = sum(s["count"] for s in states if s["state_name"] == "active+clean")
-    return total == st["pgmap"]["num_pgs"] and clean == total
-
-
-async def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
-    """Open each OSD's store (daemons stopped) and compare every acknowledged object."""
-    copies: dict[str, list[bytes]] = {name: [] for name in acked}
-    for osd in ("osd.0", "osd.1", "osd.2"):
-        store = DurableStore(cluster.dir / osd / "store")
-        try:
-            for coll in store.list_collections():
-                names, _ = store.list_objects(coll, max_entries=1 << 30)
-                for name in names:
-                    if name in copies:
-                        copies[name].append(store.read(coll, name))
-        finally:
-            await store.close()
-    for name, data in acked.items():
-        assert copies[name] == [data] * 3, f"{name}: replicas differ or are missing"
-
-
 @pytest.mark.cluster_opts(extra_conf={"osd_op_timeout": 6})
 async def test_writes_block_below_min_size_then_fail_clearly(cluster):
     async with Rados(cluster.conf) as r:
@@ -215,9 +126,6 @@ async def test_writes_block_below_min_size_then_fail_clearly(cluster):
 async def _down(r: Rados, ids: list[int]) -> bool:
     await r.wait_for_map_change(0.5)
     return all(not _osd(r, i).up for i in ids)
-
-
-ALL_DAEMONS = ("osd.0", "osd.1", "osd.2", "mgr.x", "mon.0", "mon.1", "mon.2")
 
 
 async def flip_byte_on_disk(cluster, osd: int, coll: str, oid: str, offset: int) -> None:
@@ -292,11 +200,6 @@ async def test_deep_scrub_finds_corrupt_replica_and_repair_fixes_it(cluster):
 async def _osd_up(r: Rados, osd_id: int) -> bool:
     await r.wait_for_map_change(0.5)
     return any(o.id == osd_id and o.up for o in r.osdmap.osds)
-
-
-async def _all_up(r: Rados) -> bool:
-    await r.wait_for_map_change(0.5)
-    return all(o.up for o in r.osdmap.osds)
 
 
 @pytest.mark.cluster_opts(extra_conf={"osd_heartbeat_grace": 3, "mon_osd_down_out_interval": 6})

@@ -150,3 +150,26 @@ def test_wrong_keys_raise_auth_failures_and_are_summarised(cluster_module):
     log = c.log_tail(mons[0], 400)
     lines = [line for line in log.splitlines() if "client.guesser" in line]
     assert 1 <= len(lines) <= 2, lines   # the first failure, never one line per attempt
+
+
+def test_auth_failures_at_osds_the_mgr_and_mdss_reach_health(cluster_module):
+    c = cluster_module
+    targets = ["osd.0", "mgr.x", "mds.a"]
+
+    async def run():
+        await asyncio.gather(*(guess_keys(c.addr(n), 12) for n in targets))
+        async with Rados(c.conf) as r:  # OSD stats -> mgr digest -> mons; MDS beacons
+            deadline = time.monotonic() + 30
+            while True:
+                health = await r.mon_command({"prefix": "health", "detail": True})
+                text = str(health["checks"])
+                if all(f"at {n}" in text for n in targets[:2]) and \
+                        "MDS_AUTH_FAILURES" in health["checks"]:
+                    return health
+                assert time.monotonic() < deadline, health
+                await asyncio.sleep(0.5)
+
+    health = asyncio.run(run())
+    detail = health["checks"]["AUTH_FAILURES"]["detail"]
+    assert any("from 127.0.0.1 at osd.0" in str(d) for d in detail), detail
+    assert "failed authentications" in str(health["checks"]["MDS_AUTH_FAILURES"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from crc32c import crc32c
-from test_faults import wait_for
+from fault_helpers import wait_for
 
 from sds.client import Rados
 from sds.osd.store.durable import DurableStore

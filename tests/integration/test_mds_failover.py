@@ -168,6 +168,7 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
         root = layout.decode_record(await meta.read(layout.inode_oid(layout.ROOT_INO)))
         root.attr.version += 1
         ino = 0xDEAD0000
+        crashed = "client.admin.crashed-client"  # the instance the dead MDS had answered
         rec = new_record(ino, 0o100644, mds_pb2.Caller(uid=7, gid=7), layout.ROOT_INO)
         MetaOp = mds_pb2.MetaOp
         event = mds_pb2.JournalEvent(seq=last + 1, ops=[
@@ -175,7 +176,7 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
             MetaOp(kind=MetaOp.PUT_INODE, ino=layout.ROOT_INO, record=root),
             MetaOp(kind=MetaOp.SET_DENTRY, ino=layout.ROOT_INO, name="journaled-only",
                    dentry_ino=ino, dentry_mode=0o100000)],
-            client="crashed-client", tid=77,
+            client=crashed, tid=77,
             reply=mds_pb2.MdsReply(attr=rec.attr).SerializeToString())
         await meta.omap_set(layout.JOURNAL, {jn.event_key(event.seq): event.SerializeToString()})
         assert not await meta.exists(layout.inode_oid(ino))
@@ -183,12 +184,15 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
                                          name="journaled-only"))
         assert (found.attr.ino, found.attr.uid) == (ino, 7)
         assert await meta.exists(layout.inode_oid(ino))
-        # the request recorded in the event is answered from the journal, not re-run
+        # the request recorded in the event is answered from the journal, not re-run, to
+        # a connection of that instance (the MDS knows a client by its connection)
         fs = (await rados.mon_command({"prefix": "fs status"}))["filesystems"][0]
-        conn = await rados.messenger.connect(fs["active"]["addr"])
-        resend = Req(op=Req.MKNOD, ino=layout.ROOT_INO, name="other", mode=0o100644, tid=77,
-                     client_name="crashed-client")
-        resent = (await conn.call(mpb.MDS_REQUEST, resend)).parse(mds_pb2.MdsReply)
+        async with cluster.rados() as crashed_client:
+            crashed_client.client_id = crashed
+            conn = await crashed_client.messenger.connect(fs["active"]["addr"])
+            resend = Req(op=Req.MKNOD, ino=layout.ROOT_INO, name="other", mode=0o100644,
+                         tid=77)
+            resent = (await conn.call(mpb.MDS_REQUEST, resend)).parse(mds_pb2.MdsReply)
         assert resent.attr.ino == ino
         assert await listdir(client, layout.ROOT_INO) == {"before", "journaled-only"}
         report = json.loads((await client.request(Req(op=Req.CHECK))).report)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from fault_helpers import ALL_DAEMONS, _all_clean, _all_up, wait_for
 
 from sds.client import Rados
 from sds.crush.placement import object_to_pg, pg_name
 from sds.osd.store import fsck
 from sds.osd.store.durable import DurableStore
-from tests.integration.test_faults import ALL_DAEMONS, _all_clean, _all_up, wait_for
 
 pytestmark = pytest.mark.integration
 

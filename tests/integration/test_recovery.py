@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 
 import pytest
-from test_faults import (
+from fault_helpers import (
     AckChecker,
     _all_clean,
     _rebooted,

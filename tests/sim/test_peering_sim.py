@@ -3,32 +3,26 @@
 Each seed is one self-describing run (see peering_sim.Faults): the store/log/missing
 agreement and read-your-acked-writes are checked after every step, convergence to
 active+clean with every acked write present after healing. A failure names its seed and
-the command that replays it with a trace of the last events:
+the command that replays it with a trace tail:
 
-    SDS_PEERING_SEED=1234 pytest tests/sim/test_peering_sim.py -k replay -s
+    SDS_SIM_SEED=1234 pytest tests/sim/test_peering_sim.py -k replay -s
 
-SDS_PEERING_SEEDS scales the number of seeds (default 2500).
+SDS_SIM_SEEDS scales the number of seeds (default 2500).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from harness.replay import replay_seed, run_seeds, seed_count
 from peering_sim import run_seed
 
-SEEDS = int(os.environ.get("SDS_PEERING_SEEDS", "2500"))
+SEEDS = seed_count(2500)
 CHUNK = 250
 
 
 @pytest.mark.parametrize("first", range(0, SEEDS, CHUNK))
 def test_seeds(first: int) -> None:
-    for seed in range(first, min(first + CHUNK, SEEDS)):
-        try:
-            run_seed(seed)
-        except AssertionError as exc:
-            pytest.fail(f"seed {seed} failed: {exc}\nreplay: SDS_PEERING_SEED={seed} "
-                        f"pytest tests/sim/test_peering_sim.py -k replay -s", pytrace=False)
+    run_seeds(range(first, min(first + CHUNK, SEEDS)), run_seed, "tests/sim/test_peering_sim.py")
 
 
 def test_sim_exercises_reads_and_faults() -> None:
@@ -41,7 +35,5 @@ def test_sim_exercises_reads_and_faults() -> None:
 
 def test_replay() -> None:
     """Re-run one seed with a trace; a failure shows the last events of the run."""
-    if "SDS_PEERING_SEED" not in os.environ:
-        pytest.skip("set SDS_PEERING_SEED to replay one run")
-    sim = run_seed(int(os.environ["SDS_PEERING_SEED"]), trace=True)
-    print("\n".join(sim.trace[-80:]))
+    sim = run_seed(replay_seed(), trace=True)
+    print("\n".join(list(sim.trace)[-80:]))

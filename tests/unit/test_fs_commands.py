@@ -4,7 +4,7 @@ promotion of standbys, dropping silent MDSs, and the FS health checks."""
 from __future__ import annotations
 
 import pytest
-from test_mon_commands import make_view
+from mon_helpers import make_view
 
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.osdmap import apply_incremental

@@ -7,7 +7,7 @@ import errno
 import os
 
 import pytest
-from test_mon_commands import boot, clean_digest, make_view, run
+from mon_helpers import boot, clean_digest, make_view, run
 
 from sds.common import fullness as fu
 from sds.common.errors import InvalidArgument, NoSpace

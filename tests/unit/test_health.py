@@ -1,6 +1,6 @@
 """Health: the check type on the wire, the manager's checks, and what the mons add."""
 
-from test_mon_commands import boot, clean_digest, make_view, run
+from mon_helpers import boot, clean_digest, make_view, run
 
 from sds.common.health import ERR, OK, WARN, HealthCheck, report, status_of
 from sds.mgr import health as mgr_health

@@ -17,3 +17,18 @@ def test_ruff_clean():
     result = subprocess.run([ruff, "check", "sds", "tests", "benchmarks"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (fault_helpers, mon_helpers, harness):
+    importing a test module runs its fixtures' module-level set-up twice and ties the files."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in names
+                          if n.split(".")[-1].startswith("test_")]
+    assert not offenders, offenders

@@ -224,3 +224,28 @@ async def test_a_request_over_the_limits_fails_early_at_the_sender():
     finally:
         await client.close()
         await server.close()
+
+
+def test_failures_at_osds_the_mgr_and_mdss_reach_health():
+    from sds.mds.daemon import auth_health as mds_auth_health
+    from sds.mgr.daemon import build_digest
+    from sds.mon import auth_health
+    from sds.mon.commands import MonView
+    from sds.proto import mon_pb2
+
+    reports = {1: (100.0, mon_pb2.OsdStats(osd=1, auth_failures={"10.0.0.9": 12})),
+               2: (100.0, mon_pb2.OsdStats(osd=2, auth_failures={"10.0.0.9": 1}))}
+    digest = build_digest(reports, None, 101.0)
+    assert digest["auth_failures"] == {"osd.1": {"10.0.0.9": 12}, "osd.2": {"10.0.0.9": 1}}
+    digest["auth_failures"]["mgr.x"] = {"10.0.0.7": 40}   # the mgr adds its own
+    view = MonView(osdmap=None, auth={}, monmap=None, mon_status={}, digest=digest,
+                   config=Conf(), now=0.0, auth_failures={})
+    (check,) = auth_health.check_auth(view)
+    assert check.count == 52 and "2 address(es)" in check.summary
+    assert check.detail == ["40 failed attempts from 10.0.0.7 at mgr.x",
+                            "12 failed attempts from 10.0.0.9 at osd.1"]
+    assert mds_auth_health({"10.0.0.9": 3}) == []
+    assert mds_auth_health({"10.0.0.9": 37}) == [
+        {"code": "MDS_AUTH_FAILURES", "message": "at least 10 failed authentications from 10.0.0.9"}]
+    many = mds_auth_health({f"10.0.0.{i}": 100 for i in range(5)})
+    assert len(many) == 3 and many[-1]["message"] == "and 3 more addresses"

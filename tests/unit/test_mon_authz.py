@@ -205,7 +205,7 @@ def test_revalidate_drops_removed_and_refreshes_changed():
     narrowed = FakeConn(Peer("client.n", {"osd": "allow rw"}))
     same = FakeConn(Peer("client.same", {"osd": "allow r"}))
     dialled = FakeConn(Peer("osd.1"))  # we connected to it: never judged by caps
-    db = {"client.n": (b"k", {"osd": "allow r"}), "client.same": (b"k", {"osd": "allow r"})}
+    db = {"client.n": {"osd": "allow r"}, "client.same": {"osd": "allow r"}}
     dropped, refreshed = sessions.revalidate(FakeMessenger([gone, narrowed, same, dialled]),
                                              db.get)
     assert dropped == ["client.gone"] and gone.closed

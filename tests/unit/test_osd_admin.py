@@ -4,7 +4,7 @@ PG summaries, as pure functions of a MonView."""
 from __future__ import annotations
 
 import pytest
-from test_mon_commands import boot, clean_digest, make_view
+from mon_helpers import boot, clean_digest, make_view
 
 from sds.common.errors import Busy, InvalidArgument, PermissionDenied
 from sds.common.osdmap import apply_incremental, is_blocklisted, osd_by_id

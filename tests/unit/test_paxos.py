@@ -1,15 +1,16 @@
 """Focused tests of the monitor consensus core; each names the rule it checks.
 
 Rules come from Ceph's monitor design (ElectionLogic, Paxos.cc) and the Paxos paper; the
-scenarios are driven by hand on a lossless FIFO network so each one is easy to follow.
+scenarios are driven by hand on a lossless FIFO network so each one is easy to follow; the
+monitors are tests/harness Hosts, so a Ready is carried out as in the Paxos simulator.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 import pytest
+from harness.host import FifoNet, Host
 
 from sds.common.errors import Retry
 from sds.mon import paxos_wire
@@ -36,40 +37,55 @@ T = Timing()
 
 
 class Net:
-    """Monitors on a lossless FIFO network; `drop` filters messages when they are sent."""
+    """Monitors on a lossless FIFO network (harness.host.FifoNet); `drop` filters messages
+    when they are sent, `down` monitors get nothing."""
 
     def __init__(self, n: int, durable: dict[int, dict[str, bytes]] | None = None):
         self.ranks = list(range(n))
-        self.durable = {r: dict((durable or {}).get(r, {})) for r in self.ranks}
-        self.nodes = {r: MonitorCore(r, self.ranks, dict(self.durable[r])) for r in self.ranks}
-        self.queue: deque[Message] = deque()
+        self.net = FifoNet(self._deliver)
+        self.queue = self.net.queue
         self.committed: dict[int, list[tuple[int, bytes]]] = {r: [] for r in self.ranks}
+        self.hosts = {r: self._host(r, (durable or {}).get(r)) for r in self.ranks}
         self.down: set[int] = set()
-        self.drop: Callable[[Message], bool] = lambda msg: False
         self.now = 0.0
 
+    def _host(self, rank: int, durable: dict[str, bytes] | None) -> Host:
+        host = Host(lambda state: MonitorCore(rank, self.ranks, state),
+                    {"committed": self.committed[rank].append, "messages": self.net.send},
+                    durable)
+        host.boot()
+        return host
+
+    @property
+    def nodes(self) -> dict[int, MonitorCore]:
+        return {r: h.core for r, h in self.hosts.items()}
+
+    @property
+    def durable(self) -> dict[int, dict[str, bytes]]:
+        return {r: h.durable for r, h in self.hosts.items()}
+
+    @property
+    def drop(self) -> Callable[[Message], bool]:
+        return self.net.drop
+
+    @drop.setter
+    def drop(self, drop: Callable[[Message], bool]) -> None:
+        self.net.drop = drop
+
     def apply(self, rank: int, ready: Ready) -> None:
-        for key, value in ready.persist.items():
-            if value is None:
-                self.durable[rank].pop(key, None)
-            else:
-                self.durable[rank][key] = value
-        self.committed[rank] += ready.committed
-        self.queue.extend(m for m in ready.messages if not self.drop(m))
+        self.hosts[rank].apply(ready)
+
+    def _deliver(self, msg: Message) -> None:
+        if msg.dst not in self.down:
+            self.apply(msg.dst, self.hosts[msg.dst].core.step(msg, self.now))
 
     def start(self, *ranks: int) -> None:
         for rank in ranks or self.ranks:
-            self.apply(rank, self.nodes[rank].start(self.now))
+            self.apply(rank, self.hosts[rank].core.start(self.now))
 
     def settle(self, limit: int = 10_000) -> None:
         """Deliver until the network is quiet."""
-        for _ in range(limit):
-            if not self.queue:
-                return
-            msg = self.queue.popleft()
-            if msg.dst not in self.down:
-                self.apply(msg.dst, self.nodes[msg.dst].step(msg, self.now))
-        raise AssertionError("network never settled")
+        self.net.settle(limit)
 
     def advance(self, seconds: float, step: float = 0.1) -> None:
         """Move the clock, ticking every live monitor and delivering as we go."""
@@ -78,17 +94,17 @@ class Net:
             self.now = min(end, self.now + step)
             for rank in self.ranks:
                 if rank not in self.down:
-                    self.apply(rank, self.nodes[rank].tick(self.now))
+                    self.apply(rank, self.hosts[rank].core.tick(self.now))
             self.settle()
 
     def restart(self, rank: int) -> MonitorCore:
-        self.nodes[rank] = MonitorCore(rank, self.ranks, dict(self.durable[rank]))
+        node = self.hosts[rank].boot()
         self.down.discard(rank)
-        self.apply(rank, self.nodes[rank].start(self.now))
-        return self.nodes[rank]
+        self.apply(rank, node.start(self.now))
+        return node
 
     def propose(self, rank: int, value: bytes) -> None:
-        self.apply(rank, self.nodes[rank].propose(value, self.now))
+        self.apply(rank, self.hosts[rank].core.propose(value, self.now))
         self.settle()
 
 

@@ -1,13 +1,16 @@
 """Focused scenarios for the PG peering/recovery core (sds.osd.peering), one rule each.
 
-A tiny synchronous harness plays the driver: it keeps each OSD's store (oid -> (version,
-content)) and durable dict, delivers messages without loss, answers scans from the store
-and runs Recover actions only when a test asks, so intermediate states can be inspected.
+A tiny synchronous harness plays the driver on tests/harness (an OsdHost per OSD keeps its
+store, oid -> (version, content), and durable dict, as in the simulator), delivers messages
+in order without loss, answers scans from the store and runs Recover actions only when a
+test asks, so intermediate states can be inspected.
 """
 
 from __future__ import annotations
 
 import pytest
+from harness.host import FifoNet
+from harness.osd import OsdHost
 
 from sds.osd.peering import (
     MapView,
@@ -25,41 +28,35 @@ class Harness:
     def __init__(self, n: int = 3, size: int = 3, min_size: int = 2, log_max: int = 100,
                  max_active: int = 8):
         self.n, self.size, self.min_size = n, size, min_size
-        self.kw = {"log_max": log_max, "max_active": max_active}
-        self.store: dict[int, dict] = {o: {} for o in range(n)}
-        self.durable: dict[int, dict] = {o: {} for o in range(n)}
-        self.cores: dict[int, PeeringCore | None] = {
-            o: PeeringCore(o, {}, **self.kw) for o in range(n)}
+        self.net = FifoNet(self._deliver)
+        self.queue = self.net.queue
+        self.recoveries: list[Recover] = []
+        effects = {"messages": self.net.send, "recover": lambda r: self.recoveries.append(r)}
+        self.hosts = {o: OsdHost(o, effects, log_max=log_max, max_active=max_active)
+                      for o in range(n)}
+        for host in self.hosts.values():
+            host.boot()
         self.up_from = dict.fromkeys(range(n), 1)
         self.up = set(range(n))
         self.maps: list[MapView] = []
-        self.queue: list[Message] = []
-        self.recoveries: list[Recover] = []
-        self.sent: list[Message] = []
+
+    @property
+    def cores(self) -> dict[int, PeeringCore | None]:
+        return {o: h.core for o, h in self.hosts.items()}
+
+    @property
+    def store(self) -> dict[int, dict]:
+        return {o: h.store for o, h in self.hosts.items()}
 
     def apply(self, osd: int, ready: Ready, change=None) -> None:
-        if change is not None:
-            oid, held = change
-            if held is None:
-                self.store[osd].pop(oid, None)
-            else:
-                self.store[osd][oid] = held
-        for key, value in ready.persist.items():
-            if value is None:
-                self.durable[osd].pop(key, None)
-            else:
-                self.durable[osd][key] = value
-        self.queue += ready.messages
-        self.sent += ready.messages
-        self.recoveries += ready.recover
+        self.hosts[osd].apply(ready, change)
 
     def map(self, acting: list[int], deliver: bool = True) -> None:
-        view = MapView(len(self.maps) + 1, tuple(acting), frozenset(self.up),
-                       dict(self.up_from), self.size, self.min_size)
-        self.maps.append(view)
-        for osd, core in self.cores.items():
-            if core is not None:
-                self.apply(osd, core.advance_map(view))
+        self.maps.append(MapView(len(self.maps) + 1, tuple(acting), frozenset(self.up),
+                                 dict(self.up_from), self.size, self.min_size))
+        for host in self.hosts.values():
+            if host.core is not None:
+                host.catch_up(self.maps)
         if deliver:
             self.deliver()
 
@@ -68,43 +65,40 @@ class Harness:
         self.map(acting)
 
     def crash(self, osd: int) -> None:
-        self.cores[osd] = None
+        self.hosts[osd].crash()
 
     def boot(self, osd: int, acting: list[int], deliver: bool = True) -> None:
         """(Re)start `osd` from its durable state with a new incarnation."""
-        if self.cores[osd] is None:
-            self.cores[osd] = PeeringCore(osd, dict(self.durable[osd]), **self.kw)
-            for view in self.maps[self.cores[osd].map_epoch:]:
-                self.apply(osd, self.cores[osd].advance_map(view))
+        host = self.hosts[osd]
+        if host.core is None:
+            host.boot()
+            host.catch_up(self.maps)
         self.up.add(osd)
         self.up_from[osd] = len(self.maps) + 1
         self.map(acting, deliver)
 
     def deliver(self) -> None:
-        while self.queue:
-            msg = self.queue.pop(0)
-            core = self.cores[msg.dst]
-            if core is None:
-                continue
-            if msg.kind == "scan":
-                objects = {oid: held[0] for oid, held in self.store[msg.dst].items()}
-                self.queue.append(Message("scan_reply", msg.dst, msg.src, msg.epoch,
-                                          objects=objects))
-            else:
-                self.apply(msg.dst, core.step(msg))
+        self.net.settle()
+
+    def _deliver(self, msg: Message) -> None:
+        host = self.hosts[msg.dst]
+        if host.core is None:
+            return
+        if msg.kind == "scan":
+            self.net.send(host.scan_reply(msg))
+        else:
+            host.apply(host.core.step(msg))
 
     def recover(self, limit: int | None = None) -> int:
         """Run queued recoveries (all, or the first `limit`), delivering the acks."""
         done = 0
         while self.recoveries and (limit is None or done < limit):
             action = self.recoveries.pop(0)
-            held = self.store[action.source].get(action.oid)
+            held = self.hosts[action.source].store.get(action.oid)
             assert action.need.matches(held[0] if held else None), (action, held)
             for target in action.targets:
-                core = self.cores[target]
-                ready = core.on_push(action.oid, action.need, action.epoch) if core else None
-                if ready is not None:
-                    self.apply(target, ready, (action.oid, held) if ready.persist else None)
+                if self.hosts[target].core is not None:
+                    self.hosts[target].push(action.oid, action.need, action.epoch, held)
             done += 1
             self.deliver()
         return done
@@ -115,17 +109,12 @@ class Harness:
     def write(self, oid: str, content: str | None, replicas: list[int] | None = None):
         """Client write through the primary; applied on `replicas` (default: all acting)."""
         osd = self.maps[-1].acting[0]
-        core = self.cores[osd]
-        held = self.store[osd].get(oid)
-        entry, ready = core.write(oid, f"c.{content}", content is None,
-                                  held[0] if held else None)
-        value = None if content is None else (entry.version, content)
-        self.apply(osd, ready, (oid, value))
+        entry = self.hosts[osd].write(oid, f"c.{content}", content)
+        epoch = self.hosts[osd].core.interval.epoch
         members = [o for o in self.maps[-1].acting if o != osd]
         for replica in members if replicas is None else replicas:
-            ready = self.cores[replica].replica_write(entry, core.interval.epoch)
+            ready = self.hosts[replica].replica_write(entry, epoch, content)
             assert ready is not None and ready.persist
-            self.apply(replica, ready, (oid, value))
         return entry
 
     def contents(self, osd: int) -> dict[str, str]:
