@@ -363,4 +363,4 @@ def test_a_lost_commit_before_a_fatal_stop_is_recovered_after_restart():
     h.recover()
     assert h.primary().state_name() == "active+clean"
     assert h.contents(1) == h.contents(0) == {"a": "a1", "b": "b1", "c": "c1"}
-    assert PeeringCore(1, dict(h.durable[1])).last_update == h.cores[0].last_update
+    assert PeeringCore(1, dict(h.hosts[1].durable)).last_update == h.cores[0].last_update
