@@ -122,6 +122,7 @@ class MgrDaemon(Daemon):
         self._pg_since: dict[str, tuple[str, float]] = {}
         self.messenger: Messenger | None = None
         self.monc: MonClient | None = None
+        self._first_seen = asyncio.Event()  # an OSD reported for the first time
 
     async def start(self) -> None:
         self.messenger = Messenger(self.entity, self.keyring.key_of(self.entity),
@@ -149,6 +150,8 @@ class MgrDaemon(Daemon):
         st.ParseFromString(env.payload)
         if conn.peer.entity != f"osd.{st.osd}":
             raise PermissionDenied(f"{conn.peer.entity} may report statistics only as itself")
+        if st.osd not in self.reports:
+            self._first_seen.set()
         self.reports[st.osd] = (time.time(), st)
 
     def _stamp_state_changes(self, digest: dict) -> None:
@@ -163,8 +166,12 @@ class MgrDaemon(Daemon):
         self._pg_since = seen
 
     async def _report_loop(self) -> None:
+        """A digest every interval, and at once when an OSD reports for the first time: a
+        fresh cluster's first `df` need not wait a whole interval for its statistics."""
         while True:
-            await asyncio.sleep(REPORT_INTERVAL_S)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._first_seen.wait(), REPORT_INTERVAL_S)
+            self._first_seen.clear()
             down = frozenset(o.id for o in self.monc.osdmap.osds if not o.up)
             self.digest = build_digest(self.reports, self.digest, time.time(), down)
             mine = self.messenger.auth_failures()

@@ -105,12 +105,6 @@ class OsdDaemon(Daemon):
                                   (mpb.PING, self._on_ping)):
             self.messenger.register(msg_type, handler)
         self.addr = await self.messenger.listen(self.config.get("addr"))
-        frame_max = self.messenger.options.limits.data
-        if self.limits.object_size > frame_max:
-            log.warning("osd_max_object_size %d exceeds what one whole copy can carry "
-                        "(ms_max_frame_bytes, %d bytes): larger objects are recovered in parts "
-                        "but cannot be repaired from a replica", self.limits.object_size,
-                        frame_max)
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
@@ -316,7 +310,7 @@ class OsdDaemon(Daemon):
             reply, out = await pg.read(op, deadline)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
-        self.admit_write(op)
+        self.admit_write(op, full_try=conn.peer.allows_daemon("mds"))  # by caps, not name
         await self._wait_min_size(pg, deadline)
         await pg.wait_active(deadline)
         return await pg.do_write(op, data, deadline, instance)
@@ -324,12 +318,14 @@ class OsdDaemon(Daemon):
     def ratios(self) -> Ratios:
         return ratios_of(self.osdmap, self.config)
 
-    def admit_write(self, op: osd_pb2.OsdOp) -> None:
-        """ENOSPC for a client write the cluster or this OSD's device has no room for."""
+    def admit_write(self, op: osd_pb2.OsdOp, full_try: bool = False) -> None:
+        """ENOSPC for a client write the cluster or this OSD's device has no room for;
+        `full_try` for a session with the MDS daemon profile (fullness.check_write)."""
         ratios = self.ratios()
         self.device.make_room(ratios, self.store)
         fullness.check_write(op.code, self.osdmap.flags, ratios,
-                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id)
+                             self.device.usage(fresh_above=ratios.nearfull), self.osd_id,
+                             full_try)
 
     def admit_copy(self) -> None:
         """ENOSPC for a recovery/backfill copy into this OSD past backfillfull."""
@@ -420,7 +416,7 @@ class OsdDaemon(Daemon):
         await pg.settle()
         length = min(state.length, self.max_read) if state.length else 0  # 0: whole (repair)
         return objcopy.read_copy(self.store, pg.coll, state.oid, pg.pool_id, pg.ps,
-                                 state.offset, length)
+                                 state.offset, length, state.omap_after, self.max_read)
 
     async def _on_pg_scrub(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         req = osd_pb2.ScrubRequest()
@@ -560,19 +556,30 @@ class OsdDaemon(Daemon):
         return objects, bytes_
 
     async def _report_stats(self) -> None:
+        """Report at once after boot (a fresh cluster's first `df` need not wait an interval),
+        then every interval. A device that cannot be sampled is logged once and skipped: the
+        loop must outlive it, or the mgr would serve this OSD's last numbers forever."""
         interval = float(self.config.get("osd_stats_interval"))
         mgr_addr = self.config.get("mgr_addr")
+        failing = False
         while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # the report below says why, once
                 self.device.tend(self.ratios(), self.store)
-            if not mgr_addr:
-                continue
             try:
-                conn = await self.messenger.connect(mgr_addr, timeout=2.0)
-                await conn.send(mpb.MON_STATS, self.stats())
+                if mgr_addr:
+                    conn = await self.messenger.connect(mgr_addr, timeout=2.0)
+                    await conn.send(mpb.MON_STATS, self.stats())
+                if failing:
+                    log.info("statistics report works again")
+                failing = False
             except SdsError as e:
                 log.debug("stats report to mgr failed: %s", e)
+            except OSError as e:
+                if not failing:
+                    log.warning("cannot sample the data device for statistics: %s "
+                                "(retried every %gs, logged once)", e, interval)
+                failing = True
+            await asyncio.sleep(interval)
 
 
 def create(config: Config, daemon_id: str) -> OsdDaemon:

@@ -46,9 +46,27 @@ POOL_HEADROOM_BYTES = 64 << 20
 TOOFULL = "backfill_toofull"  # how a refused copy's error starts (Ceph's PG state name)
 
 
-def check_write(code: int, flags, ratios: Ratios, usage: DeviceUsage, osd_id: int) -> None:
-    """Admission of one client write on the primary; raises NoSpace to refuse it."""
+def failsafe_ratio(ratios: Ratios) -> float:
+    """Where even the MDS stops: halfway from the full ratio to a full device (Ceph's
+    osd_failsafe_full_ratio is 0.97 against full 0.95), so its journal never takes the
+    room deletes need to commit."""
+    return ratios.full + (1.0 - ratios.full) / 2
+
+
+def check_write(code: int, flags, ratios: Ratios, usage: DeviceUsage, osd_id: int,
+                full_try: bool = False) -> None:
+    """Admission of one client write on the primary; raises NoSpace to refuse it.
+
+    `full_try` (Ceph's CEPH_OSD_FLAG_FULL_TRY) is for the MDS: its journal must take the
+    events that free space (an unlink is journaled before its objects go), so it writes
+    past the FULL flag and the full ratio, up to the failsafe ratio."""
     if code in FREEING_CODES:
+        return
+    if full_try:
+        if usage.used_ratio >= failsafe_ratio(ratios):
+            raise NoSpace(f"osd.{osd_id} is {100 * usage.used_ratio:.1f}% used, past the "
+                          f"failsafe ratio {failsafe_ratio(ratios):g} that even the MDS "
+                          "stops at; delete objects through RADOS or add OSDs")
         return
     if FULL_FLAG in flags:
         raise NoSpace("the cluster is full (OSD_FULL: an OSD is past the full ratio "

@@ -81,6 +81,10 @@ class PG:
         self.reason = ""   # what a client op waits for, beyond what the core says
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
+        # objects whose local copy is being replaced part by part (repair): reads wait; a
+        # copy that failed halfway stays here (-> the version it was to have) and is never
+        # served until a whole copy is installed
+        self._torn: dict[str, int] = {}
         self.inconsistent: dict[str, scrub.Inconsistency] = {}
         self.last_scrub = 0.0
         self.last_deep_scrub = 0.0
@@ -285,26 +289,18 @@ class PG:
         slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
         try:
             async with slots:
-                part = self.osd.max_read
-                state, data = await self._fetch(rec.oid, rec.source, 0, part)
-                if not rec.need.matches(wire.unpack(state.version) if state.exists else None):
+                def wanted(state: osd_pb2.ObjectState) -> bool:
+                    if rec.need.matches(wire.unpack(state.version) if state.exists else None):
+                        return True
                     log.warning("pg %s: osd.%d holds %s at %s, not %s; retrying later",
                                 self.coll, rec.source, rec.oid, wire.unpack(state.version),
                                 rec.need)
+                    return False
+
+                async def push(state, data, last, meta) -> None:
+                    await self._push_part(rec.targets, state, data, last, meta, rec)
+                if not await self._stream_copy(rec.oid, rec.source, push, wanted):
                     return
-                version = state.version
-                meta = (list(state.xattrs), list(state.omap))
-                while True:  # part by part: one part in memory, whatever the object's size
-                    last = not state.exists or state.offset + len(data) >= state.size
-                    if not last and not data:
-                        raise SdsError(f"{rec.oid} shrank while being copied")
-                    await self._push_part(rec, state, data, last, meta)
-                    if last:
-                        break
-                    state, data = await self._fetch(rec.oid, rec.source,
-                                                    state.offset + len(data), part)
-                    if not state.exists or state.version != version:
-                        raise SdsError(f"{rec.oid} changed while being copied")
                 if self.osd.recovery_sleep and not rec.urgent:
                     await asyncio.sleep(self.osd.recovery_sleep)
             self.osd.perf_add(recovered_objects=len(rec.targets))
@@ -319,37 +315,70 @@ class PG:
             if self._recovering.get(rec.oid) is asyncio.current_task():
                 del self._recovering[rec.oid]
 
-    async def _push_part(self, rec: Recover, state: osd_pb2.ObjectState, data,
-                         last: bool, meta: tuple[list, list]) -> None:
-        """Send one part of a recovered copy to every target. Parts in the middle that
-        hold only zeros are not sent (the last part sets the size: holes stay holes)."""
+    async def _stream_copy(self, oid: str, source: int, push,
+                           accept: Callable[[osd_pb2.ObjectState], bool]) -> bool:
+        """Copy `oid` from `source` part by part (osd_max_read_size each: one part in
+        memory, whatever the object's size) into `push(state, data, last, meta)`; False if
+        `accept` refuses the first part's state. Recovery and repair both copy this way."""
+        part = self.osd.max_read
+        state, data = await self._fetch(oid, source, 0, part)
+        if not accept(state):
+            return False
+        version, xattrs, omap_more = state.version, list(state.xattrs), state.omap_more
+        after = b""
+        while True:
+            data_last = not state.exists or state.offset + len(data) >= state.size
+            if not data_last and not data:
+                raise SdsError(f"{oid} shrank while being copied")
+            after = state.omap[-1].key if state.omap else after
+            await push(state, data, data_last and not omap_more, xattrs)
+            if data_last:
+                break
+            state, data = await self._fetch(oid, source, state.offset + len(data), part)
+            if not state.exists or state.version != version:
+                raise SdsError(f"{oid} changed while being copied")
+        while omap_more:  # the rest of the omap, page by page, before the last part
+            state, _ = await self._fetch(oid, source, omap_after=after)
+            if not state.exists or state.version != version or not state.omap:
+                raise SdsError(f"{oid} changed while being copied")
+            after, omap_more = state.omap[-1].key, state.omap_more
+            await push(state, b"", not omap_more, xattrs)
+        return True
+
+    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
+                         xattrs: list, rec: Recover | None = None) -> None:
+        """Send one part of a copy to every target: a recovery's (`rec`, tracked by
+        peering) or a repair's. Parts in the middle that hold only zeros are not sent (the
+        first part empties the object, the last sets its size: holes stay holes)."""
         zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
         if zeros and not last and state.offset:
             return
-        state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
-        state.interval, state.recovery, state.partial = rec.epoch, True, not last
-        del state.xattrs[:], state.omap[:]
+        if rec is not None:
+            state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
+            state.interval = rec.epoch
+        state.recovery, state.partial = rec is not None, not last
+        del state.xattrs[:]  # the omap page a part carries stays with it
         if last:
-            state.xattrs.extend(meta[0])
-            state.omap.extend(meta[1])
+            state.xattrs.extend(xattrs)
         if zeros and state.offset:
             data = b""
-        for target in rec.targets:
+        for target in targets:
             if target == self.osd.osd_id:
                 await self.install_copy(state, memoryview(data))
             else:
                 await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
                                         timeout=COPY_TIMEOUT_S)
 
-    async def _fetch(self, oid: str, source: int, offset: int = 0,
-                     length: int = 0) -> tuple[osd_pb2.ObjectState, bytes]:
-        """The object's state and data from `source` (all of it, or the part asked)."""
+    async def _fetch(self, oid: str, source: int, offset: int = 0, length: int = 0,
+                     omap_after: bytes = b"") -> tuple[osd_pb2.ObjectState, bytes]:
+        """The object's state and data from `source` (all of it, the part asked, or the
+        omap page after `omap_after`)."""
         if source == self.osd.osd_id:
             return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps,
-                                     offset, length)
+                                     offset, length, omap_after, self.osd.max_read)
         resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
-            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length),
-            timeout=COPY_TIMEOUT_S)
+            pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length,
+            omap_after=omap_after), timeout=COPY_TIMEOUT_S)
         return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
 
     async def install_copy(self, state: osd_pb2.ObjectState, data) -> None:
@@ -418,6 +447,12 @@ class PG:
         if op.code == osd_pb2.OsdOp.LIST:
             return self._list(op)
         await self._wait_recovered(op.oid, deadline, degraded=False)
+        if op.oid in self._torn:  # being repaired here part by part, or left torn
+            async with self._object_lock(op.oid):
+                pass
+            if op.oid in self._torn and not await self.repair_on_read(op.oid):
+                raise ChecksumError(f"{op.oid}: a repair from a replica failed halfway; "
+                                    "no good copy is reachable now (retry, or repair the PG)")
         return await self.osd.read_object(self, op)
 
     def _list(self, op: osd_pb2.OsdOp):
@@ -538,6 +573,10 @@ class PG:
 
     async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
         await self.ensure_collection()
+        if op.oid in self._torn and not await self.repair_on_read(
+                op.oid, "a repair failed halfway", locked=True):  # never write onto it
+            raise ChecksumError(f"{op.oid[:200]}: a repair from a replica failed halfway; "
+                                "no good copy is reachable now (retry, or repair the PG)")
         try:
             prior, version, txn = self._prepare(op, data)
         except ChecksumError as e:  # our copy is damaged: repair it first (we hold the lock)
@@ -648,15 +687,12 @@ class PG:
         for finding in findings:
             if not finding.good:
                 continue  # no readable copy anywhere: nothing to repair from
+            source = self.osd.osd_id if self.osd.osd_id in finding.good else finding.good[0]
             async with self._object_lock(finding.oid):
-                state, data = await self._fetch(finding.oid, finding.good[0]
-                                                if self.osd.osd_id not in finding.good
-                                                else self.osd.osd_id)
-                for osd in finding.bad:
-                    if osd == self.osd.osd_id:
-                        await self.install_copy(state, memoryview(data))
-                    else:
-                        await self.osd.call_osd(osd, mpb.OSD_PG_PUSH, state, data, timeout=60)
+                version = 0
+                with contextlib.suppress(SdsError):
+                    version = self.osd.store.stat(self.coll, finding.oid).version
+                await self._repair_copy(finding.oid, source, sorted(finding.bad), version)
             repaired.append(finding.as_dict())
         if repaired:
             await self.scrub(deep=True)
@@ -666,36 +702,69 @@ class PG:
                              ) -> bool:
         """Our copy failed its checksum (data or metadata): replace it with a replica's copy
         of the same version, or of the newest version the replicas hold when our onode is
-        what cannot be read. Either way the PG stays inconsistent until a deep scrub."""
+        what cannot be read; copied in parts (_repair_copy). Either way the PG stays
+        inconsistent until a deep scrub."""
         try:
-            version = self.osd.store.stat(self.coll, oid).version
+            version = self._torn.get(oid) or self.osd.store.stat(self.coll, oid).version
         except ChecksumError:
             version = None
         async with contextlib.nullcontext() if locked else self._object_lock(oid):
-            best = None
-            for peer in self.replicas():
+            wanted = {peer: version for peer in self.replicas()}
+            if version is None:  # the newest version a replica holds, asked for first
+                found = {}
+                for peer in wanted:
+                    try:
+                        state, _ = await self._fetch(oid, peer, 0, 1)
+                    except SdsError as e:
+                        log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll,
+                                    peer, oid[:200], e)
+                        continue
+                    if state.exists:
+                        found[peer] = state.version
+                wanted = dict(sorted(found.items(), key=lambda kv: -kv[1]))
+            source = None
+            for peer, want in wanted.items():
                 try:
-                    state, data = await self._fetch(oid, peer)
+                    if await self._repair_copy(
+                            oid, peer, [self.osd.osd_id], want,
+                            accept=lambda state, w=want: state.exists and state.version == w):
+                        source = peer
+                        break
                 except SdsError as e:
                     log.warning("pg %s: osd.%d has no good copy of %s: %s", self.coll, peer,
                                 oid[:200], e)
-                    continue
-                if state.exists and state.version == (version or state.version) and (
-                        best is None or state.version > best[1].version):
-                    best = (peer, state, data)
-                    if version is not None:
-                        break
-            if best is not None:
-                peer, state, data = best
-                await self.install_copy(state, memoryview(data))
+            if source is not None:
                 log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
-                            peer, why)
-                bad = f"{why}; repaired from osd.{peer} on read"
-                self.inconsistent[oid] = scrub.Inconsistency(oid, [peer], {self.osd.osd_id: bad})
+                            source, why)
+                bad = f"{why}; repaired from osd.{source} on read"
+                self.inconsistent[oid] = scrub.Inconsistency(oid, [source],
+                                                             {self.osd.osd_id: bad})
             else:
                 self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
         self.core.inconsistent = True
-        return best is not None
+        return source is not None
+
+    async def _repair_copy(self, oid: str, source: int, targets: list[int], version: int,
+                           accept: Callable[[osd_pb2.ObjectState], bool] = lambda s: True
+                           ) -> bool:
+        """Overwrite `targets`' copies of `oid` with `source`'s, in parts. While our own
+        copy is among them it is torn (reads wait, and after a failure halfway it is never
+        served: repair_on_read tries again, for `version`)."""
+        local = self.osd.osd_id in targets
+        if local:
+            self._torn[oid] = version
+        copied = wrote = False
+
+        async def push(state, data, last, meta) -> None:
+            nonlocal wrote
+            wrote = True
+            await self._push_part(targets, state, data, last, meta)
+        try:
+            copied = await self._stream_copy(oid, source, push, accept)
+            return copied
+        finally:
+            if local and (copied or not wrote):  # whole again, or never touched
+                self._torn.pop(oid, None)
 
     def query(self) -> dict:
         """Why the PG is in its state, for `sds pg PGID query`."""

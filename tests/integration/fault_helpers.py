@@ -1,5 +1,6 @@
-"""Helpers of the fault tests (test_faults.py, test_recovery.py): a checker of acknowledged
-writes, waiting for a cluster condition, and the checks that end a fault test."""
+"""Helpers of the fault tests (test_faults.py, test_recovery.py, test_large_recovery.py): a
+checker of acknowledged writes, waiting for a cluster condition, a byte flipped on disk, and
+the checks that end a fault test."""
 
 from __future__ import annotations
 
@@ -117,3 +118,21 @@ async def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
             await store.close()
     for name, data in acked.items():
         assert copies[name] == [data] * 3, f"{name}: replicas differ or are missing"
+
+
+async def flip_byte_on_disk(cluster, osd: int, coll: str, oid: str, offset: int) -> None:
+    """Stop the cluster, flip one stored byte of `oid` in osd's store, start it again."""
+    for name in ALL_DAEMONS:
+        cluster.stop(name)
+    store = DurableStore(cluster.dir / f"osd.{osd}" / "store")
+    try:
+        path, at = store._block_location(coll, oid, offset)
+    finally:
+        await store.close()
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x5A]))
+    for name in reversed(ALL_DAEMONS):
+        cluster.start(name)

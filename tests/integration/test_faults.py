@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from fault_helpers import (
-    ALL_DAEMONS,
     AckChecker,
     _all_clean,
     _all_up,
     _osd,
     _rebooted,
     assert_replicas_identical,
+    flip_byte_on_disk,
     wait_for,
 )
 
@@ -126,24 +126,6 @@ async def test_writes_block_below_min_size_then_fail_clearly(cluster):
 async def _down(r: Rados, ids: list[int]) -> bool:
     await r.wait_for_map_change(0.5)
     return all(not _osd(r, i).up for i in ids)
-
-
-async def flip_byte_on_disk(cluster, osd: int, coll: str, oid: str, offset: int) -> None:
-    """Stop the cluster, flip one stored byte of `oid` in osd's store, start it again."""
-    for name in ALL_DAEMONS:
-        cluster.stop(name)
-    store = DurableStore(cluster.dir / f"osd.{osd}" / "store")
-    try:
-        path, at = store._block_location(coll, oid, offset)
-    finally:
-        await store.close()
-    with open(path, "r+b") as f:
-        f.seek(at)
-        byte = f.read(1)
-        f.seek(at)
-        f.write(bytes([byte[0] ^ 0x5A]))
-    for name in reversed(ALL_DAEMONS):
-        cluster.start(name)
 
 
 async def _big_object(cluster, pool: str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -341,3 +342,49 @@ async def test_recovery_into_a_backfillfull_osd_waits_until_there_is_room(cluste
         await r.mon_command({"prefix": "osd unset", "flag": "noout"})
         await wait_ok(r)
         await verify(io, acked)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(600)
+async def test_a_mounted_filesystem_deletes_at_full_and_writes_again(tmp_path: Path):
+    """The MDS journals an unlink before its objects go: it writes past the FULL flag by
+    its caps (full try), so `rm` on a full cluster works and frees the space."""
+    from fsmounts import mounted
+
+    with small_filesystem(tmp_path, FS_MB) as mnt, running_cluster(
+            mnt / "cluster", mds=1, extra_conf={
+                "osd_stats_interval": 0.5, "osd_full_reserve_bytes": 4 << 20,
+                "mon_data_avail_warn": 8, "mon_data_avail_crit": 1}) as cluster, \
+            mounted(cluster, tmp_path / "fs") as m:
+        files = []
+        refused = None
+        for i in range(FS_MB):
+            path = m.path / f"f{i}"
+            try:
+                _write_file(path, payload(i))
+            except OSError as e:
+                refused = e.errno
+                break
+            files.append(path)
+        assert refused == errno.ENOSPC, f"writes ended with {refused}"
+        async with Rados(cluster.conf) as r:
+            await wait_flag(r, True)
+            started = time.monotonic()
+            for path in files[: len(files) // 2]:
+                path.unlink()  # ENOSPC here without the MDS's exemption
+            removed = time.monotonic() - started
+            assert not any(p.exists() for p in files[: len(files) // 2])
+            await wait_flag(r, False, timeout=90)
+            _write_file(m.path / "after", b"resumed")
+            assert (m.path / "after").read_bytes() == b"resumed"
+            assert (m.path / files[-1].name).read_bytes() == payload(len(files) - 1)
+        print(f"\n{len(files)} files written until ENOSPC; removed half of them at full in "
+              f"{removed:.1f}s; writes resumed")

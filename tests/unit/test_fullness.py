@@ -303,3 +303,11 @@ def test_pooling_off_from_nearfull_and_on_with_headroom(tmp_path, monkeypatch):
     level[0] = 0.80
     watch.tend(DEFAULT, store)
     assert store.calls == [False, True]
+
+
+def test_the_mds_writes_past_full_up_to_the_failsafe_ratio():
+    assert osdfull.failsafe_ratio(DEFAULT) == pytest.approx(0.975)
+    osdfull.check_write(Op.WRITE_FULL, ["full"], DEFAULT, usage(0.96), 3, full_try=True)
+    with pytest.raises(NoSpace, match="failsafe"):
+        osdfull.check_write(Op.WRITE_FULL, ["full"], DEFAULT, usage(0.98), 3, full_try=True)
+    osdfull.check_write(Op.REMOVE, ["full"], DEFAULT, usage(1.0), 3, full_try=True)
