@@ -72,6 +72,9 @@ def kill_leftovers(under: Path) -> list[int]:
     return pids
 
 
+HOST_DISK_THRESHOLDS = {"mon_data_avail_warn": 2, "mon_data_avail_crit": 1}
+
+
 @contextlib.contextmanager
 def running_cluster(dir: Path, **opts) -> Iterator[LocalCluster]:
     cluster = LocalCluster(dir)
@@ -79,6 +82,10 @@ def running_cluster(dir: Path, **opts) -> Iterator[LocalCluster]:
     opts.setdefault("progress", log.info)
     opts.setdefault("remember", False)
     opts.setdefault("mds", 0)  # no filesystem unless a test asks: keeps the others fast
+    # the monitors share the host's disk with everything else on the machine (CI's disk
+    # may be under Ceph's 30% warning): a test of MON_DISK_* gives its monitors their own
+    # small filesystem and sets its own thresholds
+    opts["extra_conf"] = {**HOST_DISK_THRESHOLDS, **(opts.get("extra_conf") or {})}
     try:
         cluster.up(**opts)
         yield cluster

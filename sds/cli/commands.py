@@ -15,6 +15,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from sds.cli import bench as bench_mod
@@ -658,6 +659,8 @@ _DIR = arg("--dir", default=None, help="cluster directory (default: the last one
     _DIR,
     arg("--osds", type=int, default=3, help="number of OSDs (default 3)"),
     arg("--mons", type=int, default=3, help="number of monitors (default 3)"),
+    arg("--csi", action="store_true",
+        help="also run the Kubernetes CSI plugin (both roles) on <dir>/csi.0/csi.sock"),
 ))
 def cluster_up(ctx: Context, a) -> Output:
     """Create and start a local cluster (mons, OSDs, mgr) in a directory."""
@@ -669,7 +672,7 @@ def cluster_up(ctx: Context, a) -> Output:
     def progress(line: str) -> None:
         print(line, file=ctx.progress_out, flush=True)
 
-    result = local.cluster_up(a.dir, osds=a.osds, mons=a.mons, progress=progress)
+    result = local.cluster_up(a.dir, osds=a.osds, mons=a.mons, progress=progress, csi=a.csi)
     daemons = result.get("daemons") or local.cluster_status(result.get("dir", a.dir))
     text = fmt.cluster_status(daemons)
     status = local.probe_status(result["conf"]) if result.get("conf") else {}
@@ -677,6 +680,12 @@ def cluster_up(ctx: Context, a) -> Output:
         text += "\n\n" + fmt.status(status)
     if result.get("conf"):
         text += f"\n\nconfig: {result['conf']}  (or: export SDS_CONF={result['conf']})"
+    if a.csi:
+        from sds.csi import DRIVER_NAME
+
+        sock = Path(result["dir"]) / "csi.0" / "csi.sock"
+        result["csi"] = {"endpoint": f"unix://{sock}", "driver": DRIVER_NAME}
+        text += f"\nCSI plugin: driver {DRIVER_NAME} on unix://{sock}"
     return Output({**result, "daemons": daemons, "status": status}, text)
 
 

@@ -147,3 +147,129 @@ async def fs_snapshot_rm(ctx: Context, rados, a) -> Output:
     """Remove a snapshot and its data."""
     await _mds(rados, a, Req(op=Req.SNAP_REMOVE, path=a.path, name=a.snap_name))
     return Output({"path": a.path, "removed": a.snap_name}, f"removed snapshot {a.snap_name}")
+
+
+# -- subvolumes (sds.client.fsadmin: the same API CSI uses) ------------------------------
+_GROUP = arg("--group", default="csi", help="subvolume group (default csi)")
+
+
+async def _admin(rados, a):
+    from sds.client.fsadmin import FsAdmin
+
+    return await FsAdmin(rados, a.fs).open()
+
+
+def _subvolume_text(info: dict) -> str:
+    quota = fmt.human_bytes(info["bytes_quota"]) if info["bytes_quota"] else "unlimited"
+    meta = ", ".join(f"{k}={v}" for k, v in sorted(info["metadata"].items())) or "-"
+    return (f"{info['path']}: {fmt.human_bytes(info['bytes_used'])} of {quota} used, "
+            f"{info['files_used']} files; metadata: {meta}")
+
+
+@cli("fs subvolume create", args=(arg("subvolume", metavar="NAME"), _GROUP, _FS,
+                                  arg("--size", type=byte_count_arg, default=0,
+                                      help="byte quota (0 = unlimited)")))
+async def fs_subvolume_create(ctx: Context, rados, a) -> Output:
+    """Create /volumes/GROUP/NAME with a byte quota."""
+    admin = await _admin(rados, a)
+    try:
+        info = await admin.subvolume_create(a.group, a.subvolume, size=a.size)
+    finally:
+        await admin.close()
+    return Output(info, _subvolume_text(info))
+
+
+@cli("fs subvolume resize", args=(arg("subvolume", metavar="NAME"), arg("size", type=byte_count_arg), _GROUP, _FS))
+async def fs_subvolume_resize(ctx: Context, rados, a) -> Output:
+    """Change a subvolume's byte quota."""
+    admin = await _admin(rados, a)
+    try:
+        info = await admin.subvolume_resize(a.group, a.subvolume, a.size)
+    finally:
+        await admin.close()
+    return Output(info, _subvolume_text(info))
+
+
+@cli("fs subvolume info", args=(arg("subvolume", metavar="NAME"), _GROUP, _FS))
+async def fs_subvolume_info(ctx: Context, rados, a) -> Output:
+    """A subvolume's quota, usage and metadata."""
+    admin = await _admin(rados, a)
+    try:
+        info = await admin.subvolume_info(a.group, a.subvolume)
+    finally:
+        await admin.close()
+    return Output(info, _subvolume_text(info))
+
+
+@cli("fs subvolume ls", args=(_GROUP, _FS))
+async def fs_subvolume_ls(ctx: Context, rados, a) -> Output:
+    """Subvolumes of a group."""
+    admin = await _admin(rados, a)
+    try:
+        names = await admin.subvolume_ls(a.group)
+    finally:
+        await admin.close()
+    return Output({"group": a.group, "subvolumes": names}, "\n".join(names))
+
+
+@cli("fs subvolume rm", args=(arg("subvolume", metavar="NAME"), _GROUP, _FS))
+async def fs_subvolume_rm(ctx: Context, rados, a) -> Output:
+    """Remove a subvolume with its snapshots and files."""
+    admin = await _admin(rados, a)
+    try:
+        removed = await admin.subvolume_rm(a.group, a.subvolume)
+    finally:
+        await admin.close()
+    return Output({"removed": removed}, f"removed {a.group}/{a.subvolume}" if removed
+                  else f"no subvolume {a.group}/{a.subvolume}")
+
+
+@cli("fs subvolume snapshot create", args=(arg("subvolume", metavar="NAME"), arg("snap_name", metavar="SNAP"),
+                                           _GROUP, _FS))
+async def fs_subvolume_snapshot_create(ctx: Context, rados, a) -> Output:
+    """Snapshot a subvolume."""
+    admin = await _admin(rados, a)
+    try:
+        snap = await admin.snapshot_create(a.group, a.subvolume, a.snap_name)
+    finally:
+        await admin.close()
+    return Output(snap, f"created snapshot {a.snap_name} of {a.group}/{a.subvolume}")
+
+
+@cli("fs subvolume snapshot ls", args=(arg("subvolume", metavar="NAME"), _GROUP, _FS))
+async def fs_subvolume_snapshot_ls(ctx: Context, rados, a) -> Output:
+    """Snapshots of a subvolume."""
+    admin = await _admin(rados, a)
+    try:
+        snaps = await admin.snapshot_ls(a.group, a.subvolume)
+    finally:
+        await admin.close()
+    return Output({"snapshots": snaps}, "\n".join(s["name"] for s in snaps))
+
+
+@cli("fs subvolume snapshot rm", args=(arg("subvolume", metavar="NAME"), arg("snap_name", metavar="SNAP"),
+                                       _GROUP, _FS))
+async def fs_subvolume_snapshot_rm(ctx: Context, rados, a) -> Output:
+    """Remove a snapshot of a subvolume."""
+    admin = await _admin(rados, a)
+    try:
+        removed = await admin.snapshot_rm(a.group, a.subvolume, a.snap_name)
+    finally:
+        await admin.close()
+    return Output({"removed": removed}, f"removed snapshot {a.snap_name}" if removed
+                  else f"no snapshot {a.snap_name}")
+
+
+@cli("fs subvolume clone", args=(arg("subvolume", metavar="NAME"), arg("target"), _GROUP, _FS,
+                                 arg("--snapshot", default=None,
+                                     help="clone this snapshot (default: the live subvolume)"),
+                                 arg("--size", type=byte_count_arg, default=0)))
+async def fs_subvolume_clone(ctx: Context, rados, a) -> Output:
+    """A new subvolume TARGET with NAME's content (or that of one of its snapshots)."""
+    admin = await _admin(rados, a)
+    try:
+        info = await admin.clone(a.group, a.subvolume, a.group, a.target, snap=a.snapshot,
+                                 size=a.size)
+    finally:
+        await admin.close()
+    return Output(info, _subvolume_text(info))

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
 
+import sds.cli.csi_commands  # noqa: F401 - registers `csi`
 import sds.cli.fs_commands  # noqa: F401 - registers `fs ...`
 import sds.cli.mount_commands  # noqa: F401 - registers `mount` and `umount`
 from sds.cli import commands as cmds

@@ -60,6 +60,8 @@ DAEMON_CAPS: dict[str, dict[str, str]] = {
             "mgr": "allow profile mgr"},
     "mds": {"mon": "allow profile mds", "osd": ALL_CAPS, "mds": "allow profile mds"},
 }
+# the CSI plugin's own key (client.csi): only what it needs
+CSI_CAPS = {s: "allow profile csi" for s in ("mon", "osd", "mds", "mgr")}
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 MDS_NAMES = "abcdefghijklmnopqrstuvwxyz"
 DEFAULT_FS = ("sdsfs", "sdsfs_metadata", "sdsfs_data")
@@ -435,7 +437,8 @@ def render_conf(sections: dict[str, dict[str, str]]) -> str:
 
 
 def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = True,
-                        extra_conf: dict | None = None, mds: int = 0) -> list[str]:
+                        extra_conf: dict | None = None, mds: int = 0,
+                        csi: bool = False) -> list[str]:
     """Create the directory layout, sds.conf and keyring; returns the daemon names."""
     if mons < 1 or osds < 0:
         raise InvalidArgument("a cluster needs at least one mon and no negative OSD count")
@@ -467,6 +470,9 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
     for mds_id in MDS_NAMES[:mds]:
         sections[f"mds.{mds_id}"] = {}
         keyring.add(f"mds.{mds_id}", caps=DAEMON_CAPS["mds"])
+    if csi:  # one CSI plugin with both roles, as client.csi
+        sections["csi.0"] = {}
+        keyring.add("client.csi", caps=CSI_CAPS)
     names = [s for s in sections if s != "global"]
     private_dir(dir)
     for name in names:
@@ -474,8 +480,9 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
                           "log_file": str(out / f"{name}.log"),
                           "keyring": str(daemon_keyring(dir, name))}
         private_dir(dir / name)
+        entity = "client.csi" if name.startswith("csi.") else name
         own = keyring if name.startswith("mon.") else \
-            Keyring({name: keyring.entries[name]})
+            Keyring({entity: keyring.entries[entity]})
         own.save(daemon_keyring(dir, name))
     _merge_extra(sections, extra_conf)
     private_dir(out)
@@ -616,12 +623,13 @@ def _tails(dir: Path, names: Iterable[str]) -> str:
 def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 3,
                mgr: bool = True, progress: Progress = print, timeout: float = 60,
                extra_conf: dict | None = None, wait_healthy: bool = True,
-               remember: bool = True, mds: int = 2) -> dict:
+               remember: bool = True, mds: int = 2, csi: bool = False) -> dict:
     """Create and start a local cluster; on any failure, stop what was started and raise.
 
     With `mds` > 0 it runs that many MDS daemons (one active, the rest standby) and,
     once healthy, creates the default filesystem `sdsfs` (pools sdsfs_metadata and
-    sdsfs_data). `remember=False` leaves ~/.sds/last-cluster alone (tests). Returns
+    sdsfs_data). `csi=True` (with an MDS) also runs one CSI plugin, both roles, on
+    <dir>/csi.0/csi.sock. `remember=False` leaves ~/.sds/last-cluster alone (tests). Returns
     {"dir", "conf", "seconds_to_healthy", "daemons": [status entries]}.
     """
     d = Path(dir).expanduser().resolve() if dir is not None else default_dir().resolve()
@@ -629,7 +637,7 @@ def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 
     t0 = time.monotonic()
     try:
         names = write_cluster_files(d, osds=osds, mons=mons, mgr=mgr, extra_conf=extra_conf,
-                                    mds=mds)
+                                    mds=mds, csi=csi and mds > 0)
         for name in names:
             pid = start_daemon(d, name)
             if progress:

@@ -203,12 +203,25 @@ class InternalError(SdsError, kind="internal"):
     code = _errno.EIO
 
 
+class Aborted(SdsError, kind="aborted"):
+    """Another operation on the same object is still in flight: retry later (gRPC ABORTED)."""
+
+    code = _errno.EALREADY
+
+
+class FailedPrecondition(SdsError, kind="failed_precondition"):
+    """The request is valid but the object is not in the state it needs (a volume not
+    staged, snapshots still depending on it). Local only: never sent over the messenger."""
+
+    code = _errno.EINVAL
+
+
 _BY_CODE: dict[int, type[SdsError]] = {}
 for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
-    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, TooBig,
+    QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, TooBig, Aborted,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

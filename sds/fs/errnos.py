@@ -45,6 +45,8 @@ ERRNO: dict[type[e.SdsError], int] = {
     e.TooBig: errno.E2BIG,
     e.ShuttingDown: errno.EIO,
     e.InternalError: errno.EIO,
+    e.Aborted: errno.EALREADY,
+    e.FailedPrecondition: errno.EINVAL,
 }
 
 

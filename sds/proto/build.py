@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = Path(__file__).resolve().parent
+GRPC_PROTOS = {"csi.proto"}
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -22,9 +23,12 @@ def generate(out_dir: Path) -> list[Path]:
     protos = sorted(PROTO_DIR.glob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
     args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", f"--python_out={out_dir}"]
-    if any(p.name == "csi.proto" for p in protos):
-        args.append(f"--grpc_python_out={out_dir}")
     rc = protoc.main(args + [str(p) for p in protos])
+    # gRPC service stubs only where the services are served with grpc (CSI); the others
+    # travel over the messenger
+    grpc_protos = [str(p) for p in protos if p.name in GRPC_PROTOS]
+    if rc == 0 and grpc_protos:
+        rc = protoc.main(args[:3] + [f"--grpc_python_out={out_dir}"] + grpc_protos)
     if rc != 0:
         raise SystemExit(f"protoc failed with {rc}")
     generated = sorted(out_dir.glob("*_pb2*.py"))

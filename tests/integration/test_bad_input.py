@@ -5,6 +5,7 @@ identity taken from the session (blocklisting and request-id dedup cannot be foo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import threading
@@ -71,6 +72,25 @@ async def _pg_log(r: Rados, oid: str) -> tuple:
     return q["last_update"], q["log_entries"], q["log_tail"]
 
 
+@contextlib.contextmanager
+def _nothing_sent(r: Rados):
+    """Assert the library refuses locally: every op it sends goes through _primary_call,
+    so an op refused before it leaves can never be resent until a timeout."""
+    sent = []
+    passthrough = r._primary_call
+
+    async def counting(*args, **kwargs):
+        sent.append(args[3])
+        return await passthrough(*args, **kwargs)
+
+    r._primary_call = counting
+    try:
+        yield
+    finally:
+        r._primary_call = passthrough
+    assert sent == [], f"sent {sent} instead of refusing locally"
+
+
 def _name(prefix: str, length: int) -> str:
     return (prefix + "x" * length)[:length]
 
@@ -89,10 +109,8 @@ async def test_long_names_up_to_the_limit_and_refused_above_it(pool):
             with pytest.raises(NameTooLong, match="osd_max_object_name_len|store"):
                 await _raw(r, Op(code=Op.WRITE_FULL, oid=name, tid=1 << 40), b"x")
             assert await _pg_log(r, name) == before   # refused before the PG log
-        started = time.monotonic()
-        with pytest.raises(NameTooLong, match="osd_max_object_name_len"):
+        with _nothing_sent(r), pytest.raises(NameTooLong, match="osd_max_object_name_len"):
             await io.write_full(_name("client-", NAME_MAX + 1), b"x")  # at once, locally
-        assert time.monotonic() - started < 0.5
 
 
 async def test_a_replica_restart_recovers_the_longest_names(pool):
@@ -129,16 +147,14 @@ async def test_oversize_values_are_refused_at_once_without_resends(pool):
         io = r.ioctx(POOL)
         await io.write_full("sizes", b"")
         before = await _pg_log(r, "sizes")
-        started = time.monotonic()
-        with pytest.raises(TooBig, match="osd_max_attr_size"):
+        with _nothing_sent(r), pytest.raises(TooBig, match="osd_max_attr_size"):
             await io.setxattr("sizes", "user.big", bytes(100 << 20))
-        with pytest.raises(TooBig, match="osd_max_omap_value_size"):
+        with _nothing_sent(r), pytest.raises(TooBig, match="osd_max_omap_value_size"):
             await io.omap_set("sizes", {b"k": bytes(17 << 20)})
-        with pytest.raises(NameTooLong, match="osd_max_omap_key_len"):
+        with _nothing_sent(r), pytest.raises(NameTooLong, match="osd_max_omap_key_len"):
             await io.omap_set("sizes", {b"k" * 5000: b"v"})
-        with pytest.raises(TooBig, match="osd_max_write_size"):
+        with _nothing_sent(r), pytest.raises(TooBig, match="osd_max_write_size"):
             await io.write_full("sizes", bytes(91 << 20))
-        assert time.monotonic() - started < 2.0, "refused locally, not after resends"
         # the OSD refuses the same with an error reply, not a dropped connection
         with pytest.raises(TooBig, match="osd_max_attr_size"):
             await _raw(r, Op(code=Op.SETXATTR, oid="sizes", name="user.big",

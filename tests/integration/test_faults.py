@@ -100,7 +100,9 @@ async def test_osd_kill9_and_restart_under_writes(cluster):
     await assert_replicas_identical(cluster, checker.acked)
 
 
-@pytest.mark.cluster_opts(extra_conf={"osd_op_timeout": 6})
+# osd_op_timeout bounds both waits: long enough for osd.1 to restart and peer on a loaded
+# machine (the pending write must still be waiting then), short enough to keep the test quick
+@pytest.mark.cluster_opts(extra_conf={"osd_op_timeout": 15})
 async def test_writes_block_below_min_size_then_fail_clearly(cluster):
     async with Rados(cluster.conf) as r:
         await r.pool_create("minsize", pg_num=8, size=3, min_size=2)

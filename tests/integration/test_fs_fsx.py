@@ -110,6 +110,7 @@ class Fsx:
                 f"seed {SEED}: size\n" + "\n".join(self.log[-15:])
 
 
+@pytest.mark.timeout(1200)  # 10,000 ops take about 2 min here; far longer on a loaded machine
 def test_fsx_random_ops(cluster_module, tmp_path):
     with mounted(cluster_module, tmp_path / "mnt") as m:
         fsx = Fsx(str(m.path / "fsx.bin"), str(tmp_path / "ref.bin"), random.Random(SEED))

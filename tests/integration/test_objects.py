@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -29,6 +30,14 @@ def pool(cluster_module):
     async def create():
         async with Rados(cluster_module.conf) as r:
             await r.pool_create(POOL, pg_num=16, size=3)
+        # a new client may subscribe to a monitor that has not yet learnt of the new pool
+        deadline = time.monotonic() + 30
+        while True:
+            async with Rados(cluster_module.conf) as r:
+                if any(p.name == POOL for p in r.osdmap.pools):
+                    return
+            assert time.monotonic() < deadline, f"pool {POOL} never reached every monitor"
+            await asyncio.sleep(0.2)
     asyncio.run(create())
     return cluster_module
 

@@ -510,7 +510,7 @@ def test_cluster_and_daemon_dispatch(sds, monkeypatch):
 
     calls = []
 
-    def fake_up(dir=None, osds=3, mons=3, progress=print):
+    def fake_up(dir=None, osds=3, mons=3, progress=print, csi=False):
         progress("started mon.0 (pid 42)")
         calls.append((dir, osds, mons))
         return {"dir": "/d", "conf": "/d/sds.conf", "seconds_to_healthy": 1.0,

@@ -1,0 +1,120 @@
+"""The CSI plugin as a real process on a unix socket, driven by a gRPC client the way
+kubelet and the external-provisioner drive it; always stopped, its mounts always gone.
+
+    with plugin(cluster, workdir) as p:      # `sds csi` subprocess, both roles
+        p.controller.CreateVolume(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from fsmounts import processes_mentioning
+
+from sds.csi.mounts import mount_entry
+from sds.proto import csi_pb2, csi_pb2_grpc
+
+START_TIMEOUT_S = 60
+Mode = csi_pb2.VolumeCapability.AccessMode
+
+
+def mount_cap(mode=Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(mount=csi_pb2.VolumeCapability.MountVolume(),
+                                    access_mode=Mode(mode=mode))
+
+
+class Plugin:
+    def __init__(self, cluster, workdir: Path, node_id: str = "node-1", *roles: str):
+        self.cluster, self.workdir, self.node_id, self.roles = cluster, Path(workdir), node_id, roles
+        self.sock = self.workdir / f"{node_id}.sock"
+        self.state = self.workdir / f"state-{node_id}"
+        self.log = self.workdir / f"{node_id}.log"
+        self.proc: subprocess.Popen | None = None
+        self.channel: grpc.Channel | None = None
+
+    def start(self) -> Plugin:
+        self.sock.unlink(missing_ok=True)  # left by a killed predecessor
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sds", "--conf", str(self.cluster.conf), "csi",
+                 "--endpoint", f"unix://{self.sock}", "--node-id", self.node_id,
+                 "--state-dir", str(self.state), *self.roles],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.sock.exists():
+            assert self.proc.poll() is None, f"plugin exited: {self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "plugin socket never appeared"
+            time.sleep(0.05)
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
+        self.identity = csi_pb2_grpc.IdentityStub(self.channel)
+        self.controller = csi_pb2_grpc.ControllerStub(self.channel)
+        self.node = csi_pb2_grpc.NodeStub(self.channel)
+        while not self._ready():
+            assert time.monotonic() < deadline, "plugin never became ready"
+            time.sleep(0.2)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return self.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+
+    def kill(self) -> None:
+        """kill -9 (a crash): the FUSE mount processes it started live on."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def cleanup_mounts(under: Path) -> None:
+    """Detach every mount under UNDER (binds first, deepest first) and kill their clients."""
+    under = os.path.abspath(under)
+    for _ in range(5):
+        with open("/proc/mounts") as f:
+            points = [line.split()[1] for line in f
+                      if line.split()[1] == under or line.split()[1].startswith(under + "/")]
+        if not points:
+            return
+        for point in sorted(points, key=len, reverse=True):
+            for pid in processes_mentioning(point):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            subprocess.run(["umount", "-l", point], capture_output=True)
+            if mount_entry(point) is not None:
+                subprocess.run(["fusermount3", "-uz", point], capture_output=True)
+    raise AssertionError(f"mounts left under {under}")
+
+
+@contextlib.contextmanager
+def plugin(cluster, workdir: Path, node_id: str = "node-1", *roles: str) -> Iterator[Plugin]:
+    p = Plugin(cluster, workdir, node_id, *roles)
+    try:
+        yield p.start()
+    finally:
+        p.stop()
