@@ -8,10 +8,12 @@ shown only with SDS_DEBUG=1.
 
 from __future__ import annotations
 
+import errno
 import os
 import traceback
 from typing import TextIO
 
+from sds.common import errors as e
 from sds.common.errors import (
     ConnectionLost,
     SdsError,
@@ -23,12 +25,38 @@ from sds.common.errors import (
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
 
+# The CLI's one table from error class to exit code (and the errno named on stderr):
+# Ceph's convention, the errno; a class not listed maps by its nearest listed base.
+EXIT_CODES: dict[type[SdsError], int] = {
+    e.NotFound: errno.ENOENT, e.AlreadyExists: errno.EEXIST,
+    e.InvalidArgument: errno.EINVAL, e.PermissionDenied: errno.EACCES,
+    e.AuthError: errno.EPERM, e.TicketExpired: errno.ETIMEDOUT, e.NotPermitted: errno.EPERM,
+    e.TimedOut: errno.ETIMEDOUT,
+    e.ChecksumError: errno.EIO, e.CorruptMetadata: errno.EIO, e.Busy: errno.EBUSY,
+    e.NotEmpty: errno.ENOTEMPTY,
+    e.NoSpace: errno.ENOSPC, e.Range: errno.ERANGE, e.NoData: errno.ENODATA,
+    e.Retry: errno.EAGAIN, e.Unavailable: errno.EHOSTDOWN,
+    e.ConnectionLost: errno.ECONNRESET, e.NotSupported: errno.EOPNOTSUPP,
+    e.NotADirectory: errno.ENOTDIR, e.IsADirectory: errno.EISDIR,
+    e.NameTooLong: errno.ENAMETOOLONG, e.CrossDevice: errno.EXDEV,
+    e.QuotaExceeded: errno.EDQUOT, e.ReadOnly: errno.EROFS,
+    e.TooManyLinks: errno.EMLINK, e.FileTooBig: errno.EFBIG,
+    e.Blocklisted: errno.ESHUTDOWN, e.StaleSession: errno.ESTALE, e.TooBig: errno.E2BIG,
+    e.ShuttingDown: errno.EIO, e.InternalError: errno.EIO,
+    e.Aborted: errno.EALREADY, e.FailedPrecondition: errno.EINVAL,
+}
+
+
 # What to try next, for errors whose message alone does not say it.
 HINTS: dict[type[SdsError], str] = {
     ConnectionLost: "is the cluster running? try `sds cluster status`",
     TimedOut: "is the cluster running and in quorum? try `sds cluster status`",
     Unavailable: "check `sds cluster status` and `sds health detail`",
 }
+
+
+def exit_code(exc: SdsError) -> int:
+    return e.by_class(EXIT_CODES, exc)
 
 
 def debug_enabled() -> bool:
@@ -42,13 +70,14 @@ def _one_line(text: str) -> str:
 def describe(exc: BaseException) -> tuple[str, int]:
     """(the stderr line, the exit code) for an exception."""
     if isinstance(exc, SdsError):
-        code = exc.code if 0 < exc.code < 256 else EXIT_UNEXPECTED
+        errno_ = exit_code(exc)
+        code = errno_ if 0 < errno_ < 256 else EXIT_UNEXPECTED
         message = _one_line(exc.message)
         for cls, hint in HINTS.items():
             if isinstance(exc, cls) and hint not in message:
                 message = f"{message} ({hint})"
                 break
-        return f"Error {code_name(exc.code)}: {message}", code
+        return f"Error {code_name(errno_)}: {message}", code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
     if isinstance(exc, OSError) and exc.errno and 0 < exc.errno < 256:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import random
 from collections.abc import Callable
@@ -20,14 +19,24 @@ from collections.abc import Callable
 from sds.client.tickets import TicketCache
 from sds.common import auth, sessions, tickets
 from sds.common.config import Config
-from sds.common.errors import ConnectionLost, Retry, SdsError, TimedOut, Unavailable
+from sds.common.errors import (
+    AuthError,
+    ConnectionLost,
+    NotPermitted,
+    PermissionDenied,
+    Retry,
+    SdsError,
+    TimedOut,
+    Unavailable,
+)
 from sds.common.messenger import Connection, Messenger
 from sds.common.osdmap import apply_incremental
+from sds.common.tasks import TaskSet
 from sds.crush.placement import PlacementTable
 from sds.proto import maps_pb2, mon_pb2
 from sds.proto import messenger_pb2 as mpb
 
-FATAL_CODES = (errno.EPERM, errno.EACCES)  # a wrong key will not get better by retrying
+FATAL = (AuthError, NotPermitted, PermissionDenied)  # a wrong key stays wrong however often tried
 
 
 class MonClient:
@@ -51,6 +60,7 @@ class MonClient:
         self._renewer: asyncio.Task | None = None
         messenger.ticket_source = self.tickets.get
         messenger.on_ticket_refused = self.tickets.forget
+        self._refills = TaskSet("mon client")
         messenger.register(mpb.MON_MAPS, self._on_maps)
 
     def serve_tickets(self, service: str) -> None:
@@ -66,12 +76,14 @@ class MonClient:
             self._renewer = asyncio.get_running_loop().create_task(self.tickets.run())
 
     async def close(self) -> None:
-        """Stop renewing tickets (the messenger's owner closes the messenger)."""
+        """Stop renewing tickets and wait out any re-subscription under way (the
+        messenger's owner closes the messenger)."""
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+        await self._refills.stop()
 
     async def session(self, timeout: float) -> Connection:
         """A subscribed monitor connection, made again if the old one broke."""
@@ -88,7 +100,7 @@ class MonClient:
                     try:
                         return await self._subscribe(addr)
                     except SdsError as e:
-                        if e.code in FATAL_CODES:
+                        if isinstance(e, FATAL):
                             raise
                         last_error = e
                 if loop.time() > deadline:
@@ -136,7 +148,7 @@ class MonClient:
                 gap = True
         if gap and self._conn is not None and not self._conn.closed:
             # an incremental went missing: ask again from the epoch we have
-            asyncio.get_running_loop().create_task(self._refill(self._conn.addr))
+            self._refills.spawn(self._refill(self._conn.addr))
 
     def resume_from(self, osdmap: maps_pb2.OsdMap) -> None:
         """Start from a map saved earlier: the subscription then asks only for newer epochs

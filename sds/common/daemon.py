@@ -24,12 +24,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from sds.common.config import Config
 from sds.common.errors import AlreadyExists
 from sds.common.log import log_event, setup_logging
+from sds.common.tasks import TaskSet
 
 STOP_TIMEOUT_S = 8.0  # `sds cluster down` sends SIGKILL after 10 s
 
@@ -40,9 +42,12 @@ class Daemon(abc.ABC):
     """What a role's `create(config, daemon_id)` returns.
 
     `start()` binds sockets and returns once serving, with `addr` set to the bound
-    "host:port". `run()` serves until cancelled; the default just waits, for daemons
-    whose work all lives in tasks started by `start()`. `stop()` releases everything
-    `start()` acquired, in reverse order, and must be safe to call after a partial start.
+    "host:port". Background work is started with `spawn()`, never a bare `create_task`:
+    the daemon keeps it, and a task that fails (or a `forever` loop that returns) is
+    logged and ends `run()` with its error, so the process exits 1 instead of serving
+    on half-dead. `run()` serves until cancelled or `fail()`. `stop()` releases
+    everything `start()` acquired, in reverse order (`stop_tasks()` first), and must be
+    safe to call after a partial start.
     """
 
     role: str = ""
@@ -51,6 +56,8 @@ class Daemon(abc.ABC):
         self.config = config
         self.daemon_id = str(daemon_id)
         self.addr = ""
+        self.background = TaskSet(self.name, on_crash=self.fail)
+        self._failed: asyncio.Future | None = None
 
     @property
     def name(self) -> str:
@@ -59,8 +66,27 @@ class Daemon(abc.ABC):
     @abc.abstractmethod
     async def start(self) -> None: ...
 
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, forever: bool = False) -> asyncio.Task:
+        """Run `coro` in the background, supervised (see the class docstring)."""
+        return self.background.spawn(coro, forever=forever)
+
+    def _failure(self) -> asyncio.Future:
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return self._failed
+
+    def fail(self, error: BaseException) -> None:
+        """Stop serving: `run()` raises `error` (the first one, if several come)."""
+        failed = self._failure()
+        if not failed.done():
+            failed.set_exception(error)
+
     async def run(self) -> None:
-        await asyncio.Event().wait()
+        await asyncio.shield(self._failure())  # a stop cancels run(), never the failure
+
+    async def stop_tasks(self) -> None:
+        """Cancel every spawned task, newest first, and wait until each has finished."""
+        await self.background.stop()
 
     @abc.abstractmethod
     async def stop(self) -> None: ...

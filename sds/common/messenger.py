@@ -9,7 +9,7 @@ one connection and replies come back in any order. Bulk data rides after the env
 and is never re-encoded. Each connection is authenticated at set-up (sds.common.auth:
 an entity key with the mons, a service ticket with OSDs, MDSs and the mgr);
 connections are symmetric: either side may call the other once set up.
-Reconnects, timeouts, back-pressure and errno mapping live here once.
+Reconnects, timeouts, back-pressure and error mapping (errno and kind) live here once.
 
 Against hostile peers: frame limits (sds.common.frames) before and after
 authentication, connection limits per peer address and in total, failed
@@ -38,12 +38,13 @@ from sds.common import auth, errorlog, secure, tickets
 from sds.common.errors import (
     AuthError,
     ConnectionLost,
+    InternalError,
     InvalidArgument,
     Retry,
     SdsError,
     TicketExpired,
     TimedOut,
-    from_code,
+    from_wire,
 )
 from sds.common.frames import FrameLimits, FrameProtocol
 from sds.common.options import OPTIONS
@@ -167,7 +168,7 @@ class Connection:
         finally:
             self._pending.pop(req_id, None)
         if resp.envelope.err:
-            raise from_code(resp.envelope.err, resp.envelope.err_msg)
+            raise from_wire(resp.envelope.err, resp.envelope.err_kind, resp.envelope.err_msg)
         return resp
 
     # -- receiving ----------------------------------------------------------------
@@ -203,19 +204,19 @@ class Connection:
                                          payload=_encode_payload(payload)), out)
                 await self.proto.drain()
         except SdsError as e:
-            self._reply_error(env, e.code, str(e))
+            self._reply_error(env, e)
         except Exception as e:  # a bug in a handler must not kill the connection silently
             bad = errorlog.classify(e)
-            if bad is None:
-                bad = errno.EIO, self.messenger.errors.internal(
-                    f"handler for message type {env.type}", e)
-            self._reply_error(env, *bad)
+            self._reply_error(env, InternalError(self.messenger.errors.internal(
+                f"handler for message type {env.type}", e)) if bad is None
+                else InvalidArgument(bad[1]))
 
-    def _reply_error(self, env: mpb.Envelope, code: int, message: str) -> None:
+    def _reply_error(self, env: mpb.Envelope, error: SdsError) -> None:
         if env.req_id and not self.closed:
             with contextlib.suppress(SdsError):
                 self._write(mpb.Envelope(type=env.type, req_id=env.req_id, reply=True,
-                                         err=code, err_msg=message), None)
+                                         err=error.code, err_kind=error.kind,
+                                         err_msg=str(error)), None)
 
     def _on_lost(self, error: BaseException | None) -> None:
         self._shutdown(error)

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 
 from sds.common.errors import InvalidArgument
+from sds.common.tasks import TaskSet
 from sds.csi import DRIVER_NAME
 from sds.csi.cluster import Cluster
 from sds.csi.controller import ControllerService
@@ -67,7 +68,7 @@ class PluginServer:
         self.address, self.sock = grpc_address(opts.endpoint)
         self.cluster = Cluster(opts.conf, opts.entity, opts.keyring)
         self.server: grpc.aio.Server | None = None
-        self.recovery: asyncio.Task | None = None
+        self.background = TaskSet("csi")  # the node's recovery of staged mounts
 
     async def start(self) -> None:
         opts = self.opts
@@ -97,12 +98,11 @@ class PluginServer:
         log.info("CSI driver %s (%s) on %s, node %s", opts.driver_name, roles, opts.endpoint,
                  opts.node_id)
         if node is not None:
-            self.recovery = asyncio.get_running_loop().create_task(node.recover())
+            self.background.spawn(node.recover())
 
     async def stop(self) -> None:
         log.info("stopping")
-        if self.recovery is not None:
-            self.recovery.cancel()
+        await self.background.stop()
         if self.server is not None:
             await self.server.stop(GRACE_S)
         await self.cluster.close()

@@ -20,7 +20,7 @@ O_APPEND: each append write (up to max_write, 1 MiB) is atomic across mounts: un
 MDS lock it is placed at the current size and reported before the next one, so concurrent
 appenders on any mounts lose nothing (at ~4 MDS round trips per append). flock/fcntl
 locks are local to one mount: pyfuse3 has no lock handlers.
-Eviction (EVICTED from the MDS, or ESTALE/ESHUTDOWN answers): open files fail with EIO;
+Eviction (EVICTED from the MDS, or StaleSession/Blocklisted answers): open files fail with EIO;
 with `reconnect` set (--recover-session clean) the mount continues as a new client.
 """
 
@@ -43,6 +43,7 @@ from typing import Any
 import pyfuse3
 
 from sds.common.errors import (
+    Blocklisted,
     NoData,
     NotFound,
     NotPermitted,
@@ -50,8 +51,9 @@ from sds.common.errors import (
     QuotaExceeded,
     Retry,
     SdsError,
-    to_errno,
+    StaleSession,
 )
+from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
 from sds.fs.striper import Striper
 from sds.fs.writebehind import WriteBehind
@@ -212,7 +214,7 @@ class SdsOperations(pyfuse3.Operations):
         try:
             reply = await (self.mds.request(req, timeout) if timeout else self.mds.request(req))
         except SdsError as e:
-            if e.code in (errno.ESTALE, errno.ESHUTDOWN):  # our session was evicted
+            if isinstance(e, StaleSession | Blocklisted):  # our session was evicted
                 self._evicted()
                 raise pyfuse3.FUSEError(errno.EIO) from None
             raise

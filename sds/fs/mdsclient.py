@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import logging
 import os
@@ -24,9 +23,18 @@ from collections import Counter
 from collections.abc import Callable
 
 from sds.client.rados import IoCtx, Rados
-from sds.common.errors import ConnectionLost, NotFound, SdsError, TimedOut, Unavailable
+from sds.common.errors import (
+    ConnectionLost,
+    NotFound,
+    SdsError,
+    ShuttingDown,
+    StaleSession,
+    TimedOut,
+    Unavailable,
+)
 from sds.common.messenger import Connection
 from sds.common.osdmap import pool_by_id
+from sds.common.tasks import TaskSet
 from sds.proto import mds_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -69,6 +77,7 @@ class MdsClient:
         self._reconnect_lock = asyncio.Lock()
         self._closed = False
         self._aborted: asyncio.Event | None = None
+        self._acks = TaskSet("mds client")  # revoke acks sent while nothing is cached
         rados.messenger.register(mpb.MDS_CLIENT, self._on_client_message)
 
     async def open(self) -> MdsClient:
@@ -92,13 +101,14 @@ class MdsClient:
 
     def _check_aborted(self) -> None:
         if self._aborted is not None and self._aborted.is_set():
-            raise SdsError("the mount is shutting down", errno.EIO)
+            raise ShuttingDown("the mount is shutting down")
 
     async def close(self) -> None:
         """End the session (best effort: the MDS also forgets silent sessions)."""
         if self._closed:
             return
         self._closed = True
+        await self._acks.stop()
         if self._conn is not None and not self._conn.closed and not (
                 self._aborted is not None and self._aborted.is_set()):
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
@@ -141,7 +151,7 @@ class MdsClient:
                 await self._connect(conn, deadline)
                 continue
             except SdsError as e:
-                if e.code == errno.ESTALE:  # evicted: later requests get a new session
+                if isinstance(e, StaleSession):  # evicted: later requests get a new session
                     self._conn = None
                     self._opens.clear()
                 raise
@@ -265,7 +275,7 @@ class MdsClient:
             self.on_message(msg)
         elif msg.kind == mds_pb2.MdsClientMessage.REVOKE:  # nothing cached: ack at once
             ack = Req(op=Req.CAPS_ACK, ino=msg.ino)
-            asyncio.get_running_loop().create_task(self._ack(ack))
+            self._acks.spawn(self._ack(ack))
 
     async def _ack(self, ack: Req) -> None:
         with contextlib.suppress(SdsError):

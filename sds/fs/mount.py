@@ -21,7 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sds.common.errors import Busy, InvalidArgument, NotFound, SdsError, TimedOut, to_errno
+from sds.common.errors import Busy, InvalidArgument, NotFound, SdsError, TimedOut
+from sds.fs.errnos import to_errno
 
 log = logging.getLogger("sds.mount")
 

@@ -33,7 +33,6 @@ from sds.common.keyring import Keyring
 from sds.common.messenger import Connection
 from sds.common.osdmap import is_blocklisted, pool_by_id
 from sds.common.ratelimit import WARN_AT
-from sds.common.tasks import cancel_and_wait
 from sds.mds import authz, layout
 from sds.mds.caps import Caps
 from sds.mds.journal import Journal
@@ -81,7 +80,6 @@ class MdsDaemon(Daemon):
         self.last_ack = 0.0
         self.sessions: dict[int, tuple[str, Connection]] = {}
         self._session_ids = itertools.count(1)
-        self._tasks: list[asyncio.Task] = []
         self._statfs: tuple[float, mds_pb2.StatFs] | None = None
 
     async def start(self) -> None:
@@ -94,12 +92,12 @@ class MdsDaemon(Daemon):
         self.rados.messenger.register(mpb.MDS_REQUEST, self._on_request)
         self.addr = await self.rados.messenger.listen(self.config.get("addr"))
         await self.rados.connect(timeout=60)
-        self._tasks.append(asyncio.create_task(self._beacon_loop()))
+        self.spawn(self._beacon_loop(), forever=True)
         log.info("mds.%s listening on %s", self.daemon_id, self.addr)
 
     async def stop(self) -> None:
         """Stop serving first, then tell the monitors, so a standby takes over at once."""
-        await cancel_and_wait(self._tasks)
+        await self.stop_tasks()
         ns, self.ns = self.ns, None
         self.sessions.clear()
         if ns is not None:
@@ -152,7 +150,7 @@ class MdsDaemon(Daemon):
     def _demote(self, why: str) -> None:
         if self.ns is not None:
             log.warning("mds.%s stops serving %s: %s", self.daemon_id, self.fs.get("fs"), why)
-            self._tasks.append(asyncio.create_task(self.ns.stop()))
+            self.spawn(self.ns.stop())
         self.ns = None
         self.sessions.clear()
 
@@ -192,7 +190,7 @@ class MdsDaemon(Daemon):
         log.warning("mds.%s active for %s (generation %d): replayed %d journal events in "
                     "%.3fs", self.daemon_id, out.get("fs"), self.generation, ns.replayed,
                     time.monotonic() - t0)
-        self._tasks.append(asyncio.create_task(self._purge_strays_later(ns)))
+        self.spawn(self._purge_strays_later(ns))
 
     async def _purge_strays_later(self, ns: Namespace) -> None:
         """After a takeover clients re-announce open files; unlinked files nobody re-opened

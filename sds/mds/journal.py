@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from sds.client.rados import IoCtx
 from sds.common.errors import NotFound, Unavailable
-from sds.common.tasks import cancel_and_wait
+from sds.common.tasks import TaskSet, cancel_and_wait
 from sds.mds import layout
 from sds.mds.setaside import SetAside, describe_failure
 from sds.proto import mds_pb2
@@ -67,6 +67,7 @@ class Journal:
         self._durable: list[mds_pb2.JournalEvent] = []
         self._changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task] = []
+        self._wakers = TaskSet("journal")  # notify_all needs the lock: one short task each
 
     async def load(self) -> tuple[list[mds_pb2.JournalEvent], int]:
         """Every event still in the journal, in order, and the applied mark."""
@@ -113,6 +114,7 @@ class Journal:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks + ([self._marker] if self._marker else []))
+        await self._wakers.stop()
 
     def submit(self, event: mds_pb2.JournalEvent) -> int:
         """Queue an event for the journal; returns its sequence number."""
@@ -127,7 +129,7 @@ class Journal:
             async with self._changed:
                 self._changed.notify_all()
 
-        asyncio.get_running_loop().create_task(wake())
+        self._wakers.spawn(wake())
 
     async def _wait(self, pred: Callable[[], bool]) -> None:
         if pred():

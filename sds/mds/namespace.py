@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import os
 import stat
@@ -38,6 +37,8 @@ from sds.common.errors import (
     Range,
     ReadOnly,
     SdsError,
+    StaleSession,
+    TooBig,
 )
 from sds.mds import layout, perms, quota, snapshots
 from sds.mds.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
@@ -175,7 +176,7 @@ class Namespace:
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(self, req: Req) -> mds_pb2.MdsReply:
         if req.session_id in self.caps.evicted:
-            raise SdsError(f"session {req.session_id} was evicted", errno.ESTALE)
+            raise StaleSession(f"session {req.session_id} was evicted")
         key = (req.client_name, req.tid) if req.client_name and req.tid else None
         digest = request_digest(req)
         if key is not None:
@@ -846,7 +847,7 @@ class Namespace:
         if not req.name or len(req.name.encode()) > 255:
             raise Range("bad attribute name length")
         if len(req.value) > XATTR_VALUE_MAX:
-            raise SdsError("attribute value too large", errno.E2BIG)
+            raise TooBig("attribute value too large")
         return await self._xattr_change(req, remove=False)
 
     async def removexattr(self, req: Req) -> mds_pb2.MdsReply:

@@ -2,8 +2,9 @@
 
 OSDs send their PG states and usage every few seconds; the manager keeps the latest
 report of each OSD, derives cluster-wide PG state counts, per-pool and per-OSD usage
-and I/O rates, and hands that digest to every monitor (`mgr report`), where
-`sds status`, `sds df` and health checks read it.
+and I/O rates, computes the PG, OSD, pool, scrub and fullness health checks
+(sds.mgr.health), and hands the digest with its checks to every monitor
+(`mgr report`), where `sds status`, `sds df` and `sds health` read it.
 
 Like Ceph's mgr balancer module it also runs `osd balance` every BALANCE_INTERVAL_S
 while all PGs are active+clean, so PG counts per OSD stay within a few percent of
@@ -25,6 +26,7 @@ from sds.common.errors import PermissionDenied, SdsError
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.crush.placement import pg_name
+from sds.mgr import health
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import mon_pb2
 
@@ -51,7 +53,7 @@ def ready_to_balance(osdmap, digest: dict | None) -> bool:
 
 def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
                  now: float, down: frozenset[int] = frozenset()) -> dict:
-    """Cluster digest from the latest report of each OSD (schema in sds.mon.services.health).
+    """Cluster digest from the latest report of each OSD (read by sds.mgr.health, the mons).
 
     A PG whose primary stopped reporting (or is marked down) keeps its last known state
     prefixed with "stale", like Ceph, until a live primary reports it."""
@@ -118,7 +120,6 @@ class MgrDaemon(Daemon):
         self.reports: dict[int, tuple[float, mon_pb2.OsdStats]] = {}
         self.digest: dict | None = None
         self._pg_since: dict[str, tuple[str, float]] = {}
-        self.tasks: list[asyncio.Task] = []
         self.messenger: Messenger | None = None
         self.monc: MonClient | None = None
         self._first_seen = asyncio.Event()  # an OSD reported for the first time
@@ -132,13 +133,12 @@ class MgrDaemon(Daemon):
         addr = self.config.get("mgr_addr") or self.config.get("addr")
         self.addr = await self.messenger.listen(addr)
         await self.monc.connect(timeout=60)
-        self.tasks.append(asyncio.create_task(self._report_loop()))
+        self.spawn(self._report_loop(), forever=True)
         if BALANCE_INTERVAL_S > 0:
-            self.tasks.append(asyncio.create_task(self._balance_loop()))
+            self.spawn(self._balance_loop(), forever=True)
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        await self.stop_tasks()
         if self.monc is not None:
             await self.monc.close()
         if self.messenger is not None:
@@ -178,6 +178,11 @@ class MgrDaemon(Daemon):
             if mine:  # the mgr's own port, next to its OSDs' (health AUTH_FAILURES)
                 self.digest["auth_failures"][self.entity] = mine
             self._stamp_state_changes(self.digest)
+            osdmap = self.monc.osdmap
+            checks = health.cluster_checks(health.MgrView(osdmap, self.digest, self.config),
+                                           lambda _osdmap: self.monc.placement)
+            self.digest["health"] = [c.to_wire() for c in checks]
+            self.digest["health_epoch"] = osdmap.epoch  # the map the checks judged by
             for addr in self.config.mon_addrs:
                 with contextlib.suppress(SdsError):
                     conn = await self.messenger.connect(addr, timeout=1.0)

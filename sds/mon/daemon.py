@@ -29,7 +29,6 @@ from sds.common.errors import (
 from sds.common.fullness import device_usage, ratios_from_config
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
-from sds.common.tasks import cancel_and_wait
 from sds.mon import authz, commands, genesis, paxos, paxos_wire  # noqa: F401
 from sds.mon.beacons import BeaconTracker
 from sds.mon.failures import FailureTracker
@@ -76,13 +75,12 @@ class MonDaemon(Daemon):
         self.messenger: Messenger | None = None
         self.digest: dict | None = None
         self.beacons = BeaconTracker()  # leader-only soft state: MDS beacon times
+        self._mgr_reported = time.monotonic()  # of the last mgr report, or of our start
         self.subscribers: list[Subscriber] = []
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._peer_queues: dict[int, asyncio.Queue] = {}
-        self._tasks: list[asyncio.Task] = []
         self._waiting: deque[tuple[bytes, asyncio.Future]] = deque()
         self._command_lock = asyncio.Lock()
-        self._fatal: asyncio.Future | None = None
         self._peer_disks: dict[str, tuple[float, float]] = {}  # name -> (avail %, when)
         timing = paxos.Timing(
             election_timeout=float(config.get("mon_election_timeout")),
@@ -116,37 +114,24 @@ class MonDaemon(Daemon):
         for rank in ranks:
             if rank != self.rank:
                 self._peer_queues[rank] = asyncio.Queue(PEER_QUEUE_MAX)
-                self._tasks.append(asyncio.create_task(self._peer_sender(rank)))
+                self.spawn(self._peer_sender(rank))
         self._inbox.put_nowait(("start", None))
-        self._fatal = asyncio.get_running_loop().create_future()
         for coro in (self._driver(), self._ticker(), self._failure_ticker(),
                      self._disk_reporter()):
-            task = asyncio.create_task(coro)
-            task.add_done_callback(self._task_ended)
-            self._tasks.append(task)
+            self.spawn(coro, forever=True)  # the monitor cannot live without any of them
         log.info("mon.%d listening on %s, last_committed %d", self.rank, self.addr,
                  self.core.last_committed)
 
-    async def run(self) -> None:
-        """Serve until a task the monitor cannot live without ends: then raise its reason,
-        so the process logs it and exits rather than lingering out of quorum."""
-        await self._fatal
-
     def _die(self, reason: str) -> None:
-        if self._fatal is None or self._fatal.done():
+        """Stop serving with a reason, so the process logs it and exits rather than
+        lingering out of quorum."""
+        if self._failure().done():
             return
         log.error("mon.%d stopping: %s", self.rank, reason)
-        self._fatal.set_exception(SdsError(reason))
-
-    def _task_ended(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        e = task.exception()
-        what = f"task {task.get_coro().__qualname__} ended"
-        self._die(f"{what}: {type(e).__name__}: {e}" if e else what)
+        self.fail(SdsError(reason))
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await self.stop_tasks()
         if self.messenger is not None:
             await self.messenger.close()
         if self.store is not None:
@@ -275,12 +260,12 @@ class MonDaemon(Daemon):
                 self.subscribers.remove(sub)
                 continue
             if (which == "osdmap" and sub.osdmap) or (which == "auth" and sub.auth):
-                asyncio.create_task(self._push(sub, maps))
+                self.spawn(self._push(sub, maps))
             elif which == "rotating" and sub.auth:
                 mine = [s for s in update.rotating.services
                         if sub.conn.peer.allows_daemon(s.service)]
                 if mine:
-                    asyncio.create_task(self._push(sub, mon_pb2.MonMaps(rotating=mine)))
+                    self.spawn(self._push(sub, mon_pb2.MonMaps(rotating=mine)))
         if which == "auth":
             sessions.revalidate(self.messenger, self.state.caps_of)
 
@@ -327,7 +312,8 @@ class MonDaemon(Daemon):
                                 auth_failures=self.messenger.auth_failures()
                                 if self.messenger else {},
                                 caller=caller.parsed if caller is not None else None,
-                                caller_name=caller.entity if caller is not None else None)
+                                caller_name=caller.entity if caller is not None else None,
+                                mgr_report_age=time.monotonic() - self._mgr_reported)
 
     def _own_disk(self) -> tuple[str, float] | None:
         """(name, available percent) of this monitor's filesystem."""
@@ -379,6 +365,7 @@ class MonDaemon(Daemon):
         authz.authorize(caller, cmd)
         if prefix == "mgr report":
             self.digest = commands.report_args(cmd)["digest"]
+            self._mgr_reported = time.monotonic()
             return mon_pb2.MonCommandReply(out_json="{}")
         if prefix == "mon disk report":
             report = commands.report_args(cmd)

@@ -72,7 +72,6 @@ class OsdDaemon(Daemon):
         self.monc: MonClient | None = None
         self.pgs: dict[tuple[int, int], PG] = {}
         self.purging: dict[tuple[int, int], asyncio.Future] = {}  # stray PGs being deleted
-        self.tasks: list[asyncio.Task] = []
         self.perf = {"ops": 0, "writes": 0, "reads": 0, "bytes_in": 0, "bytes_out": 0,
                      "recovered_objects": 0}
         self.recovery_max_active = int(config.get("osd_recovery_max_active"))
@@ -86,12 +85,10 @@ class OsdDaemon(Daemon):
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
         self.device = fullness.DeviceWatch(self.data_dir, int(config.get("osd_full_reserve_bytes")))
         self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
-        self._fatal: asyncio.Future | None = None
         self.failed = ""  # why the OSD stops after a failed commit (then it commits nothing)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._fatal = asyncio.get_running_loop().create_future()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.device.keep_reserve(self.ratios())
         self.uuid = self._identity()
@@ -112,27 +109,21 @@ class OsdDaemon(Daemon):
         await self._resume()
         await self.monc.connect(timeout=60)
         await self._boot()
-        self.tasks.append(asyncio.create_task(self._keep_mon_session()))
-        self.tasks.append(asyncio.create_task(self._report_stats()))
-        self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
-        self.tasks.append(asyncio.create_task(self._scrub_scheduler()))
-        self.tasks.append(asyncio.create_task(self._peering_ticker()))
+        for loop in (self._keep_mon_session(), self._report_stats(), self._heartbeat_loop(),
+                     self._scrub_scheduler(), self._peering_ticker()):
+            self.spawn(loop, forever=True)
         log.info("osd.%d up at %s, epoch %d", self.osd_id, self.addr, self.osdmap.epoch)
-
-    async def run(self) -> None:
-        """Serve until a fatal error (see `fatal`): then the daemon exits, and stops first."""
-        await asyncio.shield(self._fatal)  # a stop cancels run(), never the future
 
     def fatal(self, reason: str) -> None:
         """The in-memory state of a PG ran ahead of a store commit that failed: nothing
         more is committed, and the OSD stops; restarted, it peers again from what its
         store holds (sds.osd.peering drops a log hole such a failure can leave)."""
-        if self.failed or self._fatal is None:
+        if self.failed:
             return
         self.failed = reason
         log.critical("FATAL: %s; stopping osd.%d: restart it to peer again from its "
                      "committed state", reason, self.osd_id)
-        self._fatal.set_exception(SdsError(f"stopped after a failed store commit: {reason}"))
+        self.fail(SdsError(f"stopped after a failed store commit: {reason}"))
 
     async def commit(self, txn: Transaction, step: str) -> None:
         """Commit a transaction of the PG pipeline (`step` as sds.osd.inject names it)."""
@@ -147,8 +138,7 @@ class OsdDaemon(Daemon):
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.monc.command(
                     {"prefix": "osd down", "ids": [self.osd_id]}, timeout=2.0), 3.0)
-        for task in self.tasks:
-            task.cancel()
+        await self.stop_tasks()
         if self.monc is not None:
             await self.monc.close()
         if self.messenger is not None:
@@ -180,8 +170,12 @@ class OsdDaemon(Daemon):
 
     def _persist_map(self, osdmap: maps_pb2.OsdMap) -> None:
         txn = Transaction().set_meta(SUPERBLOCK, MAP_KEY, osdmap.SerializeToString())
-        task = asyncio.get_running_loop().create_task(self.store.apply(txn))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self.spawn(self._persist(txn))
+
+    async def _persist(self, txn: Transaction) -> None:
+        """Best effort: a map not saved is fetched again from the monitors at restart."""
+        with contextlib.suppress(SdsError, OSError):
+            await self.store.apply(txn)
 
     def _identity(self) -> str:
         path = self.data_dir / "uuid"
@@ -481,10 +475,10 @@ class OsdDaemon(Daemon):
                     del last_ok[peer]
             for peer in peers:
                 last_ok.setdefault(peer, now)
-                asyncio.create_task(self._ping(peer, interval, last_ok))
+                self.spawn(self._ping(peer, interval, last_ok))
             for peer, seen in last_ok.items():
                 if now - seen > grace:
-                    asyncio.create_task(self._report_failure(peer, now - seen))
+                    self.spawn(self._report_failure(peer, now - seen))
 
     async def _ping(self, peer: int, timeout: float, last_ok: dict[int, float]) -> None:
         with contextlib.suppress(SdsError):

@@ -255,7 +255,7 @@ class PG:
             asyncio.get_running_loop().call_soon(self.deliver, msg)
             return
         pb = wire.message_to_pb(msg, self.pool_id, self.ps)
-        asyncio.get_running_loop().create_task(self.osd.send_osd(msg.dst, mpb.OSD_PEERING, pb))
+        self.osd.spawn(self.osd.send_osd(msg.dst, mpb.OSD_PEERING, pb))
 
     async def _answer_scan(self, msg: Message) -> None:
         """Backfill asks for our object listing with versions."""

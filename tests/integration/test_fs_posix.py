@@ -278,6 +278,49 @@ def test_attribute_changes_on_an_open_file_are_checked_at_once_and_kept(d, clust
     assert (attr.atime_ns, attr.mtime_ns) == (5_000_000_000, 6_000_000_000)
 
 
+async def mds_request(conf: Path, req: MdsRequest) -> mds_pb2.MdsReply:
+    """One request from a session of its own (root's, beside the mount's)."""
+    async with Rados(conf) as rados:
+        mds = await MdsClient(rados).open()
+        try:
+            return await mds.request(req)
+        finally:
+            await mds.close()
+
+
+def test_a_buffered_chown_the_mds_refuses_is_dropped_not_left_pending(d, cluster_module):
+    """The MDS saw another owner than the mount when the buffered fchown reached it: its
+    refusal (NotPermitted, an EPERM that is no authentication error) drops the change;
+    close succeeds, the data arrives and the MDS's owner stands."""
+    os.chmod(d, 0o777)
+    writer = subprocess.Popen(
+        ["python3", "-c", "import os, sys\n"
+                          "fd = os.open('f', os.O_CREAT | os.O_WRONLY, 0o644)\n"
+                          "os.write(fd, b'data')\n"
+                          "os.fchown(fd, 1000, 1000)\n"
+                          "print(os.stat('f').st_ino, flush=True)\n"
+                          "sys.stdin.readline()\n"
+                          "try: os.close(fd)\n"
+                          "except OSError as e: print(e.errno)\n"
+                          "else: print(0)\n"],
+        cwd=d, user=1000, group=1000, extra_groups=[], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ino = int(writer.stdout.readline())
+        asyncio.run(mds_request(cluster_module.conf, MdsRequest(  # the MDS revokes nobody
+            op=MdsRequest.WRITE_DONE, ino=ino, attr=mds_pb2.InodeAttr(uid=0, gid=0),
+            set_mask=mds_pb2.SET_UID | mds_pb2.SET_GID)))
+        out, err = writer.communicate("\n", timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert out.split() == ["0"], err  # close (the flush) succeeded
+    attr = asyncio.run(mds_request(cluster_module.conf, MdsRequest(
+        op=MdsRequest.GETATTR, ino=ino))).attr
+    assert (attr.uid, attr.gid, attr.size) == (0, 0, 4)
+    assert (d / "f").read_bytes() == b"data"
+
+
 def as_user(uid: int, cwd: Path, code: str) -> subprocess.CompletedProcess:
     """Run python code as another user, in `cwd` (entered as root: the test's temporary
     directories above the mount are not searchable by others)."""

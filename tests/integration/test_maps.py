@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,6 +44,41 @@ def test_status_explains_single_host_and_unmet_size(cluster):
     health = json.loads(sds("health", "detail", "--format", "json"))
     check = health["checks"]["POOL_SIZE_UNMET"]
     assert "three" in json.dumps(check) and "3" in check["summary"]["message"]
+
+
+def test_health_answers_while_the_mgr_is_down_and_says_so(cluster):
+    """The mgr computes the PG/OSD/pool checks; without it the mons still answer `health`,
+    with MGR_DOWN saying the rest is the mgr's last report, until it reports again."""
+    def sds_json(*args: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "sds", "--conf", str(cluster.conf),
+                              *args, "--format", "json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def health() -> dict:
+        return sds_json("health", "detail")
+
+    def wait_for(pred, timeout_s: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = health()
+            if pred(got) or time.monotonic() > deadline:
+                return got
+            time.sleep(1.0)
+
+    (mgr,) = cluster.names("mgr")
+    cluster.wait_healthy()
+    deadline = time.monotonic() + 60
+    while sds_json("status")["stats_stamp"] is None and time.monotonic() < deadline:
+        time.sleep(1.0)  # until the mgr has reported once
+    cluster.stop(mgr)
+    down = wait_for(lambda h: "MGR_DOWN" in h["checks"])
+    check = down["checks"]["MGR_DOWN"]
+    assert check["severity"] == "HEALTH_WARN" and down["status"] == "HEALTH_WARN"
+    assert "last report" in check["detail"][0]["message"]
+    cluster.start(mgr)
+    assert "MGR_DOWN" not in wait_for(lambda h: "MGR_DOWN" not in h["checks"])["checks"]
 
 
 @pytest.mark.cluster_opts(mons=5, osds=3)

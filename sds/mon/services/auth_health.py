@@ -7,9 +7,9 @@ entry of its beacon health, shown with the other MDS health.
 
 from __future__ import annotations
 
+from sds.common.health import WARN, HealthCheck
 from sds.common.ratelimit import WARN_AT
-from sds.mon.services.core import MonView
-from sds.mon.services.health import HEALTH_CHECKS, WARN, HealthCheck
+from sds.mon.services.core import HEALTH_CHECKS, MonView
 
 
 def _counters(view: MonView) -> list[tuple[str, dict]]:

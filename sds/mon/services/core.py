@@ -20,7 +20,6 @@ from sds.common.caps import Caps
 from sds.common.command import Param, Registry
 from sds.common.config import Config
 from sds.common.errors import NotFound
-from sds.crush import builder
 from sds.crush.cache import placement_for  # noqa: F401 (the services' one table per epoch)
 from sds.mon.beacons import BeaconTracker
 from sds.proto import crush_pb2, maps_pb2
@@ -38,6 +37,7 @@ MAX_POOL_SIZE = 10
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 POOL_VARS = ("size", "min_size", "pg_num", "crush_rule", "application")
 IDS = Param("ids", "ids", lo=0, help="OSD ids (N or osd.N)")
+MGR_DOWN_AFTER_S = 15.0  # the mgr reports every 2 s; this many seconds of silence is MGR_DOWN
 
 
 @dataclass
@@ -57,6 +57,7 @@ class MonView:
     caller_name: str | None = None
     rotating: dict[str, list[maps_pb2.RotatingSecret]] = field(default_factory=dict)
     beacons: BeaconTracker = field(default_factory=BeaconTracker)  # the daemon's own
+    mgr_report_age: float | None = None  # seconds since the last mgr report (or mon start)
 
 
 @dataclass
@@ -111,14 +112,6 @@ def _in_crush(crush: crush_pb2.CrushMap, osd_id: int) -> bool:
     return any(d.id == osd_id for d in crush.devices)
 
 
-def _up_in(osdmap: maps_pb2.OsdMap) -> set[int]:
-    return {o.id for o in osdmap.osds if o.up and om.is_in(o)}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def default_min_size(config: Config, size: int) -> int:
     """Ceph's rule: a majority of the replicas (size - size//2), capped by the config."""
     majority = size - size // 2
@@ -152,22 +145,3 @@ def _osd_dict(osd: maps_pb2.OsdInfo) -> dict:
         "up_from": osd.up_from,
         "down_at": osd.down_at,
     }
-
-
-def _size_shortfall(osdmap: maps_pb2.OsdMap, pool: maps_pb2.Pool) -> tuple[int, str] | None:
-    """(usable failure domains, domain type) when the pool cannot place all replicas."""
-    domain = builder.failure_domain(osdmap.crush, pool.crush_rule)
-    usable = builder.count_failure_domains(osdmap.crush, pool.crush_rule, _up_in(osdmap))
-    return (usable, domain) if usable < pool.size else None
-
-
-def _size_message(pool: maps_pb2.Pool, usable: int, domain: str) -> str:
-    have = "has" if usable == 1 else "have"
-    return (f"pool '{pool.name}' wants {pool.size} replicas but only "
-            f"{_plural(usable, domain)} (failure domain {domain}) {have} usable OSDs")
-
-
-def _size_warnings(osdmap: maps_pb2.OsdMap, pool: maps_pb2.Pool) -> list[str]:
-    short = _size_shortfall(osdmap, pool)
-    return [_size_message(pool, *short)] if short else []
-

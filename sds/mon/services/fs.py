@@ -13,8 +13,8 @@ from sds.common import osdmap as om
 from sds.common.command import Access, Param, as_int, opt
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.fencing import FENCE_PENDING, active_instance
-from sds.mon.services.core import LEADER_TICKS, CommandResult, MonView, command
-from sds.mon.services.health import ERR, HEALTH_CHECKS, WARN, HealthCheck
+from sds.common.health import ERR, WARN, HealthCheck
+from sds.mon.services.core import HEALTH_CHECKS, LEADER_TICKS, CommandResult, MonView, command
 from sds.proto import maps_pb2
 
 ACTIVE, STANDBY = "active", "standby"

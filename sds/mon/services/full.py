@@ -1,10 +1,12 @@
-"""Full OSDs and monitors, as the monitors see them: ratios, the FULL flag, health checks.
+"""Full OSDs and monitors, as the monitors see them: ratios, the FULL flag, MON_DISK_*.
 
 Pure like the other mon services (view in, result out); registered by importing
 this module. Usage comes from the manager's digest (statvfs of each OSD's data
 directory); the ratios live in the OSDMap so every OSD judges by the same ones. The
 leader sets the map's FULL flag while any OSD is at the full ratio and clears it once
-none is (see sds.osd.fullness for what OSDs then refuse).
+none is (see sds.osd.fullness for what OSDs then refuse). The OSD_* and POOL_*
+fullness checks are the manager's (sds.mgr.health); the monitors' disks only the
+monitors know.
 """
 
 from __future__ import annotations
@@ -14,96 +16,21 @@ import functools
 from sds.common import fullness as fu
 from sds.common import osdmap as om
 from sds.common.command import Descriptor, Param
+from sds.common.health import ERR, WARN, HealthCheck, plural
+from sds.mgr.health import osd_levels
 from sds.mon.services.core import (
+    HEALTH_CHECKS,
     LEADER_TICKS,
     MON,
     CommandResult,
     MonView,
-    _plural,
     _update,
     command,
-    placement_for,
 )
-from sds.mon.services.health import ERR, HEALTH_CHECKS, WARN, HealthCheck
-
-_HINTS = {
-    fu.FULL: "writes are refused with ENOSPC: delete objects (deletes always work), add "
-             "OSDs, or raise the ratio a little (`sds osd set-full-ratio`)",
-    fu.BACKFILLFULL: "recovery and backfill into these OSDs has stopped: free space, add "
-                     "OSDs or reweight them (`sds osd reweight`)",
-    fu.NEARFULL: "free space or add OSDs before they fill: writes stop at the full ratio",
-}
 
 
 def ratios(view: MonView) -> fu.Ratios:
     return fu.ratios_of(view.osdmap, view.config)
-
-
-def osd_levels(view: MonView) -> dict[int, tuple[str, float]]:
-    """OSDs of the map at or past a threshold, with their used fraction (latest digest)."""
-    known = {o.id for o in view.osdmap.osds}
-    limits = ratios(view)
-    out = {}
-    for key, stats in ((view.digest or {}).get("osds") or {}).items():
-        osd_id, used = int(key), fu.used_ratio(stats)
-        level = limits.level(used)
-        if osd_id in known and level is not None:
-            out[osd_id] = (level, used)
-    return out
-
-
-def pool_osds(view: MonView) -> dict[int, set[int]]:
-    """The OSDs holding each pool's PGs."""
-    table = placement_for(view.osdmap)
-    return {pool.id: {o for ps in range(pool.pg_num) for o in table.pg_upmapped(pool.id, ps)}
-            for pool in view.osdmap.pools}
-
-
-def check_osds_full(view: MonView) -> list[HealthCheck]:
-    """OSD_FULL / OSD_BACKFILLFULL / OSD_NEARFULL: each OSD under its highest level."""
-    levels = osd_levels(view)
-    limits = ratios(view)
-    threshold = {fu.FULL: limits.full, fu.BACKFILLFULL: limits.backfillfull,
-                 fu.NEARFULL: limits.nearfull}
-    checks = []
-    for level, code, severity in ((fu.FULL, "OSD_FULL", ERR),
-                                  (fu.BACKFILLFULL, "OSD_BACKFILLFULL", WARN),
-                                  (fu.NEARFULL, "OSD_NEARFULL", WARN)):
-        hit = sorted((o, used) for o, (lv, used) in levels.items() if lv == level)
-        if hit:
-            checks.append(HealthCheck(
-                code, severity, _plural(len(hit), f"{level} osd"), len(hit),
-                [f"osd.{o} is {level} at {100 * used:.1f}% of its device "
-                 f"({level} ratio {threshold[level]:g})" for o, used in hit],
-                _HINTS[level]))
-    return checks
-
-
-def check_pools_full(view: MonView) -> list[HealthCheck]:
-    """POOL_FULL when a pool has data on a full OSD (its writes get ENOSPC), else
-    POOL_NEARFULL when on a nearfull or backfillfull one."""
-    levels = osd_levels(view)
-    if not levels:
-        return []
-    by_name = {p.id: p.name for p in view.osdmap.pools}
-    lines: dict[str, list[str]] = {fu.FULL: [], fu.NEARFULL: []}
-    for pool_id, osds in sorted(pool_osds(view).items()):
-        hit = sorted(o for o in osds if o in levels)
-        if not hit:
-            continue
-        state = fu.FULL if any(levels[o][0] == fu.FULL for o in hit) else fu.NEARFULL
-        lines[state].append(f"pool '{by_name[pool_id]}' is {state}: it has data on "
-                            + ", ".join(f"osd.{o} ({levels[o][0]})" for o in hit))
-    checks = []
-    for state, code, severity, hint in (
-            (fu.FULL, "POOL_FULL", ERR,
-             "writes to a full pool get ENOSPC: delete objects from it or add OSDs"),
-            (fu.NEARFULL, "POOL_NEARFULL", WARN, _HINTS[fu.NEARFULL])):
-        if lines[state]:
-            checks.append(HealthCheck(code, severity,
-                                      f"{_plural(len(lines[state]), 'pool')} {state}",
-                                      len(lines[state]), lines[state], hint))
-    return checks
 
 
 def check_mon_disk(view: MonView) -> list[HealthCheck]:
@@ -122,13 +49,13 @@ def check_mon_disk(view: MonView) -> list[HealthCheck]:
         if hit:
             checks.append(HealthCheck(
                 code, severity,
-                f"{_plural(len(hit), 'mon')} {'critically ' if severity == ERR else ''}"
+                f"{plural(len(hit), 'mon')} {'critically ' if severity == ERR else ''}"
                 "low on available space", len(hit),
                 [f"mon.{name} has {pct:.0f}% available" for name, pct in hit], hint))
     return checks
 
 
-HEALTH_CHECKS.extend([check_osds_full, check_pools_full, check_mon_disk])
+HEALTH_CHECKS.append(check_mon_disk)
 
 
 def _want_full(view: MonView) -> bool:

@@ -10,19 +10,19 @@ from __future__ import annotations
 from sds.common import osdmap as om
 from sds.common.command import Access, Param, opt
 from sds.common.errors import Busy, PermissionDenied
+from sds.common.health import plural
 from sds.crush import builder
 from sds.crush.placement import pg_name
+from sds.mgr.health import pg_states
 from sds.mon.services.core import (
     IDS,
     CommandResult,
     MonView,
     _crush_copy,
-    _plural,
     _update,
     command,
     placement_for,
 )
-from sds.mon.services.health import _pg_states
 from sds.proto import maps_pb2
 
 KNOWN_FLAGS = ("noout", "noin", "nodown", "noscrub")
@@ -85,7 +85,7 @@ def cmd_osd_ok_to_stop(view: MonView, args: dict) -> CommandResult:
     ids = set(args["ids"])
     for osd_id in ids:
         om.osd_by_id(view.osdmap, osd_id)
-    states = _pg_states(view)
+    states = pg_states(view)
     blocked, degraded = [], 0
     for pgid, pool, up in _pgs_with(view, ids):
         left = [o for o in up if o not in ids]
@@ -99,7 +99,7 @@ def cmd_osd_ok_to_stop(view: MonView, args: dict) -> CommandResult:
             degraded += 1
     names = ", ".join(f"osd.{i}" for i in sorted(ids))
     if blocked:
-        raise Busy(f"stopping {names} would make {_plural(len(blocked), 'pg')} unavailable: "
+        raise Busy(f"stopping {names} would make {plural(len(blocked), 'pg')} unavailable: "
                    + "; ".join(blocked[:5]) + ("; ..." if len(blocked) > 5 else ""))
     return CommandResult({"ok_to_stop": True, "osds": sorted(ids), "pgs_degraded": degraded,
                           "message": f"{names} can be stopped: {degraded} PGs would run "
@@ -119,11 +119,11 @@ def cmd_osd_safe_to_destroy(view: MonView, args: dict) -> CommandResult:
                            "and wait for backfill")
     mapped = _pgs_with(view, ids)
     if mapped:
-        reasons.append(f"{_plural(len(mapped), 'pg')} still map to them, e.g. {mapped[0][0]}")
-    unclean = [pgid for pgid, pg in sorted(_pg_states(view).items())
+        reasons.append(f"{plural(len(mapped), 'pg')} still map to them, e.g. {mapped[0][0]}")
+    unclean = [pgid for pgid, pg in sorted(pg_states(view).items())
                if pg.get("state") != "active+clean"]
     if unclean:
-        reasons.append(f"{_plural(len(unclean), 'pg')} are not active+clean yet "
+        reasons.append(f"{plural(len(unclean), 'pg')} are not active+clean yet "
                        f"(e.g. {unclean[0]}): data may still be moving")
     if view.digest is None:
         reasons.append("no PG statistics yet: cannot tell where data is")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from sds.common.command import opt
 from sds.common.errors import InvalidArgument
+from sds.mgr.health import pg_states, state_parts
 from sds.mon.services.core import CommandResult, MonView, command
-from sds.mon.services.health import _pg_states, _pgs_by_state, _state_parts, recovery_progress
+from sds.mon.services.health import _pgs_by_state, recovery_progress
 
 STUCK_KINDS = {
     "inactive": lambda parts: "active" not in parts,
@@ -24,7 +25,7 @@ DEFAULT_STUCK_THRESHOLD_S = 300.0
 @command("pg stat")
 def cmd_pg_stat(view: MonView, args: dict) -> CommandResult:
     """PG counts by state, objects and bytes (one line, like `ceph pg stat`)."""
-    states = _pg_states(view)
+    states = pg_states(view)
     return CommandResult({
         "num_pgs": len(states),
         "pgs_by_state": _pgs_by_state(states),
@@ -44,7 +45,7 @@ def _row(pg: dict) -> dict:
 @command("pg dump")
 def cmd_pg_dump(view: MonView, args: dict) -> CommandResult:
     """Every PG with its state, size, up/acting set, primary and last scrubs."""
-    return CommandResult({"pg_stats": [_row(pg) for _, pg in sorted(_pg_states(view).items())],
+    return CommandResult({"pg_stats": [_row(pg) for _, pg in sorted(pg_states(view).items())],
                           "epoch": view.osdmap.epoch})
 
 
@@ -59,8 +60,8 @@ def cmd_pg_dump_stuck(view: MonView, args: dict) -> CommandResult:
                               f"(known: {', '.join(STUCK_KINDS)})")
     threshold = args["threshold"]
     stuck = []
-    for _, pg in sorted(_pg_states(view).items()):
-        parts = _state_parts(pg.get("state", "unknown"))
+    for _, pg in sorted(pg_states(view).items()):
+        parts = state_parts(pg.get("state", "unknown"))
         since = pg.get("state_since")
         age = view.now - since if since else None
         if any(STUCK_KINDS[k](parts) for k in kinds) and (age is None or age >= threshold):

@@ -7,6 +7,7 @@ import errno
 from sds.common import osdmap as om
 from sds.common.command import Param, as_int, opt
 from sds.common.errors import InvalidArgument, NotSupported, PermissionDenied
+from sds.mgr.health import size_warnings
 from sds.mon.services.core import (
     MAX_PG_NUM,
     MAX_POOL_SIZE,
@@ -16,7 +17,6 @@ from sds.mon.services.core import (
     MonView,
     _pool_dict,
     _rule,
-    _size_warnings,
     _update,
     command,
     default_min_size,
@@ -64,7 +64,7 @@ def cmd_pool_create(view: MonView, args: dict) -> CommandResult:
     return CommandResult(
         {"pool": name, "pool_id": pool.id, "created": True, "size": size,
          "min_size": min_size, "pg_num": pg_num, "crush_rule": rule.name,
-         "warnings": _size_warnings(osdmap, pool)},
+         "warnings": size_warnings(osdmap, pool)},
         _update(inc))
 
 
@@ -138,7 +138,7 @@ def cmd_pool_set(view: MonView, args: dict) -> CommandResult:
         return CommandResult({**output, "changed": False})
     inc = om.next_incremental(osdmap, view.now)
     inc.new_pools.append(pool)
-    output.update(changed=True, warnings=_size_warnings(osdmap, pool))
+    output.update(changed=True, warnings=size_warnings(osdmap, pool))
     return CommandResult(output, _update(inc))
 
 

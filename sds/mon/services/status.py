@@ -5,10 +5,10 @@ from __future__ import annotations
 from sds.common import fullness as fu
 from sds.common import osdmap as om
 from sds.crush import builder
+from sds.mgr.health import pg_states
 from sds.mon.services.core import MON, CommandResult, MonView, command, placement_for
 from sds.mon.services.health import (
     _health,
-    _pg_states,
     _pgs_by_state,
     _quorum,
     recovery_progress,
@@ -77,7 +77,7 @@ def _fs_summary(mdsmap: maps_pb2.MdsMap) -> dict:
 def cmd_status(view: MonView, args: dict) -> CommandResult:
     """Cluster overview: health, monitors, OSDs, pools, PGs and usage (`ceph -s`)."""
     osdmap = view.osdmap
-    states = _pg_states(view)
+    states = pg_states(view)
     usage = _usage(view)
     io = (view.digest or {}).get("io", {})
     return CommandResult({
