@@ -292,6 +292,7 @@ async def test_a_client_names_only_instances_of_its_own_entity(pool):
         osd_addr = r.monc.addrs[0]
         for claimed, ok in (("client.other.host.1.x", False), ("client.admin.mine", True)):
             m = Messenger("client.admin", key)
+            m.ticket_source = r.monc.tickets.get  # OSDs take service tickets only
             m.instance = claimed
             try:
                 if ok:
