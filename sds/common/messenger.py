@@ -536,10 +536,25 @@ class Messenger:
             return conn
         pending = self._connecting.get(addr)
         if pending is None:
-            pending = asyncio.get_running_loop().create_task(self._open(addr, timeout))
+            pending = asyncio.get_running_loop().create_task(self._open_patiently(addr, timeout))
             self._connecting[addr] = pending
             pending.add_done_callback(lambda f: self._connect_done(addr, f))
         return await asyncio.shield(pending)
+
+    async def _open_patiently(self, addr: str, timeout: float) -> Connection:
+        """`_open`, again while the service answers Retry: just after the mons rotate their
+        secrets a daemon may not have received the one our new ticket is signed with."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = 0.1
+        while True:
+            try:
+                return await self._open(addr, max(0.1, deadline - loop.time()))
+            except Retry:
+                if loop.time() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _connect_done(self, addr: str, fut: asyncio.Future) -> None:
         self._connecting.pop(addr, None)

@@ -103,6 +103,17 @@ async def _all_clean(r: Rados) -> bool:
     return total == st["pgmap"]["num_pgs"] and clean == total
 
 
+async def osd_is_up(r: Rados, osd_id: int, up: bool) -> bool:
+    await r.wait_for_map_change(0.5)
+    return next(o for o in r.osdmap.osds if o.id == osd_id).up == up
+
+
+async def all_up_and_clean(r: Rados) -> bool:
+    """Every OSD up and every PG active+clean."""
+    await r.wait_for_map_change(0.5)
+    return all(o.up for o in r.osdmap.osds) and await _all_clean(r)
+
+
 async def assert_replicas_identical(cluster, acked: dict[str, bytes]) -> None:
     """Open each OSD's store (daemons stopped) and compare every acknowledged object."""
     copies: dict[str, list[bytes]] = {name: [] for name in acked}

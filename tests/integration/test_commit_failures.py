@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fault_helpers import assert_replicas_identical, wait_for
+from fault_helpers import all_up_and_clean, assert_replicas_identical, osd_is_up, wait_for
 
 from sds.client import Rados
 from sds.common.errors import SdsError
@@ -64,20 +64,6 @@ class Writes:
         return stored
 
 
-async def _up(r: Rados, osd_id: int, up: bool) -> bool:
-    await r.wait_for_map_change(0.5)
-    return next(o for o in r.osdmap.osds if o.id == osd_id).up == up
-
-
-async def _clean(r: Rados) -> bool:
-    await r.wait_for_map_change(0.5)
-    if not all(o.up for o in r.osdmap.osds):
-        return False
-    st = await r.mon_command({"prefix": "status"})
-    states = st["pgmap"]["pgs_by_state"]
-    total = sum(s["count"] for s in states)
-    return total == st["pgmap"]["num_pgs"] and all(
-        s["state_name"] == "active+clean" for s in states)
 
 
 def _log(cluster, name: str) -> str:
@@ -105,20 +91,20 @@ async def test_a_failed_commit_stops_the_osd_and_it_comes_back_clean(cluster, st
         writes = Writes(r.ioctx(POOL))
         await writes.put(20, 0)
         cluster.stop(name)
-        await wait_for(lambda: _up(r, TARGET, False), 20, f"{name} marked down")
+        await wait_for(lambda: osd_is_up(r, TARGET, False), 20, f"{name} marked down")
         if step in ("push", "peering"):
             await writes.put(20, 1)        # to be recovered by osd.1 when it returns
         _start_with_fault(cluster, name, FAULTS[step])
         if step in ("write", "repop"):
-            await wait_for(lambda: _clean(r), 60, "clean before the writes")
+            await wait_for(lambda: all_up_and_clean(r), 60, "clean before the writes")
             await writes.put(40, 2)
         await wait_for(lambda: _stopped_by_failure(cluster, name), 60,
                        f"{name} stopped by the failure")
         assert "injected store failure" in _log(cluster, name)
-        await wait_for(lambda: _up(r, TARGET, False), 20, f"{name} marked down")
+        await wait_for(lambda: osd_is_up(r, TARGET, False), 20, f"{name} marked down")
         await writes.put(10, 3)            # served by the others meanwhile
         cluster.start(name)
-        await wait_for(lambda: _clean(r), 90, "every PG active+clean after the restart")
+        await wait_for(lambda: all_up_and_clean(r), 90, "every PG active+clean after the restart")
         await writes.put(5, 4)
         stored = await writes.check()
     for daemon in cluster.names("osd"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from crc32c import crc32c
-from fault_helpers import wait_for
+from fault_helpers import all_up_and_clean, osd_is_up, wait_for
 
 from sds.client import Rados
 from sds.osd.store.durable import DurableStore
@@ -37,19 +37,6 @@ def _rss(pid: int | None) -> int:
                  if line.startswith("VmRSS:")), 0)
 
 
-async def _osd_up(r: Rados, osd_id: int, up: bool) -> bool:
-    await r.wait_for_map_change(0.5)
-    return next(o for o in r.osdmap.osds if o.id == osd_id).up == up
-
-
-async def _clean(r: Rados) -> bool:
-    await r.wait_for_map_change(0.5)
-    if not all(o.up for o in r.osdmap.osds):
-        return False
-    st = await r.mon_command({"prefix": "status"})
-    states = st["pgmap"]["pgs_by_state"]
-    return sum(s["count"] for s in states) == st["pgmap"]["num_pgs"] and all(
-        s["state_name"] == "active+clean" for s in states)
 
 
 def _signature(store: DurableStore, oid: str) -> tuple:
@@ -63,12 +50,26 @@ def _signature(store: DurableStore, oid: str) -> tuple:
     return size, crc, store.getxattrs(coll, oid), omap
 
 
+async def _stored_signatures(cluster, oid: str) -> list:
+    """Stop the OSDs and read `oid`'s signature from each one's store."""
+    for name in cluster.names("osd"):
+        cluster.stop(name)
+    signatures = []
+    for name in cluster.names("osd"):
+        store = DurableStore(str(Path(cluster.dir) / name / "store"))
+        try:
+            signatures.append(_signature(store, oid))
+        finally:
+            await store.close()
+    return signatures
+
+
 async def test_a_large_sparse_object_is_recovered_in_parts(cluster):
     async with Rados(cluster.conf) as r:
         await r.pool_create("large", pg_num=4, size=3)
         io = r.ioctx("large")
         cluster.stop("osd.2")
-        await wait_for(lambda: _osd_up(r, 2, False), 20, "osd.2 marked down")
+        await wait_for(lambda: osd_is_up(r, 2, False), 20, "osd.2 marked down")
         await io.create("big")
         await io.truncate("big", SIZE)
         for offset, block in BLOCKS.items():
@@ -76,7 +77,7 @@ async def test_a_large_sparse_object_is_recovered_in_parts(cluster):
         await io.setxattr("big", "user.a", b"xattr")
         await io.omap_set("big", {b"k": b"omap"})
         cluster.start("osd.2")
-        await wait_for(lambda: _osd_up(r, 2, True), 30, "osd.2 back up")
+        await wait_for(lambda: osd_is_up(r, 2, True), 30, "osd.2 back up")
         pids = {name: cluster.pid(name) for name in cluster.names("osd")}
         peak = dict.fromkeys(pids, 0)
         done = threading.Event()
@@ -90,7 +91,7 @@ async def test_a_large_sparse_object_is_recovered_in_parts(cluster):
         sampler.start()
         started = time.monotonic()
         try:
-            await wait_for(lambda: _clean(r), 120, "every PG active+clean")
+            await wait_for(lambda: all_up_and_clean(r), 120, "every PG active+clean")
         finally:
             done.set()
             sampler.join()
@@ -99,15 +100,7 @@ async def test_a_large_sparse_object_is_recovered_in_parts(cluster):
         assert max(peak.values()) < RSS_BOUND, peak
         for offset, block in BLOCKS.items():
             assert await io.read("big", length=len(block), offset=offset) == block
-    for name in cluster.names("osd"):
-        cluster.stop(name)
-    signatures = []
-    for name in cluster.names("osd"):
-        store = DurableStore(str(Path(cluster.dir) / name / "store"))
-        try:
-            signatures.append(_signature(store, "big"))
-        finally:
-            await store.close()
+    signatures = await _stored_signatures(cluster, "big")
     assert signatures[0][0] == SIZE
     assert signatures[0][2] == {"user.a": b"xattr"} and signatures[0][3] == [(b"k", b"omap")]
     assert signatures == [signatures[0]] * 3, "the replicas differ"
@@ -201,15 +194,7 @@ async def test_a_corrupt_300mib_object_is_repaired_in_parts(cluster):
         for offset, block in REPAIR_BLOCKS.items():
             assert await io.read("big", length=len(block), offset=offset) == block
         assert (await r.pg_command(pgid, {"prefix": "deep-scrub"}))["inconsistent"] == []
-    for name in cluster.names("osd"):
-        cluster.stop(name)
-    signatures = []
-    for name in cluster.names("osd"):
-        store = DurableStore(str(Path(cluster.dir) / name / "store"))
-        try:
-            signatures.append(_signature(store, "big"))
-        finally:
-            await store.close()
+    signatures = await _stored_signatures(cluster, "big")
     assert signatures[0][0] == REPAIR_SIZE
     assert signatures[0][2] == {"user.a": b"xattr"}
     assert signatures[0][3] == [(b"k", b"omap"), *sorted(BIG_OMAP.items())]

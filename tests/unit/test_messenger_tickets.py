@@ -28,8 +28,11 @@ class Conf:
         return self.over.get(name, OPTIONS[name].default)
 
 
+SECRET_TTL = 86400.0  # SECRETS is made at import: they must outlive a whole test session
+
+
 def secrets_for(now=None):
-    return tickets.rotate([], time.time() if now is None else now, 60.0)
+    return tickets.rotate([], time.time() if now is None else now, SECRET_TTL)
 
 
 SECRETS = {"osd": secrets_for(), "mds": secrets_for()}
