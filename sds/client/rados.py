@@ -68,6 +68,12 @@ class Rados:
         self.limits = Limits.from_config(self.config)
         self.read_chunk = int(self.config.get("osd_max_read_size"))
 
+    def next_tid(self) -> int:
+        """A request id this client instance has not used yet. The OSDs and the MDS both
+        recognise a resend by (instance, tid), so every sender on this Rados (its object
+        ops, each MDS client) takes its ids from this one counter."""
+        return next(self._tids)
+
     @property
     def client_id(self) -> str:
         """This client's instance: the OSDs take it from the connection (named once at
@@ -153,7 +159,7 @@ class Rados:
         if op.ByteSize() > envelope_max - 4096:
             raise TooBig(f"op of {op.ByteSize()} bytes of xattr and omap values does not fit "
                          f"one message (ms_max_envelope_bytes, {envelope_max} bytes)")
-        op.tid = next(self._tids)  # the OSD pairs it with our instance from the connection
+        op.tid = self.next_tid()  # the OSD pairs it with our instance from the connection
 
         def locate() -> tuple[int, int]:
             monc = self.monc
