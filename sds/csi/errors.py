@@ -33,6 +33,7 @@ TABLE: dict[type[BaseException], grpc.StatusCode] = {
     e.NoSpace: S.RESOURCE_EXHAUSTED,      # no room in the pool
     e.QuotaExceeded: S.RESOURCE_EXHAUSTED,
     e.Aborted: S.ABORTED,                 # an operation on the same volume is in flight
+    e.CompareFailed: S.ABORTED,           # another controller changed the journal first
     e.FailedPrecondition: S.FAILED_PRECONDITION,
     e.NotEmpty: S.FAILED_PRECONDITION,
     e.Busy: S.FAILED_PRECONDITION,
