@@ -15,7 +15,14 @@ import os
 import stat
 import time
 
-from sds.common.errors import AlreadyExists, InvalidArgument, NoData, NotFound, SdsError
+from sds.common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NoData,
+    NotADirectory,
+    NotFound,
+    SdsError,
+)
 from sds.fs.mdsclient import MdsClient
 from sds.fs.striper import Striper, object_name
 from sds.proto import mds_pb2
@@ -167,7 +174,7 @@ class FsAdmin:
         try:
             group_attr = await self.lookup(self.group_path(group))
             attr = await self.lookup(path)
-        except NotFound:
+        except (NotFound, NotADirectory):  # a group that is a file holds no subvolume
             return False
         for snap in await self.snapshot_ls(group, name):
             with contextlib.suppress(NotFound):

@@ -46,6 +46,7 @@ TABLE: dict[type[BaseException], grpc.StatusCode] = {
     e.ConnectionLost: S.UNAVAILABLE,
     e.Blocklisted: S.UNAVAILABLE,
     e.ReadOnly: S.FAILED_PRECONDITION,
+    e.NotADirectory: S.FAILED_PRECONDITION,  # e.g. a subvolume group that is a file
 }
 PER_RPC: dict[tuple[str, type[BaseException]], grpc.StatusCode] = {
     # NodeExpandVolume: a capacity past what the volume has is OUT_OF_RANGE, as in Create

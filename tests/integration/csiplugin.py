@@ -19,11 +19,17 @@ from pathlib import Path
 import grpc
 from fsmounts import processes_mentioning
 
+from sds.client import Rados
+from sds.client.fsadmin import FsAdmin
+from sds.csi.journal import Journal
 from sds.csi.mounts import mount_entry
 from sds.proto import csi_pb2, csi_pb2_grpc
 
 START_TIMEOUT_S = 60
 Mode = csi_pb2.VolumeCapability.AccessMode
+GiB, MiB = 1 << 30, 1 << 20
+SIDECAR = {"csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pvc/namespace": "default",
+           "csi.storage.k8s.io/pv/name": "pvc-1234"}
 
 
 def mount_cap(mode=Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
@@ -90,6 +96,35 @@ class Plugin:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def create(csi, name, size=GiB, source=None, **params):
+    req = csi_pb2.CreateVolumeRequest(
+        name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capabilities=[mount_cap()], parameters={**SIDECAR, **params})
+    if source is not None:
+        req.volume_content_source.CopyFrom(source)
+    return csi.controller.CreateVolume(req, timeout=120).volume
+
+
+def create_retrying(csi, name, size=GiB, source=None, timeout=120.0, **params):
+    """CreateVolume retried on ABORTED, as the external-provisioner does (with backoff)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return create(csi, name, size, source, **params)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.ABORTED or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+async def leftovers(conf) -> tuple[list[str], list[str]]:
+    async with Rados(conf) as r, FsAdmin(r) as fs:
+        fsinfo = (await r.mon_command({"prefix": "fs ls"}))["filesystems"][0]
+        journal = Journal(r.ioctx(fsinfo["metadata_pool"]))
+        return (await fs.subvolume_ls("csi"),
+                await journal.volumes() + await journal.snapshots())
 
 
 def cleanup_mounts(under: Path) -> None:
