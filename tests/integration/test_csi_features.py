@@ -221,3 +221,54 @@ def test_get_capacity_shrinks_as_data_is_written(cluster_module, csi, workdir):
     finally:
         unpublish_unstage(csi, vol, staging, target)
         csi.controller.DeleteVolume(C.DeleteVolumeRequest(volume_id=vol.volume_id), timeout=120)
+
+
+def test_the_manifests_csi_key_is_enough(cluster_module, csi, workdir):
+    """The key deploy/kubernetes gives the plugin (sds.cluster.local.csi_caps: profile
+    csi, OSD access only to the filesystem's two pools, nothing on the mgr) does the whole
+    flow through the request secrets: create, stage, write, snapshot, clone, delete."""
+    import base64
+
+    from sds.cluster.local import csi_caps
+
+    out = json.loads(sds("--conf", str(cluster_module.conf), "--format", "json", "fs", "ls").stdout)
+    fs = (out["filesystems"] if isinstance(out, dict) else out)[0]
+    caps = csi_caps([fs["metadata_pool"], fs["data_pool"]])
+    args = [a for service, cap in caps.items() for a in (service, cap)]
+    made = json.loads(sds("--conf", str(cluster_module.conf), "--format", "json", "auth",
+                          "get-or-create", "client.csik", *args).stdout)
+    key = made["key"] if "key" in made else made[0]["key"]
+    base64.b64decode(key, validate=True)
+    secrets = {"userID": "csik", "userKey": key}
+    ctrl = csi.controller
+
+    def create_with(name, source=None):
+        req = C.CreateVolumeRequest(name=name, capacity_range=C.CapacityRange(
+            required_bytes=64 * MiB), volume_capabilities=[mount_cap()], secrets=secrets)
+        if source is not None:
+            req.volume_content_source.CopyFrom(source)
+        return ctrl.CreateVolume(req, timeout=120).volume
+
+    vol = create_with("pvc-k8s-key")
+    staging = workdir / "stage-k8s-key"
+    target = workdir / "pods" / "k8s-key" / "mount"
+    staging.mkdir(exist_ok=True)
+    csi.node.NodeStageVolume(C.NodeStageVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging),
+        volume_capability=mount_cap(), secrets=secrets), timeout=120)
+    csi.node.NodePublishVolume(C.NodePublishVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
+        volume_capability=mount_cap()), timeout=60)
+    (target / "f").write_bytes(os.urandom(MiB))
+    unpublish_unstage(csi, vol, staging, target)
+    snap = ctrl.CreateSnapshot(C.CreateSnapshotRequest(
+        source_volume_id=vol.volume_id, name="snap-k8s-key", secrets=secrets),
+        timeout=120).snapshot
+    clone = create_with("pvc-k8s-clone", C.VolumeContentSource(
+        volume=C.VolumeContentSource.VolumeSource(volume_id=vol.volume_id)))
+    assert clone.capacity_bytes == 64 * MiB
+    ctrl.DeleteSnapshot(C.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id,
+                                                secrets=secrets), timeout=60)
+    for v in (clone, vol):
+        ctrl.DeleteVolume(C.DeleteVolumeRequest(volume_id=v.volume_id, secrets=secrets),
+                          timeout=60)
