@@ -12,11 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from fsmounts import processes_mentioning
 
 from sds.client import Rados
@@ -107,6 +109,33 @@ def create(csi, name, size=GiB, source=None, **params):
     return csi.controller.CreateVolume(req, timeout=120).volume
 
 
+def stage_publish(csi, workdir, vol, tag, readonly=False, mode=Mode.SINGLE_NODE_WRITER,
+                  cap: csi_pb2.VolumeCapability | None = None):
+    """NodeStage then NodePublish as kubelet does (CAP, else a mount of MODE): the paths."""
+    cap = cap or mount_cap(mode)
+    staging = workdir / f"stage-{tag}" / "globalmount"
+    target = workdir / "pods" / tag / "mount"
+    staging.mkdir(parents=True, exist_ok=True)
+    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging),
+        volume_capability=cap, volume_context=vol.volume_context), timeout=120)
+    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
+        volume_capability=cap, readonly=readonly), timeout=60)
+    return staging, target
+
+
+def unpublish_unstage(csi, vol, staging, target):
+    """NodeUnpublish and NodeUnstage, each twice (idempotent): the target is gone."""
+    for _ in range(2):  # idempotent
+        csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+            volume_id=vol.volume_id, target_path=str(target)), timeout=60)
+    assert not target.exists()
+    for _ in range(2):
+        csi.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+            volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
+
+
 def create_retrying(csi, name, size=GiB, source=None, timeout=120.0, **params):
     """CreateVolume retried on ABORTED, as the external-provisioner does (with backoff)."""
     deadline = time.monotonic() + timeout
@@ -144,6 +173,28 @@ def cleanup_mounts(under: Path) -> None:
             if mount_entry(point) is not None:
                 subprocess.run(["fusermount3", "-uz", point], capture_output=True)
     raise AssertionError(f"mounts left under {under}")
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A directory under /tmp (short: unix socket paths) whose mounts are always removed."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield d
+    finally:
+        cleanup_mounts(d)
+
+
+def workdir_fixture(prefix: str, mode: int | None = None):
+    """A module's `workdir` fixture: a scratch_dir (chmod MODE) for its sockets and mounts."""
+    @pytest.fixture(scope="module")
+    def workdir() -> Iterator[Path]:
+        with scratch_dir(prefix) as d:
+            if mode is not None:
+                os.chmod(d, mode)
+            yield d
+
+    return workdir
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import os
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,12 +19,14 @@ import pytest
 from csiplugin import (
     GiB,
     MiB,
-    cleanup_mounts,
     create,
     create_retrying,
     leftovers,
     mount_cap,
     plugin,
+    stage_publish,
+    unpublish_unstage,
+    workdir_fixture,
 )
 from fsmounts import FS_CLUSTER, requires_mds
 
@@ -39,42 +40,13 @@ Mode = csi_pb2.VolumeCapability.AccessMode
 Code = grpc.StatusCode
 
 
-@pytest.fixture(scope="module")
-def workdir():
-    d = Path(tempfile.mkdtemp(prefix="csi", dir="/tmp"))  # short: unix socket paths
-    try:
-        yield d
-    finally:
-        cleanup_mounts(d)
+workdir = workdir_fixture("csi")
 
 
 @pytest.fixture(scope="module")
 def csi(cluster_module, workdir):
     with plugin(cluster_module, workdir) as p:
         yield p
-
-
-def stage_publish(csi, workdir, vol, tag, readonly=False, mode=Mode.SINGLE_NODE_WRITER):
-    staging = workdir / f"stage-{tag}" / "globalmount"
-    target = workdir / "pods" / tag / "mount"
-    staging.mkdir(parents=True, exist_ok=True)
-    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging),
-        volume_capability=mount_cap(mode), volume_context=vol.volume_context), timeout=120)
-    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
-        volume_capability=mount_cap(mode), readonly=readonly), timeout=60)
-    return staging, target
-
-
-def unpublish_unstage(csi, vol, staging, target):
-    for _ in range(2):  # idempotent
-        csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
-            volume_id=vol.volume_id, target_path=str(target)), timeout=60)
-    assert not target.exists()
-    for _ in range(2):
-        csi.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
-            volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
 
 
 def stats(csi, vol, path):

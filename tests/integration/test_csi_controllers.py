@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 import pytest
-from csiplugin import MiB, Plugin, cleanup_mounts, create, create_retrying, leftovers
+from csiplugin import MiB, Plugin, create, create_retrying, leftovers, workdir_fixture
 from fsmounts import FS_CLUSTER, requires_mds
 
 from sds.client import Rados
@@ -30,13 +28,7 @@ pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
 LEASE = "4"  # seconds; short so that the takeover tests wait little
 
 
-@pytest.fixture(scope="module")
-def workdir():
-    d = Path(tempfile.mkdtemp(prefix="csic", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        cleanup_mounts(d)
+workdir = workdir_fixture("csic")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,20 @@ import json
 import os
 import stat
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 import pytest
-from csiplugin import GiB, MiB, cleanup_mounts, create, mount_cap, plugin
+from csiplugin import (
+    GiB,
+    MiB,
+    create,
+    mount_cap,
+    plugin,
+    stage_publish,
+    unpublish_unstage,
+    workdir_fixture,
+)
 from fsmounts import FS_CLUSTER, requires_mds, sds
 
 from sds.proto import csi_pb2
@@ -26,40 +33,13 @@ ZONE = "topology.sds.io/zone"
 FS_GROUP, POD_UID = 24680, 13579  # a pod's fsGroup, and a user that is not in it by default
 
 
-@pytest.fixture(scope="module")
-def workdir():
-    d = Path(tempfile.mkdtemp(prefix="csif", dir="/tmp"))
-    os.chmod(d, 0o755)  # the pod's user walks down to its target
-    try:
-        yield d
-    finally:
-        cleanup_mounts(d)
+workdir = workdir_fixture("csif", 0o755)  # the pod's user walks down to its target
 
 
 @pytest.fixture(scope="module")
 def csi(cluster_module, workdir):
     with plugin(cluster_module, workdir, "node-z1", "--topology", f"{ZONE}=z1") as p:
         yield p
-
-
-def stage_publish(csi, workdir, vol, tag, cap):
-    staging = workdir / f"stage-{tag}" / "globalmount"
-    target = workdir / "pods" / tag / "mount"
-    staging.mkdir(parents=True, exist_ok=True)
-    csi.node.NodeStageVolume(C.NodeStageVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging), volume_capability=cap),
-        timeout=120)
-    csi.node.NodePublishVolume(C.NodePublishVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
-        volume_capability=cap), timeout=60)
-    return staging, target
-
-
-def unpublish_unstage(csi, vol, staging, target):
-    csi.node.NodeUnpublishVolume(C.NodeUnpublishVolumeRequest(
-        volume_id=vol.volume_id, target_path=str(target)), timeout=60)
-    csi.node.NodeUnstageVolume(C.NodeUnstageVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
 
 
 def as_pod_user(script: str) -> subprocess.CompletedProcess:
@@ -76,7 +56,7 @@ def test_volume_mount_group(csi, workdir):
     vol = create(csi, "pvc-fsgroup", size=64 * MiB)
     cap = mount_cap()
     cap.mount.volume_mount_group = str(FS_GROUP)
-    staging, target = stage_publish(csi, workdir, vol, "fsgroup", cap)
+    staging, target = stage_publish(csi, workdir, vol, "fsgroup", cap=cap)
     try:
         root = os.stat(target)
         assert root.st_gid == FS_GROUP and root.st_mode & stat.S_ISGID
@@ -89,7 +69,7 @@ def test_volume_mount_group(csi, workdir):
         assert (target / "by-pod").read_text() == "written by the pod\n"
         assert os.stat(target / "dir").st_mode & stat.S_ISGID  # inherited further down
         # staged and published again (kubelet retries): the same, idempotently
-        stage_publish(csi, workdir, vol, "fsgroup", cap)
+        stage_publish(csi, workdir, vol, "fsgroup", cap=cap)
         assert os.stat(target).st_gid == FS_GROUP
     finally:
         unpublish_unstage(csi, vol, staging, target)
@@ -142,7 +122,7 @@ def test_published_node_ids_are_not_offered(csi, workdir):
     assert RPC.LIST_VOLUMES_PUBLISHED_NODES not in rpcs
     assert RPC.PUBLISH_UNPUBLISH_VOLUME not in rpcs
     vol = create(csi, "pvc-published", size=16 * MiB)
-    staging, target = stage_publish(csi, workdir, vol, "published", mount_cap())
+    staging, target = stage_publish(csi, workdir, vol, "published")
     try:
         got = csi.controller.ControllerGetVolume(C.ControllerGetVolumeRequest(
             volume_id=vol.volume_id))
@@ -205,7 +185,7 @@ def test_get_capacity_is_the_data_pools_max_avail(cluster_module, csi):
 
 def test_get_capacity_shrinks_as_data_is_written(cluster_module, csi, workdir):
     vol = create(csi, "pvc-capacity", size=2 * GiB)
-    staging, target = stage_publish(csi, workdir, vol, "capacity", mount_cap())
+    staging, target = stage_publish(csi, workdir, vol, "capacity")
     try:
         start = capacity(csi)
         chunk = os.urandom(4 * MiB)
