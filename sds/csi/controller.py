@@ -148,11 +148,14 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     "source": source.SerializeToString(deterministic=True).hex()}
             journal = await self.cluster.journal(fsinfo["name"], secrets)
             entry = await journal.volume_entry(request.name)
+            if entry is not None and entry.value["request"] != want:
+                if entry.value["state"] == "ready":
+                    raise AlreadyExists(f"volume {request.name} exists with other parameters "
+                                        f"or content source")
+                await self._discard(journal, request.name, entry, secrets)
+                entry = None
             if entry is None:
                 await self._check_source(fsinfo["name"], source, size, secrets)
-            elif entry.value["request"] != want:
-                raise AlreadyExists(f"volume {request.name} exists with other parameters "
-                                    f"or content source")
             made = await self._made(entry, secrets)
             if made is None:
                 def fresh() -> dict:
@@ -196,6 +199,18 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     raise
                 await res.ready()
         return vid, info
+
+    async def _discard(self, journal, name: str, entry: Entry, secrets) -> None:
+        """Drop what an unfinished CreateVolume with other parameters left (its controller
+        died before it could roll back), once that reservation is this controller's:
+        the retry with corrected parameters starts clean."""
+        async with self.reservations.own(journal, name, entry, dict) as res:
+            vid = ids.parse_volume_id(res.volume_id)
+            log.info("CreateVolume %s: dropping the unfinished %s made with other parameters",
+                     name, vid)
+            async with self.cluster.fsadmin(vid.fs, secrets) as fs:
+                await fs.subvolume_rm(vid.group, vid.name)
+            await res.release()
 
     async def _roll_back(self, vid: ids.VolumeId, res: Reservation, secrets,
                          why: SdsError) -> None:

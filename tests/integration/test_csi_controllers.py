@@ -146,3 +146,32 @@ def test_failed_create_rolls_back_its_reservation(cluster_module, controllers):
     assert vol.volume_context["subvolumeGroup"] == "csi"
     delete(controllers[0], vol.volume_id)
     assert asyncio.run(leftovers(cluster_module.conf)) == before
+
+
+async def _leave_reservation(conf, name, group):
+    """What a controller killed before it could roll back a refused CreateVolume leaves:
+    a reservation of NAME, made with other parameters, that nobody heartbeats."""
+    async with Rados(conf) as r:
+        fsinfo = (await r.mon_command({"prefix": "fs ls"}))["filesystems"][0]
+        journal = Journal(r.ioctx(fsinfo["metadata_pool"]))
+        return await journal.claim_volume(name, {
+            "id": f"sds1:{fsinfo['name']}:{group}:csi-vol-left-behind",
+            "request": {"parameters": {"subvolumeGroup": group}, "source": ""},
+            "state": "reserved", "owner": "a-dead-controller", "beat": 7})
+
+
+def test_retry_with_other_parameters_after_a_dead_controller(cluster_module, controllers):
+    """The corrected retry of a CreateVolume whose controller died mid-way is not refused
+    as ALREADY_EXISTS for ever: once the dead one's lease has passed, its reservation is
+    dropped and the volume is made with the new parameters; nothing is left behind."""
+    before = asyncio.run(leftovers(cluster_module.conf))
+    left = asyncio.run(_leave_reservation(cluster_module.conf, "pvc-corrected", "notagroup"))
+    with pytest.raises(grpc.RpcError) as e:  # its controller might still be alive
+        create(controllers[1], "pvc-corrected", size=64 * MiB)
+    assert e.value.code() == grpc.StatusCode.ABORTED
+    vol = create_retrying(controllers[1], "pvc-corrected", size=64 * MiB)
+    assert vol.volume_id != left.id and vol.volume_context["subvolumeGroup"] == "csi"
+    entry = asyncio.run(journal_entry(cluster_module.conf, "pvc-corrected"))
+    assert entry.id == vol.volume_id and entry.value["state"] == "ready"
+    delete(controllers[0], vol.volume_id)
+    assert asyncio.run(leftovers(cluster_module.conf)) == before
