@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,7 +183,8 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
     try:
         yield d
     finally:
-        cleanup_mounts(d)
+        cleanup_mounts(d)  # raises while anything is still mounted there: nothing is lost
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def workdir_fixture(prefix: str, mode: int | None = None):
