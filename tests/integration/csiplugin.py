@@ -184,7 +184,11 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         yield d
     finally:
         cleanup_mounts(d)  # raises while anything is still mounted there: nothing is lost
-        shutil.rmtree(d, ignore_errors=True)
+        for _ in range(10):  # exiting mount helpers may still write their last log lines
+            shutil.rmtree(d, ignore_errors=True)
+            if not d.exists():
+                break
+            time.sleep(0.5)
 
 
 def workdir_fixture(prefix: str, mode: int | None = None):
