@@ -17,7 +17,14 @@ import time
 
 from sds.client.mdsclient import MdsClient
 from sds.client.striper import Striper
-from sds.common.errors import AlreadyExists, InvalidArgument, NoData, NotFound, SdsError
+from sds.common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NoData,
+    NotADirectory,
+    NotFound,
+    SdsError,
+)
 from sds.fsrules.layout import ROOT_INO, object_name
 from sds.proto import mds_pb2
 
@@ -167,7 +174,7 @@ class FsAdmin:
         try:
             group_attr = await self.lookup(self.group_path(group))
             attr = await self.lookup(path)
-        except NotFound:
+        except (NotFound, NotADirectory):  # a group that is a file holds no subvolume
             return False
         for snap in await self.snapshot_ls(group, name):
             with contextlib.suppress(NotFound):

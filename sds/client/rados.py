@@ -212,6 +212,11 @@ class Rados:
                 await self.wait_for_map_change(min(remaining, 0.5))
 
 
+def _guards(expect: dict[bytes, bytes] | None, absent: list[bytes] | None) -> dict:
+    return {"omap_cmp": [osd_pb2.KeyValue(key=k, value=v) for k, v in (expect or {}).items()],
+            "omap_absent": list(absent or [])}
+
+
 class IoCtx:
     """Object operations within one pool (like librados' IoCtx)."""
 
@@ -296,12 +301,18 @@ class IoCtx:
         reply = self._reply(await self._call(Op.OMAP_GET, oid, keys=keys))
         return {kv.key: kv.value for kv in reply.kvs}
 
-    async def omap_set(self, oid: str, kvs: dict[bytes, bytes]) -> None:
+    async def omap_set(self, oid: str, kvs: dict[bytes, bytes], *,
+                       expect: dict[bytes, bytes] | None = None,
+                       absent: list[bytes] | None = None) -> None:
+        """Set keys; with `expect` / `absent`, only if those keys have exactly those values
+        / do not exist (a compare-and-set on the OSD: CompareFailed, nothing changed)."""
         items = [osd_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()]
-        await self._call(Op.OMAP_SET, oid, kvs=items)
+        await self._call(Op.OMAP_SET, oid, kvs=items, **_guards(expect, absent))
 
-    async def omap_rm(self, oid: str, keys: list[bytes]) -> None:
-        await self._call(Op.OMAP_RM, oid, keys=keys)
+    async def omap_rm(self, oid: str, keys: list[bytes], *,
+                      expect: dict[bytes, bytes] | None = None) -> None:
+        """Remove keys; with `expect`, only if those keys have exactly those values."""
+        await self._call(Op.OMAP_RM, oid, keys=keys, **_guards(expect, None))
 
     async def omap_clear(self, oid: str) -> None:
         await self._call(Op.OMAP_CLEAR, oid)
