@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sds.cli import format as fmt
 from sds.cli.commands import Arg, Context, Output, _ids, _pg_report, arg, cli, mon
 from sds.common.command import Descriptor, Param
-from sds.mds.admin import MDS
+from sds.fsrules.admin import MDS
 from sds.mon.commands import COMMANDS as MON_COMMANDS
 from sds.osd.pg_commands import COMMANDS as PG_COMMANDS
 

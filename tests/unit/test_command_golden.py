@@ -66,7 +66,7 @@ def test_validation_names_the_parameter():
 
 
 def test_mds_admin_requests_come_from_their_descriptors():
-    from sds.mds import admin
+    from sds.fsrules import admin
 
     req = admin.request("fs quota set", path="/v", max_bytes=10, max_files=2)
     assert (req.op, req.path, req.max_bytes, req.max_files) == \
@@ -78,6 +78,17 @@ def test_mds_admin_requests_come_from_their_descriptors():
         except InvalidArgument:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_the_mds_checks_what_its_admin_descriptors_declare():
+    from sds.fsrules import admin
+    from sds.mds import authz
+
+    for prefix, desc in admin.MDS.commands.items():
+        assert desc.access.service == "mds", prefix
+        assert authz.need(admin.Req(op=admin.OPS[prefix])) == desc.needs, prefix
+    assert admin.MDS.commands["fs quota set"].needs == "rwx"
+    assert admin.MDS.commands["fs snapshot ls"].needs == "r"
 
 
 def test_pg_commands_need_osd_caps_on_the_pool():

@@ -176,6 +176,7 @@ MDS_CASES = [
     (Req.UNLINK, 0, "rw"), (Req.RENAME, 0, "rw"), (Req.SETATTR, 0, "rw"),
     (Req.WRITE_DONE, 0, "rw"), (Req.SETXATTR, 0, "rw"), (Req.QUOTA_SET, 0, "rwx"),
     (Req.SNAP_CREATE, 0, "rwx"), (Req.CHECK, 0, "rwx"), (Req.QUOTA_GET, 0, "r"),
+    (Req.SNAP_LIST, 0, "r"), (Req.SNAP_REMOVE, 0, "rwx"),
 ]
 
 
