@@ -392,7 +392,7 @@ class OsdDaemon(Daemon):
         pg = await self._replica_pg(repop.pool, repop.pg, conn, env.epoch)
         self.device.make_room(self.ratios(), self.store)  # the primary admitted it: it must commit
         await pg.ensure_collection()
-        await pg.apply_repop(repop, data)
+        return osd_pb2.RepOpReply(repaired=await pg.apply_repop(repop, data))
 
     async def _on_peering(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         pb = osd_pb2.PeeringMessage()

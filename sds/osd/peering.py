@@ -802,6 +802,13 @@ class PeeringCore:
         self._save_info()
         return entry, self._flush()
 
+    def takes_write(self, entry: Entry, epoch: int) -> bool:
+        """Replica: would replica_write append this entry now (not refuse it, nor find it
+        already applied)? The driver checks the object's copy before it asks."""
+        return (self.role == REPLICA and self._replica_active and epoch == self.interval.epoch
+                and entry.version > self.last_update
+                and entry.version[1] == self.last_update[1] + 1)
+
     def replica_write(self, entry: Entry, epoch: int) -> Ready | None:
         """Replica: None = refuse (other interval, not activated, out of order: the primary
         resends); a Ready with empty persist = already applied (ack, do not re-apply)."""
@@ -810,7 +817,7 @@ class PeeringCore:
         if entry.version <= self.last_update:
             applied = entry.version <= self.log_tail or self.log.get(entry.version) == entry
             return self._flush() if applied else None
-        if entry.version[1] != self.last_update[1] + 1:
+        if not self.takes_write(entry, epoch):
             return None
         assert entry.oid not in self.missing, f"write to degraded {entry.oid}"
         self._append(entry)

@@ -36,7 +36,7 @@ from sds.common.errors import (
     Unavailable,
 )
 from sds.crush.placement import pg_name
-from sds.osd import objcopy, ops, scrub
+from sds.osd import objcopy, ops, precheck, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.fullness import TOOFULL
 from sds.osd.peering import (
@@ -345,14 +345,15 @@ class PG:
             await push(state, b"", not omap_more, xattrs)
         return True
 
-    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
-                         xattrs: list, rec: Recover | None = None) -> None:
-        """Send one part of a copy to every target: a recovery's (`rec`, tracked by
-        peering) or a repair's. Parts in the middle that hold only zeros are not sent (the
-        first part empties the object, the last sets its size: holes stay holes)."""
+    @staticmethod
+    def _as_part(state: osd_pb2.ObjectState, data, last: bool, xattrs: list,
+                 rec: Recover | None = None):
+        """One part of a copy as it is installed: a recovery's (`rec`, tracked by peering)
+        or a repair's; None for a part in the middle that holds only zeros (the first part
+        empties the object, the last sets its size: holes stay holes)."""
         zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
         if zeros and not last and state.offset:
-            return
+            return None
         if rec is not None:
             state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
             state.interval = rec.epoch
@@ -360,8 +361,15 @@ class PG:
         del state.xattrs[:]  # the omap page a part carries stays with it
         if last:
             state.xattrs.extend(xattrs)
-        if zeros and state.offset:
-            data = b""
+        return state, (b"" if zeros and state.offset else data)
+
+    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
+                         xattrs: list, rec: Recover | None = None) -> None:
+        """Send one part of a copy (_as_part) to every target."""
+        part = self._as_part(state, data, last, xattrs, rec)
+        if part is None:
+            return
+        state, data = part
         for target in targets:
             if target == self.osd.osd_id:
                 await self.install_copy(state, memoryview(data))
@@ -569,6 +577,7 @@ class PG:
         version = (self.interval_epoch, self.core.last_update[1] + 1)
         txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
                               self.osd.limits)
+        precheck.check_before_write(store, txn)
         return prior, version, txn
 
     async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
@@ -611,8 +620,13 @@ class PG:
             if remaining <= 0:
                 raise Unavailable(f"pg {self.coll}: osd.{peer} did not commit the write in time")
             try:
-                await self.osd.call_osd(peer, mpb.OSD_REPOP, repop, segments,
-                                        timeout=min(remaining, REPOP_TIMEOUT_S))
+                resp = await self.osd.call_osd(peer, mpb.OSD_REPOP, repop, segments,
+                                               timeout=min(remaining, REPOP_TIMEOUT_S))
+                repaired = resp.parse(osd_pb2.RepOpReply).repaired
+                if repaired:
+                    why = f"{repaired}; replaced by osd.{self.osd.osd_id}'s copy on write"
+                    self.mark_inconsistent(scrub.Inconsistency(
+                        repop.entry.oid, [self.osd.osd_id], {peer: why}))
                 return
             except Retry:  # out of order, or the replica is not in our interval yet
                 await asyncio.sleep(REORDER_RETRY_S)
@@ -620,15 +634,47 @@ class PG:
                 self.reason = f"waiting for osd.{peer}: {e}"
                 await asyncio.sleep(min(RETRY_S, max(0.0, remaining)))
 
-    async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
+    async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> str:
+        """Apply the primary's write; "" or, when our copy of the object failed its
+        checksums (checked before the core takes the write: its commit must not fail),
+        why it was replaced by the primary's whole copy at the write's version."""
         entry = wire.entry_from_pb(repop.entry)
+        txn = Transaction.from_wire(repop.txn, data)
+        damage = ""
+        if self.core.takes_write(entry, repop.interval):
+            try:
+                precheck.check_before_write(self.osd.store, txn)
+            except ChecksumError as e:
+                damage = str(e)
+                log.warning("pg %s: %s failed its checksum before write %s: %s; taking the "
+                            "primary's whole copy", self.coll, entry.oid[:200], entry.version, e)
+                txn = await self._whole_copy(entry.oid, self.acting[0], wire.pack(entry.version))
         ready = self.core.replica_write(entry, repop.interval)
         if ready is None:
             raise Retry(f"pg {self.coll} on osd.{self.osd.osd_id} cannot take write "
                         f"{entry.version} of interval {repop.interval} now")
         if not ready.persist:
-            return  # a resend we already applied
-        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data), "repop"))
+            return ""  # a resend we already applied
+        await asyncio.shield(self._run(ready, txn, "repop"))
+        return damage
+
+    async def _whole_copy(self, oid: str, source: int, version: int) -> Transaction:
+        """The replacement of our copy of `oid` by `source`'s at `version`, as one
+        transaction (all its parts: bounded by osd_max_object_size), so it commits
+        atomically with the log entry of the write that brought it."""
+        txn = Transaction()
+
+        async def stage(state, data, last, xattrs) -> None:
+            part = self._as_part(state, data, last, xattrs)
+            if part is not None:
+                objcopy.stage_copy(txn, self.coll, *part)
+
+        def wanted(state: osd_pb2.ObjectState) -> bool:
+            return state.exists and state.version == version
+        if not await self._stream_copy(oid, source, stage, wanted):
+            raise Retry(f"pg {self.coll}: osd.{source} does not hold {oid[:200]} at the "
+                        "version of the write yet")
+        return txn
 
     def pg_state(self) -> str:
         state = self.core.state_name()
@@ -737,12 +783,17 @@ class PG:
                 log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
                             source, why)
                 bad = f"{why}; repaired from osd.{source} on read"
-                self.inconsistent[oid] = scrub.Inconsistency(oid, [source],
-                                                             {self.osd.osd_id: bad})
+                self.mark_inconsistent(scrub.Inconsistency(oid, [source],
+                                                           {self.osd.osd_id: bad}))
             else:
-                self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
-        self.core.inconsistent = True
+                self.mark_inconsistent(scrub.Inconsistency(oid, [], {self.osd.osd_id: why}))
         return source is not None
+
+    def mark_inconsistent(self, finding: scrub.Inconsistency) -> None:
+        """A copy was found bad outside a scrub (and repaired, or not): the PG shows
+        inconsistent until a deep scrub finds every copy good."""
+        self.inconsistent[finding.oid] = finding
+        self.core.inconsistent = True
 
     async def _repair_copy(self, oid: str, source: int, targets: list[int], version: int,
                            accept: Callable[[osd_pb2.ObjectState], bool] = lambda s: True
