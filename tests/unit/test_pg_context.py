@@ -17,6 +17,7 @@ from sds.osd import objcopy
 from sds.osd import peering_wire as wire
 from sds.osd.pg import PG, map_view
 from sds.osd.pg_context import PGContext, StrayCopy
+from sds.osd.store.base import Transaction
 from sds.osd.store.memory import MemoryStore
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import osd_pb2
@@ -200,17 +201,24 @@ async def test_admission_refuses_a_blocklisted_client_and_waits_for_min_size():
         await c.primary().admit(op, "client.1", time.monotonic() + 0.2)
 
 
-async def test_a_replica_with_a_damaged_block_takes_the_whole_copy_on_a_partial_write():
+@pytest.mark.parametrize("part", [1 << 20, 4])  # the whole copy in one part, or in many
+async def test_a_replica_with_a_damaged_block_takes_the_whole_copy_on_a_partial_write(part):
     c = Cluster(3)
+    for osd in c.net.values():
+        osd.max_read = part
     c.map([0, 1, 2])
     await c.until(lambda: c.primary().is_clean(), "the PG active+clean")
     await c.write("o", b"0123456789", tid=1)
+    omap = {b"k%d" % i: b"v%d" % i for i in range(5)}
+    for osd in c.net.values():  # on every copy, as a write would have put it
+        await osd.store.apply(Transaction().omap_set(COLL, "o", omap))
     c.net[1].store._corrupt_for_test(COLL, "o", 1)
     pg = c.primary()
     op = osd_pb2.OsdOp(pool=POOL, pg=PS, oid="o", code=osd_pb2.OsdOp.WRITE, offset=4, tid=2)
     await pg.do_write(op, memoryview(b"ab"), time.monotonic() + 5, "client.1")
     for osd in (0, 1, 2):
         assert c.net[osd].store.read(COLL, "o") == b"0123ab6789"
+        assert dict(c.net[osd].store.omap_list(COLL, "o")[0]) == omap
     assert list(pg.inconsistent["o"].bad) == [1] and "inconsistent" in pg.pg_state()
     assert not any(o.fatal_reasons for o in c.net.values())
     with pytest.raises(NotFound):
