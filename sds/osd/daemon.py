@@ -20,7 +20,6 @@ from sds.client.monclient import MonClient
 from sds.common.config import Config
 from sds.common.daemon import Daemon
 from sds.common.errors import (
-    Blocklisted,
     ChecksumError,
     ConnectionLost,
     CorruptMetadata,
@@ -29,7 +28,6 @@ from sds.common.errors import (
     PermissionDenied,
     Retry,
     SdsError,
-    Unavailable,
 )
 from sds.common.fullness import Ratios, ratios_of
 from sds.common.keyring import Keyring
@@ -238,6 +236,22 @@ class OsdDaemon(Daemon):
             self.pgs.pop(key).on_map(map_view(osdmap.epoch, [], up, {}, 0, 0))
         self._persist_map(osdmap)
 
+    async def purge_stray(self, pg) -> None:
+        """Take a stray PG out of the table while its copy is removed: until then no map
+        or message reaches it (_replica_pg waits), then the current map may make us a
+        member again."""
+        key = (pg.pool_id, pg.ps)
+        if self.pgs.get(key) is not pg or key in self.purging:
+            return
+        done = self.purging[key] = asyncio.get_running_loop().create_future()
+        del self.pgs[key]
+        try:
+            await pg.remove_copy()
+        finally:
+            del self.purging[key]
+            done.set_result(None)
+            self.refresh_pgs()
+
     def refresh_pgs(self) -> None:
         """Give PGs created since the last map (or dropped and needed again) that map."""
         if self.osdmap.epoch:
@@ -303,18 +317,15 @@ class OsdDaemon(Daemon):
             raise InvalidArgument("object ops need a client instance, named when the "
                                   "connection is set up")
         pg = await self._pg_for(op.pool, op.pg, env.epoch)
-        if is_blocklisted(self.osdmap, instance, time.time()):
-            raise Blocklisted(f"client {instance} is blocklisted (evicted or replaced)")
-        self.perf["ops"] += 1
-        if is_read:  # a peered PG knows its newest data: it reads even below min_size
-            await pg.wait_active(deadline, peered=True)
+        await pg.admit(op, instance, deadline, full_try=conn.peer.allows_daemon("mds"))
+        if is_read:
             reply, out = await pg.read(op, deadline)
             self.perf_add(reads=1, bytes_out=len(out))
             return reply, out
-        self.admit_write(op, full_try=conn.peer.allows_daemon("mds"))  # by caps, not name
-        await self._wait_min_size(pg, deadline)
-        await pg.wait_active(deadline)
         return await pg.do_write(op, data, deadline, instance)
+
+    def blocklisted(self, instance: str) -> bool:
+        return is_blocklisted(self.osdmap, instance, time.time())
 
     def ratios(self) -> Ratios:
         return ratios_of(self.osdmap, self.config)
@@ -335,41 +346,6 @@ class OsdDaemon(Daemon):
     async def in_reader(self, fn, *args):
         """Run a blocking store read in a reader thread (disk reads overlap, the loop serves)."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
-
-    async def read_object(self, pg: PG, op: osd_pb2.OsdOp):
-        """Small reads run inline, large ones in reader threads. Bytes that fail their
-        checksum are never returned: the object is repaired from a replica and read again."""
-        try:
-            if op.code == osd_pb2.OsdOp.READ and ops.is_large_read(self.store, pg.coll, op):
-                try:
-                    return await self.in_reader(ops.execute_read, self.store, pg.coll, op,
-                                                self.max_read)
-                except ChecksumError:
-                    pass  # maybe rewritten under the reader's snapshot: look again inline
-            return ops.execute_read(self.store, pg.coll, op, self.max_read)
-        except ChecksumError as e:
-            log.warning("pg %s: %s failed its checksum: %s", pg.coll, op.oid[:200], e)
-            if not await pg.repair_on_read(op.oid, str(e)):
-                raise
-            return ops.execute_read(self.store, pg.coll, op, self.max_read)
-
-    async def _wait_min_size(self, pg: PG, deadline: float) -> None:
-        """Block a write while fewer than min_size replicas are up; never under-replicate."""
-        while True:
-            pool = pool_by_id(self.osdmap, pg.pool_id)
-            if len(pg.acting) >= pool.min_size:
-                return
-            reason = (f"pg {pg.coll} has {len(pg.acting)} of its {pool.size} replicas up "
-                      f"(osd {', '.join(map(str, pg.acting))}), fewer than min_size "
-                      f"{pool.min_size}")
-            pg.reason = reason
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unavailable(f"{reason}: op refused after waiting "
-                                  f"{self.op_timeout:g}s for replicas to come back")
-            await self.monc.wait_for_map_change(min(remaining, 1.0))
-            if not pg.is_primary:
-                raise Retry(f"osd.{self.osd_id} is no longer primary of {pg.coll}")
 
     async def _replica_pg(self, pool_id: int, ps: int, conn: Connection,
                           sender_epoch: int) -> PG:
@@ -392,7 +368,7 @@ class OsdDaemon(Daemon):
         pg = await self._replica_pg(repop.pool, repop.pg, conn, env.epoch)
         self.device.make_room(self.ratios(), self.store)  # the primary admitted it: it must commit
         await pg.ensure_collection()
-        await pg.apply_repop(repop, data)
+        return osd_pb2.RepOpReply(repaired=await pg.apply_repop(repop, data))
 
     async def _on_peering(self, conn: Connection, env: mpb.Envelope, data: memoryview):
         pb = osd_pb2.PeeringMessage()

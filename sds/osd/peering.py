@@ -57,7 +57,10 @@ Durable layout (values are JSON bytes), to be namespaced per PG by the driver:
     peering/log/<epoch>.<v>       one log entry (zero-padded so key order = version order)
     peering/missing/<oid>         Need of one missing object
 The driver applies `Ready.persist` atomically with the object change of the same call,
-then sends `Ready.messages` and runs `Ready.recover`.
+then sends `Ready.messages`, runs `Ready.recover` and, on `Ready.purge`, deletes its stray
+copy. Everything the core decides comes out this way, or through a method's return value
+(`next_version`, the version `write` hands out); the driver tells it what it found through
+methods (`set_inconsistent`), never by writing its fields.
 """
 
 from __future__ import annotations
@@ -203,6 +206,7 @@ class Ready:
     persist: dict[str, bytes | None] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     recover: list[Recover] = field(default_factory=list)
+    purge: bool = False   # a stray whose PG is recovered elsewhere: delete this copy
 
 
 @dataclass
@@ -250,8 +254,7 @@ class PeeringCore:
         self.up: frozenset[int] = frozenset()
         self.prev_epoch = self.interval.epoch if self.interval else 0  # previous interval
         self.stale = False          # set by the driver when the mons lost track of the PG
-        self.inconsistent = False   # set by scrub
-        self.purge_requested = False  # a stray whose PG is recovered elsewhere: delete it
+        self.inconsistent = False   # set_inconsistent: scrub or a repair found a bad copy
         self.ticks = 0
         self._reset_volatile()
 
@@ -534,7 +537,7 @@ class PeeringCore:
 
     def _on_purge(self, msg: Message) -> None:
         if self.role == STRAY and self.interval.acting and msg.src == self.interval.acting[0]:
-            self.purge_requested = True
+            self._ready.purge = True
 
     def _trim_past(self) -> None:
         self.past = [p for p in self.past if p.last >= self.lec]
@@ -788,6 +791,11 @@ class PeeringCore:
         return (self.role == PRIMARY and self.phase == ACTIVE
                 and len(iv.acting) >= iv.min_size)
 
+    def next_version(self) -> Version:
+        """Primary: the version the next `write` hands out (the driver stamps the object
+        with it before it calls write, with nothing in between that could move the core)."""
+        return (self.interval.epoch, self.last_update[1] + 1)
+
     def write(self, oid: str, reqid: str = "", delete: bool = False,
               prior: Version | None = None) -> tuple[Entry, Ready]:
         """Primary: order a client write of `oid` (now held at `prior`, None = absent); the
@@ -797,10 +805,17 @@ class PeeringCore:
             raise NotActive(f"pg is {self.state_name()}: {self.why()}")
         if self.is_degraded(oid):
             raise ObjectDegraded(f"{oid} is being recovered")
-        entry = Entry((self.interval.epoch, self.last_update[1] + 1), oid, reqid, delete, prior)
+        entry = Entry(self.next_version(), oid, reqid, delete, prior)
         self._append(entry)
         self._save_info()
         return entry, self._flush()
+
+    def takes_write(self, entry: Entry, epoch: int) -> bool:
+        """Replica: would replica_write append this entry now (not refuse it, nor find it
+        already applied)? The driver checks the object's copy before it asks."""
+        return (self.role == REPLICA and self._replica_active and epoch == self.interval.epoch
+                and entry.version > self.last_update
+                and entry.version[1] == self.last_update[1] + 1)
 
     def replica_write(self, entry: Entry, epoch: int) -> Ready | None:
         """Replica: None = refuse (other interval, not activated, out of order: the primary
@@ -810,7 +825,7 @@ class PeeringCore:
         if entry.version <= self.last_update:
             applied = entry.version <= self.log_tail or self.log.get(entry.version) == entry
             return self._flush() if applied else None
-        if entry.version[1] != self.last_update[1] + 1:
+        if not self.takes_write(entry, epoch):
             return None
         assert entry.oid not in self.missing, f"write to degraded {entry.oid}"
         self._append(entry)
@@ -818,6 +833,11 @@ class PeeringCore:
         return self._flush()
 
     # ------------------------------------------------------------------ queries
+
+    def set_inconsistent(self, inconsistent: bool) -> None:
+        """Scrub found copies that differ (or found them all good again), or a repair on
+        read or write replaced a bad copy: shown in the state name until a deep scrub."""
+        self.inconsistent = inconsistent
 
     def is_missing(self, oid: str) -> bool:
         """Is `oid` missing on this OSD (a read here must wait)?"""

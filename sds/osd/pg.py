@@ -21,11 +21,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from crc32c import crc32c
 
 from sds.common.errors import (
+    Blocklisted,
     ChecksumError,
     ConnectionLost,
     InvalidArgument,
@@ -36,7 +36,7 @@ from sds.common.errors import (
     Unavailable,
 )
 from sds.crush.placement import pg_name
-from sds.osd import objcopy, ops, scrub
+from sds.osd import objcopy, ops, precheck, scrub
 from sds.osd import peering_wire as wire
 from sds.osd.fullness import TOOFULL
 from sds.osd.peering import (
@@ -49,12 +49,10 @@ from sds.osd.peering import (
     Ready,
     Recover,
 )
+from sds.osd.pg_context import PGContext
 from sds.osd.store.base import Transaction
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import osd_pb2
-
-if TYPE_CHECKING:
-    from sds.osd.daemon import OsdDaemon
 
 log = logging.getLogger("sds.osd.pg")
 
@@ -66,18 +64,18 @@ COPY_TIMEOUT_S = 60.0
 
 
 class PG:
-    def __init__(self, osd: OsdDaemon, pool_id: int, ps: int):
-        self.osd = osd
+    def __init__(self, ctx: PGContext, pool_id: int, ps: int):
+        self.ctx = ctx
         self.pool_id = pool_id
         self.ps = ps
         self.coll = pg_name(pool_id, ps)
-        self.created = osd.store.collection_exists(self.coll)
+        self.created = ctx.store.collection_exists(self.coll)
         durable = {}
         if self.created:
-            durable = {k.decode(): v for k, v in osd.store.list_meta(
+            durable = {k.decode(): v for k, v in ctx.store.list_meta(
                 self.coll, prefix=PEERING_PREFIX, max_entries=1 << 30)}
-        self.core = PeeringCore(osd.osd_id, durable, max_active=osd.recovery_max_active,
-                                log_max=osd.pg_log_max)
+        self.core = PeeringCore(ctx.osd_id, durable, max_active=ctx.recovery_max_active,
+                                log_max=ctx.pg_log_max)
         self.reason = ""   # what a client op waits for, beyond what the core says
         self.in_flight: dict[tuple[str, int], asyncio.Future] = {}
         self.object_locks: dict[str, list] = {}  # oid -> [lock, users]
@@ -118,7 +116,7 @@ class PG:
         return wire.pack(self.core.last_update)
 
     def replicas(self) -> list[int]:
-        return [o for o in self.acting if o != self.osd.osd_id]
+        return [o for o in self.acting if o != self.ctx.osd_id]
 
     def is_active(self) -> bool:
         return self.core.serves_io()
@@ -166,34 +164,26 @@ class PG:
             self._track(self._answer_scan(msg))
         else:
             self._run(self.core.step(msg))
-            if self.core.purge_requested:
-                self.core.purge_requested = False
-                self._track(self._purge())
 
     async def _purge(self) -> None:
         """Delete this stray copy: the acting set holds everything and we are not in it."""
         await self.settle()
-        key = (self.pool_id, self.ps)
-        if (self.core.role == PRIMARY or self.osd.osd_id in self.acting
-                or self.osd.pgs.get(key) is not self or key in self.osd.purging):
+        if self.core.role == PRIMARY or self.ctx.osd_id in self.acting:
             return
-        # from here no map or message reaches this PG until its copy is gone
-        done = self.osd.purging[key] = asyncio.get_running_loop().create_future()
-        del self.osd.pgs[key]
-        try:
-            store = self.osd.store
-            if store.collection_exists(self.coll):
-                txn = Transaction()
-                names, _ = store.list_objects(self.coll, max_entries=1 << 30)
-                for name in names:
-                    txn.remove(self.coll, name)
-                txn.remove_collection(self.coll)
-                await store.apply(txn)
-                log.info("pg %s: removed the stray copy (%d objects)", self.coll, len(names))
-        finally:
-            del self.osd.purging[key]
-            done.set_result(None)
-            self.osd.refresh_pgs()  # a map that came meanwhile may make us a member again
+        await self.ctx.purge_stray(self)
+
+    async def remove_copy(self) -> None:
+        """Remove the PG's objects and collection here (purge_stray calls it, once no map
+        or message reaches this PG any more)."""
+        store = self.ctx.store
+        if store.collection_exists(self.coll):
+            txn = Transaction()
+            names, _ = store.list_objects(self.coll, max_entries=1 << 30)
+            for name in names:
+                txn.remove(self.coll, name)
+            txn.remove_collection(self.coll)
+            await store.apply(txn)
+            log.info("pg %s: removed the stray copy (%d objects)", self.coll, len(names))
 
     def _run(self, ready: Ready, txn: Transaction | None = None,
              step: str = "peering") -> asyncio.Task:
@@ -219,16 +209,18 @@ class PG:
             if txn.ops:
                 try:
                     await self.ensure_collection()
-                    await self.osd.commit(txn, step)
+                    await self.ctx.commit(txn, step)
                 except Exception as e:
                     if ready.persist:
-                        self.osd.fatal(f"pg {self.coll}: a {step} commit failed after the "
+                        self.ctx.fatal(f"pg {self.coll}: a {step} commit failed after the "
                                        f"PG's state moved on: {e}")
                     raise
             for msg in ready.messages:
                 self._send(msg)
             for rec in ready.recover:
                 self._start_recovery(rec)
+            if ready.purge:
+                self._track(self._purge())
             self._moved()
         return self._track(run())
 
@@ -251,30 +243,30 @@ class PG:
             await asyncio.wait(others)
 
     def _send(self, msg: Message) -> None:
-        if msg.dst == self.osd.osd_id:
+        if msg.dst == self.ctx.osd_id:
             asyncio.get_running_loop().call_soon(self.deliver, msg)
             return
         pb = wire.message_to_pb(msg, self.pool_id, self.ps)
-        self.osd.spawn(self.osd.send_osd(msg.dst, mpb.OSD_PEERING, pb))
+        self.ctx.spawn(self.ctx.send_osd(msg.dst, mpb.OSD_PEERING, pb))
 
     async def _answer_scan(self, msg: Message) -> None:
         """Backfill asks for our object listing with versions."""
         await self.settle()
         objects = {}
-        if self.osd.store.collection_exists(self.coll):
-            names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+        if self.ctx.store.collection_exists(self.coll):
+            names, _ = self.ctx.store.list_objects(self.coll, max_entries=1 << 30)
             for name in names:
                 with contextlib.suppress(SdsError):
-                    objects[name] = wire.unpack(self.osd.store.stat(self.coll, name).version)
-        self._send(Message("scan_reply", self.osd.osd_id, msg.src, msg.epoch, objects=objects))
+                    objects[name] = wire.unpack(self.ctx.store.stat(self.coll, name).version)
+        self._send(Message("scan_reply", self.ctx.osd_id, msg.src, msg.epoch, objects=objects))
 
     async def ensure_collection(self) -> None:
         """Create the PG's collection once, even when many messages race to do it."""
         if self.created:
             return
         async with self._create_lock:
-            if not self.osd.store.collection_exists(self.coll):
-                await self.osd.store.apply(Transaction().create_collection(self.coll))
+            if not self.ctx.store.collection_exists(self.coll):
+                await self.ctx.store.apply(Transaction().create_collection(self.coll))
             self.created = True
 
     # -- recovery ---------------------------------------------------------------------------
@@ -286,7 +278,7 @@ class PG:
 
     async def _recover(self, rec: Recover) -> None:
         """Copy one object from its source to every target the core named."""
-        slots = contextlib.nullcontext() if rec.urgent else self.osd.recovery_slots
+        slots = contextlib.nullcontext() if rec.urgent else self.ctx.recovery_slots
         try:
             async with slots:
                 def wanted(state: osd_pb2.ObjectState) -> bool:
@@ -301,9 +293,9 @@ class PG:
                     await self._push_part(rec.targets, state, data, last, meta, rec)
                 if not await self._stream_copy(rec.oid, rec.source, push, wanted):
                     return
-                if self.osd.recovery_sleep and not rec.urgent:
-                    await asyncio.sleep(self.osd.recovery_sleep)
-            self.osd.perf_add(recovered_objects=len(rec.targets))
+                if self.ctx.recovery_sleep and not rec.urgent:
+                    await asyncio.sleep(self.ctx.recovery_sleep)
+            self.ctx.perf_add(recovered_objects=len(rec.targets))
             if self.reason.startswith(TOOFULL):
                 self.reason = ""
         except (SdsError, OSError) as e:
@@ -320,7 +312,7 @@ class PG:
         """Copy `oid` from `source` part by part (osd_max_read_size each: one part in
         memory, whatever the object's size) into `push(state, data, last, meta)`; False if
         `accept` refuses the first part's state. Recovery and repair both copy this way."""
-        part = self.osd.max_read
+        part = self.ctx.max_read
         state, data = await self._fetch(oid, source, 0, part)
         if not accept(state):
             return False
@@ -345,14 +337,15 @@ class PG:
             await push(state, b"", not omap_more, xattrs)
         return True
 
-    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
-                         xattrs: list, rec: Recover | None = None) -> None:
-        """Send one part of a copy to every target: a recovery's (`rec`, tracked by
-        peering) or a repair's. Parts in the middle that hold only zeros are not sent (the
-        first part empties the object, the last sets its size: holes stay holes)."""
+    @staticmethod
+    def _as_part(state: osd_pb2.ObjectState, data, last: bool, xattrs: list,
+                 rec: Recover | None = None):
+        """One part of a copy as it is installed: a recovery's (`rec`, tracked by peering)
+        or a repair's; None for a part in the middle that holds only zeros (the first part
+        empties the object, the last sets its size: holes stay holes)."""
         zeros = len(data) and data == bytes(len(data))  # calloc'd: cheap to compare
         if zeros and not last and state.offset:
-            return
+            return None
         if rec is not None:
             state.need.CopyFrom(wire.need_to_pb(rec.oid, rec.need))
             state.interval = rec.epoch
@@ -360,23 +353,30 @@ class PG:
         del state.xattrs[:]  # the omap page a part carries stays with it
         if last:
             state.xattrs.extend(xattrs)
-        if zeros and state.offset:
-            data = b""
+        return state, (b"" if zeros and state.offset else data)
+
+    async def _push_part(self, targets, state: osd_pb2.ObjectState, data, last: bool,
+                         xattrs: list, rec: Recover | None = None) -> None:
+        """Send one part of a copy (_as_part) to every target."""
+        part = self._as_part(state, data, last, xattrs, rec)
+        if part is None:
+            return
+        state, data = part
         for target in targets:
-            if target == self.osd.osd_id:
+            if target == self.ctx.osd_id:
                 await self.install_copy(state, memoryview(data))
             else:
-                await self.osd.call_osd(target, mpb.OSD_PG_PUSH, state, data,
+                await self.ctx.call_osd(target, mpb.OSD_PG_PUSH, state, data,
                                         timeout=COPY_TIMEOUT_S)
 
     async def _fetch(self, oid: str, source: int, offset: int = 0, length: int = 0,
                      omap_after: bytes = b"") -> tuple[osd_pb2.ObjectState, bytes]:
         """The object's state and data from `source` (all of it, the part asked, or the
         omap page after `omap_after`)."""
-        if source == self.osd.osd_id:
-            return objcopy.read_copy(self.osd.store, self.coll, oid, self.pool_id, self.ps,
-                                     offset, length, omap_after, self.osd.max_read)
-        resp = await self.osd.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
+        if source == self.ctx.osd_id:
+            return objcopy.read_copy(self.ctx.store, self.coll, oid, self.pool_id, self.ps,
+                                     offset, length, omap_after, self.ctx.max_read)
+        resp = await self.ctx.call_osd(source, mpb.OSD_PG_PULL, osd_pb2.ObjectState(
             pool=self.pool_id, pg=self.ps, oid=oid, offset=offset, length=length,
             omap_after=omap_after), timeout=COPY_TIMEOUT_S)
         return resp.parse(osd_pb2.ObjectState), bytes(resp.data)
@@ -385,7 +385,7 @@ class PG:
         """A pushed copy: for recovery, only if the core still wants exactly it (and then
         with the core's bookkeeping in the same transaction); for repair, always."""
         if state.recovery:
-            self.osd.admit_copy()
+            self.ctx.admit_copy()
         txn = Transaction()
         if not state.recovery:
             await asyncio.shield(self._run(Ready(), objcopy.stage_copy(txn, self.coll, state,
@@ -403,7 +403,7 @@ class PG:
             objcopy.stage_copy(txn, self.coll, state, data)
         # the core already counts the object as present: ops on it wait for this commit
         task = self._installing[state.oid] = self._run(ready, txn, "push")
-        self.osd.forget_usage(self.coll)
+        self.ctx.forget_usage(self.coll)
         try:
             await asyncio.shield(task)
         finally:
@@ -425,11 +425,49 @@ class PG:
             await asyncio.shield(installing)
 
     # -- client ops ---------------------------------------------------------------------------
+    async def admit(self, op: osd_pb2.OsdOp, instance: str, deadline: float,
+                    full_try: bool = False) -> None:
+        """The one admission point of a client op (after the OSD found us its primary):
+        a blocklisted client is refused; a read waits until the PG knows its authoritative
+        data (a peered PG reads even below min_size); a write needs room on the cluster
+        and the device (`full_try`: a session with the MDS daemon profile), at least
+        min_size acting members, and an active PG. The core refuses a write anyway if the
+        PG stopped serving since."""
+        if self.ctx.blocklisted(instance):
+            raise Blocklisted(f"client {instance} is blocklisted (evicted or replaced)")
+        self.ctx.perf_add(ops=1)
+        if ops.is_read(op.code):
+            await self.wait_active(deadline, peered=True)
+            return
+        self.ctx.admit_write(op, full_try)
+        await self._wait_min_size(deadline)
+        await self.wait_active(deadline)
+
+    async def _wait_min_size(self, deadline: float) -> None:
+        """Block a write while fewer than min_size replicas are up; never under-replicate."""
+        while True:
+            view = self.core.interval
+            if view is not None and len(view.acting) >= view.min_size:
+                return
+            size, min_size = (view.size, view.min_size) if view is not None else (0, 1)
+            reason = (f"pg {self.coll} has {len(self.acting)} of its {size} replicas up "
+                      f"(osd {', '.join(map(str, self.acting))}), fewer than min_size "
+                      f"{min_size}")
+            self.reason = reason
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"{reason}: op refused after waiting "
+                                  f"{self.ctx.op_timeout:g}s for replicas to come back")
+            with contextlib.suppress(TimeoutError):  # a new map moves the core
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+            if not self.is_primary:
+                raise Retry(f"osd.{self.ctx.osd_id} is no longer primary of {self.coll}")
+
     async def wait_active(self, deadline: float, peered: bool = False) -> None:
         """Until the PG serves writes, or with `peered` just knows its authoritative data."""
         while not (self.core.phase == ACTIVE if peered else self.is_active()):
             if not self.is_primary:
-                raise Retry(f"osd.{self.osd.osd_id} is no longer primary of {self.coll}")
+                raise Retry(f"osd.{self.ctx.osd_id} is no longer primary of {self.coll}")
             await self._wait_progress(deadline, lambda: f"pg {self.coll} is "
                                       f"{self.core.state_name()}: "
                                       f"{self.reason or self.core.why()}")
@@ -453,13 +491,31 @@ class PG:
             if op.oid in self._torn and not await self.repair_on_read(op.oid):
                 raise ChecksumError(f"{op.oid}: a repair from a replica failed halfway; "
                                     "no good copy is reachable now (retry, or repair the PG)")
-        return await self.osd.read_object(self, op)
+        return await self._read_object(op)
+
+    async def _read_object(self, op: osd_pb2.OsdOp):
+        """Small reads run inline, large ones in reader threads. Bytes that fail their
+        checksum are never returned: the object is repaired from a replica and read again."""
+        store, max_read = self.ctx.store, self.ctx.max_read
+        try:
+            if op.code == osd_pb2.OsdOp.READ and ops.is_large_read(store, self.coll, op):
+                try:
+                    return await self.ctx.in_reader(ops.execute_read, store, self.coll, op,
+                                                    max_read)
+                except ChecksumError:
+                    pass  # maybe rewritten under the reader's snapshot: look again inline
+            return ops.execute_read(store, self.coll, op, max_read)
+        except ChecksumError as e:
+            log.warning("pg %s: %s failed its checksum: %s", self.coll, op.oid[:200], e)
+            if not await self.repair_on_read(op.oid, str(e)):
+                raise
+            return ops.execute_read(store, self.coll, op, max_read)
 
     def _list(self, op: osd_pb2.OsdOp):
         """Objects of the PG, counting the ones we still miss as the authority has them."""
         if not self.core.missing:
-            return ops.execute_read(self.osd.store, self.coll, op)
-        names, _ = self.osd.store.list_objects(self.coll, max_entries=1 << 30)
+            return ops.execute_read(self.ctx.store, self.coll, op)
+        names, _ = self.ctx.store.list_objects(self.coll, max_entries=1 << 30)
         gone = {o for o, n in self.core.missing.items() if n.delete}
         coming = {o for o, n in self.core.missing.items() if not n.delete}
         listing = sorted((set(names) - gone) | coming)
@@ -563,12 +619,13 @@ class PG:
 
     def _prepare(self, op, data) -> tuple:
         """(prior version, new version, transaction) of a write: reads only."""
-        store = self.osd.store
+        store = self.ctx.store
         prior = wire.unpack(store.stat(self.coll, op.oid).version) \
             if store.exists(self.coll, op.oid) else None
-        version = (self.interval_epoch, self.core.last_update[1] + 1)
+        version = self.core.next_version()
         txn = ops.build_write(store, self.coll, op, data, time.time(), wire.pack(version),
-                              self.osd.limits)
+                              self.ctx.limits)
+        precheck.check_before_write(store, txn)
         return prior, version, txn
 
     async def _replicate(self, op, data, deadline, reqid, digest) -> osd_pb2.OsdOpReply:
@@ -598,7 +655,7 @@ class PG:
         tasks = [asyncio.shield(self._run(ready, txn, "write"))]
         tasks += [self._send_repop(peer, repop, segments, deadline) for peer in self.replicas()]
         await asyncio.gather(*tasks)
-        self.osd.perf_add(writes=1, bytes_in=len(data))
+        self.ctx.perf_add(writes=1, bytes_in=len(data))
         return osd_pb2.OsdOpReply(version=wire.pack(entry.version))
 
     async def _send_repop(self, peer: int, repop, segments, deadline) -> None:
@@ -611,8 +668,13 @@ class PG:
             if remaining <= 0:
                 raise Unavailable(f"pg {self.coll}: osd.{peer} did not commit the write in time")
             try:
-                await self.osd.call_osd(peer, mpb.OSD_REPOP, repop, segments,
-                                        timeout=min(remaining, REPOP_TIMEOUT_S))
+                resp = await self.ctx.call_osd(peer, mpb.OSD_REPOP, repop, segments,
+                                               timeout=min(remaining, REPOP_TIMEOUT_S))
+                repaired = resp.parse(osd_pb2.RepOpReply).repaired
+                if repaired:
+                    why = f"{repaired}; replaced by osd.{self.ctx.osd_id}'s copy on write"
+                    self.mark_inconsistent(scrub.Inconsistency(
+                        repop.entry.oid, [self.ctx.osd_id], {peer: why}))
                 return
             except Retry:  # out of order, or the replica is not in our interval yet
                 await asyncio.sleep(REORDER_RETRY_S)
@@ -620,15 +682,47 @@ class PG:
                 self.reason = f"waiting for osd.{peer}: {e}"
                 await asyncio.sleep(min(RETRY_S, max(0.0, remaining)))
 
-    async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> None:
+    async def apply_repop(self, repop: osd_pb2.RepOp, data: memoryview) -> str:
+        """Apply the primary's write; "" or, when our copy of the object failed its
+        checksums (checked before the core takes the write: its commit must not fail),
+        why it was replaced by the primary's whole copy at the write's version."""
         entry = wire.entry_from_pb(repop.entry)
+        txn = Transaction.from_wire(repop.txn, data)
+        damage = ""
+        if self.core.takes_write(entry, repop.interval):
+            try:
+                precheck.check_before_write(self.ctx.store, txn)
+            except ChecksumError as e:
+                damage = str(e)
+                log.warning("pg %s: %s failed its checksum before write %s: %s; taking the "
+                            "primary's whole copy", self.coll, entry.oid[:200], entry.version, e)
+                txn = await self._whole_copy(entry.oid, self.acting[0], wire.pack(entry.version))
         ready = self.core.replica_write(entry, repop.interval)
         if ready is None:
-            raise Retry(f"pg {self.coll} on osd.{self.osd.osd_id} cannot take write "
+            raise Retry(f"pg {self.coll} on osd.{self.ctx.osd_id} cannot take write "
                         f"{entry.version} of interval {repop.interval} now")
         if not ready.persist:
-            return  # a resend we already applied
-        await asyncio.shield(self._run(ready, Transaction.from_wire(repop.txn, data), "repop"))
+            return ""  # a resend we already applied
+        await asyncio.shield(self._run(ready, txn, "repop"))
+        return damage
+
+    async def _whole_copy(self, oid: str, source: int, version: int) -> Transaction:
+        """The replacement of our copy of `oid` by `source`'s at `version`, as one
+        transaction (all its parts: bounded by osd_max_object_size), so it commits
+        atomically with the log entry of the write that brought it."""
+        txn = Transaction()
+
+        async def stage(state, data, last, xattrs) -> None:
+            part = self._as_part(state, data, last, xattrs)
+            if part is not None:
+                objcopy.stage_copy(txn, self.coll, *part)
+
+        def wanted(state: osd_pb2.ObjectState) -> bool:
+            return state.exists and state.version == version
+        if not await self._stream_copy(oid, source, stage, wanted):
+            raise Retry(f"pg {self.coll}: osd.{source} does not hold {oid[:200]} at the "
+                        "version of the write yet")
+        return txn
 
     def pg_state(self) -> str:
         state = self.core.state_name()
@@ -645,7 +739,7 @@ class PG:
     async def scrub(self, deep: bool) -> list[scrub.Inconsistency]:
         """Compare every member's copy of the PG; remembers and returns what differs."""
         if not self.is_primary:
-            raise Retry(f"osd.{self.osd.osd_id} is not primary of {self.coll}")
+            raise Retry(f"osd.{self.ctx.osd_id} is not primary of {self.coll}")
         await self.wait_active(time.monotonic() + 30)
         if not self.is_clean():
             raise Unavailable(f"pg {self.coll} is {self.core.state_name()}: scrub it once "
@@ -654,22 +748,22 @@ class PG:
         self.scrubbing = "scrubbing+deep" if deep else "scrubbing"
         try:
             await self.settle()
-            maps = {self.osd.osd_id: await self.osd.in_reader(
-                scrub.build_map, self.osd.store, self.coll, deep)}
+            maps = {self.ctx.osd_id: await self.ctx.in_reader(
+                scrub.build_map, self.ctx.store, self.coll, deep)}
             for peer in self.replicas():
-                resp = await self.osd.call_osd(peer, mpb.OSD_PG_SCRUB, osd_pb2.ScrubRequest(
+                resp = await self.ctx.call_osd(peer, mpb.OSD_PG_SCRUB, osd_pb2.ScrubRequest(
                     pool=self.pool_id, pg=self.ps, deep=deep), timeout=600)
                 maps[peer] = resp.parse(osd_pb2.ScrubMap)
         finally:
             self.scrubbing = ""
         if self.interval_epoch != interval:
             raise Retry(f"pg {self.coll} changed interval during the scrub; scrub again")
-        findings = scrub.compare(maps, self.osd.osd_id, deep)
+        findings = scrub.compare(maps, self.ctx.osd_id, deep)
         if deep or not findings:
             self.inconsistent = {f.oid: f for f in findings}
         else:  # a light scrub cannot clear what a deep scrub found
             self.inconsistent.update({f.oid: f for f in findings})
-        self.core.inconsistent = bool(self.inconsistent)
+        self.core.set_inconsistent(bool(self.inconsistent))
         now = time.time()
         self.last_scrub = now
         if deep:
@@ -687,11 +781,11 @@ class PG:
         for finding in findings:
             if not finding.good:
                 continue  # no readable copy anywhere: nothing to repair from
-            source = self.osd.osd_id if self.osd.osd_id in finding.good else finding.good[0]
+            source = self.ctx.osd_id if self.ctx.osd_id in finding.good else finding.good[0]
             async with self._object_lock(finding.oid):
                 version = 0
                 with contextlib.suppress(SdsError):
-                    version = self.osd.store.stat(self.coll, finding.oid).version
+                    version = self.ctx.store.stat(self.coll, finding.oid).version
                 await self._repair_copy(finding.oid, source, sorted(finding.bad), version)
             repaired.append(finding.as_dict())
         if repaired:
@@ -705,7 +799,7 @@ class PG:
         what cannot be read; copied in parts (_repair_copy). Either way the PG stays
         inconsistent until a deep scrub."""
         try:
-            version = self._torn.get(oid) or self.osd.store.stat(self.coll, oid).version
+            version = self._torn.get(oid) or self.ctx.store.stat(self.coll, oid).version
         except ChecksumError:
             version = None
         async with contextlib.nullcontext() if locked else self._object_lock(oid):
@@ -726,7 +820,7 @@ class PG:
             for peer, want in wanted.items():
                 try:
                     if await self._repair_copy(
-                            oid, peer, [self.osd.osd_id], want,
+                            oid, peer, [self.ctx.osd_id], want,
                             accept=lambda state, w=want: state.exists and state.version == w):
                         source = peer
                         break
@@ -737,12 +831,17 @@ class PG:
                 log.warning("pg %s: repaired %s from osd.%d after: %s", self.coll, oid[:200],
                             source, why)
                 bad = f"{why}; repaired from osd.{source} on read"
-                self.inconsistent[oid] = scrub.Inconsistency(oid, [source],
-                                                             {self.osd.osd_id: bad})
+                self.mark_inconsistent(scrub.Inconsistency(oid, [source],
+                                                           {self.ctx.osd_id: bad}))
             else:
-                self.inconsistent[oid] = scrub.Inconsistency(oid, [], {self.osd.osd_id: why})
-        self.core.inconsistent = True
+                self.mark_inconsistent(scrub.Inconsistency(oid, [], {self.ctx.osd_id: why}))
         return source is not None
+
+    def mark_inconsistent(self, finding: scrub.Inconsistency) -> None:
+        """A copy was found bad outside a scrub (and repaired, or not): the PG shows
+        inconsistent until a deep scrub finds every copy good."""
+        self.inconsistent[finding.oid] = finding
+        self.core.set_inconsistent(True)
 
     async def _repair_copy(self, oid: str, source: int, targets: list[int], version: int,
                            accept: Callable[[osd_pb2.ObjectState], bool] = lambda s: True
@@ -750,7 +849,7 @@ class PG:
         """Overwrite `targets`' copies of `oid` with `source`'s, in parts. While our own
         copy is among them it is torn (reads wait, and after a failure halfway it is never
         served: repair_on_read tries again, for `version`)."""
-        local = self.osd.osd_id in targets
+        local = self.ctx.osd_id in targets
         if local:
             self._torn[oid] = version
         copied = wrote = False
@@ -770,7 +869,7 @@ class PG:
         """Why the PG is in its state, for `sds pg PGID query`."""
         total, done = self.core.progress()
         return {"pgid": self.coll, "state": self.pg_state(),
-                "acting": self.acting, "up": self.acting, "primary": self.osd.osd_id,
+                "acting": self.acting, "up": self.acting, "primary": self.ctx.osd_id,
                 "reason": self.reason or self.core.why(), "interval_epoch": self.interval_epoch,
                 "last_update": list(self.core.last_update),
                 "log_tail": list(self.core.log_tail), "log_entries": len(self.core.log),

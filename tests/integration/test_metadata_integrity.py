@@ -4,7 +4,9 @@ Bytes flipped in stored xattr and omap values inside an OSD's LMDB file are neve
 the primary repairs its copy from a replica (the PG shows inconsistent until a deep
 scrub), a damaged replica is found by deep scrub and repaired, and every OSD's store
 passes the offline fsck afterwards. Names at Ceph's limits (2048-byte object names, 4 KiB
-omap keys) are written, listed in order and survive recovery.
+omap keys) are written, listed in order and survive recovery. A write to an object whose
+copy has a damaged record (on a replica or on the primary) is acked with no OSD stopping:
+the damaged copy is replaced by a whole good one first.
 """
 
 from __future__ import annotations
@@ -190,18 +192,8 @@ async def test_corrupt_onode_on_primary_repaired_on_read_and_on_write(cluster):
         other = next(n for n in (f"other{i}" for i in range(1000))
                      if pg_name(p.id, object_to_pg(p, n)) == pgid)  # same primary
         await r.ioctx("metaonode").write_full(other, b"o")
-    for name in ALL_DAEMONS:
-        cluster.stop(name)
-    for victim in ("victim", other):
-        s = DurableStore(str(cluster.dir / f"osd.{acting[0]}" / "store"))
-        with s._env.begin(write=True, db=s._onode) as t:
-            key = next(k for k in t.cursor().iternext(values=False) if k.endswith(victim.encode()))
-            value = bytearray(t.get(key))
-            value[-1] ^= 0x10
-            t.put(key, bytes(value))
-        await s.close()
-    for name in reversed(ALL_DAEMONS):
-        cluster.start(name)
+    await _flip_records(cluster, {acting[0]: [
+        ("onode", lambda k, v, n=victim: k.endswith(n.encode())) for victim in ("victim", other)]})
     async with Rados(cluster.conf) as r:
         await wait_for(lambda: _all_up(r), 30, "all OSDs up again")
         io = r.ioctx("metaonode")
@@ -212,3 +204,116 @@ async def test_corrupt_onode_on_primary_repaired_on_read_and_on_write(cluster):
         assert await io.read(other) == b"o+"
         report = await r.pg_command(pgid, {"prefix": "deep-scrub"})
         assert report["inconsistent"] == []
+
+
+# a write of each kind to an object whose copy has a damaged record of each kind the
+# write depends on (the data block kind only under writes that keep part of a block)
+WRITES = {"write": lambda io, n: io.write(n, b"WXYZ", offset=2),
+          "setxattr": lambda io, n: io.setxattr(n, "user.new", b"fresh"),
+          "omap_set": lambda io, n: io.omap_set(n, {b"new": b"fresh"}),
+          "truncate": lambda io, n: io.truncate(n, 3)}
+DAMAGE = {"onode": list(WRITES), "xattr": list(WRITES), "omap": list(WRITES),
+          "data": ["write", "truncate"]}
+
+
+def _expected(name: str, write: str) -> tuple[bytes, dict, dict]:
+    data, xattrs, omap = _content(name)
+    if write == "write":
+        data = data[:2] + b"WXYZ" + data[6:]
+    elif write == "setxattr":
+        xattrs = {**xattrs, "user.new": b"fresh"}
+    elif write == "omap_set":
+        omap = {**omap, b"new": b"fresh"}
+    else:
+        data = data[:3]
+    return data, xattrs, omap
+
+
+def _content(name: str) -> tuple[bytes, dict, dict]:
+    tag = name.encode()
+    return (b"DATA-" + tag * 3, {"user.a": b"XATTR-" + tag * 2, "user.b": b"plain"},
+            {b"k1": b"OMAP-" + tag * 2, b"k2": b"plain"})
+
+
+async def test_write_to_an_object_with_a_damaged_record_on_a_replica_or_primary(cluster):
+    """The replica checks its copy before its peering state takes the write, and takes the
+    primary's whole copy instead of the delta; the primary repairs its own copy first. The
+    write is acked, no OSD stops, every copy ends identical and right."""
+    objects = {f"{side}-{kind}-{write}": (side, kind, write)
+               for side in ("r", "p") for kind, writes in DAMAGE.items() for write in writes}
+    async with Rados(cluster.conf) as r:
+        await r.pool_create("damaged", pg_num=1, size=3)
+        io = r.ioctx("damaged")
+        for name in objects:
+            data, xattrs, omap = _content(name)
+            await io.write_full(name, data)
+            for k, v in xattrs.items():
+                await io.setxattr(name, k, v)
+            await io.omap_set(name, omap)
+        pool = r.monc.pools["damaged"]
+        pgid, acting = pg_name(pool.id, 0), r.placement.pg_up(pool.id, 0)
+    await _flip_records(cluster, {osd: [_record_of(n, kind) for n, (on, kind, _) in objects.items()
+                                        if on == side]
+                                  for side, osd in (("r", acting[1]), ("p", acting[0]))})
+    async with Rados(cluster.conf) as r:
+        await wait_for(lambda: _all_up(r), 30, "all OSDs up again")
+        io = r.ioctx("damaged")
+        for name, (_, _, write) in objects.items():
+            await WRITES[write](io, name)                       # acked
+        for name, (_, _, write) in objects.items():
+            data, xattrs, omap = _expected(name, write)
+            assert await io.read(name) == data, name
+            assert await io.getxattrs(name) == xattrs, name
+            assert dict((await io.omap_list(name))[0]) == omap, name
+        assert await _all_up(r), "an OSD went down"
+        query = await _query(r, pgid)
+        assert "inconsistent" in query["state"]
+        found = {f["object"]: list(f["bad"]) for f in query["inconsistent"]}
+        assert found == {n: [f"osd.{acting[0 if side == 'p' else 1]}"]
+                         for n, (side, _, _) in objects.items()}
+        report = await r.pg_command(pgid, {"prefix": "deep-scrub"})
+        assert report["inconsistent"] == []
+        assert (await _query(r, pgid))["state"] == "active+clean"
+    cluster.down()
+    for osd in acting:
+        log_text = (cluster.dir / "out" / f"osd.{osd}.log").read_text(errors="replace")
+        assert "FATAL" not in log_text, f"osd.{osd} stopped"
+        assert await fsck.check(cluster.dir / f"osd.{osd}") == []
+        s = DurableStore(str(cluster.dir / f"osd.{osd}" / "store"))
+        try:
+            for name, (_, _, write) in objects.items():
+                data, xattrs, omap = _expected(name, write)
+                assert s.read(pgid, name) == data, (osd, name)
+                assert s.getxattrs(pgid, name) == xattrs, (osd, name)
+                assert dict(s.omap_list(pgid, name)[0]) == omap, (osd, name)
+        finally:
+            await s.close()
+
+
+def _record_of(name: str, kind: str):
+    """(store table, match) of the record of `kind` (onode, xattr, omap, data) of `name`."""
+    data, xattrs, omap = _content(name)
+    return kind, {"onode": lambda k, v: k.endswith(name.encode()),
+                  "xattr": lambda k, v: xattrs["user.a"] in v,
+                  "omap": lambda k, v: omap[b"k1"] in v,
+                  "data": lambda k, v: data in v}[kind]
+
+
+async def _flip_records(cluster, flips: dict[int, list]) -> None:
+    """With the cluster stopped, flip the last byte of the one LMDB record of each
+    (table, match(key, value)) in flips[osd] of that OSD's store."""
+    for name in ALL_DAEMONS:
+        cluster.stop(name)
+    for osd, records in flips.items():
+        s = DurableStore(str(cluster.dir / f"osd.{osd}" / "store"))
+        try:
+            for table, match in records:
+                with s._env.begin(write=True, db=getattr(s, f"_{table}")) as t:
+                    [key] = [bytes(k) for k, v in t.cursor() if match(bytes(k), bytes(v))]
+                    value = bytearray(t.get(key))
+                    value[-1] ^= 0x10
+                    t.put(key, bytes(value))
+        finally:
+            await s.close()
+    for name in reversed(ALL_DAEMONS):
+        cluster.start(name)
