@@ -3,9 +3,11 @@
 
 Consistency model (close-to-open, like NFS and CephFS without caps):
 - data written here is on its way to the OSDs when write() returns (sds.fs.writebehind)
-  and on them, with its new size and mtime reported to the MDS (WRITE_DONE), when flush
-  (every close), fsync or release return, or a REVOKE from the MDS is answered; reads on
-  this mount wait for in-flight writes;
+  and on them, with its new size and mtime reported to the MDS (WRITE_DONE), when fsync
+  or release return, or a REVOKE from the MDS is answered; flush (every close) waits for
+  that too unless the close may be deferred (`_may_defer_close`: a small file, no quota,
+  no failed write), as the kernel does not wait for release; reads on this mount wait
+  for in-flight writes;
 - open() fetches fresh attributes from the MDS: if the inode changed since this mount last
   saw it, the kernel's cached attributes and pages are dropped, so a file written and
   closed on another mount is read correctly after open;
@@ -67,8 +69,15 @@ ATTR_TIMEOUT_S = 1.0          # upper bound on kernel attr/entry caching, whatev
 READDIR_PAGE = 512            # entries per MDS READDIR; the kernel takes ~30 per call
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 BLOCK = 512                   # st_blocks unit
+CAPABILITY_XATTR = b"security.capability"  # what the kernel asks before every write
 APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
+DEFERRED_CLOSE_BYTES = 1 << 20  # close(2) waits for the data when more is in flight
+DEFERRED_CLOSES = 64          # closes whose report may wait for release() at once
+# requests that change no attributes but those their reply carries
+ATTR_KEEPING_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
+                    Req.LISTXATTR, Req.STATFS, Req.OPEN, Req.RELEASE, Req.FLOCK,
+                    Req.WRITE_DONE, Req.CAPS_ACK, Req.QUOTA_GET}
 QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
 FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 0x01, 0x02, 0x10
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
@@ -193,6 +202,7 @@ class SdsOperations(pyfuse3.Operations):
         self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
         self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.deferred: set[int] = set()  # handles closed whose report release() makes
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
 
@@ -222,6 +232,11 @@ class SdsOperations(pyfuse3.Operations):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("mds %s ino=%d %.2f ms", Req.Op.Name(op), req.ino,
                           (time.perf_counter() - t0) * 1e3)
+        if op not in ATTR_KEEPING_OPS:  # what it changed may be more than the reply says
+            for ino in (req.ino, req.ino2):
+                known = self.inodes.known(ino) if ino else None
+                if known is not None:
+                    known.attr_stale()
         for attr in (reply.attr, reply.parent):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
@@ -314,6 +329,9 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def getattr(self, fuse_ino, ctx):
         inode = self.inodes.get(fuse_ino)
+        if inode is not None and inode.attr_fresh(ATTR_TIMEOUT_S):
+            # as fresh as the kernel's own cache would be: within the same bound
+            return self.entry(inode, ATTR_TIMEOUT_S - (time.monotonic() - inode.fetched_at))
         if inode is None:
             reply = await self.call(Req.GETATTR, ctx, ino=self.mds_ino(fuse_ino))
             return self.entry(self.inodes.learn(reply.attr), self._timeout(reply))
@@ -533,6 +551,9 @@ class SdsOperations(pyfuse3.Operations):
         inode = self.inodes.get(entry.st_ino)
         assert inode is not None
         note_quota_room(inode, reply)
+        # a new file has no extended attributes: spare the kernel's question at its first
+        # write (cached as a miss would be; a setxattr here forgets it)
+        inode.remember_absent_xattr(CAPABILITY_XATTR, ATTR_TIMEOUT_S)
         return self._file_info(inode, flags, caller, keep_cache=False), entry
 
     @handler
@@ -654,7 +675,27 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def flush(self, fh):
+        h = self.handles.get(fh)
+        if h is not None and self._may_defer_close(h):
+            self.deferred.add(fh)  # reported by release(), which close(2) does not wait for
+            return
         await self._flush(fh)
+
+    def _may_defer_close(self, h: Handle) -> bool:
+        """close(2) of a small written file need not wait for its data and size report
+        (POSIX promises durability at fsync only): release() reports them in the
+        background, while the MDS still counts the file open for writing here, so another
+        mount's open, stat or readdir of it revokes this mount first (close-to-open holds).
+        Not deferred: O_SYNC/O_DSYNC files, files under a byte quota (EDQUOT belongs to
+        close), files a write of which has failed (later failures reach close too), more
+        than DEFERRED_CLOSE_BYTES in flight, or DEFERRED_CLOSES closes already waiting."""
+        writes = h.inode.writes
+        return (h.writable and not h.stale and not self.evicted and not h.append
+                and not h.flags & (os.O_SYNC | os.O_DSYNC)
+                and h.inode.quota_end is None
+                and (writes is None or (not writes.failed and writes.error is None
+                                        and writes.bytes <= DEFERRED_CLOSE_BYTES))
+                and len(self.deferred) < DEFERRED_CLOSES)
 
     @handler
     async def fsync(self, fh, datasync):
@@ -684,10 +725,17 @@ class SdsOperations(pyfuse3.Operations):
         if h.stale:  # the MDS forgot it when it evicted us
             self.inodes.closed(h.inode)
             return
+        deferred = fh in self.deferred
         try:
             async with h.inode.lock:
                 await self._report_writes(h.inode, h.caller)
+        except Exception as e:
+            if deferred:  # close(2) has returned: the log is all that is left to tell
+                log.warning("inode %d: data written before close was not stored: %s",
+                            h.inode.ino, e)
+            raise
         finally:
+            self.deferred.discard(fh)
             try:
                 await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino)
             finally:
@@ -788,6 +836,8 @@ class SdsOperations(pyfuse3.Operations):
         try:
             if msg.kind == K.REVOKE:
                 inode = self.inodes.known(msg.ino)
+                if inode is not None:
+                    inode.attr_stale()  # another mount opens or changes it
                 if inode is None:
                     await self.call(Req.CAPS_ACK, ino=msg.ino)
                     return
@@ -799,6 +849,9 @@ class SdsOperations(pyfuse3.Operations):
                     inode.mark_reported(seq, mask)
                 self._invalidate_inode(self.inodes.to_fuse(msg.ino))
             elif msg.kind == K.INVALIDATE_DENTRY:
+                changed = self.inodes.known(msg.ino)
+                if changed is not None:
+                    changed.attr_stale()  # a name in it changed elsewhere: so did its times
                 pyfuse3.invalidate_entry_async(self.inodes.to_fuse(msg.ino),
                                                os.fsencode(msg.name), ignore_enoent=True)
             elif msg.kind == K.EVICTED:

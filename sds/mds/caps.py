@@ -1,7 +1,8 @@
 """Client capabilities: which sessions have which files open, and revoking them.
 
 A client may cache attributes and buffer writes of a file it has open. When another
-session opens that file, or changes its size or data, the MDS revokes first: it sends
+session opens that file, or changes its size or data, the MDS revokes first (when one
+only reads its attributes, by getattr, lookup or readdir, just the writers): it sends
 REVOKE to the other holders, which flush (CAPS_ACK with what they wrote) and drop
 their caches, and only then answers. A holder that does not answer within `timeout`
 is evicted: it gets EVICTED, its opens are dropped, and its later requests on that

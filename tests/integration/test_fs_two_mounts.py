@@ -65,6 +65,28 @@ def test_write_close_on_one_read_on_other(two):
     assert (a / "f").read_bytes()[:106] == data2[:100] + b"from b"
 
 
+def test_small_files_closed_on_one_are_whole_on_the_other_at_once(two):
+    """A close on one mount may return before its size report (it is deferred to the
+    release): the other mount's stat, readdir and read of the file right after the close
+    still see it whole, because the MDS makes the writer report first."""
+    a, b = two
+    for d in ("by_stat", "by_readdir"):
+        (a / d).mkdir()
+    made = {}
+    for i in range(30):
+        name, data = f"f{i}", os.urandom(100 + 37 * i)
+        made[name] = data
+        (a / "by_stat" / name).write_bytes(data)  # closed, not fsync'd
+        assert (b / "by_stat" / name).stat().st_size == len(data)  # LOOKUP
+        (a / "by_readdir" / name).write_bytes(data)
+        with os.scandir(b / "by_readdir") as entries:  # sizes from READDIR (readdirplus)
+            sizes = {e.name: e.stat(follow_symlinks=False).st_size for e in entries}
+        assert sizes == {n: len(d) for n, d in made.items()}
+    for name, data in made.items():
+        assert (b / "by_stat" / name).read_bytes() == data
+        assert (b / "by_readdir" / name).read_bytes() == data
+
+
 def test_rename_and_unlink_seen_on_other(two):
     a, b = two
     (a / "old").write_text("x")
