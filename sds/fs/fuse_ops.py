@@ -38,6 +38,7 @@ import os
 import random
 import stat
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,7 @@ APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
 DEFERRED_CLOSE_BYTES = 1 << 20  # close(2) waits for the data when more is in flight
 DEFERRED_CLOSES = 64          # closes whose report may wait for release() at once
+ASYNC_UNLINKS = 64            # unlinks answered here and not yet at the MDS, at most
 # requests that change no attributes but those their reply carries
 ATTR_KEEPING_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                     Req.LISTXATTR, Req.STATFS, Req.OPEN, Req.RELEASE, Req.FLOCK,
@@ -203,6 +205,11 @@ class SdsOperations(pyfuse3.Operations):
         self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
         self.deferred: set[int] = set()  # handles closed whose report release() makes
+        self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
+        self._dir_cap_session = 0        # ... in this MDS session
+        self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
+        # unlinks answered here, not yet at the MDS: (directory, name) each
+        self.unlinking: dict[asyncio.Future, tuple[int, str]] = {}
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
 
@@ -216,9 +223,15 @@ class SdsOperations(pyfuse3.Operations):
     # -- helpers ------------------------------------------------------------------------
     async def call(self, op: int, ctx: pyfuse3.RequestContext | None = None,
                    caller: mds_pb2.Caller | None = None, timeout: float | None = None,
-                   **fields: Any) -> mds_pb2.MdsReply:
+                   barrier: bool = True, **fields: Any) -> mds_pb2.MdsReply:
+        """One MDS request; unlinks answered here already reach the MDS before it, so it
+        sees this mount's changes in the order they were made (`barrier`)."""
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
+        if barrier and self.unlinking and not (
+                op == Req.LOOKUP and (fields["ino"], fields["name"]) not in
+                self.unlinking.values()):  # a lookup of another name: unaffected
+            await self.settle_unlinks()
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
         try:
@@ -329,7 +342,8 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def getattr(self, fuse_ino, ctx):
         inode = self.inodes.get(fuse_ino)
-        if inode is not None and inode.attr_fresh(ATTR_TIMEOUT_S):
+        if inode is not None and inode.attr_fresh(ATTR_TIMEOUT_S) and (
+                not self.unlinking or stat.S_ISDIR(inode.attr.mode)):  # (nlink of a file)
             # as fresh as the kernel's own cache would be: within the same bound
             return self.entry(inode, ATTR_TIMEOUT_S - (time.monotonic() - inode.fetched_at))
         if inode is None:
@@ -373,11 +387,12 @@ class SdsOperations(pyfuse3.Operations):
                 inode.attr.size = new.size  # even if the reply's attr was older than ours
         return self.entry(inode)
 
-    async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None) -> None:
+    async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None,
+                             drain: bool = True) -> None:
         """WRITE_DONE for data written here since the last report (sizes live on the MDS),
         once it is all on the OSDs (raises the error of a failed write-behind), with the
         attribute changes buffered here."""
-        if inode.writes is not None:
+        if inode.writes is not None and drain:
             await inode.writes.drain()
         if not inode.dirty and not inode.pending_mask:
             return
@@ -436,13 +451,56 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def unlink(self, parent, name, ctx):
+        """Answered here, the MDS told later, in a directory whose exclusive cap this
+        mount holds (sds.mds.caps): nobody else sees the directory until this mount has
+        sent its pending unlinks, and the kernel has checked the name, its type and the
+        permissions already, so the MDS has no reason left to refuse. Else synchronous,
+        asking for the cap."""
         self.check_writable()
-        await self.call(Req.UNLINK, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        dir_ino = self.mds_ino(parent)
+        if self._holds_dir(dir_ino) and len(self.unlinking) < ASYNC_UNLINKS:
+            self._unlink_later(dir_ino, fsname(name), caller_of(ctx))
+            return
+        revokes = self._dir_revokes[dir_ino]
+        reply = await self.call(Req.UNLINK, ctx, ino=dir_ino, name=fsname(name),
+                                want_dir_cap=True)
+        if reply.dir_cap and self._dir_revokes[dir_ino] == revokes:  # not revoked meanwhile
+            if self._dir_cap_session != self.session_id:
+                self.dir_caps.clear()
+                self._dir_cap_session = self.session_id
+            self.dir_caps.add(dir_ino)
+
+    @property
+    def session_id(self) -> int:
+        return getattr(self.mds, "session_id", 0)
+
+    def _holds_dir(self, dir_ino: int) -> bool:
+        """Caps belong to a session: after a reconnect or failover they are gone."""
+        return dir_ino in self.dir_caps and self._dir_cap_session == self.session_id
+
+    def _unlink_later(self, dir_ino: int, name: str, caller: mds_pb2.Caller) -> None:
+        async def send() -> None:
+            try:
+                await self.call(Req.UNLINK, caller=caller, ino=dir_ino, name=name,
+                                barrier=False)
+            except Exception as e:  # noqa: BLE001 - answered already: the log must tell
+                log.warning("unlink of %r in directory %d, answered already, failed at the "
+                            "MDS: %s", name, dir_ino, e)
+
+        task = asyncio.ensure_future(send())
+        self.unlinking[task] = (dir_ino, name)
+        task.add_done_callback(lambda t: self.unlinking.pop(t, None))
+
+    async def settle_unlinks(self) -> None:
+        """Wait until every unlink answered here has reached the MDS."""
+        while self.unlinking:
+            await asyncio.wait(list(self.unlinking))
 
     @handler
     async def rmdir(self, parent, name, ctx):
         self.check_writable()
-        await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        reply = await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        self.dir_caps.discard(reply.attr.ino)
 
     @handler
     async def rename(self, old_parent, old_name, new_parent, new_name, flags, ctx):
@@ -709,8 +767,14 @@ class SdsOperations(pyfuse3.Operations):
         h = self.live_handle(fh)
         inode = h.inode
         async with inode.lock:
-            if datasync and inode.writes is not None and inode.size <= inode.attr.size:
+            overwrite = inode.writes is not None and inode.size <= inode.attr.size
+            if datasync and overwrite:
                 await inode.writes.drain()
+            elif overwrite and inode.dirty and not inode.pending_mask:
+                # the size stays: the new mtime may reach the MDS while the data reaches
+                # the OSDs (fsync returns once both are durable; nothing reads otherwise)
+                await asyncio.gather(inode.writes.drain(),
+                                     self._report_writes(inode, h.caller, drain=False))
             else:
                 await self._report_writes(inode, h.caller)
 
@@ -848,6 +912,11 @@ class SdsOperations(pyfuse3.Operations):
                                     caller=inode.pending_caller or mds_pb2.Caller())
                     inode.mark_reported(seq, mask)
                 self._invalidate_inode(self.inodes.to_fuse(msg.ino))
+            elif msg.kind == K.REVOKE_DIR:  # another mount needs the directory
+                self._dir_revokes[msg.ino] += 1
+                self.dir_caps.discard(msg.ino)
+                await self.settle_unlinks()
+                await self.call(Req.CAPS_ACK, ino=msg.ino)
             elif msg.kind == K.INVALIDATE_DENTRY:
                 changed = self.inodes.known(msg.ino)
                 if changed is not None:
@@ -875,6 +944,7 @@ class SdsOperations(pyfuse3.Operations):
                       "; recovering with a new session" if self.reconnect else
                       " (mount again to continue)")
         self.evicted = True
+        self.dir_caps.clear()
         if self.reconnect is not None and not self._recovery.locked():
             self.spawn(self._recover())
 
@@ -920,7 +990,10 @@ class SdsOperations(pyfuse3.Operations):
         self.spawn(asyncio.get_running_loop().run_in_executor(None, run))
 
     async def shutdown(self) -> None:
-        """Report unreported writes and close handles left open at unmount."""
+        """Send pending unlinks, report unreported writes and close handles left open at
+        unmount."""
+        with contextlib.suppress(Exception):
+            await self.settle_unlinks()
         for fh in list(self.handles):
             try:
                 await self._release(fh)

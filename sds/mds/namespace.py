@@ -66,6 +66,8 @@ MAX_DEPTH = 4096
 # reads whose answer shows only the inodes (and directory entries) the request names
 NARROW_READS = {Req.LOOKUP, Req.GETATTR, Req.GETXATTR, Req.LISTXATTR, Req.READLINK}
 CHANGED_AT_KEEP = 65536
+# requests about a whole tree: every exclusive directory cap is revoked first
+WHOLE_TREE_OPS = {Req.QUOTA_SET, Req.SNAP_CREATE, Req.CHECK}
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
 # the request field naming the directory whose entries the client may cache afterwards
@@ -197,6 +199,7 @@ class Namespace:
         handler = self.handlers.get(req.op)
         if handler is None:
             raise NotSupported(f"MDS op {req.op} is not supported")
+        await self._revoke_dir_caps(req)
         if key is None or req.op in READ_ONLY_OPS:
             reply = await self._durably(handler, req)
             self._grant_lease(req)
@@ -242,6 +245,41 @@ class Namespace:
         if reply is not None:
             inos |= {reply.attr.ino, reply.parent.ino}
         return max(self._changed_at.get(ino, 0) for ino in inos)
+
+    async def _revoke_dir_caps(self, req: Req) -> None:
+        """Another session's exclusive cap on a directory this request names (or on the
+        directory it removes or replaces, or on any, for whole-tree admin requests) is
+        revoked first: its holder's pending unlinks land before this is served."""
+        if req.op == Req.CAPS_ACK or not self.caps.dir_holders:
+            return  # an ack never waits: it may be what a revoke waits for
+        if req.op in WHOLE_TREE_OPS or req.op == Req.MKDIR and await self._in_snapshots(req.ino):
+            dirs = set(self.caps.dir_holders)  # (mkdir .snap/NAME snapshots a tree)
+        else:
+            dirs = {req.ino, req.ino2}
+            if req.op in (Req.RMDIR, Req.RENAME):
+                for parent, name in ((req.ino, req.name), (req.ino2, req.name2)):
+                    with contextlib.suppress(SdsError):
+                        found = await self.store.lookup(parent, name) if name else None
+                        if found is not None:
+                            dirs.add(found[0])
+        for dir_ino in dirs:
+            if dir_ino and self.caps.dir_holder_other_than(dir_ino, req.session_id):
+                for silent in await self.caps.revoke_dir(dir_ino, req.session_id):
+                    await self.evict(silent)
+
+    async def _in_snapshots(self, ino: int) -> bool:
+        try:
+            return (await self.store.inode(ino)).readonly
+        except SdsError:
+            return False
+
+    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply) -> None:
+        """An unlink asked for the directory's exclusive cap: granted while no other
+        session caches the directory (sds.mds.caps)."""
+        others = bool(self.leases.others(req.ino, req.session_id))
+        if req.want_dir_cap and self.caps.may_grant_dir(req.ino, req.session_id, others):
+            self.caps.grant_dir(req.ino, req.session_id)
+            reply.dir_cap = True
 
     def _grant_lease(self, req: Req) -> None:
         """The client may now cache entries of the directory this request named."""
@@ -613,6 +651,10 @@ class Namespace:
             tx.put(parent)
             reply = self._reply(rec, parent)
             self._commit(tx, req, reply)
+            if want_dir:
+                self.caps.drop_dir(ino)
+            else:
+                self._grant_dir_cap(req, reply)
             return reply
 
     async def _check_removable_dir(self, tx: Tx, rec: Rec) -> None:

@@ -8,6 +8,7 @@ is atomic across mounts, so concurrent appenders lose nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import json
@@ -16,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -85,6 +87,80 @@ def test_small_files_closed_on_one_are_whole_on_the_other_at_once(two):
     for name, data in made.items():
         assert (b / "by_stat" / name).read_bytes() == data
         assert (b / "by_readdir" / name).read_bytes() == data
+
+
+def filled_dir(mnt, name: str, count: int = 40) -> list[str]:
+    (mnt / name).mkdir()
+    names = [f"f{i:03d}" for i in range(count)]
+    for n in names:
+        (mnt / name / n).write_bytes(n.encode())
+    return names
+
+
+def test_unlinks_under_a_directory_cap_are_exact_on_the_other_mount(two):
+    """A mount removing the files of a directory no other mount looks at takes the
+    directory's exclusive cap and answers the unlinks itself; the other mount's listing,
+    O_EXCL create and rmdir right after are served only once those unlinks have landed."""
+    a, b = two
+    names = filled_dir(a, "cap_list")
+    for n in names:
+        os.unlink(a / "cap_list" / n)
+    assert os.listdir(b / "cap_list") == []
+
+    names = filled_dir(a, "cap_excl")
+    for n in names:
+        os.unlink(a / "cap_excl" / n)
+    last = b / "cap_excl" / names[-1]
+    os.close(os.open(last, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # gone: created
+    with pytest.raises(FileExistsError):  # and now there, for the first mount too
+        os.open(a / "cap_excl" / names[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    assert os.listdir(a / "cap_excl") == [names[-1]]
+
+    names = filled_dir(a, "cap_rmdir")
+    for n in names:
+        os.unlink(a / "cap_rmdir" / n)
+    os.rmdir(b / "cap_rmdir")  # not ENOTEMPTY: the pending unlinks landed first
+    eventually(lambda: not (a / "cap_rmdir").exists())
+
+
+def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
+    """After unlinks answered under a directory cap, the same mount finds the names gone,
+    lists none of them, and an open file unlinked among them shows no links."""
+    a, _ = two
+    names = filled_dir(a, "cap_self")
+    with open(a / "cap_self" / names[0], "rb") as kept:
+        for n in names:
+            os.unlink(a / "cap_self" / n)
+        assert os.fstat(kept.fileno()).st_nlink == 0
+        assert kept.read() == names[0].encode()
+    assert os.listdir(a / "cap_self") == []
+    assert not any((a / "cap_self" / n).exists() for n in names)
+    os.rmdir(a / "cap_self")
+
+
+def test_o_excl_in_a_directory_one_mount_holds_the_cap_of_is_exclusive(two):
+    """Lock files: O_EXCL creates of one name from both mounts, right after one of them
+    unlinked names in the directory (holding its cap): exactly one wins, every time."""
+    a, b = two
+    names = filled_dir(a, "cap_lock", 10)
+    for n in names:
+        os.unlink(a / "cap_lock" / n)
+    start = threading.Barrier(2)
+
+    def take(mnt):
+        start.wait()
+        try:
+            os.close(os.open(mnt / "cap_lock" / "lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o644))
+            return mnt
+        except FileExistsError:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            won = [m for m in pool.map(take, (a, b)) if m is not None]
+            assert len(won) == 1
+            os.unlink(won[0] / "cap_lock" / "lock")  # the winner's cap, if it gets one
 
 
 def test_rename_and_unlink_seen_on_other(two):
