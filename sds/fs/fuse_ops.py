@@ -47,6 +47,7 @@ import pyfuse3
 
 from sds.common.errors import (
     Blocklisted,
+    ConnectionLost,
     NoData,
     NotFound,
     NotPermitted,
@@ -54,7 +55,10 @@ from sds.common.errors import (
     QuotaExceeded,
     Retry,
     SdsError,
+    ShuttingDown,
     StaleSession,
+    TimedOut,
+    Unavailable,
 )
 from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
@@ -73,6 +77,7 @@ BLOCK = 512                   # st_blocks unit
 CAPABILITY_XATTR = b"security.capability"  # what the kernel asks before every write
 APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
+UNREACHABLE = (TimedOut, Unavailable, ConnectionLost, ShuttingDown)  # no MDS answered
 DEFERRED_CLOSE_BYTES = 1 << 20  # close(2) waits for the data when more is in flight
 DEFERRED_CLOSES = 64          # closes whose report may wait for release() at once
 ASYNC_UNLINKS = 64            # unlinks answered here and not yet at the MDS, at most
@@ -205,6 +210,7 @@ class SdsOperations(pyfuse3.Operations):
         self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
         self.deferred: set[int] = set()  # handles closed whose report release() makes
+        self.mds_unreachable = False     # the last MDS request failed to reach an MDS
         self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
         self._dir_cap_session = 0        # ... in this MDS session
         self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
@@ -240,6 +246,7 @@ class SdsOperations(pyfuse3.Operations):
             if isinstance(e, StaleSession | Blocklisted):  # our session was evicted
                 self._evicted()
                 raise pyfuse3.FUSEError(errno.EIO) from None
+            self.mds_unreachable = isinstance(e, UNREACHABLE) or e.code == errno.ETIMEDOUT
             raise
         finally:
             if log.isEnabledFor(logging.DEBUG):
@@ -250,6 +257,7 @@ class SdsOperations(pyfuse3.Operations):
                 known = self.inodes.known(ino) if ino else None
                 if known is not None:
                     known.attr_stale()
+        self.mds_unreachable = False
         for attr in (reply.attr, reply.parent):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
@@ -746,9 +754,11 @@ class SdsOperations(pyfuse3.Operations):
         mount's open, stat or readdir of it revokes this mount first (close-to-open holds).
         Not deferred: O_SYNC/O_DSYNC files, files under a byte quota (EDQUOT belongs to
         close), files a write of which has failed (later failures reach close too), more
-        than DEFERRED_CLOSE_BYTES in flight, or DEFERRED_CLOSES closes already waiting."""
+        than DEFERRED_CLOSE_BYTES in flight, DEFERRED_CLOSES closes already waiting, or
+        any while the MDS's last answer was a failure to reach it (close reports that)."""
         writes = h.inode.writes
         return (h.writable and not h.stale and not self.evicted and not h.append
+                and not self.mds_unreachable
                 and not h.flags & (os.O_SYNC | os.O_DSYNC)
                 and h.inode.quota_end is None
                 and (writes is None or (not writes.failed and writes.error is None
