@@ -70,7 +70,7 @@ extras=""
 stamp="$venv/.sds-installed"
 fingerprint="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 check='import sds, uvloop, lmdb, grpc, aiohttp, google.protobuf, pyfuse3'
-[ "$want_test" = 1 ] && check="$check, pytest, hypothesis"
+[ "$want_test" = 1 ] && check="$check, pytest, hypothesis, importlinter"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] &&
    "$venv/bin/python" -c "$check" 2>/dev/null; then
     echo "install.sh: .venv is up to date"

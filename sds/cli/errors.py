@@ -44,6 +44,7 @@ EXIT_CODES: dict[type[SdsError], int] = {
     e.Blocklisted: errno.ESHUTDOWN, e.StaleSession: errno.ESTALE, e.TooBig: errno.E2BIG,
     e.ShuttingDown: errno.EIO, e.InternalError: errno.EIO,
     e.Aborted: errno.EALREADY, e.FailedPrecondition: errno.EINVAL,
+    e.CompareFailed: errno.ECANCELED,
 }
 
 

@@ -8,7 +8,7 @@ import time
 from sds.cli import format as fmt
 from sds.cli.commands import Context, Output, arg, byte_count_arg, cli, mon
 from sds.cli.generated import mon_cli
-from sds.fs.mdsclient import MdsClient
+from sds.client.mdsclient import MdsClient
 from sds.mds import admin
 from sds.proto import mds_pb2
 

@@ -15,13 +15,20 @@ import os
 import stat
 import time
 
-from sds.common.errors import AlreadyExists, InvalidArgument, NoData, NotFound, SdsError
-from sds.fs.mdsclient import MdsClient
-from sds.fs.striper import Striper, object_name
+from sds.client.mdsclient import MdsClient
+from sds.client.striper import Striper
+from sds.common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NoData,
+    NotADirectory,
+    NotFound,
+    SdsError,
+)
+from sds.fsrules.layout import ROOT_INO, object_name
 from sds.proto import mds_pb2
 
 Req = mds_pb2.MdsRequest
-ROOT_INO = 1
 VOLUMES = "volumes"
 META_PREFIX = "user.sds.meta."   # subvolume metadata: one xattr per key
 CREATED_XATTR = "user.sds.created_ns"
@@ -35,8 +42,8 @@ def _check_component(what: str, name: str) -> None:
 
 class FsAdmin:
     """One MDS session used for admin operations on one filesystem. Keep one per Rados
-    and filesystem, open for as long as it is used: the MDS tells requests apart by
-    (client instance, tid), and a second session of the same Rados would reuse tids."""
+    and filesystem, open for as long as it is used: the MDS keeps one session per client
+    instance, so a second session of the same Rados takes over the first one's."""
 
     def __init__(self, rados, fs_name: str | None = None, timeout: float = 60.0):
         self.rados = rados
@@ -167,7 +174,7 @@ class FsAdmin:
         try:
             group_attr = await self.lookup(self.group_path(group))
             attr = await self.lookup(path)
-        except NotFound:
+        except (NotFound, NotADirectory):  # a group that is a file holds no subvolume
             return False
         for snap in await self.snapshot_ls(group, name):
             with contextlib.suppress(NotFound):

@@ -68,6 +68,12 @@ class Rados:
         self.limits = Limits.from_config(self.config)
         self.read_chunk = int(self.config.get("osd_max_read_size"))
 
+    def next_tid(self) -> int:
+        """A request id this client instance has not used yet. The OSDs and the MDS both
+        recognise a resend by (instance, tid), so every sender on this Rados (its object
+        ops, each MDS client) takes its ids from this one counter."""
+        return next(self._tids)
+
     @property
     def client_id(self) -> str:
         """This client's instance: the OSDs take it from the connection (named once at
@@ -153,7 +159,7 @@ class Rados:
         if op.ByteSize() > envelope_max - 4096:
             raise TooBig(f"op of {op.ByteSize()} bytes of xattr and omap values does not fit "
                          f"one message (ms_max_envelope_bytes, {envelope_max} bytes)")
-        op.tid = next(self._tids)  # the OSD pairs it with our instance from the connection
+        op.tid = self.next_tid()  # the OSD pairs it with our instance from the connection
 
         def locate() -> tuple[int, int]:
             monc = self.monc
@@ -204,6 +210,11 @@ class Rados:
                 reason = f"osd.{primary}: {e}"
                 log.debug("%s: %s", what, reason)
                 await self.wait_for_map_change(min(remaining, 0.5))
+
+
+def _guards(expect: dict[bytes, bytes] | None, absent: list[bytes] | None) -> dict:
+    return {"omap_cmp": [osd_pb2.KeyValue(key=k, value=v) for k, v in (expect or {}).items()],
+            "omap_absent": list(absent or [])}
 
 
 class IoCtx:
@@ -290,12 +301,18 @@ class IoCtx:
         reply = self._reply(await self._call(Op.OMAP_GET, oid, keys=keys))
         return {kv.key: kv.value for kv in reply.kvs}
 
-    async def omap_set(self, oid: str, kvs: dict[bytes, bytes]) -> None:
+    async def omap_set(self, oid: str, kvs: dict[bytes, bytes], *,
+                       expect: dict[bytes, bytes] | None = None,
+                       absent: list[bytes] | None = None) -> None:
+        """Set keys; with `expect` / `absent`, only if those keys have exactly those values
+        / do not exist (a compare-and-set on the OSD: CompareFailed, nothing changed)."""
         items = [osd_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()]
-        await self._call(Op.OMAP_SET, oid, kvs=items)
+        await self._call(Op.OMAP_SET, oid, kvs=items, **_guards(expect, absent))
 
-    async def omap_rm(self, oid: str, keys: list[bytes]) -> None:
-        await self._call(Op.OMAP_RM, oid, keys=keys)
+    async def omap_rm(self, oid: str, keys: list[bytes], *,
+                      expect: dict[bytes, bytes] | None = None) -> None:
+        """Remove keys; with `expect`, only if those keys have exactly those values."""
+        await self._call(Op.OMAP_RM, oid, keys=keys, **_guards(expect, None))
 
     async def omap_clear(self, oid: str) -> None:
         await self._call(Op.OMAP_CLEAR, oid)

@@ -60,8 +60,19 @@ DAEMON_CAPS: dict[str, dict[str, str]] = {
             "mgr": "allow profile mgr"},
     "mds": {"mon": "allow profile mds", "osd": ALL_CAPS, "mds": "allow profile mds"},
 }
-# the CSI plugin's own key (client.csi): only what it needs
-CSI_CAPS = {s: "allow profile csi" for s in ("mon", "osd", "mds", "mgr")}
+
+
+def csi_caps(pools: list[str] | None = None) -> dict[str, str]:
+    """The CSI plugin's own key (client.csi): only what it needs. The monitors for maps
+    and `df`; the OSDs for its journal (metadata pool) and for copying clones (data
+    pool), limited to POOLS when given; the MDS for subvolumes, quotas and snapshots.
+    No mgr: it asks nothing of it."""
+    osd = ", ".join(f"allow profile csi pool={p}" for p in pools) if pools else \
+        "allow profile csi"
+    return {"mon": "allow profile csi", "osd": osd, "mds": "allow profile csi"}
+
+
+CSI_CAPS = csi_caps()
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 MDS_NAMES = "abcdefghijklmnopqrstuvwxyz"
 DEFAULT_FS = ("sdsfs", "sdsfs_metadata", "sdsfs_data")
@@ -436,6 +447,26 @@ def render_conf(sections: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def genesis_keyring(osds: int, mgrs: list[str], mds_ids: list[str],
+                    csi_caps: dict[str, str] | None = None) -> Keyring:
+    """The genesis auth database the monitors start from: fresh keys for the mons, every
+    daemon (with its daemon caps), client.admin, and client.csi when CSI_CAPS are given.
+    Local clusters and the Kubernetes secrets (deploy/kubernetes/make_secrets.py) both
+    come from here."""
+    keyring = Keyring()
+    keyring.add("mon.", caps=DAEMON_CAPS["mon"])
+    keyring.add("client.admin", caps={s: ALL_CAPS for s in ("mon", "osd", "mgr", "mds")})
+    for i in range(osds):
+        keyring.add(f"osd.{i}", caps=DAEMON_CAPS["osd"])
+    for mgr_id in mgrs:
+        keyring.add(f"mgr.{mgr_id}", caps=DAEMON_CAPS["mgr"])
+    for mds_id in mds_ids:
+        keyring.add(f"mds.{mds_id}", caps=DAEMON_CAPS["mds"])
+    if csi_caps is not None:
+        keyring.add("client.csi", caps=csi_caps)
+    return keyring
+
+
 def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = True,
                         extra_conf: dict | None = None, mds: int = 0,
                         csi: bool = False) -> list[str]:
@@ -455,24 +486,19 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
         glob["mgr_addr"] = mgr_addr
     glob["osd_crush_failure_domain"] = "osd"  # every OSD of a local cluster shares one host
     sections: dict[str, dict[str, str]] = {"global": glob}
-    keyring = Keyring()  # the genesis auth database
-    keyring.add("mon.", caps=DAEMON_CAPS["mon"])
-    keyring.add("client.admin", caps={s: ALL_CAPS for s in ("mon", "osd", "mgr", "mds")})
+    keyring = genesis_keyring(osds, ["x"] if mgr else [], list(MDS_NAMES[:mds]),
+                              CSI_CAPS if csi else None)
     for rank, addr in enumerate(mon_addrs):
         sections[f"mon.{rank}"] = {"addr": addr}
     hostname = socket.gethostname()
     for i in range(osds):
         sections[f"osd.{i}"] = {"osd_host": hostname}
-        keyring.add(f"osd.{i}", caps=DAEMON_CAPS["osd"])
     if mgr:
         sections["mgr.x"] = {"addr": mgr_addr}
-        keyring.add("mgr.x", caps=DAEMON_CAPS["mgr"])
     for mds_id in MDS_NAMES[:mds]:
         sections[f"mds.{mds_id}"] = {}
-        keyring.add(f"mds.{mds_id}", caps=DAEMON_CAPS["mds"])
     if csi:  # one CSI plugin with both roles, as client.csi
         sections["csi.0"] = {}
-        keyring.add("client.csi", caps=CSI_CAPS)
     names = [s for s in sections if s != "global"]
     private_dir(dir)
     for name in names:
@@ -481,12 +507,11 @@ def write_cluster_files(dir: Path, osds: int = 3, mons: int = 3, mgr: bool = Tru
                           "keyring": str(daemon_keyring(dir, name))}
         private_dir(dir / name)
         entity = "client.csi" if name.startswith("csi.") else name
-        own = keyring if name.startswith("mon.") else \
-            Keyring({entity: keyring.entries[entity]})
+        own = keyring if name.startswith("mon.") else keyring.only(entity)
         own.save(daemon_keyring(dir, name))
     _merge_extra(sections, extra_conf)
     private_dir(out)
-    Keyring({"client.admin": keyring.entries["client.admin"]}).save(dir / "keyring")
+    keyring.only("client.admin").save(dir / "keyring")
     tmp = dir / "sds.conf.tmp"
     write_private(tmp, render_conf(sections))
     os.replace(tmp, dir / "sds.conf")

@@ -216,12 +216,20 @@ class FailedPrecondition(SdsError, kind="failed_precondition"):
     code = _errno.EINVAL
 
 
+class CompareFailed(SdsError, kind="compare_failed"):
+    """A guarded write found the object not as the caller expected (Ceph's omap_cmp):
+    nothing was changed; someone else changed it first."""
+
+    code = _errno.ECANCELED
+
+
 _BY_CODE: dict[int, type[SdsError]] = {}
 for _cls in (
     NotFound, AlreadyExists, InvalidArgument, PermissionDenied, AuthError, TimedOut,
     ChecksumError, Busy, NotEmpty, NoSpace, Range, NoData, Retry, Unavailable,
     ConnectionLost, NotSupported, NotADirectory, IsADirectory, NameTooLong, CrossDevice,
     QuotaExceeded, ReadOnly, TooManyLinks, Blocklisted, FileTooBig, TooBig, Aborted,
+    CompareFailed,
 ):
     _BY_CODE.setdefault(_cls.code, _cls)
 

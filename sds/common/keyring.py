@@ -34,8 +34,8 @@ class Keyring:
             entries[name] = (key, caps)
         return cls(entries)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Written with mode 0600: the file holds secrets."""
+    def text(self) -> str:
+        """The keyring file's contents (secrets: never log them)."""
         lines = []
         for name, (key, caps) in sorted(self.entries.items()):
             lines.append(f"[{name}]")
@@ -43,10 +43,18 @@ class Keyring:
             for service, cap in sorted(caps.items()):
                 lines.append(f"caps {service} = {cap}")
             lines.append("")
+        return "\n".join(lines)
+
+    def only(self, *names: str) -> Keyring:
+        """A keyring of just these entities (a daemon gets its own key, nothing else)."""
+        return Keyring({n: self.entries[n] for n in names})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Written with mode 0600: the file holds secrets."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines))
+            f.write(self.text())
 
     def add(self, name: str, key: bytes | None = None, caps: dict[str, str] | None = None) -> bytes:
         key = key or generate_key()

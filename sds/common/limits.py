@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sds.common.errors import FileTooBig, NameTooLong, TooBig
+from sds.common.errors import FileTooBig, InvalidArgument, NameTooLong, TooBig
 from sds.proto import osd_pb2
 
 Op = osd_pb2.OsdOp
 _WRITES_DATA = (Op.WRITE, Op.WRITE_FULL, Op.APPEND)
 _NAMES_XATTR = (Op.GETXATTR, Op.SETXATTR, Op.RMXATTR)
 _NAMES_KEYS = (Op.OMAP_GET, Op.OMAP_RM)
+_READS = (Op.READ, Op.STAT, Op.GETXATTR, Op.GETXATTRS, Op.OMAP_GET, Op.OMAP_LIST, Op.LIST)
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,17 @@ class Limits:
         if code == Op.SETXATTR and len(op.value) > self.attr_size:
             raise TooBig(f"xattr value of {len(op.value)} bytes exceeds the limit of "
                          f"{self.attr_size} (osd_max_attr_size)")
-        for key in list(op.keys) + [kv.key for kv in op.kvs]:
+        guards = list(op.omap_cmp)
+        if (guards or op.omap_absent) and code in _READS:
+            raise InvalidArgument("omap guards apply to write ops only")
+        for key in list(op.keys) + [kv.key for kv in list(op.kvs) + guards] + list(op.omap_absent):
             self._name("omap key", key, self.omap_key_len, "osd_max_omap_key_len")
-        for kv in op.kvs:
+        for kv in list(op.kvs) + guards:
             if len(kv.value) > self.omap_value_size:
                 raise TooBig(f"omap value of {len(kv.value)} bytes exceeds the limit of "
                              f"{self.omap_value_size} (osd_max_omap_value_size)")
-        total = data_len + len(op.value) + sum(len(kv.key) + len(kv.value) for kv in op.kvs)
+        total = (data_len + len(op.value) + sum(len(kv.key) + len(kv.value)
+                                                for kv in list(op.kvs) + guards))
         if total > self.write_size:
             raise TooBig(f"write of {total} bytes exceeds the limit of {self.write_size} "
                          "(osd_max_write_size)")

@@ -4,6 +4,7 @@ filesystem's snapshots of them, clones are copies; every call is idempotent by n
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from google.protobuf import timestamp_pb2, wrappers_pb2
@@ -15,12 +16,16 @@ from sds.common.errors import (
     InvalidArgument,
     NotFound,
     Range,
+    SdsError,
 )
-from sds.csi import caps, ids
+from sds.csi import caps, ids, topology
 from sds.csi.cluster import Cluster
+from sds.csi.journal import Entry
 from sds.csi.locks import OperationLocks
+from sds.csi.reservations import LEASE_S, Reservation, Reservations
 from sds.proto import csi_pb2, csi_pb2_grpc
 
+log = logging.getLogger("sds.csi.controller")
 GiB = 1 << 30
 DEFAULT_SIZE = GiB
 DEFAULT_GROUP = "csi"
@@ -79,12 +84,27 @@ class BadToken(Exception):
 
 
 class ControllerService(csi_pb2_grpc.ControllerServicer):
-    def __init__(self, cluster: Cluster, default_fs: str | None = None):
+    def __init__(self, cluster: Cluster, default_fs: str | None = None,
+                 lease_s: float = LEASE_S, topology: bool = False):
         self.cluster = cluster
         self.default_fs = default_fs
+        self.topology = topology
         self.locks = OperationLocks()
+        self.reservations = Reservations(lease_s)
 
     # -- helpers -----------------------------------------------------------------------------
+    async def _storage(self, params: dict, secrets: dict) -> dict:
+        """The filesystem (its pools) that StorageClass parameters choose; InvalidArgument
+        for parameters this plugin does not know or a pool that is not its data pool."""
+        unknown = [k for k in params if k not in KNOWN and not k.startswith(SIDECAR_PREFIX)]
+        if unknown:
+            raise InvalidArgument(f"unknown parameters {', '.join(sorted(unknown))}")
+        fsinfo = await self.cluster.filesystem(params.get(P_FS) or self.default_fs, secrets)
+        if params.get(P_POOL) and params[P_POOL] != fsinfo["data_pool"]:
+            raise InvalidArgument(f"pool {params[P_POOL]} is not the data pool of "
+                                  f"filesystem {fsinfo['name']} ({fsinfo['data_pool']})")
+        return fsinfo
+
     async def _fs_name(self, params: dict, secrets: dict) -> str:
         return (await self.cluster.filesystem(params.get(P_FS) or self.default_fs,
                                               secrets))["name"]
@@ -116,43 +136,97 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("name is missing")
         caps.check_all(request.volume_capabilities)
         params = dict(request.parameters)
-        unknown = [k for k in params if k not in KNOWN and not k.startswith(SIDECAR_PREFIX)]
-        if unknown:
-            raise InvalidArgument(f"unknown parameters {', '.join(sorted(unknown))}")
         size = size_for(request.capacity_range if request.HasField("capacity_range") else None)
         secrets = dict(request.secrets)
+        cr = request.capacity_range if request.HasField("capacity_range") else None
         with self.locks.hold(f"name/{request.name}"):
-            fsinfo = await self.cluster.filesystem(params.get(P_FS) or self.default_fs, secrets)
-            if params.get(P_POOL) and params[P_POOL] != fsinfo["data_pool"]:
-                raise InvalidArgument(f"pool {params[P_POOL]} is not the data pool of "
-                                      f"filesystem {fsinfo['name']} ({fsinfo['data_pool']})")
+            fsinfo = await self._storage(params, secrets)
             group = ids.check_part("subvolumeGroup", params.get(P_GROUP) or DEFAULT_GROUP)
             source = request.volume_content_source
             want = {"parameters": {k: v for k, v in sorted(params.items())
                                    if not k.startswith(SIDECAR_PREFIX)},
                     "source": source.SerializeToString(deterministic=True).hex()}
             journal = await self.cluster.journal(fsinfo["name"], secrets)
-            entry = await journal.volume_by_name(request.name)
-            if entry is None:
-                await self._check_source(fsinfo["name"], source, size, secrets)
-            if entry is not None:
-                if entry["request"] != want:
+            entry = await journal.volume_entry(request.name)
+            if entry is not None and entry.value["request"] != want:
+                if entry.value["state"] == "ready":
                     raise AlreadyExists(f"volume {request.name} exists with other parameters "
                                         f"or content source")
-                vid = ids.parse_volume_id(entry["id"])
-            else:
-                vid = ids.make_volume_id(fsinfo["name"], group, f"csi-vol-{uuid.uuid4()}")
-                await journal.reserve_volume(request.name, str(vid), want)
-                entry = {"id": str(vid), "state": "reserved", "request": want}
+                await self._discard(journal, request.name, entry, secrets)
+                entry = None
+            if entry is None:
+                await self._check_source(fsinfo["name"], source, size, secrets)
+            made = await self._made(entry, secrets)
+            if made is None:
+                def fresh() -> dict:
+                    vid = ids.make_volume_id(fsinfo["name"], group, f"csi-vol-{uuid.uuid4()}")
+                    return {"id": str(vid), "request": want}
+
+                made = await self._make(journal, entry, fresh, size, request, secrets)
+            vid, info = made
+            if not fits(cr, info["bytes_quota"]):
+                raise AlreadyExists(f"volume {request.name} exists with "
+                                    f"{info['bytes_quota']} bytes")
+        vol = self._volume_msg(vid, info, source)
+        if self.topology and request.HasField("accessibility_requirements"):
+            vol.accessible_topology.extend(topology.accessible(request.accessibility_requirements))
+        return csi_pb2.CreateVolumeResponse(volume=vol)
+
+    async def _made(self, entry: Entry | None, secrets) -> tuple[ids.VolumeId, dict] | None:
+        """(id, info) of the volume of a ready journal entry whose subvolume is whole."""
+        if entry is None or entry.value["state"] != "ready":
+            return None
+        vid = ids.parse_volume_id(entry.id)
+        async with self.cluster.fsadmin(vid.fs, secrets) as fs:
+            try:
+                info = await fs.subvolume_info(vid.group, vid.name)
+            except NotFound:
+                return None  # removed behind the journal's back: make it again
+        return (vid, info) if info["metadata"].get("csi.ready") == "1" else None
+
+    async def _make(self, journal, entry: Entry | None, fresh, size: int, request,
+                    secrets) -> tuple[ids.VolumeId, dict]:
+        """Make the volume under a reservation this controller owns (see reservations.py);
+        a failure rolls back what was made, so a retry, with corrected parameters too,
+        starts clean and nothing leaks."""
+        async with self.reservations.own(journal, request.name, entry, fresh) as res:
+            vid = ids.parse_volume_id(res.volume_id)
             with self.locks.hold(str(vid)):
-                info = await self._ensure_volume(vid, size, request, secrets)
-                if not fits(request.capacity_range if request.HasField("capacity_range")
-                            else None, info["bytes_quota"]):
-                    raise AlreadyExists(f"volume {request.name} exists with "
-                                        f"{info['bytes_quota']} bytes")
-                if entry["state"] != "ready":
-                    await journal.volume_ready(request.name, entry)
-        return csi_pb2.CreateVolumeResponse(volume=self._volume_msg(vid, info, source))
+                try:
+                    info = await self._ensure_volume(vid, size, request, secrets)
+                except SdsError as e:
+                    await self._roll_back(vid, res, secrets, e)
+                    raise
+                await res.ready()
+        return vid, info
+
+    async def _discard(self, journal, name: str, entry: Entry, secrets) -> None:
+        """Drop what an unfinished CreateVolume with other parameters left (its controller
+        died before it could roll back), once that reservation is this controller's:
+        the retry with corrected parameters starts clean."""
+        async with self.reservations.own(journal, name, entry, dict) as res:
+            vid = ids.parse_volume_id(res.volume_id)
+            log.info("CreateVolume %s: dropping the unfinished %s made with other parameters",
+                     name, vid)
+            async with self.cluster.fsadmin(vid.fs, secrets) as fs:
+                await fs.subvolume_rm(vid.group, vid.name)
+            await res.release()
+
+    async def _roll_back(self, vid: ids.VolumeId, res: Reservation, secrets,
+                         why: SdsError) -> None:
+        """Remove what a failed CreateVolume made, then its reservation; when the cluster
+        cannot be reached for that, the reservation stays this controller's and the
+        retry takes it over."""
+        if res.lost:
+            return  # the volume is another controller's to make now
+        log.info("CreateVolume %s failed (%s): rolling back %s", res.name, why, vid)
+        try:
+            async with self.cluster.fsadmin(vid.fs, secrets) as fs:
+                await fs.subvolume_rm(vid.group, vid.name)
+            await res.release()
+        except SdsError as e:
+            log.warning("CreateVolume %s: rollback of %s left for the retry: %s", res.name,
+                        vid, e)
 
     async def _check_source(self, fs_name: str, source, size: int, secrets) -> None:
         """NotFound / Range for a content source that cannot be used, before anything is
@@ -273,16 +347,19 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 vid, info = await self._volume(volume_id, {})
             except NotFound:
                 continue  # deleted meanwhile
-            reply.entries.add(volume=self._volume_msg(vid, info))
+            entry = reply.entries.add(volume=self._volume_msg(vid, info))
+            entry.status.volume_condition.CopyFrom(self._condition(info))  # VOLUME_CONDITION
         return reply
 
     async def GetCapacity(self, request, context):
+        """The data pool's MAX AVAIL, as `sds df` reports it: what a new volume of this
+        StorageClass can hold. Every node reaches the pool, so the topology asked about
+        changes nothing (see topology.py)."""
         problem = caps.problem_of_all(request.volume_capabilities) \
             if request.volume_capabilities else ""
         if problem:
             return csi_pb2.GetCapacityResponse(available_capacity=0)
-        params = dict(request.parameters)
-        fsinfo = await self.cluster.filesystem(params.get(P_FS) or self.default_fs)
+        fsinfo = await self._storage(dict(request.parameters), {})
         df = await (await self.cluster.rados()).mon_command({"prefix": "df"})
         avail = next((p["stats"]["max_avail"] for p in df.get("pools", [])
                       if p["name"] == fsinfo["data_pool"]), 0)
@@ -314,12 +391,17 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     async def ControllerGetVolume(self, request, context):
         vid, info = await self._volume(request.volume_id, {})
         reply = csi_pb2.ControllerGetVolumeResponse(volume=self._volume_msg(vid, info))
-        full = info["bytes_quota"] and info["bytes_used"] >= info["bytes_quota"]
-        reply.status.volume_condition.abnormal = False
-        reply.status.volume_condition.message = (
-            f"{info['bytes_used']} of {info['bytes_quota']} bytes used"
-            + (" (full)" if full else ""))
+        reply.status.volume_condition.CopyFrom(self._condition(info))
+        # published_node_ids stays empty: there is no ControllerPublish (attachRequired
+        # false), so LIST_VOLUMES_PUBLISHED_NODES is not offered and the CO ignores it
         return reply
+
+    @staticmethod
+    def _condition(info: dict) -> csi_pb2.VolumeCondition:
+        full = info["bytes_quota"] and info["bytes_used"] >= info["bytes_quota"]
+        return csi_pb2.VolumeCondition(
+            abnormal=False, message=f"{info['bytes_used']} of {info['bytes_quota']} bytes "
+                                    "used" + (" (full)" if full else ""))
 
     # -- snapshots ----------------------------------------------------------------------------
     def _snapshot_msg(self, sid: ids.SnapshotId, snap: dict) -> csi_pb2.Snapshot:
@@ -343,13 +425,19 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             if entry is None:
                 sid = ids.SnapshotId(vid, f"csi-snap-{uuid.uuid4()}")
                 entry = await journal.reserve_snapshot(request.name, str(sid), str(vid))
+                if entry["source"] != str(vid):  # another controller reserved it first
+                    raise AlreadyExists(f"snapshot {request.name} exists for volume "
+                                        f"{entry['source']}")
             sid = ids.parse_snapshot_id(entry["id"])
             with self.locks.hold(str(vid)):
                 async with self.cluster.fsadmin(vid.fs, secrets) as fs:
                     try:
                         snap = await fs.snapshot_info(vid.group, vid.name, sid.snap)
                     except NotFound:
-                        snap = await fs.snapshot_create(vid.group, vid.name, sid.snap)
+                        try:
+                            snap = await fs.snapshot_create(vid.group, vid.name, sid.snap)
+                        except AlreadyExists:  # made by another controller just now
+                            snap = await fs.snapshot_info(vid.group, vid.name, sid.snap)
                 if entry["state"] != "ready":
                     await journal.snapshot_ready(request.name, entry)
         return csi_pb2.CreateSnapshotResponse(snapshot=self._snapshot_msg(sid, snap))

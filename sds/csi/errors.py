@@ -33,6 +33,7 @@ TABLE: dict[type[BaseException], grpc.StatusCode] = {
     e.NoSpace: S.RESOURCE_EXHAUSTED,      # no room in the pool
     e.QuotaExceeded: S.RESOURCE_EXHAUSTED,
     e.Aborted: S.ABORTED,                 # an operation on the same volume is in flight
+    e.CompareFailed: S.ABORTED,           # another controller changed the journal first
     e.FailedPrecondition: S.FAILED_PRECONDITION,
     e.NotEmpty: S.FAILED_PRECONDITION,
     e.Busy: S.FAILED_PRECONDITION,
@@ -45,6 +46,7 @@ TABLE: dict[type[BaseException], grpc.StatusCode] = {
     e.ConnectionLost: S.UNAVAILABLE,
     e.Blocklisted: S.UNAVAILABLE,
     e.ReadOnly: S.FAILED_PRECONDITION,
+    e.NotADirectory: S.FAILED_PRECONDITION,  # e.g. a subvolume group that is a file
 }
 PER_RPC: dict[tuple[str, type[BaseException]], grpc.StatusCode] = {
     # NodeExpandVolume: a capacity past what the volume has is OUT_OF_RANGE, as in Create

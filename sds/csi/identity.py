@@ -22,8 +22,10 @@ def version() -> str:
 
 
 class IdentityService(csi_pb2_grpc.IdentityServicer):
-    def __init__(self, cluster: Cluster, controller: bool, name: str = DRIVER_NAME):
+    def __init__(self, cluster: Cluster, controller: bool, name: str = DRIVER_NAME,
+                 topology: bool = False):
         self.cluster, self.controller, self.name = cluster, controller, name
+        self.topology = topology
 
     async def GetPluginInfo(self, request, context):
         return csi_pb2.GetPluginInfoResponse(name=self.name, vendor_version=version())
@@ -32,6 +34,8 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
         reply = csi_pb2.GetPluginCapabilitiesResponse()
         if self.controller:
             reply.capabilities.add().service.type = Service.CONTROLLER_SERVICE
+        if self.topology:
+            reply.capabilities.add().service.type = Service.VOLUME_ACCESSIBILITY_CONSTRAINTS
         reply.capabilities.add().volume_expansion.type = \
             csi_pb2.PluginCapability.VolumeExpansion.ONLINE
         return reply

@@ -10,6 +10,7 @@ import binascii
 import errno
 import logging
 import os
+import stat
 
 from sds.common.errors import (
     AlreadyExists,
@@ -27,7 +28,7 @@ from sds.proto import csi_pb2, csi_pb2_grpc
 log = logging.getLogger("sds.csi.node")
 RPC = csi_pb2.NodeServiceCapability.RPC
 CAPABILITIES = (RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.EXPAND_VOLUME,
-                RPC.VOLUME_CONDITION, RPC.SINGLE_NODE_MULTI_WRITER)
+                RPC.VOLUME_CONDITION, RPC.SINGLE_NODE_MULTI_WRITER, RPC.VOLUME_MOUNT_GROUP)
 
 
 def _need(value: str, what: str) -> str:
@@ -36,11 +37,42 @@ def _need(value: str, what: str) -> str:
     return value
 
 
+def mount_group(cap: csi_pb2.VolumeCapability) -> int | None:
+    """The gid of volume_mount_group (kubelet passes the pod's fsGroup), None when unset."""
+    text = cap.mount.volume_mount_group
+    if not text:
+        return None
+    if not text.isdigit() or int(text) >= 1 << 32:
+        raise InvalidArgument(f"volume_mount_group {text!r} is not a numeric group id")
+    return int(text)
+
+
+async def give_to_group(path: str, gid: int) -> None:
+    """Make the volume's root group-owned by GID, group-writable and setgid, so a pod of
+    that fsGroup can write and its new files and directories inherit the group: what
+    kubelet would otherwise do by chown/chmod of every file (VOLUME_MOUNT_GROUP). The
+    root is shared by every mount of the volume, so the last fsGroup staged wins, as it
+    would with kubelet's own recursive chown."""
+    def apply() -> None:
+        st = os.stat(path)
+        if st.st_gid != gid:
+            os.chown(path, -1, gid)
+        want = stat.S_IMODE(st.st_mode) | stat.S_ISGID | stat.S_IRWXG
+        if stat.S_IMODE(st.st_mode) != want or st.st_gid != gid:  # chown drops setgid
+            os.chmod(path, want)
+
+    try:
+        await asyncio.to_thread(apply)
+    except OSError as e:
+        raise SdsError(f"cannot give {path} to group {gid}: {e}", e.errno) from None
+
+
 class NodeService(csi_pb2_grpc.NodeServicer):
     def __init__(self, cluster: Cluster, mounts: NodeMounts, node_id: str,
-                 max_volumes: int = 0):
+                 max_volumes: int = 0, topology: dict[str, str] | None = None):
         self.cluster, self.mounts, self.node_id = cluster, mounts, node_id
         self.max_volumes = max_volumes
+        self.topology = topology or {}
         self.locks = OperationLocks()
 
     async def recover(self) -> None:
@@ -72,6 +104,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if vid is None:
             raise NotFound(f"volume {volume_id} does not exist")
         read_only = caps.read_only(request.volume_capability)
+        gid = mount_group(request.volume_capability)
         with self.locks.hold(volume_id):
             rec = self.mounts.load(staging)
             if mount_entry(staging) is not None:
@@ -79,6 +112,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     raise AlreadyExists(f"{staging} has another volume or access mode staged")
                 if await is_dead(staging):
                     await self.mounts.repair(rec)
+                if gid is not None and not read_only:
+                    await give_to_group(staging, gid)
                 return csi_pb2.NodeStageVolumeResponse()
             secrets = dict(request.secrets)
             async with self.cluster.fsadmin(vid.fs, secrets) as fs:
@@ -87,6 +122,12 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             rec = StageRecord(volume_id=volume_id, staging=staging, fs=vid.fs, root=vid.path,
                               read_only=read_only, entity=entity, keyring=keyring)
             await self.mounts.mount(rec)
+            try:
+                if gid is not None and not read_only:  # read-only: nothing to write anyway
+                    await give_to_group(staging, gid)
+            except SdsError:
+                await self.mounts.unmount_stage(staging)
+                raise
             self.mounts.save(rec)
         return csi_pb2.NodeStageVolumeResponse()
 
@@ -105,6 +146,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if not request.staging_target_path:
             raise FailedPrecondition("staging_target_path is missing (the plugin stages)")
         staging = os.path.abspath(request.staging_target_path)
+        gid = mount_group(request.volume_capability)
         with self.locks.hold(volume_id):
             rec = self.mounts.load(staging)
             if rec is None or rec.volume_id != volume_id or mount_entry(staging) is None:
@@ -112,6 +154,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             read_only = request.readonly or rec.read_only
             if not await self.mounts.healthy(rec):
                 await self.mounts.repair(rec)
+            if gid is not None and not rec.read_only:  # the bind shows the staged root
+                await give_to_group(staging, gid)
             entry = mount_entry(target)
             if entry is not None and target in rec.targets:
                 if rec.targets[target] != read_only:
@@ -205,5 +249,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         return reply
 
     async def NodeGetInfo(self, request, context):
-        return csi_pb2.NodeGetInfoResponse(node_id=self.node_id,
-                                           max_volumes_per_node=self.max_volumes)
+        reply = csi_pb2.NodeGetInfoResponse(node_id=self.node_id,
+                                            max_volumes_per_node=self.max_volumes)
+        if self.topology:
+            reply.accessible_topology.segments.update(self.topology)
+        return reply

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -23,6 +23,7 @@ from sds.csi.errors import ErrorInterceptor
 from sds.csi.identity import IdentityService
 from sds.csi.mounts import NodeMounts
 from sds.csi.node import NodeService
+from sds.csi.reservations import LEASE_S
 from sds.proto import csi_pb2_grpc
 
 log = logging.getLogger("sds.csi")
@@ -41,6 +42,8 @@ class PluginOptions:
     state_dir: str | None = None
     driver_name: str = DRIVER_NAME
     fs: str | None = None
+    lease_s: float = LEASE_S  # see reservations.py
+    topology: dict[str, str] = field(default_factory=dict)  # see topology.py
 
 
 def grpc_address(endpoint: str) -> tuple[str, str | None]:
@@ -78,15 +81,17 @@ class PluginServer:
                 os.unlink(self.sock)  # a socket left by a killed predecessor
         server = self.server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         csi_pb2_grpc.add_IdentityServicer_to_server(
-            IdentityService(self.cluster, opts.controller, opts.driver_name), server)
+            IdentityService(self.cluster, opts.controller, opts.driver_name,
+                            topology=bool(opts.topology)), server)
         node = None
         if opts.controller:
             csi_pb2_grpc.add_ControllerServicer_to_server(
-                ControllerService(self.cluster, opts.fs), server)
+                ControllerService(self.cluster, opts.fs, opts.lease_s,
+                                  topology=bool(opts.topology)), server)
         if opts.node:
             state = Path(opts.state_dir) if opts.state_dir else default_state_dir(opts.node_id)
             mounts = NodeMounts(opts.conf, opts.entity, opts.keyring, state)
-            node = NodeService(self.cluster, mounts, opts.node_id)
+            node = NodeService(self.cluster, mounts, opts.node_id, topology=opts.topology)
             csi_pb2_grpc.add_NodeServicer_to_server(node, server)
         if server.add_insecure_port(self.address) == 0 and not self.sock:
             raise InvalidArgument(f"cannot listen on {opts.endpoint}")

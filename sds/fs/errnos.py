@@ -47,6 +47,7 @@ ERRNO: dict[type[e.SdsError], int] = {
     e.InternalError: errno.EIO,
     e.Aborted: errno.EALREADY,
     e.FailedPrecondition: errno.EINVAL,
+    e.CompareFailed: errno.ECANCELED,
 }
 
 

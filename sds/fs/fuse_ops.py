@@ -45,6 +45,7 @@ from typing import Any
 
 import pyfuse3
 
+from sds.client.striper import Striper
 from sds.common.errors import (
     Blocklisted,
     ConnectionLost,
@@ -62,9 +63,8 @@ from sds.common.errors import (
 )
 from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
-from sds.fs.striper import Striper
 from sds.fs.writebehind import WriteBehind
-from sds.mds.attrs import WRITE_BACK_BITS
+from sds.fsrules.attrs import WRITE_BACK_BITS
 from sds.proto import mds_pb2
 
 log = logging.getLogger("sds.fuse")
@@ -99,7 +99,7 @@ SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttri
 
 
 class MdsLike:
-    """What the operations need from `sds.fs.mdsclient.MdsClient`."""
+    """What the operations need from `sds.client.mdsclient.MdsClient`."""
 
     async def request(self, req: mds_pb2.MdsRequest,
                       timeout: float | None = None) -> mds_pb2.MdsReply: ...

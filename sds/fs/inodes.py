@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sds.mds.attrs import OWNER_BITS, set_attrs
-from sds.mds.layout import ROOT_INO
+from sds.fsrules.attrs import OWNER_BITS, set_attrs
+from sds.fsrules.layout import ROOT_INO
 from sds.proto import mds_pb2
 
 if TYPE_CHECKING:

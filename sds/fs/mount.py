@@ -99,7 +99,7 @@ def sds_mounts() -> list[str]:
 
 # -- serving ----------------------------------------------------------------------------
 async def _resolve_root(mds, root: str) -> int:
-    from sds.fs.inodes import ROOT_INO
+    from sds.fsrules.layout import ROOT_INO
     from sds.proto import mds_pb2
 
     ino = ROOT_INO
@@ -246,8 +246,8 @@ def _exit_now(mountpoint: str) -> None:
 async def _clients(opts: MountOptions, fs_name: str | None):
     """A client instance, an MDS session on the filesystem and a striper over its data."""
     from sds.client import Rados
-    from sds.fs.mdsclient import MdsClient
-    from sds.fs.striper import Striper
+    from sds.client.mdsclient import MdsClient
+    from sds.client.striper import Striper
 
     rados = Rados(opts.conf, entity=opts.entity, keyring=opts.keyring)
     mds = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sds.fs.striper import Striper
+from sds.client.striper import Striper
 
 WRITE_BEHIND_BYTES = 32 << 20
 

@@ -9,7 +9,7 @@
 - ``journal``: the metadata journal (sds.mds.journal).
 - ``stray``: omap of unlinked inodes still open somewhere (purged on last release).
 File data lives in the data pool as ``<ino:016x>.<index:08x>`` of `STRIPE` bytes
-(named by sds.fs.striper, which moves the bytes).
+(named by sds.fsrules.layout, moved by sds.client.striper).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import hashlib
 import stat
 import struct
 
-from sds.fs.striper import DEFAULT_STRIPE_SIZE as STRIPE
-from sds.fs.striper import object_name as data_oid  # noqa: F401 - one naming rule
+from sds.fsrules.layout import DEFAULT_STRIPE_SIZE as STRIPE
+from sds.fsrules.layout import ROOT_INO  # noqa: F401 - one root for every side
+from sds.fsrules.layout import object_name as data_oid  # noqa: F401 - one naming rule
 from sds.proto import mds_pb2
 
-ROOT_INO = 1
 FIRST_INO = 0x1000
 NAME_MAX = 255
 DEFAULT_MAX_FILE_SIZE = 1 << 40  # until the mons send the filesystem's (`fs set max_file_size`)

@@ -40,8 +40,9 @@ from sds.common.errors import (
     StaleSession,
     TooBig,
 )
-from sds.mds import layout, perms, quota, snapshots
-from sds.mds.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
+from sds.fsrules import perms
+from sds.fsrules.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
+from sds.mds import layout, quota, snapshots
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal

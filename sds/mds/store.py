@@ -15,8 +15,8 @@ import contextlib
 from collections.abc import Callable
 
 from sds.client.rados import IoCtx
+from sds.client.striper import Striper
 from sds.common.errors import NotFound, SdsError
-from sds.fs.striper import Striper
 from sds.mds import layout
 from sds.proto import mds_pb2
 

@@ -3,7 +3,7 @@
 OSDs send their PG states and usage every few seconds; the manager keeps the latest
 report of each OSD, derives cluster-wide PG state counts, per-pool and per-OSD usage
 and I/O rates, computes the PG, OSD, pool, scrub and fullness health checks
-(sds.mgr.health), and hands the digest with its checks to every monitor
+(sds.health.checks), and hands the digest with its checks to every monitor
 (`mgr report`), where `sds status`, `sds df` and `sds health` read it.
 
 Like Ceph's mgr balancer module it also runs `osd balance` every BALANCE_INTERVAL_S
@@ -26,7 +26,7 @@ from sds.common.errors import PermissionDenied, SdsError
 from sds.common.keyring import Keyring
 from sds.common.messenger import Connection, Messenger
 from sds.crush.placement import pg_name
-from sds.mgr import health
+from sds.health import checks as health_checks
 from sds.proto import messenger_pb2 as mpb
 from sds.proto import mon_pb2
 
@@ -53,7 +53,7 @@ def ready_to_balance(osdmap, digest: dict | None) -> bool:
 
 def build_digest(reports: dict[int, tuple[float, mon_pb2.OsdStats]], previous: dict | None,
                  now: float, down: frozenset[int] = frozenset()) -> dict:
-    """Cluster digest from the latest report of each OSD (read by sds.mgr.health, the mons).
+    """Cluster digest from the latest report of each OSD (read by the checks, the mons).
 
     A PG whose primary stopped reporting (or is marked down) keeps its last known state
     prefixed with "stale", like Ceph, until a live primary reports it."""
@@ -179,8 +179,8 @@ class MgrDaemon(Daemon):
                 self.digest["auth_failures"][self.entity] = mine
             self._stamp_state_changes(self.digest)
             osdmap = self.monc.osdmap
-            checks = health.cluster_checks(health.MgrView(osdmap, self.digest, self.config),
-                                           lambda _osdmap: self.monc.placement)
+            view = health_checks.MgrView(osdmap, self.digest, self.config)
+            checks = health_checks.cluster_checks(view, lambda _osdmap: self.monc.placement)
             self.digest["health"] = [c.to_wire() for c in checks]
             self.digest["health_epoch"] = osdmap.epoch  # the map the checks judged by
             for addr in self.config.mon_addrs:

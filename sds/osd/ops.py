@@ -6,7 +6,7 @@ becomes a write at the current size), so replicas apply exactly the same bytes.
 
 from __future__ import annotations
 
-from sds.common.errors import AlreadyExists, InvalidArgument, NotFound
+from sds.common.errors import AlreadyExists, CompareFailed, InvalidArgument, NotFound
 from sds.common.limits import Limits
 from sds.osd.store.base import ObjectStore, Transaction
 from sds.proto import osd_pb2
@@ -69,6 +69,21 @@ def execute_read(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, max_read: int
     return reply, data
 
 
+def check_guards(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, exists: bool) -> None:
+    """CompareFailed unless every omap guard of a write op holds. The caller holds the
+    object's write lock, so check and write are one atomic step (a compare-and-set)."""
+    if not op.omap_cmp and not op.omap_absent:
+        return
+    keys = [kv.key for kv in op.omap_cmp] + list(op.omap_absent)
+    current = store.omap_get(coll, op.oid, keys) if exists else {}
+    for kv in op.omap_cmp:
+        if current.get(kv.key) != kv.value:
+            raise CompareFailed(f"{op.oid}: omap key {kv.key[:80]!r} is not the value expected")
+    for key in op.omap_absent:
+        if key in current:
+            raise CompareFailed(f"{op.oid}: omap key {key[:80]!r} exists")
+
+
 def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryview,
                 mtime: float, version: int, limits: Limits | None = None) -> Transaction:
     """The transaction for a write op, given the object's current state in `store`; the
@@ -77,6 +92,7 @@ def build_write(store: ObjectStore, coll: str, op: osd_pb2.OsdOp, data: memoryvi
     limits = limits or Limits()
     oid = op.oid
     exists = store.exists(coll, oid)
+    check_guards(store, coll, op, exists)
     txn = Transaction()
     code = op.code
     if code == Op.REMOVE:

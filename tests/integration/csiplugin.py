@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from fsmounts import processes_mentioning
 
+from sds.client import Rados
+from sds.client.fsadmin import FsAdmin
+from sds.csi.journal import Journal
 from sds.csi.mounts import mount_entry
 from sds.proto import csi_pb2, csi_pb2_grpc
 
 START_TIMEOUT_S = 60
 Mode = csi_pb2.VolumeCapability.AccessMode
+GiB, MiB = 1 << 30, 1 << 20
+SIDECAR = {"csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pvc/namespace": "default",
+           "csi.storage.k8s.io/pv/name": "pvc-1234"}
 
 
 def mount_cap(mode=Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
@@ -92,6 +101,62 @@ class Plugin:
                 self.proc.wait(10)
 
 
+def create(csi, name, size=GiB, source=None, **params):
+    req = csi_pb2.CreateVolumeRequest(
+        name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capabilities=[mount_cap()], parameters={**SIDECAR, **params})
+    if source is not None:
+        req.volume_content_source.CopyFrom(source)
+    return csi.controller.CreateVolume(req, timeout=120).volume
+
+
+def stage_publish(csi, workdir, vol, tag, readonly=False, mode=Mode.SINGLE_NODE_WRITER,
+                  cap: csi_pb2.VolumeCapability | None = None):
+    """NodeStage then NodePublish as kubelet does (CAP, else a mount of MODE): the paths."""
+    cap = cap or mount_cap(mode)
+    staging = workdir / f"stage-{tag}" / "globalmount"
+    target = workdir / "pods" / tag / "mount"
+    staging.mkdir(parents=True, exist_ok=True)
+    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging),
+        volume_capability=cap, volume_context=vol.volume_context), timeout=120)
+    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
+        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
+        volume_capability=cap, readonly=readonly), timeout=60)
+    return staging, target
+
+
+def unpublish_unstage(csi, vol, staging, target):
+    """NodeUnpublish and NodeUnstage, each twice (idempotent): the target is gone."""
+    for _ in range(2):  # idempotent
+        csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+            volume_id=vol.volume_id, target_path=str(target)), timeout=60)
+    assert not target.exists()
+    for _ in range(2):
+        csi.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+            volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
+
+
+def create_retrying(csi, name, size=GiB, source=None, timeout=120.0, **params):
+    """CreateVolume retried on ABORTED, as the external-provisioner does (with backoff)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return create(csi, name, size, source, **params)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.ABORTED or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+async def leftovers(conf) -> tuple[list[str], list[str]]:
+    async with Rados(conf) as r, FsAdmin(r) as fs:
+        fsinfo = (await r.mon_command({"prefix": "fs ls"}))["filesystems"][0]
+        journal = Journal(r.ioctx(fsinfo["metadata_pool"]))
+        return (await fs.subvolume_ls("csi"),
+                await journal.volumes() + await journal.snapshots())
+
+
 def cleanup_mounts(under: Path) -> None:
     """Detach every mount under UNDER (binds first, deepest first) and kill their clients."""
     under = os.path.abspath(under)
@@ -109,6 +174,33 @@ def cleanup_mounts(under: Path) -> None:
             if mount_entry(point) is not None:
                 subprocess.run(["fusermount3", "-uz", point], capture_output=True)
     raise AssertionError(f"mounts left under {under}")
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A directory under /tmp (short: unix socket paths) whose mounts are always removed."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield d
+    finally:
+        cleanup_mounts(d)  # raises while anything is still mounted there: nothing is lost
+        for _ in range(10):  # exiting mount helpers may still write their last log lines
+            shutil.rmtree(d, ignore_errors=True)
+            if not d.exists():
+                break
+            time.sleep(0.5)
+
+
+def workdir_fixture(prefix: str, mode: int | None = None):
+    """A module's `workdir` fixture: a scratch_dir (chmod MODE) for its sockets and mounts."""
+    @pytest.fixture(scope="module")
+    def workdir() -> Iterator[Path]:
+        with scratch_dir(prefix) as d:
+            if mode is not None:
+                os.chmod(d, mode)
+            yield d
+
+    return workdir
 
 
 @contextlib.contextmanager

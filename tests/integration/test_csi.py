@@ -10,75 +10,43 @@ import errno
 import hashlib
 import os
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
-from csiplugin import cleanup_mounts, mount_cap, plugin
+from csiplugin import (
+    GiB,
+    MiB,
+    create,
+    create_retrying,
+    leftovers,
+    mount_cap,
+    plugin,
+    stage_publish,
+    unpublish_unstage,
+    workdir_fixture,
+)
 from fsmounts import FS_CLUSTER, requires_mds
 
 from sds.client import Rados
 from sds.client.fsadmin import FsAdmin
-from sds.csi.journal import Journal
 from sds.proto import csi_pb2
 
 pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
 
-GiB, MiB = 1 << 30, 1 << 20
-SIDECAR = {"csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pvc/namespace": "default",
-           "csi.storage.k8s.io/pv/name": "pvc-1234"}
 Mode = csi_pb2.VolumeCapability.AccessMode
 Code = grpc.StatusCode
 
 
-@pytest.fixture(scope="module")
-def workdir():
-    d = Path(tempfile.mkdtemp(prefix="csi", dir="/tmp"))  # short: unix socket paths
-    try:
-        yield d
-    finally:
-        cleanup_mounts(d)
+workdir = workdir_fixture("csi")
 
 
 @pytest.fixture(scope="module")
 def csi(cluster_module, workdir):
     with plugin(cluster_module, workdir) as p:
         yield p
-
-
-def create(csi, name, size=GiB, source=None, **params):
-    req = csi_pb2.CreateVolumeRequest(
-        name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
-        volume_capabilities=[mount_cap()], parameters={**SIDECAR, **params})
-    if source is not None:
-        req.volume_content_source.CopyFrom(source)
-    return csi.controller.CreateVolume(req, timeout=120).volume
-
-
-def stage_publish(csi, workdir, vol, tag, readonly=False, mode=Mode.SINGLE_NODE_WRITER):
-    staging = workdir / f"stage-{tag}" / "globalmount"
-    target = workdir / "pods" / tag / "mount"
-    staging.mkdir(parents=True, exist_ok=True)
-    csi.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging),
-        volume_capability=mount_cap(mode), volume_context=vol.volume_context), timeout=120)
-    csi.node.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
-        volume_id=vol.volume_id, staging_target_path=str(staging), target_path=str(target),
-        volume_capability=mount_cap(mode), readonly=readonly), timeout=60)
-    return staging, target
-
-
-def unpublish_unstage(csi, vol, staging, target):
-    for _ in range(2):  # idempotent
-        csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
-            volume_id=vol.volume_id, target_path=str(target)), timeout=60)
-    assert not target.exists()
-    for _ in range(2):
-        csi.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
-            volume_id=vol.volume_id, staging_target_path=str(staging)), timeout=60)
 
 
 def stats(csi, vol, path):
@@ -108,14 +76,6 @@ def fill_until_edquot(path: Path, start: int) -> int:
 def digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-async def leftovers(conf) -> tuple[list[str], list[str]]:
-    async with Rados(conf) as r, FsAdmin(r) as fs:
-        fsinfo = (await r.mon_command({"prefix": "fs ls"}))["filesystems"][0]
-        journal = Journal(r.ioctx(fsinfo["metadata_pool"]))
-        return (await fs.subvolume_ls("csi"),
-                await journal.volumes() + await journal.snapshots())
 
 
 def test_identity(csi):
@@ -517,7 +477,8 @@ def test_killed_during_create_volume_then_retried(cluster_module, csi, workdir):
     from csiplugin import Plugin
 
     before_subvols, before_journal = asyncio.run(leftovers(cluster_module.conf))
-    ctrl = Plugin(cluster_module, workdir, "ctrl-kill", "--controller").start()
+    ctrl = Plugin(cluster_module, workdir, "ctrl-kill", "--controller",
+                  "--lease-seconds", "5").start()
     src = create(ctrl, "pvc-kill-src", size=256 * MiB)
     staging, target = stage_publish(csi, workdir, src, "kill-src")
     for i in range(8):
@@ -535,8 +496,8 @@ def test_killed_during_create_volume_then_retried(cluster_module, csi, workdir):
         time.sleep(random.uniform(0.1, 1.5))
         ctrl.kill()
         t.join(30)
-        ctrl.start()
-        vol = create(ctrl, "pvc-kill", size=256 * MiB, source=source)
+        ctrl.start()  # a new process: the killed one's reservation is taken over after 5 s
+        vol = create_retrying(ctrl, "pvc-kill", size=256 * MiB, source=source)
         assert create(ctrl, "pvc-kill", size=256 * MiB, source=source) == vol
         subvols, journal = asyncio.run(leftovers(cluster_module.conf))
         names = {v.volume_id.rsplit(":", 1)[1] for v in (src, vol)}

@@ -18,7 +18,7 @@ import pytest
 from fsmounts import FS_CLUSTER, mounted, requires_mds
 
 from sds.client import Rados
-from sds.fs.mdsclient import MdsClient
+from sds.client.mdsclient import MdsClient
 from sds.proto import mds_pb2
 from sds.proto.mds_pb2 import MdsRequest
 

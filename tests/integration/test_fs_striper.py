@@ -8,7 +8,8 @@ import os
 import pytest
 
 from sds.client import Rados
-from sds.fs.striper import Striper, object_name
+from sds.client.striper import Striper
+from sds.fsrules.layout import object_name
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from sds.cli.main import main as sds_main
+from sds.client.mdsclient import MdsClient
 from sds.common.errors import NotFound, SdsError
-from sds.fs.mdsclient import MdsClient
 from sds.mds import layout
 from sds.proto import mds_pb2
 
@@ -445,6 +445,25 @@ async def test_resent_request_is_answered_once(cluster_module):
         other = Req(op=Req.MKDIR, ino=ROOT, name="not-once", mode=0o755, tid=req.tid)
         assert await code_of(m.request(other)) == errno.EINVAL
         assert await code_of(lookup(m, ROOT, "not-once")) == errno.ENOENT
+
+
+async def test_two_clients_on_one_rados_never_share_a_request_id(cluster_module):
+    """The MDS spots a resend by (client instance, tid), and clients of one Rados share
+    its instance (a mount's MDS client and an FsAdmin, say): each change must be applied
+    as itself, never refused as a reused id nor answered with the other's reply."""
+    async with cluster_module.rados() as rados:
+        first = await MdsClient(rados, timeout=60).open()
+        second = await MdsClient(rados, timeout=60).open()
+        try:
+            made = {}
+            for i in range(16):  # enough turns that two counters of their own would meet
+                made[f"tid-{i}"] = await mkdir((first, second)[i % 2], ROOT, f"tid-{i}")
+            assert len(set(made.values())) == 16
+            for name, ino in made.items():
+                assert await lookup(first, ROOT, name) == ino
+        finally:
+            await second.close()
+            await first.close()
 
 
 def sds(cluster, *argv: str) -> tuple[int, str, str]:

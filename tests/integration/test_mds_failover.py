@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from sds.client.mdsclient import MdsClient
 from sds.common.errors import Unavailable
-from sds.fs.mdsclient import MdsClient
 from sds.mds import layout
 from sds.proto import mds_pb2
 from sds.proto import messenger_pb2 as mpb

@@ -13,6 +13,7 @@ from sds.client import Rados
 from sds.common.errors import (
     AlreadyExists,
     AuthError,
+    CompareFailed,
     InvalidArgument,
     NoData,
     NotFound,
@@ -90,6 +91,35 @@ async def test_exclusive_create(pool):
         with pytest.raises(AlreadyExists):
             await io.create("excl")
         await io.create("excl", exclusive=False)
+
+
+async def test_omap_compare_and_set_from_concurrent_clients(pool):
+    """Ten clients claim one omap key with a guarded set at once: exactly one wins, the
+    others get CompareFailed; a guarded remove with a stale value changes nothing."""
+    clients = [Rados(pool.conf) for _ in range(10)]
+    for r in clients:
+        await r.connect()
+    try:
+        async def claim(i: int) -> int | None:
+            try:
+                await clients[i].ioctx(POOL).omap_set("claims", {b"name/x": str(i).encode()},
+                                                      absent=[b"name/x"])
+                return i
+            except CompareFailed:
+                return None
+
+        winners = [w for w in await asyncio.gather(*map(claim, range(10))) if w is not None]
+        assert len(winners) == 1
+        io = clients[0].ioctx(POOL)
+        won = str(winners[0]).encode()
+        assert await io.omap_get("claims", [b"name/x"]) == {b"name/x": won}
+        with pytest.raises(CompareFailed):
+            await io.omap_rm("claims", [b"name/x"], expect={b"name/x": won + b"stale"})
+        await io.omap_rm("claims", [b"name/x"], expect={b"name/x": won})
+        assert await io.omap_get("claims", [b"name/x"]) == {}
+    finally:
+        for r in clients:
+            await r.close()
 
 
 async def test_xattrs_edge_cases(pool):

@@ -22,6 +22,7 @@ S = grpc.StatusCode
     (e.FailedPrecondition("x"), S.FAILED_PRECONDITION), (e.Unavailable("x"), S.UNAVAILABLE),
     (e.TimedOut("x"), S.UNAVAILABLE), (NotImplementedError(), S.UNIMPLEMENTED),
     (RuntimeError("bug"), S.INTERNAL), (e.SdsError("eio"), S.INTERNAL),
+    (e.CompareFailed("x"), S.ABORTED), (e.NotADirectory("x"), S.FAILED_PRECONDITION),
 ])
 def test_status_table(exc, code):
     assert status_of("CreateVolume", exc) == code

@@ -169,3 +169,131 @@ def test_storageclass_parameters_and_secrets():
     assert "[global]" in conf and "mon_host" in conf
     mons = named("StatefulSet", "sds-mon")["spec"]["replicas"]
     assert all(f"[mon.{i}]" in conf for i in range(mons))
+
+
+# -- the SDS daemons on Kubernetes --------------------------------------------------------
+def _conf() -> dict[str, str]:
+    """[global] of the ConfigMap's sds.conf."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(named("ConfigMap", "sds-conf")["data"]["sds.conf"])
+    return dict(parser["global"])
+
+
+def _stable_names(sts: dict, count: int) -> list[str]:
+    """host:port of the first COUNT pods of a StatefulSet under its headless Service."""
+    ns, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
+    svc = named("Service", sts["spec"]["serviceName"])
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"].get("publishNotReadyAddresses")
+    (port,) = svc["spec"]["ports"]
+    (container,) = containers(sts)
+    assert port["targetPort"] in [p["containerPort"] for p in container["ports"]]
+    return [f"{name}-{i}.{svc['metadata']['name']}.{ns}.svc:{port['port']}"
+            for i in range(count)]
+
+
+def test_mons_and_mgr_are_addressed_by_their_stable_dns_names():
+    mons = named("StatefulSet", "sds-mon")
+    assert _conf()["mon_host"].split(",") == _stable_names(mons, mons["spec"]["replicas"])
+    mgr = named("StatefulSet", "sds-mgr")
+    assert mgr["spec"]["replicas"] == 1
+    assert _conf()["mgr_addr"] == _stable_names(mgr, 1)[0]  # OSDs report to it
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_osds_and_mdss_listen_on_their_pod_ip():
+    """They announce the address they listen on in the maps: the default 127.0.0.1 would
+    be unreachable from every other pod."""
+    for name in ("sds-osd", "sds-mds"):
+        (c,) = containers(named("StatefulSet", name))
+        env = _env(c)
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        host, port = env["SDS_ADDR"]["value"].rsplit(":", 1)
+        assert host == "$(POD_IP)" and int(port) in [p["containerPort"] for p in c["ports"]]
+    (osd,) = containers(named("StatefulSet", "sds-osd"))
+    assert _env(osd)["SDS_OSD_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+
+def _make_secrets():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_secrets", DEPLOY / "make_secrets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _secret_of(w: dict) -> str:
+    (vol,) = [v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "keys"]
+    return vol["secret"]["secretName"]
+
+
+def test_each_daemon_pod_holds_only_its_roles_keys():
+    ms = _make_secrets()
+    mons = named("StatefulSet", "sds-mon")
+    assert _secret_of(mons) == ms.MON_SECRET
+    for role, secret in ms.ROLE_SECRETS.items():
+        w = named("StatefulSet", f"sds-{role}")
+        assert _secret_of(w) == secret
+        (c,) = containers(w)
+        text = " ".join(c.get("command", [])) + " ".join(
+            e.get("value", "") for e in c.get("env", []))
+        assert f"/etc/sds/keys/{role}." in text and ".keyring" in text  # SDS_KEYRING: its own
+    holders = [w["metadata"]["name"] for w in workloads() if any(
+        v.get("secret", {}).get("secretName") == ms.MON_SECRET
+        for v in w["spec"]["template"]["spec"].get("volumes", []))]
+    assert holders == ["sds-mon"]  # the genesis keyring (client.admin's key) nowhere else
+
+
+def test_make_secrets_makes_what_the_manifests_mount(tmp_path):
+    """The generator's Secrets validate, carry the names and keys the placeholders in
+    10-config.yaml have, one entity per daemon keyring, and the CSI key's caps are
+    profile csi limited to the filesystem's pools, with nothing for the mgr."""
+    import base64
+    import configparser
+    import contextlib
+    import io
+
+    from sds.cluster.local import csi_caps
+
+    ms = _make_secrets()
+    pools = ["sdsfs_metadata", "sdsfs_data"]
+    docs, admin = ms.make(3, ["a", "b"], ["x"], "sds", pools)
+    placeholders = {d["metadata"]["name"]: set(d["stringData"]) for d in of_kind("Secret")}
+    assert {d["metadata"]["name"]: set(d["stringData"]) for d in docs} == placeholders
+
+    def keyring(text: str) -> configparser.ConfigParser:
+        p = configparser.ConfigParser(interpolation=None)
+        p.read_string(text)
+        return p
+
+    for d in docs:
+        kv.validate(d, K8S_VERSION, strict=True)
+        name, data = d["metadata"]["name"], d["stringData"]
+        if name in ms.ROLE_SECRETS.values():
+            for file, text in data.items():
+                assert keyring(text).sections() == [file.removesuffix(".keyring")]
+    genesis = keyring(next(d for d in docs if d["metadata"]["name"] == ms.MON_SECRET)
+                      ["stringData"]["keyring"])
+    assert set(genesis.sections()) == {"mon.", "client.admin", "client.csi", "osd.0", "osd.1",
+                                       "osd.2", "mds.a", "mds.b", "mgr.x"}
+    csi = next(d for d in docs if d["metadata"]["name"] == ms.CSI_SECRET)["stringData"]
+    own = keyring(csi["keyring"])
+    assert own.sections() == ["client.csi"]
+    assert {k[5:]: v for k, v in own["client.csi"].items() if k.startswith("caps ")} == \
+        csi_caps(pools) and "mgr" not in csi_caps(pools)
+    assert csi["userKey"] == own["client.csi"]["key"]
+    base64.b64decode(csi["userKey"], validate=True)
+    assert keyring(admin).sections() == ["client.admin"]
+    assert admin.split("key = ")[1].split()[0] == genesis["client.admin"]["key"]
+    out = tmp_path / "admin.keyring"  # the command line: YAML out, admin keyring 0600
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        assert ms.main(["--admin-keyring", str(out)]) == 0
+    assert len(list(yaml.safe_load_all(text.getvalue()))) == len(docs)
+    assert out.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):  # never overwrites an admin keyring
+        ms.main(["--admin-keyring", str(out)])

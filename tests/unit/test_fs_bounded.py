@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import stat
 
+from sds.client.striper import DIRECT_OBJECTS, MAX_PARALLEL, Striper
 from sds.common.errors import NotFound
-from sds.fs.striper import DIRECT_OBJECTS, MAX_PARALLEL, Striper, object_name, parse_index
-from sds.mds import attrs, perms
+from sds.fsrules import attrs, perms
+from sds.fsrules.layout import object_name, parse_index
 from sds.mds.setaside import SetAside
 from sds.proto import mds_pb2
 

@@ -3,7 +3,7 @@
 from mon_helpers import boot, clean_digest, make_view, run
 
 from sds.common.health import ERR, OK, WARN, HealthCheck, report, status_of
-from sds.mgr import health as mgr_health
+from sds.health import checks as mgr_health
 from sds.mon.services.core import MGR_DOWN_AFTER_S
 from sds.mon.services.health import health_checks
 

@@ -9,7 +9,8 @@ import stat
 import pytest
 
 from sds.common.errors import NotPermitted, PermissionDenied
-from sds.mds import layout, perms
+from sds.fsrules import perms
+from sds.mds import layout
 from sds.proto import mds_pb2
 
 

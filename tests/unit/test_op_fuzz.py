@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sds.common import errorlog
-from sds.common.errors import SdsError
+from sds.common.errors import CompareFailed, InvalidArgument, NameTooLong, SdsError, TooBig
 from sds.common.limits import Limits
 from sds.osd import ops
 from sds.osd.store.base import Transaction
@@ -32,7 +32,8 @@ ops_ = st.builds(
     Op, code=st.sampled_from(list(Op.Code.values())), oid=_long, name=_long,
     offset=st.one_of(_sizes, st.integers(0, 70000)), length=st.one_of(_sizes, st.integers(0, 9)),
     value=st.binary(max_size=5000), kvs=st.lists(_kv, max_size=3),
-    keys=st.lists(st.binary(max_size=600), max_size=3), exclusive=st.booleans())
+    keys=st.lists(st.binary(max_size=600), max_size=3), exclusive=st.booleans(),
+    omap_cmp=st.lists(_kv, max_size=2), omap_absent=st.lists(st.binary(max_size=600), max_size=2))
 
 
 class Stores:
@@ -72,6 +73,51 @@ def test_random_ops_give_typed_errors_and_checked_writes_commit(stores, op, data
             continue
         # the limits let it through: the store must hold it, whatever it is
         stores.loop.run_until_complete(store.apply(txn))
+
+
+def _apply(stores, store, op):
+    txn = ops.build_write(store, COLL, op, memoryview(b""), 1.0, 7, LIMITS)
+    stores.loop.run_until_complete(store.apply(txn))
+
+
+def test_omap_guards_compare_and_set(stores):
+    """A guarded write applies only when the object's omap is as the guards say, and a
+    refused one changes nothing (the compare-and-set the CSI journal is built on)."""
+    kv = osd_pb2.KeyValue
+    for store in stores.stores:
+        oid = f"guarded-{type(store).__name__}"
+        claim = Op(code=Op.OMAP_SET, oid=oid, kvs=[kv(key=b"name/a", value=b"1")],
+                   omap_absent=[b"name/a"])
+        _apply(stores, store, claim)  # absent on a missing object: holds
+        with pytest.raises(CompareFailed):
+            _apply(stores, store, claim)
+        swap = Op(code=Op.OMAP_SET, oid=oid, kvs=[kv(key=b"name/a", value=b"2")],
+                  omap_cmp=[kv(key=b"name/a", value=b"1")])
+        _apply(stores, store, swap)
+        with pytest.raises(CompareFailed):
+            _apply(stores, store, swap)  # the value is 2 now
+        with pytest.raises(CompareFailed):
+            _apply(stores, store, Op(code=Op.OMAP_RM, oid=oid, keys=[b"name/a"],
+                                     omap_cmp=[kv(key=b"name/a", value=b"1")]))
+        assert store.omap_get(COLL, oid, [b"name/a"]) == {b"name/a": b"2"}
+        _apply(stores, store, Op(code=Op.OMAP_RM, oid=oid, keys=[b"name/a"],
+                                 omap_cmp=[kv(key=b"name/a", value=b"2")]))
+        assert store.omap_get(COLL, oid, [b"name/a"]) == {}
+        with pytest.raises(CompareFailed):  # an expected value on a missing object
+            _apply(stores, store, Op(code=Op.OMAP_SET, oid=f"{oid}-none",
+                                     kvs=[kv(key=b"k", value=b"v")],
+                                     omap_cmp=[kv(key=b"k", value=b"")]))
+        assert not store.exists(COLL, f"{oid}-none")
+
+
+def test_omap_guards_are_for_writes_and_within_limits():
+    with pytest.raises(InvalidArgument):
+        LIMITS.check_op(Op(code=Op.OMAP_GET, oid="o", omap_absent=[b"k"]), 0)
+    with pytest.raises(NameTooLong):
+        LIMITS.check_op(Op(code=Op.OMAP_SET, oid="o", omap_absent=[b"k" * 5000]), 0)
+    with pytest.raises(TooBig):
+        LIMITS.check_op(Op(code=Op.OMAP_SET, oid="o", omap_cmp=[
+            osd_pb2.KeyValue(key=b"k", value=b"v" * 5000)]), 0)
 
 
 @settings(max_examples=200, deadline=None)

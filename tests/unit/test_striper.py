@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sds.fs.striper import Striper, object_name
+from sds.client.striper import Striper
+from sds.fsrules.layout import object_name
 
 STRIPE = 4 << 20
 

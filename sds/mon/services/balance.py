@@ -38,9 +38,7 @@ def cmd_osd_balance(view: MonView, args: dict) -> CommandResult:
     also does this)."""
     osdmap = view.osdmap
     max_dev, max_changes = args["max_deviation"], args["max_changes"]
-    # a table of its own: with the shared per-epoch one (sds.crush.cache) every PG read as
-    # busy after the first balance (test_upmap_balancer); cause not found yet
-    table = PlacementTable(osdmap)
+    table = placement_for(osdmap)
     before = balancer.distribution(osdmap, table).max_deviation
     busy = _busy_pgs(view, table)
     new_items, removed = balancer.plan(osdmap, max_dev, max_changes, table, busy)

@@ -5,7 +5,7 @@ this module. Usage comes from the manager's digest (statvfs of each OSD's data
 directory); the ratios live in the OSDMap so every OSD judges by the same ones. The
 leader sets the map's FULL flag while any OSD is at the full ratio and clears it once
 none is (see sds.osd.fullness for what OSDs then refuse). The OSD_* and POOL_*
-fullness checks are the manager's (sds.mgr.health); the monitors' disks only the
+fullness checks are the manager's (sds.health.checks); the monitors' disks only the
 monitors know.
 """
 
@@ -17,7 +17,7 @@ from sds.common import fullness as fu
 from sds.common import osdmap as om
 from sds.common.command import Descriptor, Param
 from sds.common.health import ERR, WARN, HealthCheck, plural
-from sds.mgr.health import osd_levels
+from sds.health.checks import osd_levels
 from sds.mon.services.core import (
     HEALTH_CHECKS,
     LEADER_TICKS,

@@ -1,5 +1,5 @@
 """Cluster health as the monitors answer it: the checks only they see (monitors, the
-mgr itself), the manager's checks (sds.mgr.health) as its last report carries them or
+mgr itself), the manager's checks (sds.health.checks) as its last report carries them or
 recomputed here when judged by another map, and the `health` commands. Other services
 add checks through HEALTH_CHECKS.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 from sds.common import health
 from sds.common.command import opt
 from sds.common.health import WARN, HealthCheck
-from sds.mgr import health as mgr_health
-from sds.mgr.health import pg_states
+from sds.health import checks as mgr_checks
+from sds.health.checks import pg_states
 from sds.mon.services.core import (
     HEALTH_CHECKS,
     MGR_DOWN_AFTER_S,
@@ -85,7 +85,7 @@ def _mgr_checks(view: MonView) -> list[HealthCheck]:
     digest = view.digest or {}
     reported = digest.get("health")
     if not isinstance(reported, list) or digest.get("health_epoch") != view.osdmap.epoch:
-        return mgr_health.cluster_checks(view, placement_for)
+        return mgr_checks.cluster_checks(view, placement_for)
     return [HealthCheck.from_wire(c) for c in reported if isinstance(c, dict)]
 
 

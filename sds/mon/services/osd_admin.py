@@ -13,7 +13,7 @@ from sds.common.errors import Busy, PermissionDenied
 from sds.common.health import plural
 from sds.crush import builder
 from sds.crush.placement import pg_name
-from sds.mgr.health import pg_states
+from sds.health.checks import pg_states
 from sds.mon.services.core import (
     IDS,
     CommandResult,

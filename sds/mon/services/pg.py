@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sds.common.command import opt
 from sds.common.errors import InvalidArgument
-from sds.mgr.health import pg_states, state_parts
+from sds.health.checks import pg_states, state_parts
 from sds.mon.services.core import CommandResult, MonView, command
 from sds.mon.services.health import _pgs_by_state, recovery_progress
 

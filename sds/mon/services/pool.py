@@ -7,7 +7,7 @@ import errno
 from sds.common import osdmap as om
 from sds.common.command import Param, as_int, opt
 from sds.common.errors import InvalidArgument, NotSupported, PermissionDenied
-from sds.mgr.health import size_warnings
+from sds.health.checks import size_warnings
 from sds.mon.services.core import (
     MAX_PG_NUM,
     MAX_POOL_SIZE,

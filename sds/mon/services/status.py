@@ -5,7 +5,7 @@ from __future__ import annotations
 from sds.common import fullness as fu
 from sds.common import osdmap as om
 from sds.crush import builder
-from sds.mgr.health import pg_states
+from sds.health.checks import pg_states
 from sds.mon.services.core import MON, CommandResult, MonView, command, placement_for
 from sds.mon.services.health import (
     _health,

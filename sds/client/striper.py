@@ -12,23 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from sds.client.rados import IoCtx
 from sds.common.errors import NotFound
+from sds.fsrules.layout import DEFAULT_STRIPE_SIZE, object_name, parse_index
 
-DEFAULT_STRIPE_SIZE = 4 << 20
 MAX_PARALLEL = 32  # object ops in flight for one truncate/remove: bounds memory and OSD load
 DIRECT_OBJECTS = 64  # up to this many possible objects are tried one by one, more are listed
-
-
-def object_name(ino: int, index: int) -> str:
-    return f"{ino:016x}.{index:08x}"
-
-
-def parse_index(name: str) -> int | None:
-    """The stripe index of a data object's name (None if it is not one)."""
-    _, dot, index = name.partition(".")
-    try:
-        return int(index, 16) if dot else None
-    except ValueError:
-        return None
 
 
 class Striper:

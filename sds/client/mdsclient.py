@@ -1,11 +1,12 @@
 """The filesystem client's session with the active MDS.
 
 It finds the active MDS of a filesystem through the monitors (`fs status`), opens a
-session, and sends MdsRequests. Each request gets a per-client tid that stays the
-same on every resend: when the connection breaks or the MDS is replaced, the client
-waits for the (new) active MDS, re-opens its session, re-announces its open files
-(so an unlinked-but-open file survives the failover) and resends; the MDS answers a
-request it already executed from its journal instead of executing it twice.
+session, and sends MdsRequests. Each request gets a tid that stays the same on every
+resend and is unique within the Rados's client instance (the MDS's key for resends,
+so two clients on one Rados never collide): when the connection breaks or the MDS is
+replaced, the client waits for the (new) active MDS, re-opens its session, re-announces
+its open files (so an unlinked-but-open file survives the failover) and resends; the
+MDS answers a request it already executed from its journal instead of executing it twice.
 Error replies raise the typed errors of sds.common.errors (their `code` is the errno).
 Every request has a deadline (`timeout`, a mount's client_mount_timeout): past it, with
 no active MDS reachable, it fails with ETIMEDOUT, never later; `abort()` fails every
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 from collections import Counter
@@ -38,7 +38,7 @@ from sds.common.tasks import TaskSet
 from sds.proto import mds_pb2
 from sds.proto import messenger_pb2 as mpb
 
-log = logging.getLogger("sds.fs.mdsclient")
+log = logging.getLogger("sds.client.mdsclient")
 
 Req = mds_pb2.MdsRequest
 RETRYABLE = (ConnectionLost, TimedOut, Unavailable)
@@ -72,7 +72,6 @@ class MdsClient:
         self.max_file_size = 1 << 63  # the filesystem's, from every MDS reply
         self.generation = 0
         self._conn: Connection | None = None
-        self._tids = itertools.count(1)
         self._opens: Counter[int] = Counter()
         self._reconnect_lock = asyncio.Lock()
         self._closed = False
@@ -126,7 +125,7 @@ class MdsClient:
         req.session_id = self.session_id
         req.client_name = self.client_name
         if not req.tid:
-            req.tid = next(self._tids)
+            req.tid = self.rados.next_tid()
         return req
 
     async def request(self, req: Req, timeout: float | None = None) -> mds_pb2.MdsReply:
@@ -260,7 +259,7 @@ class MdsClient:
         for ino, count in list(self._opens.items()):
             for _ in range(count):  # re-announce open files so unlinked ones stay alive
                 reopen = Req(op=Req.OPEN, ino=ino, flags=os.O_RDONLY, session_id=reply.session_id,
-                             client_name=self.client_name, tid=next(self._tids), name="reopen")
+                             client_name=self.client_name, tid=self.rados.next_tid(), name="reopen")
                 with contextlib.suppress(NotFound):
                     await conn.call(mpb.MDS_REQUEST, reopen, timeout=10.0)
         self._conn = conn

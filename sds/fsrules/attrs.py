@@ -11,7 +11,7 @@ import stat
 import time
 
 from sds.common.errors import NotPermitted
-from sds.mds import perms
+from sds.fsrules import perms
 from sds.proto import mds_pb2
 
 OWNER_BITS = mds_pb2.SET_UID | mds_pb2.SET_GID
