@@ -211,6 +211,7 @@ class SdsOperations(pyfuse3.Operations):
         self._tasks: set[asyncio.Task] = set()
         self.deferred: set[int] = set()  # handles closed whose report release() makes
         self.mds_unreachable = False     # the last MDS request failed to reach an MDS
+        self.unlink_delay = 0.0          # client_inject_unlink_delay (testing)
         self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
         self._dir_cap_session = 0        # ... in this MDS session
         self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
@@ -489,6 +490,8 @@ class SdsOperations(pyfuse3.Operations):
     def _unlink_later(self, dir_ino: int, name: str, caller: mds_pb2.Caller) -> None:
         async def send() -> None:
             try:
+                if self.unlink_delay:  # testing: a window for another mount to look in
+                    await asyncio.sleep(self.unlink_delay)
                 await self.call(Req.UNLINK, caller=caller, ino=dir_ino, name=name,
                                 barrier=False)
             except Exception as e:  # noqa: BLE001 - answered already: the log must tell

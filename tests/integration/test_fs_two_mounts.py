@@ -123,6 +123,30 @@ def test_unlinks_under_a_directory_cap_are_exact_on_the_other_mount(two):
     eventually(lambda: not (a / "cap_rmdir").exists())
 
 
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_unlink_delay": 1.0})
+def test_unlinks_held_back_by_the_cap_holder_land_before_the_other_mount_looks(cluster,
+                                                                               tmp_path):
+    """The same, with the holder keeping each answered unlink for a second before it
+    sends it: only the revoke of the directory cap makes the other mount's listing,
+    O_EXCL create and rmdir right."""
+    with mounted(cluster, tmp_path / "a") as ma, mounted(cluster, tmp_path / "b") as mb:
+        a, b = ma.path, mb.path
+        names = filled_dir(a, "held")
+        for n in names:
+            os.unlink(a / "held" / n)
+        assert os.listdir(b / "held") == []
+        names = filled_dir(a, "held_excl")
+        for n in names:
+            os.unlink(a / "held_excl" / n)
+        os.close(os.open(b / "held_excl" / names[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                         0o644))
+        assert os.listdir(a / "held_excl") == [names[-1]]
+        names = filled_dir(a, "held_rmdir")
+        for n in names:
+            os.unlink(a / "held_rmdir" / n)
+        os.rmdir(b / "held_rmdir")
+
+
 def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
     """After unlinks answered under a directory cap, the same mount finds the names gone,
     lists none of them, and an open file unlinked among them shows no links."""
