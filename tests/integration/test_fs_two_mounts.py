@@ -97,54 +97,43 @@ def filled_dir(mnt, name: str, count: int = 40) -> list[str]:
     return names
 
 
+def unlinks_are_exact_on_the_other_mount(a, b, prefix: str) -> None:
+    """The first mount empties a directory (taking its cap); right after, the second
+    mount's listing, O_EXCL create of a removed name and rmdir see it empty."""
+    def emptied(name: str) -> list[str]:
+        names = filled_dir(a, prefix + name)
+        for n in names:
+            os.unlink(a / (prefix + name) / n)
+        return names
+
+    emptied("list")
+    assert os.listdir(b / (prefix + "list")) == []
+    last = emptied("excl")[-1]
+    os.close(os.open(b / (prefix + "excl") / last, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                     0o644))  # gone: created
+    with pytest.raises(FileExistsError):  # and now there, for the first mount too
+        os.open(a / (prefix + "excl") / last, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    assert os.listdir(a / (prefix + "excl")) == [last]
+    emptied("rmdir")
+    os.rmdir(b / (prefix + "rmdir"))  # not ENOTEMPTY: the pending unlinks landed first
+    eventually(lambda: not (a / (prefix + "rmdir")).exists())
+
+
 def test_unlinks_under_a_directory_cap_are_exact_on_the_other_mount(two):
     """A mount removing the files of a directory no other mount looks at takes the
-    directory's exclusive cap and answers the unlinks itself; the other mount's listing,
-    O_EXCL create and rmdir right after are served only once those unlinks have landed."""
-    a, b = two
-    names = filled_dir(a, "cap_list")
-    for n in names:
-        os.unlink(a / "cap_list" / n)
-    assert os.listdir(b / "cap_list") == []
-
-    names = filled_dir(a, "cap_excl")
-    for n in names:
-        os.unlink(a / "cap_excl" / n)
-    last = b / "cap_excl" / names[-1]
-    os.close(os.open(last, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # gone: created
-    with pytest.raises(FileExistsError):  # and now there, for the first mount too
-        os.open(a / "cap_excl" / names[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    assert os.listdir(a / "cap_excl") == [names[-1]]
-
-    names = filled_dir(a, "cap_rmdir")
-    for n in names:
-        os.unlink(a / "cap_rmdir" / n)
-    os.rmdir(b / "cap_rmdir")  # not ENOTEMPTY: the pending unlinks landed first
-    eventually(lambda: not (a / "cap_rmdir").exists())
+    directory's exclusive cap and answers the unlinks itself; the other mount's requests
+    about the directory are served only once those unlinks have landed."""
+    unlinks_are_exact_on_the_other_mount(*two, "cap_")
 
 
 @pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_unlink_delay": 1.0})
 def test_unlinks_held_back_by_the_cap_holder_land_before_the_other_mount_looks(cluster,
                                                                                tmp_path):
     """The same, with the holder keeping each answered unlink for a second before it
-    sends it: only the revoke of the directory cap makes the other mount's listing,
-    O_EXCL create and rmdir right."""
-    with mounted(cluster, tmp_path / "a") as ma, mounted(cluster, tmp_path / "b") as mb:
-        a, b = ma.path, mb.path
-        names = filled_dir(a, "held")
-        for n in names:
-            os.unlink(a / "held" / n)
-        assert os.listdir(b / "held") == []
-        names = filled_dir(a, "held_excl")
-        for n in names:
-            os.unlink(a / "held_excl" / n)
-        os.close(os.open(b / "held_excl" / names[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY,
-                         0o644))
-        assert os.listdir(a / "held_excl") == [names[-1]]
-        names = filled_dir(a, "held_rmdir")
-        for n in names:
-            os.unlink(a / "held_rmdir" / n)
-        os.rmdir(b / "held_rmdir")
+    sends it: only the revoke of the directory cap makes the other mount right (this
+    fails with the MDS's revoke taken out)."""
+    with mounted(cluster, tmp_path / "a") as a, mounted(cluster, tmp_path / "b") as b:
+        unlinks_are_exact_on_the_other_mount(a.path, b.path, "held_")
 
 
 def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
