@@ -11,7 +11,8 @@ Starts a local cluster with an MDS (or uses `--conf` of a running one), mounts i
 - sequential read of it with 1 MiB blocks, page cache dropped first;
 - 4 KiB random writes, each followed by fsync, on a 64 MiB file, for SECONDS;
 - 4 KiB random reads (queue depth 1) of the big file, page cache dropped, for SECONDS;
-- file creates: untar of a tree of small files (this repository's sources).
+- file creates: untar of a tree of small files (this repository's sources), then its
+  removal (rm -rf), each timed to the end of a sync.
 
 Prints a markdown table of medians. Drops the page cache (root only) before reads.
 """
@@ -123,15 +124,17 @@ def source_tarball() -> tuple[bytes, int]:
     return out.getvalue(), count
 
 
-def untar(directory: Path, tarball: bytes, count: int) -> float:
+def untar_and_remove(directory: Path, tarball: bytes, count: int) -> tuple[float, float]:
+    """(files/s of the untar, files/s of its rm -rf), each to the end of a sync."""
     target = directory / f"untar-{time.monotonic_ns()}"
     target.mkdir()
     t0 = time.perf_counter()
     subprocess.run(["tar", "-C", str(target), "-xf", "-"], input=tarball, check=True)
     os.sync()
-    rate = count / (time.perf_counter() - t0)
-    shutil.rmtree(target)
-    return rate
+    t1 = time.perf_counter()
+    subprocess.run(["rm", "-rf", str(target)], check=True)
+    os.sync()
+    return count / (t1 - t0), count / (time.perf_counter() - t1)
 
 
 def run_all(where: dict[str, Path], size: int, seconds: float, runs: int) -> dict:
@@ -152,7 +155,9 @@ def run_all(where: dict[str, Path], size: int, seconds: float, runs: int) -> dic
             big.unlink()
             record("rand write+fsync", side, rand_write_fsync(d / "rand.bin", seconds))
             (d / "rand.bin").unlink()
-            record("creates (untar)", side, untar(d, tarball, count))
+            created, removed = untar_and_remove(d, tarball, count)
+            record("creates (untar)", side, created)
+            record("removes (rm -rf)", side, removed)
     return {"results": results, "files": count}
 
 
@@ -170,6 +175,7 @@ def table(out: dict, size: int, seconds: float, sides: list[str]) -> str:
          "IOPS (p50/p99 ms)"),
         ("rand read", f"4 KiB random read, QD1, cold cache, {seconds:g} s", "IOPS (p50/p99 ms)"),
         ("creates (untar)", f"untar {out['files']} small files + sync", "files/s"),
+        ("removes (rm -rf)", "rm -rf of them + sync", "files/s"),
     ]
     lines = [f"| workload | unit | {' | '.join(sides)} |", "|---|---|" + "---|" * len(sides)]
     for key, label, unit in rows:

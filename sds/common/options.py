@@ -97,6 +97,9 @@ OPTIONS: dict[str, Option] = {
                "retried in the background (health MDS_JOURNAL_APPLY)"),
         Option("mds_inject_apply_failure", str, "",
                "testing: every journal apply of a dentry with this name fails"),
+        Option("client_inject_unlink_delay", float, 0.0,
+               "testing: seconds a mount holds an unlink answered under a directory cap "
+               "before sending it to the MDS"),
         Option("client_mount_timeout", float, 30.0,
                "seconds a mount's request waits for an active MDS before it fails (ETIMEDOUT)"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),

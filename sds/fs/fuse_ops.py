@@ -3,9 +3,11 @@
 
 Consistency model (close-to-open, like NFS and CephFS without caps):
 - data written here is on its way to the OSDs when write() returns (sds.fs.writebehind)
-  and on them, with its new size and mtime reported to the MDS (WRITE_DONE), when flush
-  (every close), fsync or release return, or a REVOKE from the MDS is answered; reads on
-  this mount wait for in-flight writes;
+  and on them, with its new size and mtime reported to the MDS (WRITE_DONE), when fsync
+  or release return, or a REVOKE from the MDS is answered; flush (every close) waits for
+  that too unless the close may be deferred (`_may_defer_close`: a small file, no quota,
+  no failed write), as the kernel does not wait for release; reads on this mount wait
+  for in-flight writes;
 - open() fetches fresh attributes from the MDS: if the inode changed since this mount last
   saw it, the kernel's cached attributes and pages are dropped, so a file written and
   closed on another mount is read correctly after open;
@@ -36,6 +38,7 @@ import os
 import random
 import stat
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,7 @@ import pyfuse3
 from sds.client.striper import Striper
 from sds.common.errors import (
     Blocklisted,
+    ConnectionLost,
     NoData,
     NotFound,
     NotPermitted,
@@ -52,7 +56,10 @@ from sds.common.errors import (
     QuotaExceeded,
     Retry,
     SdsError,
+    ShuttingDown,
     StaleSession,
+    TimedOut,
+    Unavailable,
 )
 from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
@@ -67,8 +74,17 @@ ATTR_TIMEOUT_S = 1.0          # upper bound on kernel attr/entry caching, whatev
 READDIR_PAGE = 512            # entries per MDS READDIR; the kernel takes ~30 per call
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 BLOCK = 512                   # st_blocks unit
+CAPABILITY_XATTR = b"security.capability"  # what the kernel asks before every write
 APPEND_LOCK_WAIT_S = 5.0
 STATFS_TIMEOUT_S = 3.0        # then statfs answers from the last known values
+UNREACHABLE = (TimedOut, Unavailable, ConnectionLost, ShuttingDown)  # no MDS answered
+DEFERRED_CLOSE_BYTES = 1 << 20  # close(2) waits for the data when more is in flight
+DEFERRED_CLOSES = 64          # closes whose report may wait for release() at once
+ASYNC_UNLINKS = 64            # unlinks answered here and not yet at the MDS, at most
+# requests that change no attributes but those their reply carries
+ATTR_KEEPING_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
+                    Req.LISTXATTR, Req.STATFS, Req.OPEN, Req.RELEASE, Req.FLOCK,
+                    Req.WRITE_DONE, Req.CAPS_ACK, Req.QUOTA_GET}
 QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
 FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 0x01, 0x02, 0x10
 SETATTR_FIELDS = (  # SetattrFields flag, SET_* bit, InodeAttr field, EntryAttributes field
@@ -193,6 +209,14 @@ class SdsOperations(pyfuse3.Operations):
         self.lock_owner = random.getrandbits(63)  # this mount, as an MDS lock owner
         self.last_statfs: mds_pb2.StatFs | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.deferred: set[int] = set()  # handles closed whose report release() makes
+        self.mds_unreachable = False     # the last MDS request failed to reach an MDS
+        self.unlink_delay = 0.0          # client_inject_unlink_delay (testing)
+        self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
+        self._dir_cap_session = 0        # ... in this MDS session
+        self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
+        # unlinks answered here, not yet at the MDS: (directory, name) each
+        self.unlinking: dict[asyncio.Future, tuple[int, str]] = {}
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
 
@@ -206,9 +230,15 @@ class SdsOperations(pyfuse3.Operations):
     # -- helpers ------------------------------------------------------------------------
     async def call(self, op: int, ctx: pyfuse3.RequestContext | None = None,
                    caller: mds_pb2.Caller | None = None, timeout: float | None = None,
-                   **fields: Any) -> mds_pb2.MdsReply:
+                   barrier: bool = True, **fields: Any) -> mds_pb2.MdsReply:
+        """One MDS request; unlinks answered here already reach the MDS before it, so it
+        sees this mount's changes in the order they were made (`barrier`)."""
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
+        if barrier and self.unlinking and not (
+                op == Req.LOOKUP and (fields["ino"], fields["name"]) not in
+                self.unlinking.values()):  # a lookup of another name: unaffected
+            await self.settle_unlinks()
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
         try:
@@ -217,11 +247,18 @@ class SdsOperations(pyfuse3.Operations):
             if isinstance(e, StaleSession | Blocklisted):  # our session was evicted
                 self._evicted()
                 raise pyfuse3.FUSEError(errno.EIO) from None
+            self.mds_unreachable = isinstance(e, UNREACHABLE) or e.code == errno.ETIMEDOUT
             raise
         finally:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("mds %s ino=%d %.2f ms", Req.Op.Name(op), req.ino,
                           (time.perf_counter() - t0) * 1e3)
+        if op not in ATTR_KEEPING_OPS:  # what it changed may be more than the reply says
+            for ino in (req.ino, req.ino2):
+                known = self.inodes.known(ino) if ino else None
+                if known is not None:
+                    known.attr_stale()
+        self.mds_unreachable = False
         for attr in (reply.attr, reply.parent):
             known = self.inodes.known(attr.ino) if attr.ino else None
             if known is not None:
@@ -314,6 +351,10 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def getattr(self, fuse_ino, ctx):
         inode = self.inodes.get(fuse_ino)
+        if inode is not None and inode.attr_fresh(ATTR_TIMEOUT_S) and (
+                not self.unlinking or stat.S_ISDIR(inode.attr.mode)):  # (nlink of a file)
+            # as fresh as the kernel's own cache would be: within the same bound
+            return self.entry(inode, ATTR_TIMEOUT_S - (time.monotonic() - inode.fetched_at))
         if inode is None:
             reply = await self.call(Req.GETATTR, ctx, ino=self.mds_ino(fuse_ino))
             return self.entry(self.inodes.learn(reply.attr), self._timeout(reply))
@@ -355,11 +396,12 @@ class SdsOperations(pyfuse3.Operations):
                 inode.attr.size = new.size  # even if the reply's attr was older than ours
         return self.entry(inode)
 
-    async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None) -> None:
+    async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None,
+                             drain: bool = True) -> None:
         """WRITE_DONE for data written here since the last report (sizes live on the MDS),
         once it is all on the OSDs (raises the error of a failed write-behind), with the
         attribute changes buffered here."""
-        if inode.writes is not None:
+        if inode.writes is not None and drain:
             await inode.writes.drain()
         if not inode.dirty and not inode.pending_mask:
             return
@@ -418,13 +460,58 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def unlink(self, parent, name, ctx):
+        """Answered here, the MDS told later, in a directory whose exclusive cap this
+        mount holds (sds.mds.caps): nobody else sees the directory until this mount has
+        sent its pending unlinks, and the kernel has checked the name, its type and the
+        permissions already, so the MDS has no reason left to refuse. Else synchronous,
+        asking for the cap."""
         self.check_writable()
-        await self.call(Req.UNLINK, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        dir_ino = self.mds_ino(parent)
+        if self._holds_dir(dir_ino) and len(self.unlinking) < ASYNC_UNLINKS:
+            self._unlink_later(dir_ino, fsname(name), caller_of(ctx))
+            return
+        revokes = self._dir_revokes[dir_ino]
+        reply = await self.call(Req.UNLINK, ctx, ino=dir_ino, name=fsname(name),
+                                want_dir_cap=True)
+        if reply.dir_cap and self._dir_revokes[dir_ino] == revokes:  # not revoked meanwhile
+            if self._dir_cap_session != self.session_id:
+                self.dir_caps.clear()
+                self._dir_cap_session = self.session_id
+            self.dir_caps.add(dir_ino)
+
+    @property
+    def session_id(self) -> int:
+        return getattr(self.mds, "session_id", 0)
+
+    def _holds_dir(self, dir_ino: int) -> bool:
+        """Caps belong to a session: after a reconnect or failover they are gone."""
+        return dir_ino in self.dir_caps and self._dir_cap_session == self.session_id
+
+    def _unlink_later(self, dir_ino: int, name: str, caller: mds_pb2.Caller) -> None:
+        async def send() -> None:
+            try:
+                if self.unlink_delay:  # testing: a window for another mount to look in
+                    await asyncio.sleep(self.unlink_delay)
+                await self.call(Req.UNLINK, caller=caller, ino=dir_ino, name=name,
+                                barrier=False)
+            except Exception as e:  # noqa: BLE001 - answered already: the log must tell
+                log.warning("unlink of %r in directory %d, answered already, failed at the "
+                            "MDS: %s", name, dir_ino, e)
+
+        task = asyncio.ensure_future(send())
+        self.unlinking[task] = (dir_ino, name)
+        task.add_done_callback(lambda t: self.unlinking.pop(t, None))
+
+    async def settle_unlinks(self) -> None:
+        """Wait until every unlink answered here has reached the MDS."""
+        while self.unlinking:
+            await asyncio.wait(list(self.unlinking))
 
     @handler
     async def rmdir(self, parent, name, ctx):
         self.check_writable()
-        await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        reply = await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        self.dir_caps.discard(reply.attr.ino)
 
     @handler
     async def rename(self, old_parent, old_name, new_parent, new_name, flags, ctx):
@@ -533,6 +620,9 @@ class SdsOperations(pyfuse3.Operations):
         inode = self.inodes.get(entry.st_ino)
         assert inode is not None
         note_quota_room(inode, reply)
+        # a new file has no extended attributes: spare the kernel's question at its first
+        # write (cached as a miss would be; a setxattr here forgets it)
+        inode.remember_absent_xattr(CAPABILITY_XATTR, ATTR_TIMEOUT_S)
         return self._file_info(inode, flags, caller, keep_cache=False), entry
 
     @handler
@@ -654,7 +744,29 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def flush(self, fh):
+        h = self.handles.get(fh)
+        if h is not None and self._may_defer_close(h):
+            self.deferred.add(fh)  # reported by release(), which close(2) does not wait for
+            return
         await self._flush(fh)
+
+    def _may_defer_close(self, h: Handle) -> bool:
+        """close(2) of a small written file need not wait for its data and size report
+        (POSIX promises durability at fsync only): release() reports them in the
+        background, while the MDS still counts the file open for writing here, so another
+        mount's open, stat or readdir of it revokes this mount first (close-to-open holds).
+        Not deferred: O_SYNC/O_DSYNC files, files under a byte quota (EDQUOT belongs to
+        close), files a write of which has failed (later failures reach close too), more
+        than DEFERRED_CLOSE_BYTES in flight, DEFERRED_CLOSES closes already waiting, or
+        any while the MDS's last answer was a failure to reach it (close reports that)."""
+        writes = h.inode.writes
+        return (h.writable and not h.stale and not self.evicted and not h.append
+                and not self.mds_unreachable
+                and not h.flags & (os.O_SYNC | os.O_DSYNC)
+                and h.inode.quota_end is None
+                and (writes is None or (not writes.failed and writes.error is None
+                                        and writes.bytes <= DEFERRED_CLOSE_BYTES))
+                and len(self.deferred) < DEFERRED_CLOSES)
 
     @handler
     async def fsync(self, fh, datasync):
@@ -668,8 +780,14 @@ class SdsOperations(pyfuse3.Operations):
         h = self.live_handle(fh)
         inode = h.inode
         async with inode.lock:
-            if datasync and inode.writes is not None and inode.size <= inode.attr.size:
+            overwrite = inode.writes is not None and inode.size <= inode.attr.size
+            if datasync and overwrite:
                 await inode.writes.drain()
+            elif overwrite and inode.dirty and not inode.pending_mask:
+                # the size stays: the new mtime may reach the MDS while the data reaches
+                # the OSDs (fsync returns once both are durable; nothing reads otherwise)
+                await asyncio.gather(inode.writes.drain(),
+                                     self._report_writes(inode, h.caller, drain=False))
             else:
                 await self._report_writes(inode, h.caller)
 
@@ -684,10 +802,17 @@ class SdsOperations(pyfuse3.Operations):
         if h.stale:  # the MDS forgot it when it evicted us
             self.inodes.closed(h.inode)
             return
+        deferred = fh in self.deferred
         try:
             async with h.inode.lock:
                 await self._report_writes(h.inode, h.caller)
+        except Exception as e:
+            if deferred:  # close(2) has returned: the log is all that is left to tell
+                log.warning("inode %d: data written before close was not stored: %s",
+                            h.inode.ino, e)
+            raise
         finally:
+            self.deferred.discard(fh)
             try:
                 await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino)
             finally:
@@ -788,6 +913,8 @@ class SdsOperations(pyfuse3.Operations):
         try:
             if msg.kind == K.REVOKE:
                 inode = self.inodes.known(msg.ino)
+                if inode is not None:
+                    inode.attr_stale()  # another mount opens or changes it
                 if inode is None:
                     await self.call(Req.CAPS_ACK, ino=msg.ino)
                     return
@@ -798,7 +925,15 @@ class SdsOperations(pyfuse3.Operations):
                                     caller=inode.pending_caller or mds_pb2.Caller())
                     inode.mark_reported(seq, mask)
                 self._invalidate_inode(self.inodes.to_fuse(msg.ino))
+            elif msg.kind == K.REVOKE_DIR:  # another mount needs the directory
+                self._dir_revokes[msg.ino] += 1
+                self.dir_caps.discard(msg.ino)
+                await self.settle_unlinks()
+                await self.call(Req.CAPS_ACK, ino=msg.ino)
             elif msg.kind == K.INVALIDATE_DENTRY:
+                changed = self.inodes.known(msg.ino)
+                if changed is not None:
+                    changed.attr_stale()  # a name in it changed elsewhere: so did its times
                 pyfuse3.invalidate_entry_async(self.inodes.to_fuse(msg.ino),
                                                os.fsencode(msg.name), ignore_enoent=True)
             elif msg.kind == K.EVICTED:
@@ -822,6 +957,7 @@ class SdsOperations(pyfuse3.Operations):
                       "; recovering with a new session" if self.reconnect else
                       " (mount again to continue)")
         self.evicted = True
+        self.dir_caps.clear()
         if self.reconnect is not None and not self._recovery.locked():
             self.spawn(self._recover())
 
@@ -867,7 +1003,10 @@ class SdsOperations(pyfuse3.Operations):
         self.spawn(asyncio.get_running_loop().run_in_executor(None, run))
 
     async def shutdown(self) -> None:
-        """Report unreported writes and close handles left open at unmount."""
+        """Send pending unlinks, report unreported writes and close handles left open at
+        unmount."""
+        with contextlib.suppress(Exception):
+            await self.settle_unlinks()
         for fh in list(self.handles):
             try:
                 await self._release(fh)

@@ -49,6 +49,17 @@ class Inode:
     absent_xattrs: set[bytes] = field(default_factory=set)
     absent_key: tuple[int, float] = (-1, 0.0)  # (attr version, expiry) they were seen at
     quota_end: int | None = None   # a byte quota lets the file grow to here (None: no quota)
+    fetched_at: float = field(default_factory=time.monotonic)  # attr as of an MDS reply then
+
+    def attr_fresh(self, within: float) -> bool:
+        """The MDS said these attributes less than `within` seconds ago, and nothing this
+        mount knows of changed them since: a getattr may be answered from here (the
+        kernel asks again after each of its own writes and creates)."""
+        return time.monotonic() - self.fetched_at < within
+
+    def attr_stale(self) -> None:
+        """A change made here or elsewhere that no reply described: ask the MDS next."""
+        self.fetched_at = float("-inf")
 
     def xattr_absent(self, name: bytes) -> bool:
         """Known not to exist: the kernel asks for security.capability on every write."""
@@ -133,6 +144,7 @@ class Inode:
         Changes buffered here stay on top until the MDS has them."""
         if attr.ino == self.ino and attr.version >= self.attr.version:
             self.attr = attr
+            self.fetched_at = time.monotonic()
             if self.pending_mask:
                 self._overlay(attr)
 

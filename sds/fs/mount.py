@@ -162,6 +162,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         clients.update(rados=rados, mds=mds)
         root = await _resolve_root(mds, opts.root)
         ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
+        ops.unlink_delay = float(rados.config.get("client_inject_unlink_delay"))
         ops.spawn(_remember_statfs(ops, mds, root))
         mds.on_message = ops.on_mds_message
 

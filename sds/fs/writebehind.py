@@ -6,7 +6,9 @@ writer at one object op in flight. Here up to `limit` bytes are in flight instea
 price is NFS-like error reporting: an OSD write that fails is reported by a later
 write(), or by fsync()/close(), which wait for everything in flight (drain) before the
 new size is reported to the MDS. Overlapping writes never race: a write waits for the
-in-flight writes it overlaps, so the last write() wins as it would locally.
+in-flight writes it overlaps, so the last write() wins as it would locally. Once a write
+of the file has failed, `failed` stays set: the mount's close then waits for the data
+again (sds.fs.fuse_ops defers it otherwise), so later failures reach close too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class WriteBehind:
         self.pending: dict[asyncio.Future, tuple[int, int]] = {}
         self.bytes = 0
         self.error: BaseException | None = None
+        self.failed = False  # some write failed once (sticky, unlike `error`)
 
     async def write(self, offset: int, data: bytes) -> None:
         self.raise_error()
@@ -47,8 +50,10 @@ class WriteBehind:
     def _done(self, future: asyncio.Future) -> None:
         start, end = self.pending.pop(future)
         self.bytes -= end - start
-        if not future.cancelled() and future.exception() is not None and self.error is None:
-            self.error = future.exception()
+        if not future.cancelled() and future.exception() is not None:
+            self.failed = True
+            if self.error is None:
+                self.error = future.exception()
 
     async def drain(self) -> None:
         """Wait until everything written so far is on the OSDs; raise a failed write's error."""

@@ -1,12 +1,21 @@
 """Client capabilities: which sessions have which files open, and revoking them.
 
 A client may cache attributes and buffer writes of a file it has open. When another
-session opens that file, or changes its size or data, the MDS revokes first: it sends
+session opens that file, or changes its size or data, the MDS revokes first (when one
+only reads its attributes, by getattr, lookup or readdir, just the writers): it sends
 REVOKE to the other holders, which flush (CAPS_ACK with what they wrote) and drop
 their caches, and only then answers. A holder that does not answer within `timeout`
 is evicted: it gets EVICTED, its opens are dropped, and its later requests on that
 session fail with ESTALE. (Its direct OSD writes cannot be fenced without an OSD
 blocklist; the client stops writing when it learns of the eviction.)
+
+Exclusive directory caps (CephFS's async dirops, for unlinks): a session that unlinks in
+a directory no other session caches gets the directory's exclusive cap, and then
+answers its next unlinks there itself, sending them to the MDS in the background. Any
+request of another session naming the directory (lookup, readdir, create, unlink,
+rename, rmdir of it, getattr) first revokes the cap with REVOKE_DIR: the holder sends
+its pending unlinks, answers CAPS_ACK(dir), and only then is the request served, so
+O_EXCL creates, unlinks and listings are exact across mounts.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ class Caps:
         self.writers: dict[int, set[int]] = {}       # ino -> sessions that opened for writing
         self.evicted: set[int] = set()
         self.successor: dict[int, int] = {}  # old session -> the one its client reconnected as
+        self.dir_holders: dict[int, int] = {}  # dir ino -> session with its exclusive cap
+        self.dir_revoking: Counter[int] = Counter()  # dir ino -> revokes under way
         self._acks: dict[tuple[int, int], asyncio.Future] = {}
         self._seq = itertools.count(1)
 
@@ -70,7 +81,43 @@ class Caps:
 
     async def revoke(self, ino: int, session: int, write: bool) -> list[int]:
         """Revoke the conflicting holders' caps; returns the sessions evicted for silence."""
-        targets = self.conflicting(ino, session, write)
+        return await self._revoke(ino, self.conflicting(ino, session, write), Msg.REVOKE)
+
+    # -- exclusive directory caps -------------------------------------------------------
+    def may_grant_dir(self, dir_ino: int, session: int, others_cache_it: bool) -> bool:
+        """The exclusive cap on a directory goes to a session only while no other
+        session caches its entries (dentry leases) or holds the cap."""
+        return bool(session) and not others_cache_it and dir_ino not in self.dir_revoking \
+            and self.dir_holders.get(dir_ino, session) == session
+
+    def grant_dir(self, dir_ino: int, session: int) -> None:
+        self.dir_holders[dir_ino] = session
+
+    def dir_holder_other_than(self, dir_ino: int, session: int) -> int:
+        holder = self.dir_holders.get(dir_ino, 0)
+        return holder if holder != session else 0
+
+    async def revoke_dir(self, dir_ino: int, session: int) -> list[int]:
+        """Take the directory's exclusive cap back from its holder (not `session`), which
+        first sends the unlinks it answered already; returns the sessions evicted for
+        silence. The cap is gone once this returns, answered or not."""
+        holder = self.dir_holder_other_than(dir_ino, session)
+        if not holder:
+            return []
+        self.dir_revoking[dir_ino] += 1  # no grant meanwhile: the holder is letting go
+        try:
+            return await self._revoke(dir_ino, [holder], Msg.REVOKE_DIR)
+        finally:
+            self.dir_revoking[dir_ino] -= 1
+            if not self.dir_revoking[dir_ino]:
+                del self.dir_revoking[dir_ino]
+            if self.dir_holders.get(dir_ino) == holder:
+                del self.dir_holders[dir_ino]
+
+    def drop_dir(self, dir_ino: int) -> None:
+        self.dir_holders.pop(dir_ino, None)
+
+    async def _revoke(self, ino: int, targets: list[int], kind: int) -> list[int]:
         if not targets:
             return []
         futs = {}
@@ -81,7 +128,7 @@ class Caps:
                 self._acks[(target, ino)] = fut
             futs[target] = fut
             with contextlib.suppress(SdsError):
-                await self.send(target, Msg(kind=Msg.REVOKE, ino=ino, seq=next(self._seq)))
+                await self.send(target, Msg(kind=kind, ino=ino, seq=next(self._seq)))
         await asyncio.wait(list(futs.values()), timeout=self.timeout)
         silent = [self.current(t) for t, f in futs.items() if not f.done()]
         for target in futs:
@@ -102,6 +149,8 @@ class Caps:
                 if old in writers:
                     writers.discard(old)
                     writers.add(new)
+        for dir_ino in [d for d, s in self.dir_holders.items() if s == old]:
+            self.dir_holders[dir_ino] = new
         resend = []
         for _, ino in [k for k in self._acks if k[0] == old]:
             self._acks[(new, ino)] = self._acks.pop((old, ino))
@@ -118,6 +167,8 @@ class Caps:
     def evict(self, session: int) -> Counter[int]:
         """Forget a session; returns its open handles per inode (to release them)."""
         self.evicted.add(session)
+        for dir_ino in [d for d, s in self.dir_holders.items() if s == session]:
+            del self.dir_holders[dir_ino]
         dropped: Counter[int] = Counter()
         for ino in list(self.opens):
             count = self.opens[ino].get(session, 0)

@@ -64,6 +64,11 @@ XATTR_VALUE_MAX = 64 * 1024
 READDIR_MAX = 1000
 COMPLETED_KEEP = 20_000
 MAX_DEPTH = 4096
+# reads whose answer shows only the inodes (and directory entries) the request names
+NARROW_READS = {Req.LOOKUP, Req.GETATTR, Req.GETXATTR, Req.LISTXATTR, Req.READLINK}
+CHANGED_AT_KEEP = 65536
+# requests about a whole tree: every exclusive directory cap is revoked first
+WHOLE_TREE_OPS = {Req.QUOTA_SET, Req.SNAP_CREATE, Req.CHECK}
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
 # the request field naming the directory whose entries the client may cache afterwards
@@ -98,6 +103,7 @@ class Namespace:
         self.carried: Counter[tuple[int, int]] = Counter()  # (session, ino): see retire_session
         # (client, tid) -> (reply, request digest) / (future, request digest)
         self.completed: OrderedDict[tuple[str, int], tuple[bytes, int]] = OrderedDict()
+        self._changed_at: dict[int, int] = {}  # inode -> last journal event changing it
         self.inflight: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}
         self.locks = FileLocks()
         self.leases = DentryLeases(lease_s)
@@ -194,6 +200,7 @@ class Namespace:
         handler = self.handlers.get(req.op)
         if handler is None:
             raise NotSupported(f"MDS op {req.op} is not supported")
+        await self._revoke_dir_caps(req)
         if key is None or req.op in READ_ONLY_OPS:
             reply = await self._durably(handler, req)
             self._grant_lease(req)
@@ -221,10 +228,59 @@ class Namespace:
     async def _durably(self, handler, req: Req) -> mds_pb2.MdsReply:
         """Run a handler; answer (or fail) only once what it saw is in the journal, so
         no reply ever reveals a change a crash could still lose."""
+        reply = None
         try:
-            return await handler(req)
+            reply = await handler(req)
+            return reply
         finally:
-            await self.journal.wait_durable(self.journal.last_seq)
+            await self.journal.wait_durable(self._revealed_seq(req, reply))
+
+    def _revealed_seq(self, req: Req, reply: mds_pb2.MdsReply | None) -> int:
+        """The last journal event whose change the answer to `req` may show. A lookup,
+        getattr or xattr read shows only the inodes and the directory it names, so it
+        waits for their last change, not for every change queued (a create's lookup
+        need not wait for other files' size reports); anything else waits for all."""
+        if req.op not in NARROW_READS or req.name == SNAPDIR:  # .snap may be made here
+            return self.journal.last_seq
+        inos = {req.ino, req.ino2}
+        if reply is not None:
+            inos |= {reply.attr.ino, reply.parent.ino}
+        return max(self._changed_at.get(ino, 0) for ino in inos)
+
+    async def _revoke_dir_caps(self, req: Req) -> None:
+        """Another session's exclusive cap on a directory this request names (or on the
+        directory it removes or replaces, or on any, for whole-tree admin requests) is
+        revoked first: its holder's pending unlinks land before this is served."""
+        if req.op == Req.CAPS_ACK or not self.caps.dir_holders:
+            return  # an ack never waits: it may be what a revoke waits for
+        if req.op in WHOLE_TREE_OPS or req.op == Req.MKDIR and await self._in_snapshots(req.ino):
+            dirs = set(self.caps.dir_holders)  # (mkdir .snap/NAME snapshots a tree)
+        else:
+            dirs = {req.ino, req.ino2}
+            if req.op in (Req.RMDIR, Req.RENAME):
+                for parent, name in ((req.ino, req.name), (req.ino2, req.name2)):
+                    with contextlib.suppress(SdsError):
+                        found = await self.store.lookup(parent, name) if name else None
+                        if found is not None:
+                            dirs.add(found[0])
+        for dir_ino in dirs:
+            if dir_ino and self.caps.dir_holder_other_than(dir_ino, req.session_id):
+                for silent in await self.caps.revoke_dir(dir_ino, req.session_id):
+                    await self.evict(silent)
+
+    async def _in_snapshots(self, ino: int) -> bool:
+        try:
+            return (await self.store.inode(ino)).readonly
+        except SdsError:
+            return False
+
+    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply) -> None:
+        """An unlink asked for the directory's exclusive cap: granted while no other
+        session caches the directory (sds.mds.caps)."""
+        others = bool(self.leases.others(req.ino, req.session_id))
+        if req.want_dir_cap and self.caps.may_grant_dir(req.ino, req.session_id, others):
+            self.caps.grant_dir(req.ino, req.session_id)
+            reply.dir_cap = True
 
     def _grant_lease(self, req: Req) -> None:
         """The client may now cache entries of the directory this request named."""
@@ -268,7 +324,12 @@ class Namespace:
             ev.client, ev.tid, ev.reply = req.client_name, req.tid, reply.SerializeToString()
             ev.digest = request_digest(req)
         self.store.stage(ops)
-        self.journal.submit(ev)
+        seq = self.journal.submit(ev)
+        if len(self._changed_at) > CHANGED_AT_KEEP:  # forget what is durable already
+            durable = self.journal.durable_seq
+            self._changed_at = {i: s for i, s in self._changed_at.items() if s > durable}
+        for op in ops:  # an inode's record, or a directory's entries
+            self._changed_at[op.ino] = seq
         self._invalidate_dentries(ops, req.session_id if req is not None else 0)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -427,10 +488,19 @@ class Namespace:
         if req.name == ".":
             return self._reply(parent)
         ino, _ = await self._child(req.ino, req.name)
+        await self._flush_writers([ino], req.session_id)
         return self._reply(await self.store.inode(ino))
 
     async def getattr(self, req: Req) -> mds_pb2.MdsReply:
+        await self._flush_writers([req.ino], req.session_id)
         return self._reply(await self.store.inode(req.ino))
+
+    async def _flush_writers(self, inos: list[int], session: int) -> None:
+        """Attributes are about to be shown to `session`: other sessions with one of
+        these files open for writing report their sizes first (a mount's close may not
+        have reported yet, sds.fs.fuse_ops), so a file closed there is seen whole."""
+        await asyncio.gather(*(self._revoke(ino, session, False) for ino in inos
+                               if self.caps.conflicting(ino, session, False)))
 
     async def readlink(self, req: Req) -> mds_pb2.MdsReply:
         rec = await self.store.inode(req.ino)
@@ -444,6 +514,7 @@ class Namespace:
         limit = min(req.max_entries or READDIR_MAX, READDIR_MAX)
         await self._settled()
         page, more = await self.store.list_dir(req.ino, req.offset, limit)
+        await self._flush_writers([ino for _, ino, _, _ in page], req.session_id)
         records = await asyncio.gather(*(self.store.inode(ino) for _, ino, _, _ in page),
                                        return_exceptions=True)
         reply = mds_pb2.MdsReply(attr=rec.attr, more=more, lease_ms=1000)
@@ -581,6 +652,10 @@ class Namespace:
             tx.put(parent)
             reply = self._reply(rec, parent)
             self._commit(tx, req, reply)
+            if want_dir:
+                self.caps.drop_dir(ino)
+            else:
+                self._grant_dir_cap(req, reply)
             return reply
 
     async def _check_removable_dir(self, tx: Tx, rec: Rec) -> None:

@@ -8,6 +8,7 @@ is atomic across mounts, so concurrent appenders lose nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import json
@@ -16,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -63,6 +65,115 @@ def test_write_close_on_one_read_on_other(two):
         f.seek(100)
         f.write(b"from b")
     assert (a / "f").read_bytes()[:106] == data2[:100] + b"from b"
+
+
+def test_small_files_closed_on_one_are_whole_on_the_other_at_once(two):
+    """A close on one mount may return before its size report (it is deferred to the
+    release): the other mount's stat, readdir and read of the file right after the close
+    still see it whole, because the MDS makes the writer report first."""
+    a, b = two
+    for d in ("by_stat", "by_readdir"):
+        (a / d).mkdir()
+    made = {}
+    for i in range(30):
+        name, data = f"f{i}", os.urandom(100 + 37 * i)
+        made[name] = data
+        (a / "by_stat" / name).write_bytes(data)  # closed, not fsync'd
+        assert (b / "by_stat" / name).stat().st_size == len(data)  # LOOKUP
+        (a / "by_readdir" / name).write_bytes(data)
+        with os.scandir(b / "by_readdir") as entries:  # sizes from READDIR (readdirplus)
+            sizes = {e.name: e.stat(follow_symlinks=False).st_size for e in entries}
+        assert sizes == {n: len(d) for n, d in made.items()}
+    for name, data in made.items():
+        assert (b / "by_stat" / name).read_bytes() == data
+        assert (b / "by_readdir" / name).read_bytes() == data
+
+
+def filled_dir(mnt, name: str, count: int = 40) -> list[str]:
+    (mnt / name).mkdir()
+    names = [f"f{i:03d}" for i in range(count)]
+    for n in names:
+        (mnt / name / n).write_bytes(n.encode())
+    return names
+
+
+def unlinks_are_exact_on_the_other_mount(a, b, prefix: str) -> None:
+    """The first mount empties a directory (taking its cap); right after, the second
+    mount's listing, O_EXCL create of a removed name and rmdir see it empty."""
+    def emptied(name: str) -> list[str]:
+        names = filled_dir(a, prefix + name)
+        for n in names:
+            os.unlink(a / (prefix + name) / n)
+        return names
+
+    emptied("list")
+    assert os.listdir(b / (prefix + "list")) == []
+    last = emptied("excl")[-1]
+    os.close(os.open(b / (prefix + "excl") / last, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                     0o644))  # gone: created
+    with pytest.raises(FileExistsError):  # and now there, for the first mount too
+        os.open(a / (prefix + "excl") / last, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    assert os.listdir(a / (prefix + "excl")) == [last]
+    emptied("rmdir")
+    os.rmdir(b / (prefix + "rmdir"))  # not ENOTEMPTY: the pending unlinks landed first
+    eventually(lambda: not (a / (prefix + "rmdir")).exists())
+
+
+def test_unlinks_under_a_directory_cap_are_exact_on_the_other_mount(two):
+    """A mount removing the files of a directory no other mount looks at takes the
+    directory's exclusive cap and answers the unlinks itself; the other mount's requests
+    about the directory are served only once those unlinks have landed."""
+    unlinks_are_exact_on_the_other_mount(*two, "cap_")
+
+
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_unlink_delay": 1.0})
+def test_unlinks_held_back_by_the_cap_holder_land_before_the_other_mount_looks(cluster,
+                                                                               tmp_path):
+    """The same, with the holder keeping each answered unlink for a second before it
+    sends it: only the revoke of the directory cap makes the other mount right (this
+    fails with the MDS's revoke taken out)."""
+    with mounted(cluster, tmp_path / "a") as a, mounted(cluster, tmp_path / "b") as b:
+        unlinks_are_exact_on_the_other_mount(a.path, b.path, "held_")
+
+
+def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
+    """After unlinks answered under a directory cap, the same mount finds the names gone,
+    lists none of them, and an open file unlinked among them shows no links."""
+    a, _ = two
+    names = filled_dir(a, "cap_self")
+    with open(a / "cap_self" / names[0], "rb") as kept:
+        for n in names:
+            os.unlink(a / "cap_self" / n)
+        assert os.fstat(kept.fileno()).st_nlink == 0
+        assert kept.read() == names[0].encode()
+    assert os.listdir(a / "cap_self") == []
+    assert not any((a / "cap_self" / n).exists() for n in names)
+    os.rmdir(a / "cap_self")
+
+
+def test_o_excl_in_a_directory_one_mount_holds_the_cap_of_is_exclusive(two):
+    """Lock files: O_EXCL creates of one name from both mounts, right after one of them
+    unlinked names in the directory (holding its cap): exactly one wins, every time."""
+    a, b = two
+    names = filled_dir(a, "cap_lock", 10)
+    for n in names:
+        os.unlink(a / "cap_lock" / n)
+    start = threading.Barrier(2)
+
+    def take(mnt):
+        start.wait()
+        try:
+            os.close(os.open(mnt / "cap_lock" / "lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o644))
+            return mnt
+        except FileExistsError:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            won = [m for m in pool.map(take, (a, b)) if m is not None]
+            assert len(won) == 1
+            os.unlink(won[0] / "cap_lock" / "lock")  # the winner's cap, if it gets one
 
 
 def test_rename_and_unlink_seen_on_other(two):

@@ -8,6 +8,7 @@ import pytest
 
 from sds.common.errors import NotPermitted, PermissionDenied
 from sds.fs.inodes import Inode
+from sds.fs.writebehind import WriteBehind
 from sds.proto import mds_pb2
 
 A = mds_pb2.InodeAttr
@@ -59,3 +60,28 @@ def test_a_write_after_a_buffered_utimens_wins_and_both_are_reported():
     attr, mask = i.report()
     assert mask == mds_pb2.SET_ATIME
     assert attr.size == 200 and attr.mtime_ns == i.written_mtime_ns != 42
+
+
+def test_attributes_are_fresh_after_a_reply_until_stale_or_old():
+    i = inode()
+    assert i.attr_fresh(1.0)  # as of the reply that made it
+    i.attr_stale()  # a change no reply described (a rename, a revoke)
+    assert not i.attr_fresh(1.0)
+    i.update(A(ino=7, mode=0o100644, size=10, version=2))  # an older reply: not taken
+    assert not i.attr_fresh(1.0)
+    i.update(A(ino=7, mode=0o100644, size=12, version=4))
+    assert i.attr_fresh(1.0) and i.attr.size == 12
+    assert not i.attr_fresh(0.0)  # the bound is the caller's
+
+
+async def test_a_failed_write_behind_stays_known_after_its_error_is_reported():
+    class FailingStriper:
+        async def write(self, ino, offset, data):
+            raise OSError(5, "refused")
+
+    w = WriteBehind(FailingStriper(), 7)
+    await w.write(0, b"x")
+    with pytest.raises(OSError):
+        await w.drain()  # reported once ...
+    await w.drain()
+    assert w.failed  # ... but a close still knows to wait for the data
