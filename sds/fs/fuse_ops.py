@@ -217,6 +217,8 @@ class SdsOperations(pyfuse3.Operations):
         self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
         # unlinks answered here, not yet at the MDS: (directory, name) each
         self.unlinking: dict[asyncio.Future, tuple[int, str]] = {}
+        # the last failure of such an unlink, per directory, for its next fsyncdir
+        self.unlink_errors: dict[int, Exception] = {}
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
 
@@ -497,6 +499,7 @@ class SdsOperations(pyfuse3.Operations):
             except Exception as e:  # noqa: BLE001 - answered already: the log must tell
                 log.warning("unlink of %r in directory %d, answered already, failed at the "
                             "MDS: %s", name, dir_ino, e)
+                self.unlink_errors[dir_ino] = e
 
         task = asyncio.ensure_future(send())
         self.unlinking[task] = (dir_ino, name)
@@ -570,7 +573,14 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def fsyncdir(self, fh, datasync):
-        pass  # every namespace change is durable when the MDS replies
+        """Every namespace change is durable when the MDS replies; unlinks answered here
+        early are sent and waited for, and one that failed fails this fsync, as the
+        kernel CephFS client reports a failed async dirop."""
+        await self.settle_unlinks()
+        d = self.dirs.get(fh)
+        failed = self.unlink_errors.pop(d.ino, None) if d is not None else None
+        if failed is not None:
+            raise failed if isinstance(failed, SdsError) else pyfuse3.FUSEError(errno.EIO)
 
     # -- files ---------------------------------------------------------------------------------
     def _new_fh(self) -> int:

@@ -136,6 +136,26 @@ def test_unlinks_held_back_by_the_cap_holder_land_before_the_other_mount_looks(c
         unlinks_are_exact_on_the_other_mount(a.path, b.path, "held_")
 
 
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_unlink_delay": 1.0,
+                                             "mds_revoke_timeout": 2})
+def test_fsync_of_a_directory_makes_its_answered_unlinks_durable(cluster, tmp_path):
+    """Unlinks a mount answered under a directory cap are sent by fsync(2) of the
+    directory before it returns: a crash (kill -9) of the mount right after loses none
+    (without the wait in fsyncdir the held-back unlinks die with the process)."""
+    with mounted(cluster, tmp_path / "a") as a:
+        names = filled_dir(a.path, "durable")
+        for n in names:
+            os.unlink(a.path / "durable" / n)
+        fd = os.open(a.path / "durable", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        a.kill()
+    with mounted(cluster, tmp_path / "b") as b:  # its listing evicts the dead holder
+        assert os.listdir(b.path / "durable") == []
+
+
 def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
     """After unlinks answered under a directory cap, the same mount finds the names gone,
     lists none of them, and an open file unlinked among them shows no links."""
