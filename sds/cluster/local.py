@@ -688,6 +688,9 @@ def cluster_up(dir: str | os.PathLike | None = None, osds: int = 3, mons: int = 
 _wait_healthy = wait_healthy
 
 
+DEFAULT_FS_CLEAN_TIMEOUT_S = 30.0
+
+
 async def create_default_fs(conf: Path) -> None:
     """Pools and filesystem so that `sds mount MOUNTPOINT` needs no other argument."""
     from sds.client import Rados
@@ -699,6 +702,19 @@ async def create_default_fs(conf: Path) -> None:
             await r.pool_create(pool, pg_num=pg_num, size=size, min_size=min(2, size))
         await r.mon_command({"prefix": "fs new", "fs_name": name, "metadata": meta,
                              "data": data})
+        await _until_pgs_clean(r, DEFAULT_FS_CLEAN_TIMEOUT_S)
+
+
+async def _until_pgs_clean(r, timeout_s: float) -> None:
+    """Wait (bounded) until the new pools' PGs are reported active+clean, so the status
+    `cluster up` prints is the cluster's real state, not "40 pgs unknown" of the first
+    second; a slow cluster is not an error here: the status shows what it waits for."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = (await r.mon_command({"prefix": "status"}))["pgmap"]["pgs_by_state"]
+        if states and all(s["state_name"] == "active+clean" for s in states):
+            return
+        await asyncio.sleep(0.25)
 
 
 def add_osd(dir: str | os.PathLike, osd_id: int | None = None, start: bool = True) -> str:

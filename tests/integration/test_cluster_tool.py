@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -395,6 +396,12 @@ def test_cluster_up_down(tmp_path):
             assert re.fullmatch(r"127\.0\.0\.1:\d+", s["addr"]), s
             assert not s["addr"].endswith(":0")
         pids = [s["pid"] for s in status]
+        # what `cluster up` prints next is the real state: the default filesystem's PGs
+        # are already reported active+clean, not "unknown"
+        out = subprocess.run([sys.executable, "-m", "sds", "--conf", info["conf"], "status",
+                              "--format", "json"], capture_output=True, text=True, timeout=60)
+        states = json.loads(out.stdout)["pgmap"]["pgs_by_state"]
+        assert states and all(s["state_name"] == "active+clean" for s in states), states
     finally:
         result = local.cluster_down(tmp_path)
     assert sorted(result["stopped"] + result["killed"]) == sorted(s["name"] for s in status)
