@@ -248,7 +248,8 @@ def cmd_fs_new(view: MonView, args: dict) -> CommandResult:
          opt("force", "bool", False, help="remove even while an MDS is active for it"),
          write=True)
 def cmd_fs_rm(view: MonView, args: dict) -> CommandResult:
-    """Remove a filesystem (needs 'yes_i_really_mean_it'; EBUSY while an MDS serves it)."""
+    """Remove a filesystem, its pools stay (needs 'yes_i_really_mean_it'; EBUSY while an
+    MDS serves it, unless 'force')."""
     name = args["fs_name"]
     fs = _find_fs(view.mdsmap, name)
     if not args["yes_i_really_mean_it"]:
