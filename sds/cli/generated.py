@@ -44,15 +44,27 @@ def _help(param: Param) -> str | None:
     return " ".join(words) or None
 
 
+# What the global flags (main._global_flags) and `--fs` parse into: a parameter of that
+# name (a snapshot's `name`) keeps its value under another attribute.
+TAKEN = ("conf", "name", "keyring", "format", "fs")
+
+
+def _dest(param: Param) -> str:
+    return f"{param.name}_" if param.name in TAKEN else param.name
+
+
 def cli_arg(param: Param) -> Arg:
     """The argparse spec of one parameter, shaped by its `Cli` where it has one."""
     shape = param.cli or _NO_SHAPE
     flag = shape.flag or f"--{param.name.replace('_', '-')}"
+    dest = _dest(param)
     kwargs: dict = {"help": _help(param)}
+    if dest != param.name:
+        kwargs["metavar"] = param.name
     if shape.word is not None:
-        return arg(param.name, nargs="?", choices=[shape.word], **kwargs)
+        return arg(dest, nargs="?", choices=[shape.word], **kwargs)
     if param.type == "bool":
-        return arg(flag, dest=param.name, action="store_true", **kwargs)
+        return arg(flag, dest=dest, action="store_true", **kwargs)
     if shape.kind == "bytes":
         kwargs["type"] = byte_count_arg
     elif param.type in _TYPES:
@@ -67,8 +79,8 @@ def cli_arg(param: Param) -> Arg:
     if param.required if shape.positional is None else shape.positional:
         if not param.required and not many:
             kwargs["nargs"] = "?"
-        return arg(param.name, **kwargs)
-    return arg(flag, dest=param.name, default=None, **kwargs)
+        return arg(dest, **kwargs)
+    return arg(flag, dest=dest, default=None, **kwargs)
 
 
 def _cap_pairs(words: list[str]) -> dict[str, str]:
@@ -90,7 +102,7 @@ def _value(param: Param, value: Any) -> Any:
 
 def _fields(desc: Descriptor, a: argparse.Namespace) -> dict:
     """The command's JSON arguments from the parsed CLI ones (None: not sent)."""
-    fields = {p.name: _value(p, getattr(a, p.name)) for p in desc.params}
+    fields = {p.name: _value(p, getattr(a, _dest(p))) for p in desc.params}
     for param in desc.params:
         if param.cli is not None and param.cli.only_with and fields[param.cli.only_with] is None:
             fields[param.name] = None

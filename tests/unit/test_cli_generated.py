@@ -15,7 +15,7 @@ import json
 import pytest
 
 from sds.cli.commands import COMMANDS as CLI_COMMANDS
-from sds.cli.main import main
+from sds.cli.main import build_parser, main
 from sds.fsrules.admin import MDS
 from sds.mon.commands import COMMANDS as MON
 
@@ -106,3 +106,11 @@ def test_fs_new_shows_what_it_made_and_not_the_osdmap_epoch():
     assert sent == [{"prefix": "fs new", "fs_name": "f", "metadata": "meta", "data": "data"}]
     code, _, out, _ = run(["fs", "new", "f", "meta", "data", "--format", "json"], reply)
     assert json.loads(out) == {"fs_name": "f", "created": True}
+
+
+def test_a_parameter_named_like_a_global_flag_does_not_take_its_place():
+    """A snapshot's `name` is not the entity to authenticate as (`--name`)."""
+    args = build_parser().parse_args(["fs", "snapshot", "create", "/p", "s1", "--fs", "f"])
+    assert (args.name, args.fs, args.name_) == ("client.admin", "f", "s1")
+    args = build_parser().parse_args(["fs", "snapshot", "rm", "/p", "s1", "-n", "client.x"])
+    assert (args.name, args.name_) == ("client.x", "s1")
