@@ -6,14 +6,9 @@ import json
 import time
 
 from sds.cli import format as fmt
-from sds.cli.commands import Context, Output, arg, byte_count_arg, cli, mon
-from sds.cli.generated import mon_cli
-from sds.client.mdsclient import MdsClient
-from sds.fsrules import admin
+from sds.cli.commands import Context, Output, arg, byte_count_arg, cli
+from sds.cli.generated import _FS, mds_cli, mon_cli
 from sds.proto import mds_pb2
-
-Req = mds_pb2.MdsRequest
-_FS = arg("--fs", default=None, help="filesystem name (default: the first one)")
 
 
 def _fs_table(data: dict) -> str:
@@ -28,71 +23,31 @@ def _fs_table(data: dict) -> str:
     return text
 
 
-@cli("fs new", args=(arg("fs_name"), arg("metadata_pool"), arg("data_pool")))
-async def fs_new(ctx: Context, rados, a) -> Output:
-    """Create a filesystem on existing metadata and data pools."""
-    data = await rados.mon_command(mon("fs new", fs_name=a.fs_name, metadata=a.metadata_pool,
-                                       data=a.data_pool))
-    data.pop("osdmap_epoch", None)
-    return Output(data, f"new fs '{a.fs_name}' with metadata pool {a.metadata_pool} and "
-                        f"data pool {a.data_pool}")
+def _new(data: dict, f: dict) -> str:
+    return (f"new fs '{f['fs_name']}' with metadata pool {f['metadata']} and "
+            f"data pool {f['data']}")
 
 
+mon_cli("fs new", _new, drop=("osdmap_epoch",))
 mon_cli("fs ls", _fs_table)
+mon_cli("fs status", _fs_table)
+mon_cli("fs set", lambda d, f: f"set {f['var']} of fs '{f['fs_name']}' to {d.get(f['var'], f['val'])}")
+mon_cli("fs rm", lambda d, f: f"removed fs '{f['fs_name']}'", drop=("osdmap_epoch",))
 
 
-@cli("fs status", args=(arg("fs_name", nargs="?"),))
-async def fs_status(ctx: Context, rados, a) -> Output:
-    """Active MDS (name, address, generation) and standbys."""
-    data = await rados.mon_command(mon("fs status", fs_name=a.fs_name))
-    return Output(data, _fs_table(data))
-
-
-@cli("fs set", args=(arg("fs_name"), arg("var", metavar="VAR", help="max_file_size"),
-                     arg("val", metavar="VALUE")))
-async def fs_set(ctx: Context, rados, a) -> Output:
-    """Change a filesystem setting: max_file_size (bytes; EFBIG past it)."""
-    data = await rados.mon_command(mon("fs set", fs_name=a.fs_name, var=a.var, val=a.val))
-    return Output(data, f"set {a.var} of fs '{a.fs_name}' to {data.get(a.var, a.val)}")
-
-
-@cli("fs rm", args=(arg("fs_name"), arg("--yes-i-really-mean-it", action="store_true"),
-                    arg("--force", action="store_true",
-                        help="remove even while an MDS is active for it")))
-async def fs_rm(ctx: Context, rados, a) -> Output:
-    """Remove a filesystem (its pools stay); refused while an MDS serves it unless --force."""
-    data = await rados.mon_command(mon("fs rm", fs_name=a.fs_name,
-                                       yes_i_really_mean_it=a.yes_i_really_mean_it or None,
-                                       force=a.force or None))
-    data.pop("osdmap_epoch", None)
-    return Output(data, f"removed fs '{a.fs_name}'")
-
-
-def _mds_op(prefix: str, *args):
-    """A subcommand for an MDS admin operation: its help is the descriptor's."""
-    return cli(prefix, args=args, descriptor=admin.MDS.commands[prefix])
-
-
-async def _mds(rados, a, req: Req) -> mds_pb2.MdsReply:
-    client = await MdsClient(rados, a.fs, timeout=60.0).open()
-    try:
-        return await client.request(req)
-    finally:
-        await client.close()
-
-
-@_mds_op("fs check", _FS)
-async def fs_check(ctx: Context, rados, a) -> Output:
-    report = json.loads((await _mds(rados, a, admin.request("fs check"))).report)
+def _check(reply: mds_pb2.MdsReply, f: dict) -> Output:
+    report = json.loads(reply.report)
     lines = [f"{'clean' if report.get('ok') else 'DAMAGED'}: {report.get('inodes', 0)} inodes, "
              f"{report.get('directories', 0)} directories, {report.get('strays', 0)} strays"]
     lines += [f"  {e}" for e in report.get("errors", [])]
     return Output(report, "\n".join(lines), code=0 if report.get("ok") else 1)
 
 
-def _quota(q: mds_pb2.Quota) -> dict:
-    return {"path": q.path, "max_bytes": q.max_bytes, "max_files": q.max_files,
+def _quota(reply: mds_pb2.MdsReply, f: dict) -> Output:
+    q = reply.quota
+    data = {"path": q.path, "max_bytes": q.max_bytes, "max_files": q.max_files,
             "used_bytes": q.used_bytes, "used_files": q.used_files}
+    return Output(data, _quota_text(data))
 
 
 def _quota_text(q: dict) -> str:
@@ -104,47 +59,32 @@ def _quota_text(q: dict) -> str:
             f"{limit(q['max_files'], False)}")
 
 
-@_mds_op("fs quota set", arg("path"), arg("--max-bytes", type=byte_count_arg, default=0),
-          arg("--max-files", type=int, default=0), _FS)
-async def fs_quota_set(ctx: Context, rados, a) -> Output:
-    reply = await _mds(rados, a, admin.request(
-        "fs quota set", path=a.path, max_bytes=a.max_bytes, max_files=a.max_files))
-    data = _quota(reply.quota)
-    return Output(data, _quota_text(data))
-
-
-@_mds_op("fs quota get", arg("path"), _FS)
-async def fs_quota_get(ctx: Context, rados, a) -> Output:
-    data = _quota((await _mds(rados, a, admin.request("fs quota get", path=a.path))).quota)
-    return Output(data, _quota_text(data))
-
-
 def _snaps(reply: mds_pb2.MdsReply) -> list[dict]:
     return [{"name": s.name, "id": s.snap_id, "created": s.created_ns / 1e9}
             for s in reply.snaps]
 
 
-@_mds_op("fs snapshot create", arg("path"), arg("snap_name", metavar="NAME"), _FS)
-async def fs_snapshot_create(ctx: Context, rados, a) -> Output:
-    reply = await _mds(rados, a, admin.request("fs snapshot create", path=a.path,
-                                                   name=a.snap_name))
-    return Output({"path": a.path, "snapshots": _snaps(reply)},
-                  f"created snapshot {a.path.rstrip('/')}/.snap/{a.snap_name}")
+def _snap_created(reply: mds_pb2.MdsReply, f: dict) -> Output:
+    return Output({"path": f["path"], "snapshots": _snaps(reply)},
+                  f"created snapshot {f['path'].rstrip('/')}/.snap/{f['name']}")
 
 
-@_mds_op("fs snapshot ls", arg("path"), _FS)
-async def fs_snapshot_ls(ctx: Context, rados, a) -> Output:
-    snaps = _snaps(await _mds(rados, a, admin.request("fs snapshot ls", path=a.path)))
+def _snap_ls(reply: mds_pb2.MdsReply, f: dict) -> Output:
+    snaps = _snaps(reply)
     rows = [(s["name"], s["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["created"])))
             for s in snaps]
-    return Output({"path": a.path, "snapshots": snaps},
+    return Output({"path": f["path"], "snapshots": snaps},
                   fmt.table(["NAME", "ID", "CREATED"], rows, left=["NAME", "CREATED"]))
 
 
-@_mds_op("fs snapshot rm", arg("path"), arg("snap_name", metavar="NAME"), _FS)
-async def fs_snapshot_rm(ctx: Context, rados, a) -> Output:
-    await _mds(rados, a, admin.request("fs snapshot rm", path=a.path, name=a.snap_name))
-    return Output({"path": a.path, "removed": a.snap_name}, f"removed snapshot {a.snap_name}")
+def _snap_removed(reply: mds_pb2.MdsReply, f: dict) -> Output:
+    return Output({"path": f["path"], "removed": f["name"]}, f"removed snapshot {f['name']}")
+
+
+for _prefix, _render in (("fs check", _check), ("fs quota set", _quota), ("fs quota get", _quota),
+                         ("fs snapshot create", _snap_created), ("fs snapshot ls", _snap_ls),
+                         ("fs snapshot rm", _snap_removed)):
+    mds_cli(_prefix, _render)
 
 
 # -- subvolumes (sds.client.fsadmin: the same API CSI uses) ------------------------------

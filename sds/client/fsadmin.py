@@ -70,7 +70,7 @@ class FsAdmin:
     async def _req(self, **kw) -> mds_pb2.MdsReply:
         return await self.mds.request(Req(**kw))
 
-    async def _admin(self, prefix: str, **args) -> mds_pb2.MdsReply:
+    async def admin_op(self, prefix: str, **args) -> mds_pb2.MdsReply:
         """An MDS admin operation, its arguments checked by its descriptor."""
         return await self.mds.request(admin.request(prefix, **args))
 
@@ -149,13 +149,13 @@ class FsAdmin:
         if size and size < info["bytes_used"]:
             raise SdsError(f"{path} uses {info['bytes_used']} bytes, more than {size}",
                            errno.ENOSPC)
-        await self._admin("fs quota set", path=path, max_bytes=size)
+        await self.admin_op("fs quota set", path=path, max_bytes=size)
         return await self.subvolume_info(group, name)
 
     async def subvolume_info(self, group: str, name: str) -> dict:
         path = self.subvolume_path(group, name)
         attr = await self.lookup(path)
-        q = (await self._admin("fs quota get", path=path)).quota
+        q = (await self.admin_op("fs quota get", path=path)).quota
         statfs = (await self._req(op=Req.STATFS, ino=attr.ino)).statfs
         created = await self._getxattr(attr.ino, CREATED_XATTR)
         return {"group": group, "name": name, "path": path, "ino": attr.ino,
@@ -183,7 +183,7 @@ class FsAdmin:
             return False
         for snap in await self.snapshot_ls(group, name):
             with contextlib.suppress(NotFound):
-                await self._admin("fs snapshot rm", path=path, name=snap["name"])
+                await self.admin_op("fs snapshot rm", path=path, name=snap["name"])
         await self._rm_tree(attr.ino)
         with contextlib.suppress(NotFound):
             await self._req(op=Req.RMDIR, ino=group_attr.ino, name=name)
@@ -224,14 +224,14 @@ class FsAdmin:
     # -- snapshots ---------------------------------------------------------------------------
     async def snapshot_create(self, group: str, name: str, snap: str) -> dict:
         _check_component("snapshot", snap)
-        reply = await self._admin("fs snapshot create", path=self.subvolume_path(group, name),
+        reply = await self.admin_op("fs snapshot create", path=self.subvolume_path(group, name),
                                   name=snap)
         s = reply.snaps[0]
         return {"name": s.name, "id": s.snap_id, "created_ns": s.created_ns,
                 "bytes": await self._tree_bytes(reply.attr.ino)}
 
     async def snapshot_ls(self, group: str, name: str) -> list[dict]:
-        reply = await self._admin("fs snapshot ls", path=self.subvolume_path(group, name))
+        reply = await self.admin_op("fs snapshot ls", path=self.subvolume_path(group, name))
         return [{"name": s.name, "id": s.snap_id, "created_ns": s.created_ns}
                 for s in reply.snaps]
 
@@ -244,7 +244,7 @@ class FsAdmin:
     async def snapshot_rm(self, group: str, name: str, snap: str) -> bool:
         """Remove a snapshot; False when it (or its subvolume) was not there."""
         try:
-            await self._admin("fs snapshot rm", path=self.subvolume_path(group, name),
+            await self.admin_op("fs snapshot rm", path=self.subvolume_path(group, name),
                               name=snap)
         except NotFound:
             return False

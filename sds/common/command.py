@@ -23,6 +23,32 @@ TRUE_WORDS = ("true", "yes", "1")
 
 
 @dataclass(frozen=True)
+class Cli:
+    """How the `sds` CLI spells a parameter where its type alone does not say.
+
+    `positional` None: positional iff required. `flag`: the option's own spelling (a
+    confirmation like --yes-i-really-mean-it). `word`: an optional positional that can
+    only be that word and means true (`health detail`). `kind`: what the CLI parses
+    itself: "pairs" (SERVICE CAP words into a dict), "bytes" (10G, 512M), "one_id" (one
+    OSD id for an `ids` parameter). `only_with`: the flag is sent only when that other
+    argument is given too. `help` replaces the help made from the parameter's."""
+
+    positional: bool | None = None
+    metavar: str | None = None
+    flag: str | None = None
+    word: str | None = None
+    kind: str | None = None
+    only_with: str | None = None
+    help: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+CLI_KINDS = ("pairs", "bytes", "one_id")
+
+
+@dataclass(frozen=True)
 class Param:
     """One argument of a command. `default` None with `required` False: absent means
     the handler decides (e.g. a default read from the config)."""
@@ -35,6 +61,7 @@ class Param:
     hi: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    cli: Cli | None = None  # the CLI's spelling, when not the default one
 
     def to_dict(self) -> dict:
         out: dict = {"name": self.name, "type": self.type, "required": self.required}
@@ -45,6 +72,8 @@ class Param:
             out["choices"] = list(self.choices)
         if self.help:
             out["help"] = self.help
+        if self.cli is not None:
+            out["cli"] = self.cli.to_dict()
         return out
 
 
@@ -76,6 +105,12 @@ class Descriptor:
     write: bool = False
     access: Access = field(default_factory=Access)
     fn: Callable | None = None  # None: the daemon handles it itself
+    cli_paths: tuple[str, ...] = ()  # the `sds` words for it, first the main one; () = prefix
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The `sds` subcommands that run it."""
+        return self.cli_paths or (self.prefix,)
 
     @property
     def needs(self) -> str:
@@ -96,7 +131,8 @@ class Descriptor:
                 "needs": None if self.access.daemon else self.needs,
                 "service": self.access.service,
                 "daemon_only": self.access.daemon,
-                "params": [p.to_dict() for p in self.params]}
+                "params": [p.to_dict() for p in self.params],
+                **({"cli_paths": list(self.cli_paths)} if self.cli_paths else {})}
 
 
 def _check(prefix: str, param: Param, value: Any) -> Any:
@@ -192,15 +228,18 @@ class Registry:
         for param in desc.params:
             if param.type not in TYPES:
                 raise ValueError(f"{desc.prefix}: unknown parameter type {param.type!r}")
+            if param.cli is not None and param.cli.kind not in (None, *CLI_KINDS):
+                raise ValueError(f"{desc.prefix}: unknown CLI kind {param.cli.kind!r}")
         self.commands[desc.prefix] = desc
         return desc
 
     def command(self, prefix: str, *params: Param, write: bool = False,
-                access: Access | None = None):
+                access: Access | None = None, cli_paths: tuple[str, ...] = ()):
         """Decorator: declare a command run by `fn`; its docstring's first line is its help."""
 
         def register(fn: Callable) -> Callable:
-            self.add(Descriptor(prefix, params, help_of(fn), write, access or Access(), fn))
+            self.add(Descriptor(prefix, params, help_of(fn), write, access or Access(), fn,
+                                cli_paths))
             return fn
 
         return register

@@ -9,7 +9,7 @@ MDS takes what each needs from the caller's mds caps from here (sds.mds.authz).
 
 from __future__ import annotations
 
-from sds.common.command import Access, Descriptor, Param, Registry, opt
+from sds.common.command import Access, Cli, Descriptor, Param, Registry, opt
 from sds.proto import mds_pb2
 
 Req = mds_pb2.MdsRequest
@@ -17,7 +17,7 @@ MDS = Registry()
 OPS: dict[str, int] = {}
 BY_OP: dict[int, Descriptor] = {}
 PATH = Param("path", help="directory, from the filesystem root")
-SNAP = Param("name", help="snapshot name")
+SNAP = Param("name", help="snapshot name", cli=Cli(metavar="NAME"))
 
 
 def _declare(prefix: str, op: int, help: str, *params: Param, write: bool = False,
@@ -32,8 +32,10 @@ def _declare(prefix: str, op: int, help: str, *params: Param, write: bool = Fals
 
 _declare("fs quota set", Req.QUOTA_SET,
          "Limit a directory tree's bytes and files (0 = unlimited); beyond them: EDQUOT.",
-         PATH, opt("max_bytes", "int", 0, lo=0, hi=(1 << 64) - 1),
-         opt("max_files", "int", 0, lo=0, hi=(1 << 64) - 1), write=True, caps="rwx")
+         PATH, opt("max_bytes", "int", 0, lo=0, hi=(1 << 64) - 1,
+                   cli=Cli(kind="bytes", help="byte limit, e.g. 10G (0 = unlimited)")),
+         opt("max_files", "int", 0, lo=0, hi=(1 << 64) - 1,
+             cli=Cli(help="file limit (0 = unlimited)")), write=True, caps="rwx")
 _declare("fs quota get", Req.QUOTA_GET, "A directory's quota and current usage.", PATH)
 _declare("fs snapshot create", Req.SNAP_CREATE,
          "Read-only copy of a directory tree, visible as PATH/.snap/NAME.", PATH, SNAP,

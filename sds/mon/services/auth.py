@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 
 from sds.common import caps as caps_mod
-from sds.common.command import Access, Param, opt
+from sds.common.command import Access, Cli, Param, opt
 from sds.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from sds.common.keyring import generate_key
 from sds.mon.services.core import CommandResult, MonView, command
@@ -24,7 +24,10 @@ PROTECTED = ("client.admin", "mon.")
 
 
 ENTITY = Param("entity", help="e.g. client.NAME")
-CAPS = opt("caps", "any", help="{service: cap string}")
+_PAIRS = "SERVICE CAP pairs, e.g. mon 'allow r' osd 'allow rw pool=x'"
+CAPS = opt("caps", "any", help="{service: cap string}", cli=Cli(positional=True, kind="pairs", help=_PAIRS))
+NEW_CAPS = opt("caps", "any", help="{service: cap string}", cli=Cli(
+    positional=True, kind="pairs", help="SERVICE CAP pairs: they replace all of the entity's caps"))
 READ_KEYS, CHANGE_ENTITIES = Access(caps="rx"), Access(caps="rwx")  # Ceph's auth needs
 
 
@@ -95,7 +98,7 @@ def cmd_auth_print_key(view: MonView, args: dict) -> CommandResult:
                           "key": base64.b64encode(entity.key).decode()})
 
 
-@command("auth export", opt("entity"), access=READ_KEYS)
+@command("auth export", opt("entity", cli=Cli(positional=True)), access=READ_KEYS)
 def cmd_auth_export(view: MonView, args: dict) -> CommandResult:
     """Entities with keys and caps, all of them or the one named: a keyring's content."""
     name = args["entity"]
@@ -148,7 +151,7 @@ def cmd_auth_add(view: MonView, args: dict) -> CommandResult:
     return CommandResult({"entity": name, "created": True, "caps": caps}, _set(entity))
 
 
-@command("auth caps", ENTITY, CAPS, write=True, access=CHANGE_ENTITIES)
+@command("auth caps", ENTITY, NEW_CAPS, write=True, access=CHANGE_ENTITIES)
 def cmd_auth_caps(view: MonView, args: dict) -> CommandResult:
     """Replace an entity's caps; its open sessions get the new caps at once."""
     current = _existing(view, _entity_name(args))
@@ -162,7 +165,8 @@ def cmd_auth_caps(view: MonView, args: dict) -> CommandResult:
     return CommandResult({"entity": current.name, "caps": caps}, _set(entity))
 
 
-@command("auth rm", ENTITY, write=True, access=CHANGE_ENTITIES)
+@command("auth rm", ENTITY, write=True, access=CHANGE_ENTITIES,
+         cli_paths=("auth rm", "auth del"))
 def cmd_auth_rm(view: MonView, args: dict) -> CommandResult:
     """Remove an entity: it can no longer authenticate and its sessions are dropped."""
     name = args["entity"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from sds.common import osdmap as om
 from sds.common.caps import Caps
-from sds.common.command import Param, Registry
+from sds.common.command import Cli, Param, Registry
 from sds.common.config import Config
 from sds.common.errors import NotFound
 from sds.crush.cache import placement_for  # noqa: F401 (the services' one table per epoch)
@@ -37,6 +37,7 @@ MAX_POOL_SIZE = 10
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 POOL_VARS = ("size", "min_size", "pg_num", "crush_rule", "application")
 IDS = Param("ids", "ids", lo=0, help="OSD ids (N or osd.N)")
+ONE_ID = Param("ids", "ids", lo=0, help="OSD id (N or osd.N)", cli=Cli(kind="one_id", metavar="id"))
 MGR_DOWN_AFTER_S = 15.0  # the mgr reports every 2 s; this many seconds of silence is MGR_DOWN
 
 

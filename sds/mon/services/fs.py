@@ -10,7 +10,7 @@ standby, with the filesystem's generation bumped so the old one knows it was rep
 from __future__ import annotations
 
 from sds.common import osdmap as om
-from sds.common.command import Access, Param, as_int, opt
+from sds.common.command import Access, Cli, Param, as_int, opt
 from sds.common.errors import AlreadyExists, Busy, InvalidArgument, NotFound, PermissionDenied
 from sds.common.fencing import FENCE_PENDING, active_instance
 from sds.common.health import ERR, WARN, HealthCheck
@@ -169,8 +169,9 @@ def max_file_size(fs: maps_pb2.Filesystem) -> int:
     return fs.max_file_size or DEFAULT_MAX_FILE_SIZE
 
 
-@command("fs set", Param("fs_name"), Param("var", help=", ".join(sorted(FS_VARS))),
-         Param("val", "any"), write=True)
+@command("fs set", Param("fs_name"),
+         Param("var", help=", ".join(sorted(FS_VARS)), cli=Cli(metavar="VAR")),
+         Param("val", "any", cli=Cli(metavar="VALUE")), write=True)
 def cmd_fs_set(view: MonView, args: dict) -> CommandResult:
     """Change a filesystem setting (max_file_size); the active MDS follows at its next
     beacon and enforces it from then on (EFBIG)."""
@@ -221,8 +222,9 @@ def cmd_mds_reconcile(view: MonView, args: dict) -> CommandResult:
     return _result({"mdsmap_epoch": new.epoch}, new if changed else None, view, fenced)
 
 
-@command("fs new", Param("fs_name"), Param("metadata", help="metadata pool"),
-         Param("data", help="data pool"), write=True)
+@command("fs new", Param("fs_name"),
+         Param("metadata", help="metadata pool", cli=Cli(metavar="metadata_pool")),
+         Param("data", help="data pool", cli=Cli(metavar="data_pool")), write=True)
 def cmd_fs_new(view: MonView, args: dict) -> CommandResult:
     """Create a filesystem on a metadata pool and a data pool."""
     name = args["fs_name"]
@@ -243,9 +245,11 @@ def cmd_fs_new(view: MonView, args: dict) -> CommandResult:
 
 
 @command("fs rm", Param("fs_name"), opt("yes_i_really_mean_it", "bool", False),
-         opt("force", "bool", False), write=True)
+         opt("force", "bool", False, help="remove even while an MDS is active for it"),
+         write=True)
 def cmd_fs_rm(view: MonView, args: dict) -> CommandResult:
-    """Remove a filesystem (needs 'yes_i_really_mean_it'; EBUSY while an MDS serves it)."""
+    """Remove a filesystem, its pools stay (needs 'yes_i_really_mean_it'; EBUSY while an
+    MDS serves it, unless 'force')."""
     name = args["fs_name"]
     fs = _find_fs(view.mdsmap, name)
     if not args["yes_i_really_mean_it"]:
@@ -280,7 +284,7 @@ def cmd_fs_ls(view: MonView, args: dict) -> CommandResult:
                                           for fs in view.mdsmap.filesystems]})
 
 
-@command("fs status", opt("fs_name"))
+@command("fs status", opt("fs_name", cli=Cli(positional=True)))
 def cmd_fs_status(view: MonView, args: dict) -> CommandResult:
     """Active MDS (name, address, generation) and standbys, of one or every filesystem."""
     name = args["fs_name"]

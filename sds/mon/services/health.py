@@ -7,7 +7,7 @@ add checks through HEALTH_CHECKS.
 from __future__ import annotations
 
 from sds.common import health
-from sds.common.command import opt
+from sds.common.command import Cli, opt
 from sds.common.health import WARN, HealthCheck
 from sds.health import checks as mgr_checks
 from sds.health.checks import pg_states
@@ -98,7 +98,7 @@ def _health(view: MonView, detail: bool) -> dict:
     return health.report(health_checks(view), detail)
 
 
-@command("health", opt("detail", "bool", False))
+@command("health", opt("detail", "bool", False, cli=Cli(word="detail")))
 def cmd_health(view: MonView, args: dict) -> CommandResult:
     """Cluster health: HEALTH_OK/WARN/ERR and the checks that fail."""
     return CommandResult(_health(view, args["detail"]))

@@ -8,7 +8,7 @@ admin can decide (users.md A2: unsafe maintenance is a top complaint).
 from __future__ import annotations
 
 from sds.common import osdmap as om
-from sds.common.command import Access, Param, opt
+from sds.common.command import Access, Cli, Param, opt
 from sds.common.errors import Busy, PermissionDenied
 from sds.common.health import plural
 from sds.crush import builder
@@ -16,6 +16,7 @@ from sds.crush.placement import pg_name
 from sds.health.checks import pg_states
 from sds.mon.services.core import (
     IDS,
+    ONE_ID,
     CommandResult,
     MonView,
     _crush_copy,
@@ -55,7 +56,7 @@ def cmd_osd_unset(view: MonView, args: dict) -> CommandResult:
     return _set_flag(view, args, False)
 
 
-@command("osd reweight", IDS, Param("weight", "float", lo=0.0, hi=1.0), write=True)
+@command("osd reweight", ONE_ID, Param("weight", "float", lo=0.0, hi=1.0), write=True)
 def cmd_osd_reweight(view: MonView, args: dict) -> CommandResult:
     """Override an OSD's share of data (0.0-1.0); CRUSH moves data proportionally."""
     osd_id, weight = args["ids"][0], args["weight"]
@@ -134,7 +135,8 @@ def cmd_osd_safe_to_destroy(view: MonView, args: dict) -> CommandResult:
                           "message": f"{names} hold no data that is needed"})
 
 
-@command("osd purge", IDS, opt("confirm", "bool", False), write=True,
+@command("osd purge", ONE_ID, opt("confirm", "bool", False,
+                                  cli=Cli(flag="--yes-i-really-mean-it")), write=True,
          access=Access(caps="rwx"))  # also removes the OSD's key
 def cmd_osd_purge(view: MonView, args: dict) -> CommandResult:
     """Remove an OSD from the OSDMap, CRUSH and the auth database (needs confirm)."""

@@ -6,7 +6,7 @@ They read the manager's digest (PG states as the primaries last reported them), 
 
 from __future__ import annotations
 
-from sds.common.command import opt
+from sds.common.command import Cli, opt
 from sds.common.errors import InvalidArgument
 from sds.health.checks import pg_states, state_parts
 from sds.mon.services.core import CommandResult, MonView, command
@@ -49,7 +49,8 @@ def cmd_pg_dump(view: MonView, args: dict) -> CommandResult:
                           "epoch": view.osdmap.epoch})
 
 
-@command("pg dump_stuck", opt("states", "strs", help=" ".join(STUCK_KINDS)),
+@command("pg dump_stuck", opt("states", "strs", help=" ".join(STUCK_KINDS),
+                               cli=Cli(positional=True)),
          opt("threshold", "float", DEFAULT_STUCK_THRESHOLD_S, lo=0, help="seconds"))
 def cmd_pg_dump_stuck(view: MonView, args: dict) -> CommandResult:
     """PGs stuck inactive/unclean/degraded/undersized/stale for longer than a threshold."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 from sds.common import osdmap as om
-from sds.common.command import Param, as_int, opt
+from sds.common.command import Cli, Param, as_int, opt
 from sds.common.errors import InvalidArgument, NotSupported, PermissionDenied
 from sds.health.checks import size_warnings
 from sds.mon.services.core import (
@@ -23,12 +23,15 @@ from sds.mon.services.core import (
 )
 from sds.proto import maps_pb2
 
+NAME = Param("pool", cli=Cli(metavar="NAME"))
+
 
 def _or(value, default):
     return default if value is None else value
 
 
-@command("osd pool ls", opt("detail", "bool", False))
+@command("osd pool ls", opt("detail", "bool", False, cli=Cli(word="detail")),
+         cli_paths=("pool ls", "osd pool ls"))
 def cmd_pool_ls(view: MonView, args: dict) -> CommandResult:
     """Pool names; with detail, every pool's settings."""
     if args["detail"]:
@@ -37,10 +40,15 @@ def cmd_pool_ls(view: MonView, args: dict) -> CommandResult:
     return CommandResult({"pools": [p.name for p in view.osdmap.pools]})
 
 
-@command("osd pool create", Param("pool"), opt("pg_num", "int", lo=1, hi=MAX_PG_NUM),
-         opt("size", "int", lo=1, hi=MAX_POOL_SIZE), opt("min_size", "int", lo=1, hi=MAX_POOL_SIZE),
-         opt("crush_rule", "any", 0, help="rule name or id"), opt("application", "text", ""),
-         write=True)
+@command("osd pool create", NAME,
+         opt("pg_num", "int", lo=1, hi=MAX_PG_NUM, cli=Cli(positional=True, metavar="PG_NUM")),
+         opt("size", "int", lo=1, hi=MAX_POOL_SIZE,
+             help="replicas (default osd_pool_default_size)"),
+         opt("min_size", "int", lo=1, hi=MAX_POOL_SIZE, help="replicas needed to accept writes"),
+         opt("crush_rule", "any", 0, help="rule name or id",
+             cli=Cli(help="CRUSH rule name (default replicated_rule)")),
+         opt("application", "text", "", help="application tag, e.g. rbd, cephfs, rgw"),
+         write=True, cli_paths=("pool create", "osd pool create"))
 def cmd_pool_create(view: MonView, args: dict) -> CommandResult:
     """Create a replicated pool; an existing pool of that name is left as it is."""
     osdmap, config = view.osdmap, view.config
@@ -68,10 +76,14 @@ def cmd_pool_create(view: MonView, args: dict) -> CommandResult:
         _update(inc))
 
 
-@command("osd pool rm", Param("pool"), opt("pool2", help="the name again"),
-         opt("confirm", "bool", False), write=True)
+@command("osd pool rm", NAME,
+         opt("pool2", help="the name again, to confirm", cli=Cli(positional=True, metavar="NAME")),
+         opt("confirm", "bool", False, help="confirm that all data of the pool is destroyed",
+             cli=Cli(flag="--yes-i-really-really-mean-it", only_with="pool2")),
+         write=True, cli_paths=("pool rm", "osd pool rm", "osd pool delete"))
 def cmd_pool_rm(view: MonView, args: dict) -> CommandResult:
-    """Delete a pool and all its objects; needs the name twice and "confirm": true."""
+    """Delete a pool and all its objects; needs the name twice and "confirm": true
+    (`sds pool rm NAME NAME --yes-i-really-really-mean-it`)."""
     name = args["pool"]
     again = args["pool2"]
     if again is not None and again != name:
@@ -89,7 +101,9 @@ def cmd_pool_rm(view: MonView, args: dict) -> CommandResult:
     return CommandResult({"pool": name, "pool_id": found[0].id, "removed": True}, _update(inc))
 
 
-@command("osd pool get", Param("pool"), Param("var", help=", ".join(POOL_VARS) + " or all"))
+@command("osd pool get", NAME,
+         Param("var", help=", ".join(POOL_VARS) + " or all", cli=Cli(metavar="VAR")),
+         cli_paths=("pool get", "osd pool get"))
 def cmd_pool_get(view: MonView, args: dict) -> CommandResult:
     """One setting of a pool (size, min_size, pg_num, crush_rule, application) or all."""
     pool = om.pool_by_name(view.osdmap, args["pool"])
@@ -103,8 +117,9 @@ def cmd_pool_get(view: MonView, args: dict) -> CommandResult:
     return CommandResult({"pool": pool.name, var: values[var]})
 
 
-@command("osd pool set", Param("pool"), Param("var", help=", ".join(POOL_VARS)),
-         Param("val", "any"), write=True)
+@command("osd pool set", NAME, Param("var", help=", ".join(POOL_VARS), cli=Cli(metavar="VAR")),
+         Param("val", "any", cli=Cli(metavar="VAL")), write=True,
+         cli_paths=("pool set", "osd pool set"))
 def cmd_pool_set(view: MonView, args: dict) -> CommandResult:
     """Change one setting of a pool: size, min_size, pg_num, crush_rule or application."""
     osdmap = view.osdmap
