@@ -244,13 +244,30 @@ class IoCtx:
         """The bytes read; a read of one chunk is returned as the bytearray it was received
         into (no copy), which compares equal to bytes. Larger reads are fetched in chunks
         (`read_stream`) and joined."""
-        parts = [chunk async for chunk in self.read_stream(oid, length, offset)]
+        if length and length <= self.rados.read_chunk:  # one request, unless the OSD cut it
+            data, size = await self._read_chunk(oid, offset, length)
+            got = data.nbytes
+            if got == 0 or offset + got >= min(size, offset + length):
+                return self._as_bytes(data)
+            parts = [data] + [chunk async for chunk in self.read_stream(
+                oid, length - got, offset + got)]
+        else:
+            parts = [chunk async for chunk in self.read_stream(oid, length, offset)]
         if len(parts) == 1:
-            data = parts[0]
-            if isinstance(data.obj, bytearray) and data.nbytes == len(data.obj):
-                return data.obj  # type: ignore[return-value]
-            return bytes(data)
+            return self._as_bytes(parts[0])
         return b"".join(parts)
+
+    @staticmethod
+    def _as_bytes(data: memoryview) -> bytes:
+        """The received buffer itself when the view covers all of it, else a copy."""
+        if isinstance(data.obj, bytearray) and data.nbytes == len(data.obj):
+            return data.obj  # type: ignore[return-value]
+        return bytes(data)
+
+    async def _read_chunk(self, oid: str, offset: int, want: int) -> tuple[memoryview, int]:
+        """One READ op: (the bytes it returned, the object's size as the reply states)."""
+        resp = await self._call(Op.READ, oid, offset=offset, length=want)
+        return resp.data, self._reply(resp).size
 
     async def read_stream(self, oid: str, length: int | None = None, offset: int = 0,
                           chunk: int | None = None) -> AsyncIterator[memoryview]:
@@ -262,10 +279,9 @@ class IoCtx:
         end = offset + length if length else None  # 0 or None: to the object's end
         while True:
             want = chunk if end is None else min(chunk, end - offset)
-            resp = await self._call(Op.READ, oid, offset=offset, length=want)
-            size = self._reply(resp).size
-            got = resp.data.nbytes
-            yield resp.data
+            data, size = await self._read_chunk(oid, offset, want)
+            got = data.nbytes
+            yield data
             offset += got
             stop = min(size, end) if end is not None else size
             if got == 0 or offset >= stop:

@@ -40,10 +40,10 @@ class Striper:
         length = max(0, min(length, file_size - offset))
         if length == 0:
             return b""
+        index, in_obj = divmod(offset, self.stripe_size)
+        if in_obj + length <= self.stripe_size:  # within one object (every small read)
+            return await self._read_one(ino, index, in_obj, length)
         parts = list(self.extents(offset, length))
-        if len(parts) == 1:
-            index, in_obj, _, n = parts[0]
-            return await self._read_one(ino, index, in_obj, n)
         out = bytearray(length)
         chunks = await asyncio.gather(*(self._read_one(ino, index, in_obj, n)
                                         for index, in_obj, _, n in parts))

@@ -54,17 +54,9 @@ class Limits:
         if code == Op.SETXATTR and len(op.value) > self.attr_size:
             raise TooBig(f"xattr value of {len(op.value)} bytes exceeds the limit of "
                          f"{self.attr_size} (osd_max_attr_size)")
-        guards = list(op.omap_cmp)
-        if (guards or op.omap_absent) and code in _READS:
-            raise InvalidArgument("omap guards apply to write ops only")
-        for key in list(op.keys) + [kv.key for kv in list(op.kvs) + guards] + list(op.omap_absent):
-            self._name("omap key", key, self.omap_key_len, "osd_max_omap_key_len")
-        for kv in list(op.kvs) + guards:
-            if len(kv.value) > self.omap_value_size:
-                raise TooBig(f"omap value of {len(kv.value)} bytes exceeds the limit of "
-                             f"{self.omap_value_size} (osd_max_omap_value_size)")
-        total = (data_len + len(op.value) + sum(len(kv.key) + len(kv.value)
-                                                for kv in list(op.kvs) + guards))
+        total = data_len + len(op.value)
+        if op.keys or op.kvs or op.omap_cmp or op.omap_absent:  # (data ops skip the lists)
+            total += self._check_omap(op, code)
         if total > self.write_size:
             raise TooBig(f"write of {total} bytes exceeds the limit of {self.write_size} "
                          "(osd_max_write_size)")
@@ -74,6 +66,19 @@ class Limits:
             self.check_object_size(op.offset)
         elif code in _WRITES_DATA:
             self.check_object_size(data_len)
+
+    def _check_omap(self, op: osd_pb2.OsdOp, code: int) -> int:
+        """Check an op's omap keys, values and guards; the bytes they add to the write."""
+        guards = list(op.omap_cmp)
+        if (guards or op.omap_absent) and code in _READS:
+            raise InvalidArgument("omap guards apply to write ops only")
+        for key in list(op.keys) + [kv.key for kv in list(op.kvs) + guards] + list(op.omap_absent):
+            self._name("omap key", key, self.omap_key_len, "osd_max_omap_key_len")
+        for kv in list(op.kvs) + guards:
+            if len(kv.value) > self.omap_value_size:
+                raise TooBig(f"omap value of {len(kv.value)} bytes exceeds the limit of "
+                             f"{self.omap_value_size} (osd_max_omap_value_size)")
+        return sum(len(kv.key) + len(kv.value) for kv in list(op.kvs) + guards)
 
     def check_object_size(self, size: int) -> None:
         if size > self.object_size:
