@@ -42,6 +42,7 @@ from sds.common.errors import (
 )
 from sds.fsrules import perms
 from sds.fsrules.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
+from sds.fsrules.layout import SNAPDIR
 from sds.mds import layout, quota, snapshots
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
@@ -57,7 +58,6 @@ Req = mds_pb2.MdsRequest
 Rec = mds_pb2.InodeRecord
 MetaOp = mds_pb2.MetaOp
 STRAY_DIR = 0  # "dir.0000000000000000": unlinked inodes still open somewhere
-SNAPDIR = ".snap"
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 XATTR_VALUE_MAX = 64 * 1024
@@ -577,7 +577,12 @@ class Namespace:
         if parent.readonly and parent.parent and (await self.store.inode(parent.parent)).snapdir \
                 == req.ino:  # mkdir .snap/NAME makes a snapshot, as in CephFS
             return await self._snap_create(parent.parent, req.name)
-        return await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
+        reply = await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
+        if req.want_dir_cap and self.caps.may_grant_dir(reply.attr.ino, req.session_id, False):
+            # nobody else can cache a directory this request just made
+            self.caps.grant_dir(reply.attr.ino, req.session_id)
+            reply.dir_cap = True
+        return reply
 
     async def symlink(self, req: Req) -> mds_pb2.MdsReply:
         if not req.value:
