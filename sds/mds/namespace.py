@@ -274,12 +274,13 @@ class Namespace:
         except SdsError:
             return False
 
-    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply) -> None:
-        """An unlink asked for the directory's exclusive cap: granted while no other
-        session caches the directory (sds.mds.caps)."""
-        others = bool(self.leases.others(req.ino, req.session_id))
-        if req.want_dir_cap and self.caps.may_grant_dir(req.ino, req.session_id, others):
-            self.caps.grant_dir(req.ino, req.session_id)
+    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply, dir_ino: int = 0) -> None:
+        """An unlink (or a mkdir, for the directory it made) asked for the directory's
+        exclusive cap: granted while no other session caches it (sds.mds.caps)."""
+        dir_ino = dir_ino or req.ino
+        others = bool(self.leases.others(dir_ino, req.session_id))
+        if req.want_dir_cap and self.caps.may_grant_dir(dir_ino, req.session_id, others):
+            self.caps.grant_dir(dir_ino, req.session_id)
             reply.dir_cap = True
 
     def _grant_lease(self, req: Req) -> None:
@@ -578,10 +579,7 @@ class Namespace:
                 == req.ino:  # mkdir .snap/NAME makes a snapshot, as in CephFS
             return await self._snap_create(parent.parent, req.name)
         reply = await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
-        if req.want_dir_cap and self.caps.may_grant_dir(reply.attr.ino, req.session_id, False):
-            # nobody else can cache a directory this request just made
-            self.caps.grant_dir(reply.attr.ino, req.session_id)
-            reply.dir_cap = True
+        self._grant_dir_cap(req, reply, reply.attr.ino)  # nobody else knows it yet
         return reply
 
     async def symlink(self, req: Req) -> mds_pb2.MdsReply:
