@@ -65,6 +65,7 @@ from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
 from sds.fs.writebehind import WriteBehind
 from sds.fsrules.attrs import WRITE_BACK_BITS
+from sds.fsrules.layout import SNAPDIR
 from sds.proto import mds_pb2
 
 log = logging.getLogger("sds.fuse")
@@ -215,6 +216,9 @@ class SdsOperations(pyfuse3.Operations):
         self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
         self._dir_cap_session = 0        # ... in this MDS session
         self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
+        # directories this mount made and holds the exclusive cap of: (session, the names
+        # that may be in it: every name this mount added or tried to add there)
+        self.own_dirs: dict[int, tuple[int, set[str]]] = {}
         # unlinks answered here, not yet at the MDS: (directory, name) each
         self.unlinking: dict[asyncio.Future, tuple[int, str]] = {}
         # the last failure of such an unlink, per directory, for its next fsyncdir
@@ -329,8 +333,31 @@ class SdsOperations(pyfuse3.Operations):
     # -- lookups and attributes -----------------------------------------------------------
     @handler
     async def lookup(self, parent, name, ctx):
-        reply = await self.call(Req.LOOKUP, ctx, ino=self.mds_ino(parent), name=fsname(name))
+        dir_ino, name = self.mds_ino(parent), fsname(name)
+        if self._surely_absent(dir_ino, name):
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        reply = await self.call(Req.LOOKUP, ctx, ino=dir_ino, name=name)
         return self.new_entry(reply)
+
+    def _surely_absent(self, dir_ino: int, name: str) -> bool:
+        """A miss answered here, sparing untar a round trip per new file: the directory
+        was empty when this mount made it, and its exclusive cap (sds.mds.caps) was held
+        since, so nobody else added a name; this mount's own additions are in its set.
+        .snap is the MDS's to make; after a failed MDS request the cap may be lost."""
+        own = self.own_dirs.get(dir_ino)
+        if own is None:
+            return False
+        if own[0] != self.session_id or not self._holds_dir(dir_ino) or self.mds_unreachable:
+            del self.own_dirs[dir_ino]
+            return False
+        return name not in own[1] and name != SNAPDIR
+
+    def _may_add(self, dir_ino: int, name: str) -> None:
+        """Before a request that may add `name` to a directory: no miss answered here for
+        it from now on, whatever the outcome."""
+        own = self.own_dirs.get(dir_ino)
+        if own is not None:
+            own[1].add(name)
 
     async def forget(self, inode_list):
         """Not a request: it must not raise, not even FUSEError."""
@@ -438,7 +465,13 @@ class SdsOperations(pyfuse3.Operations):
     # -- namespace --------------------------------------------------------------------------
     async def _make(self, op: int, parent: int, name: bytes, ctx, **fields):
         self.check_writable()
-        reply = await self.call(op, ctx, ino=self.mds_ino(parent), name=fsname(name), **fields)
+        dir_ino, name = self.mds_ino(parent), fsname(name)
+        self._may_add(dir_ino, name)
+        revokes = self._dir_revokes.total()  # of any directory: the new one has no count yet
+        reply = await self.call(op, ctx, ino=dir_ino, name=name, **fields)
+        if reply.dir_cap and self._dir_revokes.total() == revokes:  # not revoked meanwhile
+            self._hold_dir(reply.attr.ino)
+            self.own_dirs[reply.attr.ino] = (self.session_id, set())
         return self.new_entry(reply)
 
     @handler
@@ -447,7 +480,8 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def mkdir(self, parent, name, mode, ctx):
-        return await self._make(Req.MKDIR, parent, name, ctx, mode=mode | stat.S_IFDIR)
+        return await self._make(Req.MKDIR, parent, name, ctx, mode=mode | stat.S_IFDIR,
+                                want_dir_cap=True)
 
     @handler
     async def symlink(self, parent, name, target, ctx):
@@ -456,6 +490,7 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def link(self, fuse_ino, new_parent, new_name, ctx):
         self.check_writable()
+        self._may_add(self.mds_ino(new_parent), fsname(new_name))
         reply = await self.call(Req.LINK, ctx, ino=self.mds_ino(fuse_ino),
                                 ino2=self.mds_ino(new_parent), name2=fsname(new_name))
         return self.new_entry(reply)
@@ -476,10 +511,13 @@ class SdsOperations(pyfuse3.Operations):
         reply = await self.call(Req.UNLINK, ctx, ino=dir_ino, name=fsname(name),
                                 want_dir_cap=True)
         if reply.dir_cap and self._dir_revokes[dir_ino] == revokes:  # not revoked meanwhile
-            if self._dir_cap_session != self.session_id:
-                self.dir_caps.clear()
-                self._dir_cap_session = self.session_id
-            self.dir_caps.add(dir_ino)
+            self._hold_dir(dir_ino)
+
+    def _hold_dir(self, dir_ino: int) -> None:
+        if self._dir_cap_session != self.session_id:
+            self.dir_caps.clear()
+            self._dir_cap_session = self.session_id
+        self.dir_caps.add(dir_ino)
 
     @property
     def session_id(self) -> int:
@@ -519,6 +557,7 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def rename(self, old_parent, old_name, new_parent, new_name, flags, ctx):
         self.check_writable()
+        self._may_add(self.mds_ino(new_parent), fsname(new_name))
         await self.call(Req.RENAME, ctx, ino=self.mds_ino(old_parent), name=fsname(old_name),
                         ino2=self.mds_ino(new_parent), name2=fsname(new_name), flags=flags)
 
@@ -624,8 +663,10 @@ class SdsOperations(pyfuse3.Operations):
     async def create(self, parent, name, mode, flags, ctx):
         self.check_writable()
         caller = caller_of(ctx)
-        reply = await self.call(Req.CREATE, caller=caller, ino=self.mds_ino(parent),
-                                name=fsname(name), mode=mode, flags=flags)
+        dir_ino, name = self.mds_ino(parent), fsname(name)
+        self._may_add(dir_ino, name)
+        reply = await self.call(Req.CREATE, caller=caller, ino=dir_ino, name=name, mode=mode,
+                                flags=flags)
         entry = self.new_entry(reply)
         inode = self.inodes.get(entry.st_ino)
         assert inode is not None
@@ -938,6 +979,7 @@ class SdsOperations(pyfuse3.Operations):
             elif msg.kind == K.REVOKE_DIR:  # another mount needs the directory
                 self._dir_revokes[msg.ino] += 1
                 self.dir_caps.discard(msg.ino)
+                self.own_dirs.pop(msg.ino, None)
                 await self.settle_unlinks()
                 await self.call(Req.CAPS_ACK, ino=msg.ino)
             elif msg.kind == K.INVALIDATE_DENTRY:
@@ -968,6 +1010,7 @@ class SdsOperations(pyfuse3.Operations):
                       " (mount again to continue)")
         self.evicted = True
         self.dir_caps.clear()
+        self.own_dirs.clear()
         if self.reconnect is not None and not self._recovery.locked():
             self.spawn(self._recover())
 

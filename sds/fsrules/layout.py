@@ -6,6 +6,7 @@ write; the metadata pool's own encoding stays with the MDS (sds.mds.layout)."""
 from __future__ import annotations
 
 ROOT_INO = 1
+SNAPDIR = ".snap"  # every directory's snapshots, made by the MDS when first looked up
 DEFAULT_STRIPE_SIZE = 4 << 20
 
 

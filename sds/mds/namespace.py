@@ -42,6 +42,7 @@ from sds.common.errors import (
 )
 from sds.fsrules import perms
 from sds.fsrules.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
+from sds.fsrules.layout import SNAPDIR
 from sds.mds import layout, quota, snapshots
 from sds.mds.caps import Caps
 from sds.mds.fsck import check_namespace
@@ -57,7 +58,6 @@ Req = mds_pb2.MdsRequest
 Rec = mds_pb2.InodeRecord
 MetaOp = mds_pb2.MetaOp
 STRAY_DIR = 0  # "dir.0000000000000000": unlinked inodes still open somewhere
-SNAPDIR = ".snap"
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 XATTR_VALUE_MAX = 64 * 1024
@@ -274,12 +274,13 @@ class Namespace:
         except SdsError:
             return False
 
-    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply) -> None:
-        """An unlink asked for the directory's exclusive cap: granted while no other
-        session caches the directory (sds.mds.caps)."""
-        others = bool(self.leases.others(req.ino, req.session_id))
-        if req.want_dir_cap and self.caps.may_grant_dir(req.ino, req.session_id, others):
-            self.caps.grant_dir(req.ino, req.session_id)
+    def _grant_dir_cap(self, req: Req, reply: mds_pb2.MdsReply, dir_ino: int = 0) -> None:
+        """An unlink (or a mkdir, for the directory it made) asked for the directory's
+        exclusive cap: granted while no other session caches it (sds.mds.caps)."""
+        dir_ino = dir_ino or req.ino
+        others = bool(self.leases.others(dir_ino, req.session_id))
+        if req.want_dir_cap and self.caps.may_grant_dir(dir_ino, req.session_id, others):
+            self.caps.grant_dir(dir_ino, req.session_id)
             reply.dir_cap = True
 
     def _grant_lease(self, req: Req) -> None:
@@ -577,7 +578,9 @@ class Namespace:
         if parent.readonly and parent.parent and (await self.store.inode(parent.parent)).snapdir \
                 == req.ino:  # mkdir .snap/NAME makes a snapshot, as in CephFS
             return await self._snap_create(parent.parent, req.name)
-        return await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
+        reply = await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
+        self._grant_dir_cap(req, reply, reply.attr.ino)  # nobody else knows it yet
+        return reply
 
     async def symlink(self, req: Req) -> mds_pb2.MdsReply:
         if not req.value:

@@ -23,6 +23,7 @@ import time
 import pytest
 from fsmounts import FS_CLUSTER, mounted, requires_mds, sds
 
+from sds.fs.fuse_ops import ATTR_TIMEOUT_S
 from sds.fs.mount import state_file
 
 pytestmark = [pytest.mark.integration, FS_CLUSTER, requires_mds]
@@ -194,6 +195,33 @@ def test_o_excl_in_a_directory_one_mount_holds_the_cap_of_is_exclusive(two):
             won = [m for m in pool.map(take, (a, b)) if m is not None]
             assert len(won) == 1
             os.unlink(won[0] / "cap_lock" / "lock")  # the winner's cap, if it gets one
+
+
+def test_misses_answered_in_a_directory_the_mount_made_are_exact(two):
+    """A mount answers lookups of missing names itself in a directory it made and holds
+    the cap of: once the kernel asks again, each name it added there (create, mknod,
+    mkdir, symlink, link, rename) is found, a removed or never added one is not, and a
+    name the other mount adds (taking the cap back) is found as well."""
+    a, b = two
+    d = a / "own"
+    d.mkdir()
+    (d / "f").write_bytes(b"f")
+    os.mkfifo(d / "p")
+    (d / "sub").mkdir()
+    (d / "sub" / "x").write_bytes(b"x")
+    os.symlink("g", d / "s")
+    os.link(d / "f", d / "h")
+    os.rename(d / "f", d / "g")
+    (a / "outside").write_bytes(b"o")
+    os.rename(a / "outside", d / "moved")
+    time.sleep(ATTR_TIMEOUT_S + 0.5)  # the kernel's entries expire: it asks the mount
+    for n in ("p", "sub", "s", "h", "g", "moved"):
+        assert os.path.lexists(d / n), n
+    assert not os.path.lexists(d / "f") and not os.path.lexists(d / "never")
+    assert (d / "sub" / "x").read_bytes() == b"x" and (d / "s").read_bytes() == b"f"
+    (b / "own" / "from_b").write_bytes(b"b")
+    assert (d / "from_b").read_bytes() == b"b"
+    assert sorted(os.listdir(d)) == ["from_b", "g", "h", "moved", "p", "s", "sub"]
 
 
 def test_rename_and_unlink_seen_on_other(two):
