@@ -241,9 +241,7 @@ class SdsOperations(pyfuse3.Operations):
         sees this mount's changes in the order they were made (`barrier`)."""
         if self.evicted:
             raise pyfuse3.FUSEError(errno.EIO)
-        if barrier and self.unlinking and not (
-                op == Req.LOOKUP and (fields["ino"], fields["name"]) not in
-                self.unlinking.values()):  # a lookup of another name: unaffected
+        if barrier and self.unlinking and not self._unaffected(op, fields):
             await self.settle_unlinks()
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
@@ -274,6 +272,15 @@ class SdsOperations(pyfuse3.Operations):
             if known is not None:
                 note_quota_room(known, reply)
         return reply
+
+    def _unaffected(self, op: int, fields: dict[str, Any]) -> bool:
+        """A lookup of another name, or a listing of another directory, shows nothing
+        an unlink answered here and still on its way changes."""
+        if op == Req.LOOKUP:
+            return (fields["ino"], fields["name"]) not in self.unlinking.values()
+        if op == Req.READDIR:
+            return all(dir_ino != fields["ino"] for dir_ino, _ in self.unlinking.values())
+        return False
 
     def _timeout(self, reply: mds_pb2.MdsReply | None) -> float:
         if reply is not None and reply.lease_ms:
@@ -600,6 +607,11 @@ class SdsOperations(pyfuse3.Operations):
 
     async def _fetch_page(self, d: DirHandle, cookie: int) -> None:
         reply = await self.call(Req.READDIR, ino=d.ino, offset=cookie, max_entries=READDIR_PAGE)
+        if self.unlinking and any(e.attr.nlink > 1 and not stat.S_ISDIR(e.attr.mode)
+                                  for e in reply.entries):  # a link count still to drop?
+            await self.settle_unlinks()
+            reply = await self.call(Req.READDIR, ino=d.ino, offset=cookie,
+                                    max_entries=READDIR_PAGE)
         d.page = list(reply.entries)
         d.more = reply.more
         d.starts = {cookie: 0}

@@ -65,7 +65,8 @@ READDIR_MAX = 1000
 COMPLETED_KEEP = 20_000
 MAX_DEPTH = 4096
 # reads whose answer shows only the inodes (and directory entries) the request names
-NARROW_READS = {Req.LOOKUP, Req.GETATTR, Req.GETXATTR, Req.LISTXATTR, Req.READLINK}
+NARROW_READS = {Req.LOOKUP, Req.GETATTR, Req.GETXATTR, Req.LISTXATTR, Req.READLINK,
+                Req.READDIR}
 CHANGED_AT_KEEP = 65536
 # requests about a whole tree: every exclusive directory cap is revoked first
 WHOLE_TREE_OPS = {Req.QUOTA_SET, Req.SNAP_CREATE, Req.CHECK}
@@ -104,6 +105,7 @@ class Namespace:
         # (client, tid) -> (reply, request digest) / (future, request digest)
         self.completed: OrderedDict[tuple[str, int], tuple[bytes, int]] = OrderedDict()
         self._changed_at: dict[int, int] = {}  # inode -> last journal event changing it
+        self._added_at: dict[int, int] = {}  # directory -> last journal event adding a name
         self.inflight: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}
         self.locks = FileLocks()
         self.leases = DentryLeases(lease_s)
@@ -165,6 +167,12 @@ class Namespace:
     async def _settled(self) -> None:
         """Wait until every staged change is applied to RADOS (before reading listings)."""
         await self.journal.wait_applied(self.journal.last_seq)
+
+    async def _listable(self, dir_ino: int) -> None:
+        """Wait until RADOS lists every name staged into `dir_ino`; names staged as
+        removed may still be listed there: the cache filters them out (store.removed).
+        Unlike `_settled`, a listing after many unlinks need not wait for their apply."""
+        await self.journal.wait_applied(self._added_at.get(dir_ino, 0))
 
     async def purge_strays(self) -> int:
         """Remove unlinked inodes nobody re-opened after a failover."""
@@ -239,12 +247,15 @@ class Namespace:
         """The last journal event whose change the answer to `req` may show. A lookup,
         getattr or xattr read shows only the inodes and the directory it names, so it
         waits for their last change, not for every change queued (a create's lookup
-        need not wait for other files' size reports); anything else waits for all."""
+        need not wait for other files' size reports), a listing for its directory's and
+        entries' (rm -rf's next directory need not wait for the last one's unlinks);
+        anything else waits for all."""
         if req.op not in NARROW_READS or req.name == SNAPDIR:  # .snap may be made here
             return self.journal.last_seq
         inos = {req.ino, req.ino2}
         if reply is not None:
             inos |= {reply.attr.ino, reply.parent.ino}
+            inos.update(e.attr.ino for e in reply.entries)
         return max(self._changed_at.get(ino, 0) for ino in inos)
 
     async def _revoke_dir_caps(self, req: Req) -> None:
@@ -329,8 +340,13 @@ class Namespace:
         if len(self._changed_at) > CHANGED_AT_KEEP:  # forget what is durable already
             durable = self.journal.durable_seq
             self._changed_at = {i: s for i, s in self._changed_at.items() if s > durable}
+        if len(self._added_at) > CHANGED_AT_KEEP:  # forget what RADOS has already
+            applied = self.journal.applied_seq
+            self._added_at = {i: s for i, s in self._added_at.items() if s > applied}
         for op in ops:  # an inode's record, or a directory's entries
             self._changed_at[op.ino] = seq
+            if op.kind == MetaOp.SET_DENTRY:
+                self._added_at[op.ino] = seq
         self._invalidate_dentries(ops, req.session_id if req is not None else 0)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -513,8 +529,12 @@ class Namespace:
         rec = await self._dir(None, req.ino)
         perms.check(rec.attr, req.caller, perms.R)
         limit = min(req.max_entries or READDIR_MAX, READDIR_MAX)
-        await self._settled()
-        page, more = await self.store.list_dir(req.ino, req.offset, limit)
+        await self._listable(req.ino)
+        page, more, offset = [], True, req.offset
+        while more and not page:  # a page of removed names only: the next one
+            listed, more = await self.store.list_dir(req.ino, offset, limit)
+            page = [e for e in listed if not self.store.removed(req.ino, e[0])]
+            offset = listed[-1][3] if listed else offset
         await self._flush_writers([ino for _, ino, _, _ in page], req.session_id)
         records = await asyncio.gather(*(self.store.inode(ino) for _, ino, _, _ in page),
                                        return_exceptions=True)
@@ -664,10 +684,11 @@ class Namespace:
     async def _check_removable_dir(self, tx: Tx, rec: Rec) -> None:
         if rec.attr.ino == layout.ROOT_INO:
             raise Busy("the root cannot be removed")
-        await self._settled()
+        await self._listable(rec.attr.ino)
         if not await self.store.dir_empty(rec.attr.ino):
             raise NotEmpty("directory not empty")
         if rec.snapdir:
+            await self._listable(rec.snapdir)
             if not await self.store.dir_empty(rec.snapdir):
                 raise NotEmpty("directory has snapshots (remove them first)")
             tx.remove(await tx.get(rec.snapdir))

@@ -104,9 +104,23 @@ class MetaStore:
                 offset = page[-1][3]
         return entries
 
+    def removed(self, parent: int, name: str) -> bool:
+        """The cache says `name` is gone from `parent` (perhaps not yet from RADOS)."""
+        return (parent, name) in self.dentries and self.dentries[(parent, name)] is None
+
     async def dir_empty(self, parent: int) -> bool:
-        page, _ = await self.list_dir(parent, 0, 1)
-        return not page
+        """No entry left, counting those whose removal is staged but not applied as gone;
+        the caller waited until RADOS has every entry added to `parent` (so the rmdir
+        after an rm -rf waits for no apply)."""
+        offset, more = 0, True
+        while more:
+            page, more = await self.list_dir(parent, offset)
+            for name, _ino, _mode, _cookie in page:
+                if await self.lookup(parent, name) is not None:
+                    return False
+            if page:
+                offset = page[-1][3]
+        return True
 
     # -- inode numbers ------------------------------------------------------------------
     async def alloc_ino(self, batch: int = 1024) -> int:

@@ -157,6 +157,27 @@ def test_fsync_of_a_directory_makes_its_answered_unlinks_durable(cluster, tmp_pa
         assert os.listdir(b.path / "durable") == []
 
 
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_unlink_delay": 1.0})
+def test_a_listing_elsewhere_shows_link_counts_after_unlinks_answered_here(cluster,
+                                                                             tmp_path):
+    """A listing of another directory need not wait for the unlinks a mount answered
+    and still holds back, but one showing a hard-linked file does: the attributes it
+    hands the kernel then count the link just removed as gone."""
+    with mounted(cluster, tmp_path / "a") as a:
+        here, there = a.path / "here", a.path / "there"
+        here.mkdir()
+        there.mkdir()
+        for name in ("x0", "x1"):
+            (here / name).write_bytes(b"x")
+        (there / "f").write_bytes(b"f")
+        os.link(there / "f", here / "h")
+        os.unlink(here / "x0")  # takes the directory's cap: the next unlinks wait here
+        os.unlink(here / "h")
+        assert os.listdir(there) == ["f"]
+        assert os.stat(there / "f").st_nlink == 1
+        assert sorted(os.listdir(here)) == ["x1"]
+
+
 def test_unlinks_answered_by_the_mount_are_seen_by_its_own_callers(two):
     """After unlinks answered under a directory cap, the same mount finds the names gone,
     lists none of them, and an open file unlinked among them shows no links."""

@@ -304,6 +304,35 @@ async def test_readdir_pages_ten_thousand_entries(cluster_module):
         assert all(e.attr.ino and stat.S_ISREG(e.attr.mode) for e in rest.entries)
 
 
+async def test_listing_and_rmdir_right_after_removals(cluster_module):
+    """Names removed but maybe not yet applied to RADOS (hard links: their inode
+    lives on) are neither listed (not even as whole pages of them) nor keep a directory from being removed; names just added or
+    moved in always are, and do."""
+    async with mds(cluster_module) as m:
+        d = await mkdir(m, ROOT, "emptied")
+        target = await create(m, ROOT, "target")  # its inode outlives the links removed
+        names = [f"f{i:02d}" for i in range(40)]
+        for name in names:
+            await call(m, Req.LINK, ino=target, ino2=d, name2=name)
+        await asyncio.gather(*(call(m, Req.UNLINK, ino=d, name=n) for n in names[1:]))
+        assert await listdir(m, d, page=3) == [names[0]]
+        assert await code_of(call(m, Req.RMDIR, ino=ROOT, name="emptied")) == errno.ENOTEMPTY
+        await call(m, Req.UNLINK, ino=d, name=names[0])
+        await call(m, Req.MKNOD, ino=d, name="late", mode=0o100644)
+        assert await listdir(m, d) == ["late"]
+        assert await code_of(call(m, Req.RMDIR, ino=ROOT, name="emptied")) == errno.ENOTEMPTY
+        await call(m, Req.UNLINK, ino=d, name="late")
+        await create(m, ROOT, "moved")
+        await call(m, Req.RENAME, ino=ROOT, name="moved", ino2=d, name2="in")
+        assert await code_of(call(m, Req.RMDIR, ino=ROOT, name="emptied")) == errno.ENOTEMPTY
+        await call(m, Req.UNLINK, ino=d, name="in")
+        assert await listdir(m, d) == []
+        await call(m, Req.RMDIR, ino=ROOT, name="emptied")
+        assert await code_of(lookup(m, ROOT, "emptied")) == errno.ENOENT
+        report = await fsck(m)
+        assert report["ok"], report
+
+
 async def test_xattrs(cluster_module):
     async with mds(cluster_module) as m:
         f = await create(m, ROOT, "xattrs")
