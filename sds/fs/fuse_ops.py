@@ -215,7 +215,8 @@ class SdsOperations(pyfuse3.Operations):
         self.unlink_delay = 0.0          # client_inject_unlink_delay (testing)
         self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
         self._dir_cap_session = 0        # ... in this MDS session
-        self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory
+        self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory ...
+        self._revokes_seen = 0                       # ... and in all
         # directories this mount made and holds the exclusive cap of: (session, the names
         # that may be in it: every name this mount added or tried to add there)
         self.own_dirs: dict[int, tuple[int, set[str]]] = {}
@@ -474,9 +475,9 @@ class SdsOperations(pyfuse3.Operations):
         self.check_writable()
         dir_ino, name = self.mds_ino(parent), fsname(name)
         self._may_add(dir_ino, name)
-        revokes = self._dir_revokes.total()  # of any directory: the new one has no count yet
+        revokes = self._revokes_seen  # of any directory: the new one has no count yet
         reply = await self.call(op, ctx, ino=dir_ino, name=name, **fields)
-        if reply.dir_cap and self._dir_revokes.total() == revokes:  # not revoked meanwhile
+        if reply.dir_cap and self._revokes_seen == revokes:  # not revoked meanwhile
             self._hold_dir(reply.attr.ino)
             self.own_dirs[reply.attr.ino] = (self.session_id, set())
         return self.new_entry(reply)
@@ -990,6 +991,7 @@ class SdsOperations(pyfuse3.Operations):
                 self._invalidate_inode(self.inodes.to_fuse(msg.ino))
             elif msg.kind == K.REVOKE_DIR:  # another mount needs the directory
                 self._dir_revokes[msg.ino] += 1
+                self._revokes_seen += 1
                 self.dir_caps.discard(msg.ino)
                 self.own_dirs.pop(msg.ino, None)
                 await self.settle_unlinks()
