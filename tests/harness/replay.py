@@ -22,15 +22,18 @@ def seed_count(default: int) -> int:
 
 
 def run_seeds(seeds: Iterable[int], run: Callable[[int], object], test_file: str,
-              what: str = "") -> None:
-    """Run each seed; the first failure names it and the command that replays it."""
+              what: str = "") -> list:
+    """Run each seed; the first failure names it and the command that replays it.
+    Returns what each run returned, in seed order."""
+    results = []
     for seed in seeds:
         try:
-            run(seed)
+            results.append(run(seed))
         except AssertionError as exc:
             pytest.fail(f"seed {seed}{what} failed: {exc}\n"
                         f"replay: {SEED_VAR}={seed} pytest {test_file} -k replay -s",
                         pytrace=False)
+    return results
 
 
 def replay_seed() -> int:

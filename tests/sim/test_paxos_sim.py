@@ -21,7 +21,12 @@ FIVE_MONS, ONE_MON = SEED_BASE, 2 * SEED_BASE  # first seeds of those cluster si
 
 
 def _run_chunk(first: int, count: int) -> None:
-    run_seeds(range(first, first + count), run_seed, "tests/sim/test_paxos_sim.py")
+    """Safety is checked at every step inside each run; here, that every run ended with
+    its final value committed (the liveness half)."""
+    sims = run_seeds(range(first, first + count), run_seed, "tests/sim/test_paxos_sim.py")
+    assert len(sims) == count
+    for seed, sim in zip(range(first, first + count), sims, strict=True):
+        assert f"final-{seed}".encode() in sim.chosen.values(), f"seed {seed}"
 
 
 @pytest.mark.parametrize("first", range(0, SEEDS, CHUNK))
