@@ -83,6 +83,7 @@ class OsdDaemon(Daemon):
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="osd-read")
         self.device = fullness.DeviceWatch(self.data_dir, int(config.get("osd_full_reserve_bytes")))
         self._faults = CommitFaults(config.get("osd_inject_commit_failure"), self.data_dir)
+        self.stopping = False  # set by stop(): from then on a map marking us down stands
         self.failed = ""  # why the OSD stops after a failed commit (then it commits nothing)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -131,7 +132,9 @@ class OsdDaemon(Daemon):
         await self.store.apply(txn)
 
     async def stop(self) -> None:
-        """Tell the monitors we are going away, so clients stop waiting for us."""
+        """Tell the monitors we are going away, so clients stop waiting for us (and do not
+        boot again when the map that says so arrives)."""
+        self.stopping = True
         if self.monc is not None and self.osdmap.epoch:
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.monc.command(
@@ -186,7 +189,7 @@ class OsdDaemon(Daemon):
         cmd = {"prefix": "osd boot", "id": self.osd_id, "addr": self.addr, "host": host,
                "weight": float(self.config.get("osd_weight")), "uuid": self.uuid}
         deadline = time.monotonic() + 60
-        while True:
+        while not self.stopping:
             await self.monc.command(cmd, timeout=30)
             me = find_osd(self.osdmap, self.osd_id)
             if me is not None and me.up and me.addr == self.addr:
@@ -200,6 +203,8 @@ class OsdDaemon(Daemon):
             with contextlib.suppress(SdsError):
                 await self.monc.session(10.0)
                 me = find_osd(self.osdmap, self.osd_id)
+                if self.stopping:
+                    return
                 if me is not None and (not me.up or me.addr != self.addr):
                     log.warning("marked down in epoch %d while alive; booting again",
                                 self.osdmap.epoch)

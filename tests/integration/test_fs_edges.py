@@ -224,7 +224,10 @@ def test_mount_without_any_mds_fails_fast_and_unmounts(cluster_module, tmp_path)
     cluster = cluster_module
     path = tmp_path / "m"
     with mounted(cluster, path) as m, mounted(cluster, tmp_path / "term") as term:
-        (m.path / "known").write_text("x")
+        with open(m.path / "known", "w") as f:  # fsync: close(2) alone may report it
+            f.write("x")                          # after the kill below (deferred close)
+            f.flush()
+            os.fsync(f.fileno())
         assert os.statvfs(m.path).f_blocks > 0   # right even on a cluster seconds old
         fd = os.open(m.path / "open", os.O_CREAT | os.O_WRONLY, 0o644)
         names = cluster.names("mds")
