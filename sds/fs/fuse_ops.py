@@ -434,10 +434,10 @@ class SdsOperations(pyfuse3.Operations):
         return self.entry(inode)
 
     async def _report_writes(self, inode: Inode, caller: mds_pb2.Caller | None = None,
-                             drain: bool = True) -> None:
+                             drain: bool = True, lazy: bool = False) -> None:
         """WRITE_DONE for data written here since the last report (sizes live on the MDS),
         once it is all on the OSDs (raises the error of a failed write-behind), with the
-        attribute changes buffered here."""
+        attribute changes buffered here (`lazy`: nobody waits for it, see MdsRequest)."""
         if inode.writes is not None and drain:
             await inode.writes.drain()
         if not inode.dirty and not inode.pending_mask:
@@ -446,7 +446,7 @@ class SdsOperations(pyfuse3.Operations):
         attr, mask = inode.report()
         try:
             await self.call(Req.WRITE_DONE, caller=inode.pending_caller or caller,
-                            ino=inode.ino, attr=attr, set_mask=mask)
+                            ino=inode.ino, attr=attr, set_mask=mask, lazy=lazy)
         except QuotaExceeded:
             await self._drop_refused_growth(inode, seq)
             raise
@@ -458,7 +458,7 @@ class SdsOperations(pyfuse3.Operations):
                         inode.ino, e)
             inode.mark_reported(inode.reported_seq, mask)
             await self.refresh(inode)
-            return await self._report_writes(inode, caller)
+            return await self._report_writes(inode, caller, lazy=lazy)
         inode.mark_reported(seq, mask)
 
     async def _drop_refused_growth(self, inode: Inode, seq: int) -> None:
@@ -698,9 +698,8 @@ class SdsOperations(pyfuse3.Operations):
     @staticmethod
     async def _settle(inode: Inode) -> None:
         """Wait for in-flight writes without taking their error (fsync/close report it)."""
-        writes = inode.writes
-        while writes is not None and writes.pending:
-            await asyncio.wait(list(writes.pending))
+        if inode.writes is not None:
+            await inode.writes.settle()
 
     @handler
     async def write(self, fh, off, buf):
@@ -869,7 +868,7 @@ class SdsOperations(pyfuse3.Operations):
         deferred = fh in self.deferred
         try:
             async with h.inode.lock:
-                await self._report_writes(h.inode, h.caller)
+                await self._report_writes(h.inode, h.caller, lazy=deferred)
         except Exception as e:
             if deferred:  # close(2) has returned: the log is all that is left to tell
                 log.warning("inode %d: data written before close was not stored: %s",
@@ -878,7 +877,7 @@ class SdsOperations(pyfuse3.Operations):
         finally:
             self.deferred.discard(fh)
             try:
-                await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino)
+                await self.call(Req.RELEASE, caller=h.caller, ino=h.inode.ino, lazy=deferred)
             finally:
                 h.inode.write_handles -= h.writable
                 self.inodes.closed(h.inode)

@@ -39,6 +39,7 @@ MARK_IDLE_S = 0.2
 APPLY_DELAY_S = 0.05
 APPLY_RETRY_FIRST_S = 0.1
 APPLY_RETRY_MAX_S = 5.0
+LAZY_HOLD_S = 0.005
 
 Apply = Callable[[list[mds_pb2.MetaOp]], Awaitable[None]]
 
@@ -106,6 +107,7 @@ class Journal:
         """Start the writer and applier; the returned future fails if either does."""
         self._changed = asyncio.Condition()
         self._hurry = asyncio.Event()
+        self._eager = asyncio.Event()
         self.failed = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._writer()),
                        asyncio.create_task(self._applier(apply)),
@@ -140,8 +142,22 @@ class Journal:
                     raise Unavailable("the MDS journal failed; the MDS replays it and serves again")
                 await self._changed.wait()
 
-    async def wait_durable(self, seq: int) -> None:
+    async def wait_durable(self, seq: int, hurry: bool = True) -> None:
+        """Wait until event `seq` is in the journal. Without `hurry` (nobody waits for
+        this answer), the writer may hold the event back for LAZY_HOLD_S."""
+        if hurry and seq > self.durable_seq:
+            self._eager.set()
         await self._wait(lambda: self.durable_seq >= seq)
+
+    async def _held_back(self) -> None:
+        """Wait up to LAZY_HOLD_S while only lazy events are queued: a deferred close's
+        report then shares the append of the next request (tar's next create) instead of
+        making it wait behind an append of its own, as appends to the one journal object
+        go one after the other."""
+        if not self._eager.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._eager.wait(), LAZY_HOLD_S)
+        self._eager.clear()
 
     async def wait_applied(self, seq: int) -> None:
         if self.applied_seq < seq:
@@ -153,6 +169,7 @@ class Journal:
         try:
             while True:
                 await self._wait(lambda: bool(self._queue))
+                await self._held_back()
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 kvs = {event_key(ev.seq): ev.SerializeToString() for ev in batch}
                 marking = self.applied_seq

@@ -241,7 +241,7 @@ class Namespace:
             reply = await handler(req)
             return reply
         finally:
-            await self.journal.wait_durable(self._revealed_seq(req, reply))
+            await self.journal.wait_durable(self._revealed_seq(req, reply), hurry=not req.lazy)
 
     def _revealed_seq(self, req: Req, reply: mds_pb2.MdsReply | None) -> int:
         """The last journal event whose change the answer to `req` may show. A lookup,
