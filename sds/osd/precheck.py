@@ -35,10 +35,13 @@ def check_before_write(store: ObjectStore, txn: Transaction) -> None:
         if key not in removed:
             touched.setdefault(key, []).append(op)
     for (coll, oid), changes in touched.items():
-        _check_object(store, coll, oid, changes)
+        _check_object(store, txn, coll, oid, changes)
 
 
-def _check_object(store: ObjectStore, coll: str, oid: str, changes: list) -> None:
+def _check_object(store: ObjectStore, txn: Transaction, coll: str, oid: str,
+                  changes: list) -> None:
+    """The onode, every xattr, the first omap entries and the keys the write touches, and
+    the blocks the commit keeps part of."""
     try:
         size = store.stat(coll, oid).size       # the onode
     except NotFound:
@@ -49,12 +52,11 @@ def _check_object(store: ObjectStore, coll: str, oid: str, changes: list) -> Non
         [k for op in changes for k in op.keys]
     if keys:
         store.omap_get(coll, oid, keys)
-    for op in changes:  # a block the commit keeps part of is read back (one byte verifies it)
-        edges = []
-        if op.kind == TxnOp.WRITE:
-            edges = [op.offset, op.offset + op.data_len - 1] if op.data_len else []
-        elif op.kind == TxnOp.TRUNCATE:
-            edges = [op.length]
-        for offset in edges:
-            if 0 <= offset < size:
-                store.read(coll, oid, offset, 1)
+    spans = []  # the byte ranges the commit replaces; it keeps the old bytes around them
+    for op in changes:
+        if op.kind == TxnOp.WRITE and op.data_len:
+            spans.append((op.offset, op.offset + op.data_len))
+        elif op.kind == TxnOp.TRUNCATE and op.length < size:
+            spans.append((op.length, size))
+    if spans:
+        store.verify_kept(coll, oid, spans, txn)
