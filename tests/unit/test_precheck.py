@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from sds.common.errors import ChecksumError
+from sds.common.errors import ChecksumError, CorruptMetadata
 from sds.osd import precheck
 from sds.osd.store.base import Transaction
 from sds.osd.store.durable import BLOCK, DurableStore
@@ -109,5 +109,26 @@ async def test_a_block_changed_after_the_precheck_is_read_again(tmp_path, monkey
         want = bytearray(DATA)
         want[BLOCK + 10], want[BLOCK + 20] = ord("x"), ord("y")
         assert s.read(C, "o") == bytes(want)
+    finally:
+        await s.close()
+
+
+async def test_a_damaged_omap_entry_fails_the_precheck_unless_the_omap_is_large(tmp_path):
+    """All of a small omap is verified; past OMAP_CHECK_ENTRIES only the first entries."""
+    s = DurableStore(str(tmp_path))
+    try:
+        n = precheck.OMAP_CHECK_ENTRIES
+        await s.apply(T().create_collection(C)
+                      .omap_set(C, "small", {b"k%04d" % i: b"s%04d" % i for i in range(n)})
+                      .omap_set(C, "large", {b"k%04d" % i: b"l%04d" % i for i in range(n + 1)}))
+        last = (b"s%04d" % (n - 1), b"l%04d" % n)  # the last entry of each
+        with s._env.begin(write=True, db=s._omap) as t:
+            [(k, v), (k2, v2)] = [(bytes(k), bytes(v)) for k, v in t.cursor()
+                                  if any(p in bytes(v) for p in last)]
+            for key, value in ((k, v), (k2, v2)):
+                t.put(key, value[:-1] + bytes([value[-1] ^ 1]))
+        with pytest.raises(CorruptMetadata):
+            precheck.check_before_write(s, T().setxattr(C, "small", "user.x", b"1"))
+        precheck.check_before_write(s, T().setxattr(C, "large", "user.x", b"1"))
     finally:
         await s.close()
