@@ -15,9 +15,12 @@ from sds.osd.store.base import ObjectStore, Transaction
 from sds.proto import osd_pb2
 
 TxnOp = osd_pb2.TxnOp
-# the omap entries verified in full; a larger omap is checked in its first page and the
-# keys the write touches (the rest is deep scrub's)
-OMAP_CHECK_ENTRIES = 256
+# the omap entries verified before a write: all of a small omap, the first ones of a larger
+# one (the rest is read-time and deep scrub's). The commit never reads an omap entry, so
+# this only bounds how long damage there can outlive writes unnoticed; it is checked on
+# every write on every OSD (an MDS journal appends one entry per write to an omap of
+# thousands), so it stays small.
+OMAP_CHECK_ENTRIES = 16
 
 
 def check_before_write(store: ObjectStore, txn: Transaction) -> None:
@@ -35,26 +38,24 @@ def check_before_write(store: ObjectStore, txn: Transaction) -> None:
         if key not in removed:
             touched.setdefault(key, []).append(op)
     for (coll, oid), changes in touched.items():
-        _check_object(store, coll, oid, changes)
+        _check_object(store, txn, coll, oid, changes)
 
 
-def _check_object(store: ObjectStore, coll: str, oid: str, changes: list) -> None:
+def _check_object(store: ObjectStore, txn: Transaction, coll: str, oid: str,
+                  changes: list) -> None:
+    """The onode, every xattr, the first omap entries and the blocks the commit keeps part
+    of. Omap keys the write sets or removes are not read: the commit replaces them."""
     try:
         size = store.stat(coll, oid).size       # the onode
     except NotFound:
         return                                  # created by this write: nothing to read
     store.getxattrs(coll, oid)
     store.omap_list(coll, oid, max_entries=OMAP_CHECK_ENTRIES)
-    keys = [kv.key for op in changes for kv in op.kvs] + \
-        [k for op in changes for k in op.keys]
-    if keys:
-        store.omap_get(coll, oid, keys)
-    for op in changes:  # a block the commit keeps part of is read back (one byte verifies it)
-        edges = []
-        if op.kind == TxnOp.WRITE:
-            edges = [op.offset, op.offset + op.data_len - 1] if op.data_len else []
-        elif op.kind == TxnOp.TRUNCATE:
-            edges = [op.length]
-        for offset in edges:
-            if 0 <= offset < size:
-                store.read(coll, oid, offset, 1)
+    spans = []  # the byte ranges the commit replaces; it keeps the old bytes around them
+    for op in changes:
+        if op.kind == TxnOp.WRITE and op.data_len:
+            spans.append((op.offset, op.offset + op.data_len))
+        elif op.kind == TxnOp.TRUNCATE and op.length < size:
+            spans.append((op.length, size))
+    if spans:
+        store.verify_kept(coll, oid, spans, txn)

@@ -47,12 +47,15 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
 class Transaction:
     """Builder of an ordered, atomic list of store operations."""
 
-    __slots__ = ("ops", "_data", "_data_bytes")
+    __slots__ = ("ops", "_data", "_data_bytes", "verified")
 
     def __init__(self) -> None:
         self.ops: list[osd_pb2.TxnOp] = []
         self._data: list[memoryview | None] = []  # parallel to ops
         self._data_bytes = 0
+        # blocks a precheck verified, for this transaction's commit to reuse instead of
+        # reading them again (store-specific; never sent on the wire)
+        self.verified: dict = {}
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -235,6 +238,18 @@ class ObjectStore(abc.ABC):
         self, coll: str, prefix: bytes = b"", start_after: bytes = b"",
         max_entries: int | None = None,
     ) -> list[tuple[bytes, bytes]]: ...
+
+    def verify_kept(self, coll: str, oid: str, spans: list[tuple[int, int]],
+                    txn: Transaction) -> None:
+        """ChecksumError if a block the commit of `txn` keeps part of fails its checksum:
+        the blocks holding the old bytes right before and right after each byte range
+        [lo, hi) the transaction replaces. A store may note what it verified in
+        `txn.verified` for the commit. Default: a 1-byte read of each such neighbour."""
+        size = self.stat(coll, oid).size
+        for lo, hi in spans:
+            for offset in (min(lo, size) - 1, hi):
+                if 0 <= offset < size:
+                    self.read(coll, oid, offset, 1)
 
     @abc.abstractmethod
     def deep_scrub_object(self, coll: str, oid: str) -> int:

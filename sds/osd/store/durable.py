@@ -314,8 +314,9 @@ class _NewExtent:
 class _Ctx:
     """State of one client transaction inside a batch (one nested LMDB txn)."""
 
-    def __init__(self, t: lmdb.Transaction) -> None:
+    def __init__(self, t: lmdb.Transaction, verified: dict) -> None:
         self.t = t
+        self.verified = verified  # {block key: (record, content)} a precheck verified
         self.created: list[_NewExtent] = []  # written by this txn, not yet known durable
         self.refdelta: dict[int, int] = {}
         self.freed: list[int] = []
@@ -493,7 +494,7 @@ class DurableStore(ObjectStore):
         wtxn = self._env.begin(write=True)
         try:
             for txn in txns:
-                ctx = _Ctx(self._env.begin(write=True, parent=wtxn))
+                ctx = _Ctx(self._env.begin(write=True, parent=wtxn), txn.verified)
                 try:
                     self._apply_ops(ctx, txn)
                     self._finish_ctx(ctx)
@@ -842,7 +843,7 @@ class DurableStore(ObjectStore):
             key = ok + _U32.pack(new_size // BLOCK)
             rec = t.get(key, db=self._data)
             if rec is not None and self._rec_len(rec) > tail:
-                content = self._read_rec_writer(rec, key)
+                content = self._kept_content(ctx, rec, key)
                 self._unref(ctx, rec)
                 t.put(key, _inline_rec(content[:tail]), db=self._data)
 
@@ -865,6 +866,16 @@ class DurableStore(ObjectStore):
         if rec[0] == _K_INLINE:
             return len(rec) - _INLINE_HDR.size
         return _EXT_REC.unpack(rec)[3]
+
+    def _kept_content(self, ctx: _Ctx, rec, key: bytes):
+        """Verified content of a block the commit keeps part of: the copy the precheck of
+        this transaction verified (`verify_kept`) if the record is still the one it read
+        (same extent location, length and checksum, or the same inline bytes), else read
+        and verified now."""
+        seen = ctx.verified.get(key)
+        if seen is not None and seen[0] == rec:
+            return seen[1]
+        return self._read_rec_writer(rec, key)
 
     def _read_rec_writer(self, rec, key: bytes) -> bytes:
         """Verified content of one block record (writer thread: no fd cache)."""
@@ -912,7 +923,7 @@ class DurableStore(ObjectStore):
             if lo == 0 and hi >= old_extent:
                 content = piece
             else:
-                buf = bytearray(self._read_rec_writer(old, key) if old is not None else b"")
+                buf = bytearray(self._kept_content(ctx, old, key) if old is not None else b"")
                 if len(buf) < hi:
                     buf.extend(bytes(hi - len(buf)))
                 buf[lo:hi] = piece
@@ -1129,6 +1140,35 @@ class DurableStore(ObjectStore):
             if offset >= end:
                 return b""
             return self._read_range(t, _okey(coll, oid), offset, end)
+
+    def verify_kept(self, coll: str, oid: str, spans: list[tuple[int, int]],
+                    txn: Transaction) -> None:
+        """Each block `_write` or `_truncate` keeps part of, read and verified once; the
+        content goes to `txn.verified` so the commit does not read it again. A block a
+        range fills from its start to past the old end is not read (nothing is kept)."""
+        ok = _okey(coll, oid)
+        with self._env.begin() as t:
+            size = self._onode_get(t, coll, oid)[0]
+            idxs = set()
+            for lo, hi in spans:
+                if lo % BLOCK and lo - lo % BLOCK < size:   # old bytes before lo in its block
+                    idxs.add(lo // BLOCK)
+                if hi % BLOCK and hi < size:                # old bytes from hi in its block
+                    idxs.add(hi // BLOCK)
+            for idx in sorted(idxs):
+                key = ok + _U32.pack(idx)
+                rec = t.get(key, db=self._data)
+                if rec is not None:  # else a hole: the commit starts from zeros
+                    txn.verified[key] = (rec, self._verified_block(rec, key, ok, idx))
+
+    def _verified_block(self, rec, key: bytes, ok: bytes, idx: int) -> bytes:
+        if rec[0] == _K_INLINE:
+            return self._check_inline(rec, key)
+        scratch = [self._scratch(BLOCK + DIO_ALIGN), 0]
+        try:
+            return bytes(self._read_extent_run([(idx, rec)], 0, ok, scratch)[0][0][1])
+        finally:
+            scratch[0].release()
 
     def stat(self, coll: str, oid: str) -> ObjectStat:
         with self._env.begin() as t:
