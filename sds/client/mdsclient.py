@@ -11,6 +11,13 @@ Error replies raise the typed errors of sds.common.errors (their `code` is the e
 Every request has a deadline (`timeout`, a mount's client_mount_timeout): past it, with
 no active MDS reachable, it fails with ETIMEDOUT, never later; `abort()` fails every
 pending and later request at once (EIO), so a mount can always exit.
+
+With `early_replies` (a mount), creates and setattrs may be answered before the MDS's
+journal holds them (unsafe replies, as Ceph's MDS gives): the client keeps each such
+request until a reply says the journal reached it, and replays the ones it still keeps
+to the next MDS before anything else, each create asking for the inode number it was
+given (its data objects are named after it). `sync()` waits for all of them (fsync,
+unmount); at most MAX_UNSAFE are kept, and a sync follows SYNC_AFTER_S after the last.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from sds.client.rados import IoCtx, Rados
@@ -45,6 +52,10 @@ RETRYABLE = (ConnectionLost, TimedOut, Unavailable)
 CALL_TIMEOUT_S = 60.0
 WATCH_S = 2.0  # how long a request waits before checking that its MDS is still active
 POLL_S = 0.25
+UNSAFE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK, Req.SETATTR}
+MAKE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK}
+MAX_UNSAFE = 512  # well below the MDS journal's kept events, which answer a replay as before
+SYNC_AFTER_S = 1.0
 
 
 class MdsClient:
@@ -59,7 +70,8 @@ class MdsClient:
     """
 
     def __init__(self, rados: Rados, fs_name: str | None = None, timeout: float = 300.0,
-                 on_message: Callable[[mds_pb2.MdsClientMessage], None] | None = None):
+                 on_message: Callable[[mds_pb2.MdsClientMessage], None] | None = None,
+                 early_replies: bool = False):
         self.rados = rados
         self.fs_name = fs_name
         self.timeout = timeout
@@ -77,6 +89,11 @@ class MdsClient:
         self._closed = False
         self._aborted: asyncio.Event | None = None
         self._acks = TaskSet("mds client")  # revoke acks sent while nothing is cached
+        self.early_replies = early_replies
+        # tid -> (journal seq, request, inode its reply gave): answered, not yet durable
+        self._unsafe: OrderedDict[int, tuple[int, Req, int]] = OrderedDict()
+        self._syncing: asyncio.Task | None = None
+        self.replay_errors: list[SdsError] = []  # replays the next MDS refused (fsync: EIO)
         rados.messenger.register(mpb.MDS_CLIENT, self._on_client_message)
 
     async def open(self) -> MdsClient:
@@ -108,8 +125,12 @@ class MdsClient:
             return
         self._closed = True
         await self._acks.stop()
+        if self._syncing is not None:
+            self._syncing.cancel()
         if self._conn is not None and not self._conn.closed and not (
                 self._aborted is not None and self._aborted.is_set()):
+            with contextlib.suppress(SdsError, asyncio.TimeoutError):
+                await self.sync(timeout=10.0)
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
                 await self._conn.call(mpb.MDS_REQUEST, self._stamp(Req(op=Req.SESSION_CLOSE)),
                                       timeout=2.0)
@@ -131,6 +152,9 @@ class MdsClient:
     async def request(self, req: Req, timeout: float | None = None) -> mds_pb2.MdsReply:
         """Send one request to the active MDS, resending (same tid) across failovers."""
         self._stamp(req)
+        if self.early_replies and req.op in UNSAFE_OPS and not req.replay_ino and \
+                len(self._unsafe) < MAX_UNSAFE:
+            req.unsafe_ok = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
         while True:
@@ -161,7 +185,66 @@ class MdsClient:
                 # an OSD that does not know it yet
                 await self.rados.wait_for_epoch(reply.osd_epoch_barrier)
             self._track_open(req, reply)
+            await self._note_durability(req, reply)
             return reply
+
+    async def sync(self, timeout: float | None = None) -> None:
+        """Wait until the MDS journal holds every change answered early."""
+        if self._unsafe:
+            await self.request(Req(op=Req.SYNC), timeout)
+
+    async def _note_durability(self, req: Req, reply: mds_pb2.MdsReply) -> None:
+        if req.session_id != self.session_id:  # answered by an MDS we have left since
+            if reply.unsafe:  # which may have lost it: the current one gets it again
+                await self.request(self._replay_of(req, reply.attr.ino))
+            return
+        if reply.unsafe:
+            self._unsafe[req.tid] = (reply.journal_seq, req, reply.attr.ino)
+            if self._syncing is None or self._syncing.done():
+                self._syncing = asyncio.ensure_future(self._sync_later())
+        if self._unsafe:
+            for tid in [t for t, (seq, _, _) in self._unsafe.items() if seq <= reply.durable_seq]:
+                del self._unsafe[tid]
+
+    async def _sync_later(self) -> None:
+        """Learn soon that the early answers are durable, so none waits for a replay long."""
+        await asyncio.sleep(SYNC_AFTER_S)
+        with contextlib.suppress(SdsError):
+            await self.sync(timeout=30.0)
+
+    @staticmethod
+    def _replay_of(req: Req, ino: int) -> Req:
+        again = Req()
+        again.CopyFrom(req)
+        again.unsafe_ok = False  # answered once the journal has it
+        if req.op in MAKE_OPS:
+            again.replay_ino = ino
+        return again
+
+    async def _replay_unsafe(self, conn: Connection, session_id: int) -> Counter[int]:
+        """Send the early-answered requests again, in order, to a new session; returns the
+        files each replayed create opened (already counted among the open files)."""
+        opened: Counter[int] = Counter()
+        if self._unsafe:
+            log.info("replaying %d early-answered requests to MDS session %d",
+                     len(self._unsafe), session_id)
+        for tid, (_seq, req, ino) in sorted(self._unsafe.items(), key=lambda kv: kv[1][0]):
+            again = self._replay_of(req, ino)
+            again.session_id = session_id
+            try:
+                reply = (await conn.call(mpb.MDS_REQUEST, again, timeout=10.0)
+                         ).parse(mds_pb2.MdsReply)
+            except RETRYABLE:
+                raise
+            except SdsError as e:
+                log.error("MDS replay of %s tid %d (inode %d) refused: %s",
+                          Req.Op.Name(req.op), tid, ino, e)
+                self.replay_errors.append(e)
+            else:
+                if req.op == Req.CREATE:
+                    opened[reply.attr.ino] += 1
+            del self._unsafe[tid]
+        return opened
 
     async def _call_watching(self, conn: Connection, req: Req, deadline: float):
         """Send on `conn`; while no reply comes, check now and then whether the monitors
@@ -256,8 +339,9 @@ class MdsClient:
         self.lease_ms = reply.lease_ms
         self.max_file_size = reply.max_file_size or self.max_file_size
         self.generation = generation
+        replayed = await self._replay_unsafe(conn, reply.session_id)
         for ino, count in list(self._opens.items()):
-            for _ in range(count):  # re-announce open files so unlinked ones stay alive
+            for _ in range(count - replayed[ino]):  # re-announce open files so unlinked ones stay alive
                 reopen = Req(op=Req.OPEN, ino=ino, flags=os.O_RDONLY, session_id=reply.session_id,
                              client_name=self.client_name, tid=self.rados.next_tid(), name="reopen")
                 with contextlib.suppress(NotFound):

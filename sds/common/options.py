@@ -97,6 +97,9 @@ OPTIONS: dict[str, Option] = {
                "retried in the background (health MDS_JOURNAL_APPLY)"),
         Option("mds_inject_apply_failure", str, "",
                "testing: every journal apply of a dentry with this name fails"),
+        Option("mds_inject_journal_delay", float, 0.0,
+               "testing: seconds the MDS journal waits before each append (a window in "
+               "which early-answered changes are not durable yet)"),
         Option("client_inject_unlink_delay", float, 0.0,
                "testing: seconds a mount holds an unlink answered under a directory cap "
                "before sending it to the MDS"),

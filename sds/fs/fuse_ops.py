@@ -105,6 +105,11 @@ class MdsLike:
     async def request(self, req: mds_pb2.MdsRequest,
                       timeout: float | None = None) -> mds_pb2.MdsReply: ...
 
+    async def sync(self, timeout: float | None = None) -> None:
+        """Every change the MDS answered early is in its journal now."""
+
+    replay_errors: list[SdsError]  # early-answered changes a new MDS refused to replay
+
 
 def handler(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Answer every request: typed errors become their errno, anything else EIO (logged).
@@ -625,14 +630,15 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def fsyncdir(self, fh, datasync):
-        """Every namespace change is durable when the MDS replies; unlinks answered here
-        early are sent and waited for, and one that failed fails this fsync, as the
-        kernel CephFS client reports a failed async dirop."""
+        """Unlinks answered here and changes the MDS answered early are made durable,
+        and one that failed fails this fsync, as the kernel CephFS client reports a
+        failed async dirop."""
         await self.settle_unlinks()
         d = self.dirs.get(fh)
         failed = self.unlink_errors.pop(d.ino, None) if d is not None else None
         if failed is not None:
             raise failed if isinstance(failed, SdsError) else pyfuse3.FUSEError(errno.EIO)
+        await self._sync_namespace()
 
     # -- files ---------------------------------------------------------------------------------
     def _new_fh(self) -> int:
@@ -834,6 +840,15 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def fsync(self, fh, datasync):
         await self._flush(fh, datasync)
+        await self._sync_namespace()
+
+    async def _sync_namespace(self) -> None:
+        """fsync makes the file's name durable too: creates the MDS answered early are
+        waited for, and one a new MDS refused to replay fails it (EIO, once)."""
+        await self.mds.sync()
+        if self.mds.replay_errors:
+            self.mds.replay_errors.clear()
+            raise pyfuse3.FUSEError(errno.EIO)
 
     async def _flush(self, fh: int, datasync: bool = False) -> None:
         """Data is durable once the OSDs acked it; fdatasync reports to the MDS only when
@@ -1078,6 +1093,8 @@ class SdsOperations(pyfuse3.Operations):
                 await self._release(fh)
             except Exception:  # noqa: BLE001 - best effort at exit
                 log.exception("releasing handle %d at unmount", fh)
+        with contextlib.suppress(Exception):
+            await self.mds.sync(timeout=10.0)
         for task in list(self._tasks):
             task.cancel()
 

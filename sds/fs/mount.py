@@ -255,7 +255,8 @@ async def _clients(opts: MountOptions, fs_name: str | None):
     try:
         await rados.connect()
         mds = await MdsClient(rados, fs_name or await default_fs(rados),
-                              timeout=float(rados.config.get("client_mount_timeout"))).open()
+                              timeout=float(rados.config.get("client_mount_timeout")),
+                              early_replies=True).open()
         return rados, mds, Striper(await mds.data_ioctx(), mds.stripe_size)
     except BaseException:
         await _close(mds, rados)

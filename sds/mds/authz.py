@@ -15,7 +15,7 @@ from sds.proto.mds_pb2 import MdsRequest as Req
 READS = frozenset({
     Req.SESSION_OPEN, Req.SESSION_CLOSE, Req.LOOKUP, Req.GETATTR, Req.READLINK,
     Req.READDIR, Req.RELEASE, Req.GETXATTR, Req.LISTXATTR, Req.STATFS, Req.FLOCK,
-    Req.CAPS_ACK,
+    Req.CAPS_ACK, Req.SYNC,
 })
 
 

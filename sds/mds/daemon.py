@@ -179,6 +179,7 @@ class MdsDaemon(Daemon):
         store.inject_failure = self.config.get("mds_inject_apply_failure")
         caps = Caps(self._send, float(self.config.get("mds_revoke_timeout")))
         journal = Journal(meta, attempts=int(self.config.get("mds_apply_attempts")))
+        journal.inject_delay = float(self.config.get("mds_inject_journal_delay"))
         # dentry leases outlive the client's cache by a margin: it starts caching later
         ns = Namespace(store, journal, self._cluster_statfs, caps, self._fence,
                        lease_s=LEASE_MS / 1000 + LEASE_MARGIN_S)
@@ -227,6 +228,7 @@ class MdsDaemon(Daemon):
             raise Unavailable(f"mds.{self.daemon_id} was replaced while serving the request")
         reply.osd_epoch_barrier = ns.osd_epoch_barrier
         reply.max_file_size = ns.max_file_size
+        reply.durable_seq = ns.journal.durable_seq
         return reply
 
     def _open_session(self, conn: Connection, req: Req) -> mds_pb2.MdsReply:

@@ -69,6 +69,7 @@ class Journal:
         self._changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task] = []
         self._wakers = TaskSet("journal")  # notify_all needs the lock: one short task each
+        self.inject_delay = 0.0  # testing (mds_inject_journal_delay): before each append
 
     async def load(self) -> tuple[list[mds_pb2.JournalEvent], int]:
         """Every event still in the journal, in order, and the applied mark."""
@@ -174,6 +175,8 @@ class Journal:
                 kvs = {event_key(ev.seq): ev.SerializeToString() for ev in batch}
                 marking = self.applied_seq
                 kvs[APPLIED_KEY] = _SEQ.pack(marking)
+                if self.inject_delay:
+                    await asyncio.sleep(self.inject_delay)
                 await self.meta.omap_set(layout.JOURNAL, kvs)
                 self.marked_seq = max(self.marked_seq, marking)
                 self._stored.extend(ev.seq for ev in batch)

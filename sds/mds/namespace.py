@@ -71,7 +71,10 @@ CHANGED_AT_KEEP = 65536
 # requests about a whole tree: every exclusive directory cap is revoked first
 WHOLE_TREE_OPS = {Req.QUOTA_SET, Req.SNAP_CREATE, Req.CHECK}
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
-                 Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK}
+                 Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK, Req.SYNC}
+# changes answered before the journal has them when the client asks (unsafe_ok), as Ceph's
+# MDS replies early: the client replays them to the next MDS should this one fail first
+UNSAFE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK, Req.SETATTR}
 # the request field naming the directory whose entries the client may cache afterwards
 # replies about a file that carry the room its byte quota leaves (the client's write path)
 QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
@@ -106,6 +109,7 @@ class Namespace:
         self.completed: OrderedDict[tuple[str, int], tuple[bytes, int]] = OrderedDict()
         self._changed_at: dict[int, int] = {}  # inode -> last journal event changing it
         self._added_at: dict[int, int] = {}  # directory -> last journal event adding a name
+        self._session_seq: dict[int, int] = {}  # session -> its last event not yet durable
         self.inflight: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}
         self.locks = FileLocks()
         self.leases = DentryLeases(lease_s)
@@ -123,7 +127,7 @@ class Namespace:
             Req.STATFS: self.statfs, Req.QUOTA_SET: self.quota_set,
             Req.QUOTA_GET: self.quota_get, Req.SNAP_CREATE: self.snap_create,
             Req.SNAP_LIST: self.snap_list, Req.SNAP_REMOVE: self.snap_remove,
-            Req.CHECK: self.check, Req.FLOCK: self.flock,
+            Req.CHECK: self.check, Req.FLOCK: self.flock, Req.SYNC: self.sync,
         }
 
     # -- start-up --------------------------------------------------------------------------
@@ -235,13 +239,29 @@ class Namespace:
 
     async def _durably(self, handler, req: Req) -> mds_pb2.MdsReply:
         """Run a handler; answer (or fail) only once what it saw is in the journal, so
-        no reply ever reveals a change a crash could still lose."""
+        no reply ever reveals a change a crash could still lose. An unsafe_ok change may
+        show its own session's changes early, as that client replays them after a
+        failover; never another session's (sds.client.mdsclient)."""
         reply = None
         try:
             reply = await handler(req)
             return reply
         finally:
-            await self.journal.wait_durable(self._revealed_seq(req, reply), hurry=not req.lazy)
+            if req.unsafe_ok and req.op in UNSAFE_OPS:
+                mine = self.journal.last_seq
+                await self.journal.wait_durable(self._others_seq(req.session_id))
+                if reply is not None and mine > self.journal.durable_seq:
+                    reply.unsafe, reply.journal_seq = True, mine
+            else:
+                await self.journal.wait_durable(self._revealed_seq(req, reply),
+                                                hurry=not req.lazy)
+
+    def _others_seq(self, session: int) -> int:
+        """The last journal event made by anyone but `session` (the MDS's own included)."""
+        durable = self.journal.durable_seq
+        for done in [s for s, seq in self._session_seq.items() if seq <= durable]:
+            del self._session_seq[done]
+        return max((seq for s, seq in self._session_seq.items() if s != session), default=0)
 
     def _revealed_seq(self, req: Req, reply: mds_pb2.MdsReply | None) -> int:
         """The last journal event whose change the answer to `req` may show. A lookup,
@@ -343,6 +363,7 @@ class Namespace:
         if len(self._added_at) > CHANGED_AT_KEEP:  # forget what RADOS has already
             applied = self.journal.applied_seq
             self._added_at = {i: s for i, s in self._added_at.items() if s > applied}
+        self._session_seq[req.session_id if req is not None else 0] = seq
         for op in ops:  # an inode's record, or a directory's entries
             self._changed_at[op.ino] = seq
             if op.kind == MetaOp.SET_DENTRY:
@@ -436,7 +457,7 @@ class Namespace:
         if await self.store.lookup(req.ino, req.name) is not None:
             raise AlreadyExists(f"'{req.name}' exists")
         await self._charge(tx, req.ino, 1, 0)
-        rec = new_record(await self.store.alloc_ino(), mode & ~(req.caller.umask & 0o777)
+        rec = new_record(await self._new_ino(req), mode & ~(req.caller.umask & 0o777)
                          if not stat.S_ISLNK(mode) else mode, req.caller, req.ino, parent.attr)
         rec.attr.rdev = rdev
         if target:
@@ -450,6 +471,23 @@ class Namespace:
         touch(parent)
         tx.put(parent)
         return rec, parent
+
+    async def _new_ino(self, req: Req) -> int:
+        """A fresh inode number, or for a replayed make the one its unsafe reply gave
+        (the client named its data objects after it)."""
+        if not req.replay_ino:
+            return await self.store.alloc_ino()
+        if not await self.store.reusable_ino(req.replay_ino):
+            raise Busy(f"a replayed create asks for inode {req.replay_ino:#x}, which is not free")
+        return req.replay_ino
+
+    async def _made_already(self, req: Req) -> mds_pb2.MdsReply | None:
+        """A replayed make the journal has already (the MDS failed after journaling it
+        but before the client learnt so): answered as it was then."""
+        found = await self.store.lookup(req.ino, req.name) if req.replay_ino else None
+        if found is None or found[0] != req.replay_ino:
+            return None
+        return self._reply(await self.store.inode(found[0]), await self.store.inode(req.ino))
 
     async def _drop_link(self, tx: Tx, rec: Rec, parent_ino: int) -> None:
         """One dentry of `rec` is gone: remove the inode with its last link (later, when
@@ -572,6 +610,10 @@ class Namespace:
         async with self.lock:
             tx = Tx(self.store)
             found = await self.store.lookup(req.ino, req.name) if req.name else None
+            again = await self._made_already(req)
+            if again is not None:
+                self._opened(req, again.attr.ino, True)
+                return again
             if found is not None:
                 if req.flags & os.O_EXCL:
                     raise AlreadyExists(f"'{req.name}' exists")
@@ -610,6 +652,9 @@ class Namespace:
     async def _make_one(self, req: Req, mode: int, rdev: int = 0,
                         target: bytes = b"") -> mds_pb2.MdsReply:
         async with self.lock:
+            again = await self._made_already(req)
+            if again is not None:
+                return again
             tx = Tx(self.store)
             rec, parent = await self._make(tx, req, mode, rdev, target)
             reply = self._reply(rec, parent)
@@ -943,6 +988,10 @@ class Namespace:
             raise FileTooBig(f"size {size} is past the filesystem's max_file_size "
                              f"{self.max_file_size}")
 
+    async def sync(self, req: Req) -> mds_pb2.MdsReply:
+        """Nothing to do: the reply waits for every event so far (a client's fsync)."""
+        return mds_pb2.MdsReply()
+
     async def setxattr(self, req: Req) -> mds_pb2.MdsReply:
         if not req.name or len(req.name.encode()) > 255:
             raise Range("bad attribute name length")
@@ -1105,4 +1154,5 @@ def request_digest(req: Req) -> int:
     same = Req()
     same.CopyFrom(req)
     same.session_id = 0
+    same.unsafe_ok, same.replay_ino = False, 0  # a replay after failover sets these
     return crc32c(same.SerializeToString(deterministic=True)) or 1

@@ -35,6 +35,7 @@ class MetaStore:
         self.complete: set[int] = set()  # directories whose every dentry is cached
         self._next_ino = 0
         self._ino_limit = 0
+        self._first_own_ino = 0  # the first number this instance allocated (0: none yet)
         self.pinned: Callable[[], bool] = lambda: False  # changes staged but not applied
         # data objects copied at once across every apply: bounds memory to PARALLEL stripes
         self._copies = asyncio.Semaphore(PARALLEL)
@@ -123,20 +124,37 @@ class MetaStore:
         return True
 
     # -- inode numbers ------------------------------------------------------------------
-    async def alloc_ino(self, batch: int = 1024) -> int:
+    async def alloc_ino(self) -> int:
         """A fresh inode number; the allocator object is advanced a batch at a time, so a
         crash only skips numbers, never hands one out twice."""
         if self._next_ino >= self._ino_limit:
-            try:
-                start = int(await self.meta.read(layout.INOTABLE) or b"0")
-            except NotFound:
-                start = 0
-            start = max(start, layout.FIRST_INO)
-            await self.meta.write_full(layout.INOTABLE, str(start + batch).encode())
-            self._next_ino, self._ino_limit = start, start + batch
+            await self._reserve()
         ino = self._next_ino
         self._next_ino += 1
         return ino
+
+    async def _reserve(self, batch: int = 1024) -> None:
+        try:
+            start = int(await self.meta.read(layout.INOTABLE) or b"0")
+        except NotFound:
+            start = 0
+        start = max(start, layout.FIRST_INO)
+        await self.meta.write_full(layout.INOTABLE, str(start + batch).encode())
+        self._next_ino, self._ino_limit = start, start + batch
+        self._first_own_ino = self._first_own_ino or start
+
+    async def reusable_ino(self, ino: int) -> bool:
+        """May a replayed create take `ino` again? Only a number an earlier MDS handed out
+        (below everything this one allocates, so never given twice) that names no inode."""
+        if self._first_own_ino == 0:
+            await self._reserve()  # learns where this instance's numbers start
+        if not layout.FIRST_INO <= ino < self._first_own_ino:
+            return False
+        try:
+            await self.inode(ino)
+        except NotFound:
+            return True
+        return False
 
     # -- applying changes ------------------------------------------------------------------
     def stage(self, ops: list[MetaOp]) -> None:
