@@ -130,8 +130,6 @@ class MdsClient:
         if self._conn is not None and not self._conn.closed and not (
                 self._aborted is not None and self._aborted.is_set()):
             with contextlib.suppress(SdsError, asyncio.TimeoutError):
-                await self.sync(timeout=10.0)
-            with contextlib.suppress(SdsError, asyncio.TimeoutError):
                 await self._conn.call(mpb.MDS_REQUEST, self._stamp(Req(op=Req.SESSION_CLOSE)),
                                       timeout=2.0)
 
@@ -210,7 +208,7 @@ class MdsClient:
         """Learn soon that the early answers are durable, so none waits for a replay long."""
         await asyncio.sleep(SYNC_AFTER_S)
         with contextlib.suppress(SdsError):
-            await self.sync(timeout=30.0)
+            await self.sync()
 
     @staticmethod
     def _replay_of(req: Req, ino: int) -> Req:
@@ -304,7 +302,13 @@ class MdsClient:
         """(Re)connect and open a session, unless another request already did."""
         loop = asyncio.get_running_loop()
         deadline = deadline or loop.time() + self.timeout
-        async with self._reconnect_lock:
+        try:  # another request may be reconnecting with a later deadline than ours
+            await asyncio.wait_for(self._reconnect_lock.acquire(),
+                                   max(0.01, deadline - loop.time()))
+        except TimeoutError:
+            raise TimedOut(f"no active MDS for filesystem "
+                           f"'{self.fs_name or '(default)'}' in time") from None
+        try:
             if self._conn is not None and self._conn is not broken and not self._conn.closed:
                 return
             last: Exception | None = None
@@ -322,6 +326,8 @@ class MdsClient:
                                    f"'{self.fs_name or '(default)'}': {last}")
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._abort_event().wait(), POLL_S)
+        finally:
+            self._reconnect_lock.release()
 
     async def _open_session(self, deadline: float | None = None) -> None:
         loop = asyncio.get_running_loop()

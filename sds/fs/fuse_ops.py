@@ -1093,8 +1093,9 @@ class SdsOperations(pyfuse3.Operations):
                 await self._release(fh)
             except Exception:  # noqa: BLE001 - best effort at exit
                 log.exception("releasing handle %d at unmount", fh)
-        with contextlib.suppress(Exception):
-            await self.mds.sync(timeout=10.0)
+        if not self.mds_unreachable:  # else the unmount would wait for no MDS
+            with contextlib.suppress(Exception):
+                await self.mds.sync(timeout=5.0)
         for task in list(self._tasks):
             task.cancel()
 

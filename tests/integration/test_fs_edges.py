@@ -116,6 +116,8 @@ def test_huge_sparse_truncate_and_unlink_is_bounded(cluster_module, tmp_path):
             for offset in (0, 100 << 30, 999999999999999 - 10):
                 out.seek(offset)
                 out.write(b"x" * 4096)
+            out.flush()
+            os.fsync(out.fileno())  # close(2) alone may leave the data on its way
         ino = os.stat(f).st_ino
         assert len(data_objects(cluster, ino)) == 3
         os.truncate(f, 999999999999999)
