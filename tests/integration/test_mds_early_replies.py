@@ -13,7 +13,7 @@ import os
 import time
 
 import pytest
-from test_mds_failover import active_mds, listdir
+from mdsrequests import active_mds, listdir
 
 from sds.client.mdsclient import MdsClient
 from sds.common.errors import Busy

@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+from mdsrequests import active_mds, listdir
 
 from sds.client.mdsclient import MdsClient
 from sds.common.errors import Unavailable
@@ -25,22 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster_opts(
 
 Req = mds_pb2.MdsRequest
 WORKERS = 6
-
-
-async def active_mds(rados) -> str:
-    fs = (await rados.mon_command({"prefix": "fs status"}))["filesystems"][0]
-    return fs["active"]["name"] if fs["active"] else ""
-
-
-async def listdir(client: MdsClient, ino: int) -> set[str]:
-    names, offset, more = set(), 0, True
-    while more:
-        reply = await client.request(Req(op=Req.READDIR, ino=ino, offset=offset))
-        names |= {e.name for e in reply.entries}
-        more = reply.more
-        if reply.entries:
-            offset = reply.entries[-1].offset
-    return names
 
 
 async def test_kill_active_mds_mid_workload(cluster):
