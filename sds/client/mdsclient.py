@@ -12,11 +12,12 @@ Every request has a deadline (`timeout`, a mount's client_mount_timeout): past i
 no active MDS reachable, it fails with ETIMEDOUT, never later; `abort()` fails every
 pending and later request at once (EIO), so a mount can always exit.
 
-With `early_replies` (a mount), creates and setattrs may be answered before the MDS's
+With `early_replies` (a mount), creates, removals and setattrs may be answered before the MDS's
 journal holds them (unsafe replies, as Ceph's MDS gives): the client keeps each such
 request until a reply says the journal reached it, and replays the ones it still keeps
 to the next MDS before anything else, each create asking for the inode number it was
-given (its data objects are named after it). `sync()` waits for all of them (fsync,
+given (its data objects are named after it), each removal naming the inode it removed
+(so that it removes nothing another client put under the name meanwhile). `sync()` waits for all of them (fsync,
 unmount); at most MAX_UNSAFE are kept, and a sync follows SYNC_AFTER_S after the last.
 """
 
@@ -42,6 +43,7 @@ from sds.common.errors import (
 from sds.common.messenger import Connection
 from sds.common.osdmap import pool_by_id
 from sds.common.tasks import TaskSet
+from sds.fsrules.early import REPLAY_INO_OPS, UNSAFE_OPS
 from sds.proto import mds_pb2
 from sds.proto import messenger_pb2 as mpb
 
@@ -52,8 +54,6 @@ RETRYABLE = (ConnectionLost, TimedOut, Unavailable)
 CALL_TIMEOUT_S = 60.0
 WATCH_S = 2.0  # how long a request waits before checking that its MDS is still active
 POLL_S = 0.25
-UNSAFE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK, Req.SETATTR}
-MAKE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK}
 MAX_UNSAFE = 512  # well below the MDS journal's kept events, which answer a replay as before
 SYNC_AFTER_S = 1.0
 
@@ -200,9 +200,14 @@ class MdsClient:
             self._unsafe[req.tid] = (reply.journal_seq, req, reply.attr.ino)
             if self._syncing is None or self._syncing.done():
                 self._syncing = asyncio.ensure_future(self._sync_later())
-        if self._unsafe:
-            for tid in [t for t, (seq, _, _) in self._unsafe.items() if seq <= reply.durable_seq]:
-                del self._unsafe[tid]
+        # oldest first: replies come back nearly in journal order, so this stops at once
+        # (one answered out of order waits for those ahead of it; a replay of a durable
+        # change is answered as before)
+        while self._unsafe:
+            tid, (seq, _, _) = next(iter(self._unsafe.items()))
+            if seq > reply.durable_seq:
+                break
+            del self._unsafe[tid]
 
     async def _sync_later(self) -> None:
         """Learn soon that the early answers are durable, so none waits for a replay long."""
@@ -215,7 +220,7 @@ class MdsClient:
         again = Req()
         again.CopyFrom(req)
         again.unsafe_ok = False  # answered once the journal has it
-        if req.op in MAKE_OPS:
+        if req.op in REPLAY_INO_OPS:
             again.replay_ino = ino
         return again
 

@@ -42,6 +42,7 @@ from sds.common.errors import (
 )
 from sds.fsrules import perms
 from sds.fsrules.attrs import OWNER_BITS, TIME_BITS, WRITE_BACK_BITS, set_attrs
+from sds.fsrules.early import UNSAFE_OPS
 from sds.fsrules.layout import SNAPDIR
 from sds.mds import layout, quota, snapshots
 from sds.mds.caps import Caps
@@ -72,9 +73,6 @@ CHANGED_AT_KEEP = 65536
 WHOLE_TREE_OPS = {Req.QUOTA_SET, Req.SNAP_CREATE, Req.CHECK}
 READ_ONLY_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                  Req.LISTXATTR, Req.STATFS, Req.QUOTA_GET, Req.SNAP_LIST, Req.CHECK, Req.SYNC}
-# changes answered before the journal has them when the client asks (unsafe_ok), as Ceph's
-# MDS replies early: the client replays them to the next MDS should this one fail first
-UNSAFE_OPS = {Req.CREATE, Req.MKNOD, Req.MKDIR, Req.SYMLINK, Req.SETATTR}
 # the request field naming the directory whose entries the client may cache afterwards
 # replies about a file that carry the room its byte quota leaves (the client's write path)
 QUOTA_ROOM_OPS = {Req.OPEN, Req.CREATE, Req.WRITE_DONE, Req.CAPS_ACK, Req.SETATTR}
@@ -704,6 +702,8 @@ class Namespace:
         async with self.lock:
             tx = Tx(self.store)
             parent = await self._writable_dir(tx, req.ino, req.caller)
+            if req.replay_ino and await self._removed_already(req):
+                return mds_pb2.MdsReply(parent=parent.attr)
             ino, mode = await self._child(req.ino, req.name)
             rec = await tx.get(ino)
             if want_dir and not layout.is_dir(rec.attr.mode):
@@ -725,6 +725,13 @@ class Namespace:
             else:
                 self._grant_dir_cap(req, reply)
             return reply
+
+    async def _removed_already(self, req: Req) -> bool:
+        """A replayed removal whose name is gone, or names another inode now: the journal
+        had it, or another client changed the name after the failover; either way there is
+        nothing left of what the early reply removed, and nothing else is removed."""
+        found = await self.store.lookup(req.ino, req.name)
+        return found is None or found[0] != req.replay_ino
 
     async def _check_removable_dir(self, tx: Tx, rec: Rec) -> None:
         if rec.attr.ino == layout.ROOT_INO:

@@ -1,7 +1,8 @@
-"""Early (unsafe) replies: a client that replays them gets creates and setattrs answered
-before the MDS journal has them; nobody else sees them until they are durable; and when
-the MDS dies before journaling them, the client replays them to the standby, each
-create under the inode number it was given, so nothing it was told is lost.
+"""Early (unsafe) replies: a client that replays them gets creates, removals and setattrs
+answered before the MDS journal has them; nobody else sees them until they are durable;
+and when the MDS dies before journaling them, the client replays them to the standby,
+each create under the inode number it was given and each removal only of the inode it
+removed, so nothing it was told is lost and nothing else is removed.
 
 The journal holds every append back (mds_inject_journal_delay), which keeps the changes
 undurable long enough to kill the MDS in between."""
@@ -51,10 +52,16 @@ async def test_changes_answered_early_survive_the_mds_dying_before_its_journal(c
         client = await MdsClient(rados, timeout=90, early_replies=True).open()
         top = (await client.request(Req(op=Req.MKDIR, ino=layout.ROOT_INO, name="top",
                                         mode=0o755))).attr.ino
+        old_file = (await client.request(Req(op=Req.CREATE, ino=top, name="old", mode=0o644,
+                                             flags=os.O_CREAT | os.O_EXCL))).attr.ino
+        old_dir = (await client.request(Req(op=Req.MKDIR, ino=top, name="olddir",
+                                            mode=0o755))).attr.ino
         await client.sync()
         victim = await active_mds(rados)
         given: dict[str, int] = {}
-        replies = []
+        replies = [await client.request(Req(op=Req.UNLINK, ino=top, name="old")),
+                   await client.request(Req(op=Req.RMDIR, ino=top, name="olddir"))]
+        assert [r.attr.ino for r in replies] == [old_file, old_dir]
         for i in range(6):
             reply = await client.request(Req(op=Req.CREATE, ino=top, name=f"f{i}",
                                              mode=0o644, flags=os.O_CREAT | os.O_EXCL))
@@ -88,6 +95,24 @@ async def test_changes_answered_early_survive_the_mds_dying_before_its_journal(c
         new = await fresh.request(Req(op=Req.CREATE, ino=top, name="after", mode=0o644))
         assert new.attr.ino not in given.values()
         await fresh.close()
+
+
+async def test_a_replayed_removal_removes_only_the_inode_it_names(cluster):
+    """A removal's replay finds the name gone (the journal had it) or naming another
+    inode (another client replaced it after the failover): answered as done, nothing
+    removed."""
+    async with cluster.rados() as rados:
+        client = await MdsClient(rados, timeout=60).open()
+        kept = (await client.request(Req(op=Req.CREATE, ino=layout.ROOT_INO, name="kept",
+                                         mode=0o644))).attr.ino
+        for op, name in ((Req.UNLINK, "kept"), (Req.RMDIR, "kept"), (Req.UNLINK, "none")):
+            await client.request(Req(op=op, ino=layout.ROOT_INO, name=name,
+                                     replay_ino=kept + 1))
+        assert await listdir(client, layout.ROOT_INO) == {"kept"}
+        await client.request(Req(op=Req.UNLINK, ino=layout.ROOT_INO, name="kept",
+                                 replay_ino=kept))  # still its inode: removed
+        assert await listdir(client, layout.ROOT_INO) == set()
+        await client.close()
 
 
 async def test_a_replay_cannot_claim_a_taken_or_future_inode(cluster):
