@@ -24,12 +24,15 @@ On-disk layout under `path/`:
     A store of another FORMAT (1: before checksums) or one LMDB cannot open refuses to
     start, naming the file and what to do (REBUILD_HINT).
 
-Object data is cut into 64 KiB blocks keyed by (object, block index); each block record is
+Object data is cut into BLOCK (16 KiB) blocks keyed by (object, block index); each block record is
 either inline (0x00, crc32c u32, bytes) or a pointer into an extent (0x01, extent id u64,
 offset u64, length u32, crc32c u32). Every block's CRC32C is verified on every read (and
 before a partial write merges into it); a missing block is a hole (zeros). A write touches
-only the blocks it covers, so a 4 KiB write into a 4 MiB object rewrites one 64 KiB block
-(inline), not the object.
+only the blocks it covers, so a 4 KiB write into a 4 MiB object rewrites one 16 KiB block
+(inline), not the object. Why 16 KiB and not 64 (format 2): a 4 KiB read reads and
+verifies its whole block, and a cold 4 KiB read through the filesystem got 17-30% more
+IOPS with 16 KiB blocks (a 64 KiB O_DIRECT read is 124 us on this disk, 4 KiB 87 us); the
+price is 4x the block records, about 10% of sequential 4 MiB throughput.
 
 Copy-on-write and crash safety: a write op of >= `extent_threshold` bytes goes to extent
 space that no committed record references (a free pooled file or a new file), is written
@@ -141,7 +144,7 @@ from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
 
 log = logging.getLogger("sds.osd.store")
 
-BLOCK = 64 * 1024
+BLOCK = 16 * 1024
 DEFAULT_EXTENT_THRESHOLD = 512 * 1024
 MAX_BATCH_TXNS = 512
 MAX_BATCH_BYTES = 256 * 1024 * 1024
@@ -157,7 +160,7 @@ DIO_INFLIGHT_BYTES = 32 * 1024 * 1024  # aligned write buffers handed to unfinis
 DIO_KEEP_BYTES = 32 * 1024 * 1024  # free aligned write buffers kept (already faulted in)
 READ_KEEP_BYTES = 18 * 1024 * 1024  # largest per-thread read buffer kept (16 MiB reads)
 
-FORMAT = 2  # 1: names inside keys, unsealed values; 2: keys.py
+FORMAT = 3  # 1: names inside keys, unsealed values; 2: keys.py, 64 KiB blocks; 3: 16 KiB blocks
 REBUILD_HINT = ("run `sds osd fsck {dir}` to list the damage, or rebuild this OSD from its "
                 "replicas: move {dir} away and start the OSD, and it is backfilled")
 

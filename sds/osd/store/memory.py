@@ -2,8 +2,9 @@
 
 Same semantics as every ObjectStore (see base.py). Atomicity comes from an undo log: each
 object or meta key is saved before its first change in a transaction, and restored in
-reverse order if any op fails. Each object keeps a CRC32C per 64 KiB block, verified on
-every read of that block, so corruption tests run against both stores (`_corrupt_for_test`).
+reverse order if any op fails. Each object keeps a CRC32C per 16 KiB block (DurableStore's
+BLOCK), verified on every read of that block, so corruption tests run against both stores
+(`_corrupt_for_test`).
 `apply` never awaits, so a simulation stays deterministic.
 """
 
@@ -24,7 +25,7 @@ from sds.common.errors import (
 )
 from sds.osd.store.base import ObjectStat, ObjectStore, Transaction, TxnOp
 
-CSUM_BLOCK = 64 * 1024
+CSUM_BLOCK = 16 * 1024
 
 
 class _Obj:
