@@ -4,7 +4,7 @@ Walks every directory from the root (and the stray and snapshot directories),
 counting the dentries that name each inode, then compares: every dentry names an
 existing inode of the type it records, every directory is linked once with its
 parent pointer right, link counts match (2 + subdirectories for directories), and
-every inode or directory object in the pool is reachable (no orphans).
+every inode record and directory object in the pool is reachable (no orphans).
 """
 
 from __future__ import annotations
@@ -60,16 +60,17 @@ async def check_namespace(store: MetaStore, stray_dir: int) -> str:
             errors.append(f"inode {ino:#x} has nlink {rec.attr.nlink}, expected {want}")
     orphans = 0
     async for oid in store.meta.list_objects():
-        ino = layout.parse_inode_oid(oid)
-        if ino is None and oid.startswith("dir.") and len(oid) == 20:
+        if oid.startswith("dir.") and len(oid) == 20:
             ino = int(oid[4:], 16)
             if ino != stray_dir and (ino not in records
                                      or not layout.is_dir(records[ino].attr.mode)):
                 errors.append(f"orphan directory object {oid}")
                 orphans += 1
-        elif ino is not None and ino not in records:
-            errors.append(f"orphan inode {ino:#x} (no dentry names it)")
-            orphans += 1
+        elif layout.is_inode_shard(oid):
+            for ino in await store.table_inos(oid):
+                if ino not in records:
+                    errors.append(f"orphan inode {ino:#x} (no dentry names it)")
+                    orphans += 1
     dirs = sum(1 for r in records.values() if layout.is_dir(r.attr.mode))
     return json.dumps({"ok": not errors, "inodes": len(records), "directories": dirs,
                        "files": len(records) - dirs, "strays": len(strays),

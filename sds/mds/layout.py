@@ -1,7 +1,11 @@
 """Where filesystem metadata lives in the metadata pool, and how it is encoded.
 
-- ``inode.<ino:016x>``: one object per inode, data = an InodeRecord (attributes,
-  xattrs, symlink target, quota, snapshot links).
+- ``inodes.<ino >> INODE_SHARD_BITS:012x>``: the inode table, in shards of 1,024
+  consecutive numbers; its omap maps the 8-byte big-endian inode number to an
+  InodeRecord (attributes, xattrs, symlink target, quota, snapshot links). Why shards
+  and not an object per inode (layout 1): numbers are handed out in order, so the files
+  an untar or rm -rf changes together sit in one shard, and the journal's apply writes
+  them all with one omap op instead of one object write (three replicated commits) each.
 - ``dir.<ino:016x>``: one object per directory; its omap maps a hash-ordered key
   (8-byte big-endian cookie + name) to a 12-byte dentry (ino, st_mode). Hash order
   lets READDIR resume from a 64-bit cookie alone, as Ceph's dirfrags do.
@@ -35,18 +39,35 @@ _COOKIE = struct.Struct(">Q")
 _SKIP_SAME_COOKIE = b"\xff" * (NAME_MAX + 1)  # sorts after every name (UTF-8 has no 0xff)
 
 
-def inode_oid(ino: int) -> str:
-    return f"inode.{ino:016x}"
+INODE_SHARD_BITS = 10
+_INO = struct.Struct(">Q")
+
+
+def inode_shard_oid(ino: int) -> str:
+    """The inode-table object that holds the record of `ino`."""
+    return f"inodes.{ino >> INODE_SHARD_BITS:012x}"
+
+
+def inode_key(ino: int) -> bytes:
+    return _INO.pack(ino)
+
+
+def key_ino(key: bytes) -> int:
+    return _INO.unpack(key)[0]
+
+
+def is_inode_shard(oid: str) -> bool:
+    return oid.startswith("inodes.") and len(oid) == 19
+
+
+def layout1_root_oid() -> str:
+    """Where layout 1 (an object per inode) kept the root's record: found, the metadata
+    pool is of that layout, which this MDS does not read."""
+    return f"inode.{ROOT_INO:016x}"
 
 
 def dir_oid(ino: int) -> str:
     return f"dir.{ino:016x}"
-
-
-def parse_inode_oid(oid: str) -> int | None:
-    if oid.startswith("inode.") and len(oid) == 22:
-        return int(oid[6:], 16)
-    return None
 
 
 def data_objects(size: int) -> int:

@@ -147,6 +147,12 @@ class Namespace:
         try:
             await self.store.inode(layout.ROOT_INO)
         except NotFound:
+            if await self.store.meta.exists(layout.layout1_root_oid()):
+                raise NotSupported(
+                    "this filesystem's metadata pool has an object per inode (layout 1); "
+                    "this MDS reads the sharded inode table (layout 2): recreate the "
+                    "filesystem, or run the MDS version that made it to copy its files "
+                    "out") from None
             tx = Tx(self.store)
             root = new_record(layout.ROOT_INO, stat.S_IFDIR | 0o755, mds_pb2.Caller(), 0)
             root.attr.nlink = 2

@@ -23,6 +23,7 @@ from sds.proto import mds_pb2
 MetaOp = mds_pb2.MetaOp
 PAGE = 1000
 PARALLEL = 32
+TABLE_WRITE_BYTES = 4 << 20
 
 
 class MetaStore:
@@ -56,9 +57,12 @@ class MetaStore:
             rec = self.inodes[ino]
         else:
             try:
-                rec = layout.decode_record(await self.meta.read(layout.inode_oid(ino)))
+                found = await self.meta.omap_get(layout.inode_shard_oid(ino),
+                                                 [layout.inode_key(ino)])
             except NotFound:
-                rec = None
+                found = {}
+            raw = found.get(layout.inode_key(ino))
+            rec = layout.decode_record(raw) if raw is not None else None
             self._remember(self.inodes, ino, rec)
             rec = self.inodes.get(ino, rec)
         if rec is None:
@@ -104,6 +108,16 @@ class MetaStore:
             if page:
                 offset = page[-1][3]
         return entries
+
+    async def table_inos(self, shard_oid: str) -> list[int]:
+        """Every inode number an inode-table shard holds a record of."""
+        inos, after, more = [], b"", True
+        while more:
+            items, more = await self.meta.omap_list(shard_oid, start_after=after)
+            inos.extend(layout.key_ino(key) for key, _ in items)
+            if items:
+                after = items[-1][0]
+        return inos
 
     def removed(self, parent: int, name: str) -> bool:
         """The cache says `name` is gone from `parent` (perhaps not yet from RADOS)."""
@@ -187,14 +201,9 @@ class MetaStore:
         await self._bounded([self._apply_object(group) for group in by_object.values()])
 
     async def _apply_object(self, ops: list[MetaOp]) -> None:
-        meta, first = self.meta, ops[0]
+        first = ops[0]
         if first.kind in (MetaOp.PUT_INODE, MetaOp.DEL_INODE):
-            last = ops[-1]
-            if last.kind == MetaOp.PUT_INODE:
-                await meta.write_full(layout.inode_oid(last.ino), layout.encode_record(last.record))
-            else:
-                with contextlib.suppress(NotFound):
-                    await meta.remove(layout.inode_oid(last.ino))
+            await self._apply_inodes(ops)
         elif first.kind in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY, MetaOp.DEL_DIR):
             await self._apply_dir(first.ino, ops)
         else:
@@ -203,6 +212,20 @@ class MetaStore:
                     await self.cut_data(op.ino, op.size, op.old_size)
                 elif op.kind == MetaOp.COPY_DATA:
                     await self.copy_data(op.ino, op.dentry_ino, op.size)
+
+    async def _apply_inodes(self, ops: list[MetaOp]) -> None:
+        """The last record of each inode of one shard, in one omap write (and removal)."""
+        final: dict[int, MetaOp] = {op.ino: op for op in ops}
+        shard = layout.inode_shard_oid(ops[0].ino)
+        puts = {layout.inode_key(ino): layout.encode_record(op.record)
+                for ino, op in final.items() if op.kind == MetaOp.PUT_INODE}
+        gone = [layout.inode_key(ino) for ino, op in final.items()
+                if op.kind == MetaOp.DEL_INODE]
+        for chunk in _chunks(puts):
+            await self.meta.omap_set(shard, chunk)
+        if gone:
+            with contextlib.suppress(NotFound):
+                await self.meta.omap_rm(shard, gone)
 
     async def _apply_dir(self, ino: int, ops: list[MetaOp]) -> None:
         oid = layout.dir_oid(ino)
@@ -256,9 +279,24 @@ class MetaStore:
         await striper.each_object(src, 0, layout.data_objects(size) - 1, copy)
 
 
+def _chunks(kvs: dict[bytes, bytes]):
+    """Omap writes of at most TABLE_WRITE_BYTES each (records carry xattrs: 1,024 of them
+    could make one op larger than an OSD takes)."""
+    chunk: dict[bytes, bytes] = {}
+    size = 0
+    for key, value in kvs.items():
+        if chunk and size + len(value) > TABLE_WRITE_BYTES:
+            yield chunk
+            chunk, size = {}, 0
+        chunk[key] = value
+        size += len(value)
+    if chunk:
+        yield chunk
+
+
 def _object_of(op: MetaOp) -> str:
     if op.kind in (MetaOp.PUT_INODE, MetaOp.DEL_INODE):
-        return layout.inode_oid(op.ino)
+        return layout.inode_shard_oid(op.ino)
     if op.kind in (MetaOp.SET_DENTRY, MetaOp.RM_DENTRY, MetaOp.DEL_DIR):
         return layout.dir_oid(op.ino)
     return f"data.{op.ino}"

@@ -1,8 +1,11 @@
-"""Helpers for tests that talk to the MDS directly: which MDS is active, and listings."""
+"""Helpers for tests that talk to the MDS directly: which MDS is active, listings, and
+inode records as the metadata pool holds them."""
 
 from __future__ import annotations
 
 from sds.client.mdsclient import MdsClient
+from sds.common.errors import NotFound
+from sds.mds import layout
 from sds.proto import mds_pb2
 
 Req = mds_pb2.MdsRequest
@@ -22,3 +25,13 @@ async def listdir(client: MdsClient, ino: int) -> set[str]:
         if reply.entries:
             offset = reply.entries[-1].offset
     return names
+
+
+async def table_record(meta, ino: int) -> mds_pb2.InodeRecord | None:
+    """The record of `ino` in the metadata pool's inode table (None: not there)."""
+    try:
+        found = await meta.omap_get(layout.inode_shard_oid(ino), [layout.inode_key(ino)])
+    except NotFound:
+        return None
+    raw = found.get(layout.inode_key(ino))
+    return layout.decode_record(raw) if raw is not None else None

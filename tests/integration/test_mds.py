@@ -14,6 +14,7 @@ import stat
 import time
 
 import pytest
+from mdsrequests import table_record
 
 from sds.cli.main import main as sds_main
 from sds.client.mdsclient import MdsClient
@@ -217,6 +218,33 @@ async def test_rename_semantics(cluster_module):
                                   name2="x")) == errno.ENOENT
         report = await fsck(m)
         assert report["ok"], report
+
+
+async def test_inode_records_live_in_the_sharded_table_and_orphans_are_reported(
+        cluster_module):
+    """Records of consecutive inodes share a table shard (one omap write applies many);
+    removal takes a record out of it, and a record no dentry names fails `fs check`."""
+    async with mds(cluster_module) as m:
+        top = await mkdir(m, ROOT, "table")
+        files = [await create(m, top, f"f{i}") for i in range(20)]
+        for i in range(10, 20):
+            await call(m, Req.UNLINK, ino=top, name=f"f{i}")
+        assert (await fsck(m))["ok"]  # (everything applied first)
+        meta = m.rados.ioctx("sdsfs_metadata")
+        for f in files:
+            rec = await table_record(meta, f)
+            assert (rec is not None and rec.attr.ino == f) == (f in files[:10]), hex(f)
+        orphan = files[-1] + 100_000
+        rec = mds_pb2.InodeRecord(attr=mds_pb2.InodeAttr(ino=orphan, mode=0o100644))
+        shard, key = layout.inode_shard_oid(orphan), layout.inode_key(orphan)
+        await meta.omap_set(shard, {key: layout.encode_record(rec)})
+        try:
+            report = await fsck(m)
+            assert not report["ok"]
+            assert report["errors"] == [f"orphan inode {orphan:#x} (no dentry names it)"]
+        finally:
+            await meta.omap_rm(shard, [key])
+        assert (await fsck(m))["ok"]
 
 
 async def test_hard_links_and_open_unlinked_file(cluster_module):

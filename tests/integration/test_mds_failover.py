@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from mdsrequests import active_mds, listdir
+from mdsrequests import active_mds, listdir, table_record
 
 from sds.client.mdsclient import MdsClient
 from sds.common.errors import Unavailable
@@ -150,7 +150,7 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
         items, _more = await meta.omap_list(layout.JOURNAL, prefix=jn.EVENT_PREFIX,
                                            max_entries=100000)
         last = max(mds_pb2.JournalEvent.FromString(v).seq for _k, v in items)
-        root = layout.decode_record(await meta.read(layout.inode_oid(layout.ROOT_INO)))
+        root = await table_record(meta, layout.ROOT_INO)
         root.attr.version += 1
         ino = 0xDEAD0000
         crashed = "client.admin.crashed-client"  # the instance the dead MDS had answered
@@ -164,11 +164,11 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
             client=crashed, tid=77,
             reply=mds_pb2.MdsReply(attr=rec.attr).SerializeToString())
         await meta.omap_set(layout.JOURNAL, {jn.event_key(event.seq): event.SerializeToString()})
-        assert not await meta.exists(layout.inode_oid(ino))
+        assert await table_record(meta, ino) is None
         found = await client.request(Req(op=Req.LOOKUP, ino=layout.ROOT_INO,
                                          name="journaled-only"))
         assert (found.attr.ino, found.attr.uid) == (ino, 7)
-        assert await meta.exists(layout.inode_oid(ino))
+        assert await table_record(meta, ino) is not None
         # the request recorded in the event is answered from the journal, not re-run, to
         # a connection of that instance (the MDS knows a client by its connection)
         fs = (await rados.mon_command({"prefix": "fs status"}))["filesystems"][0]

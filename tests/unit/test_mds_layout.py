@@ -33,8 +33,13 @@ def test_dentry_and_record_round_trip():
     rec = mds_pb2.InodeRecord(attr=mds_pb2.InodeAttr(ino=7, mode=0o100644, size=5))
     rec.xattrs["user.a"] = b"b"
     assert layout.decode_record(layout.encode_record(rec)) == rec
-    assert layout.parse_inode_oid(layout.inode_oid(0xabc)) == 0xabc
-    assert layout.parse_inode_oid("dir.0000000000000abc") is None
+    # consecutive numbers share a shard of the inode table; its keys sort by number
+    assert layout.inode_shard_oid(0x1000) == layout.inode_shard_oid(0x13ff) \
+        != layout.inode_shard_oid(0x1400)
+    assert layout.is_inode_shard(layout.inode_shard_oid(0xabc))
+    assert not layout.is_inode_shard("dir.0000000000000abc")
+    assert layout.key_ino(layout.inode_key(0xabc)) == 0xabc
+    assert layout.inode_key(0xff) < layout.inode_key(0x100)
     assert layout.data_oid(0x10, 3) == "0000000000000010.00000003"
     assert layout.data_objects(0) == 1
     assert layout.data_objects(layout.STRIPE + 1) == 2
