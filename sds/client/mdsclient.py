@@ -12,13 +12,14 @@ Every request has a deadline (`timeout`, a mount's client_mount_timeout): past i
 no active MDS reachable, it fails with ETIMEDOUT, never later; `abort()` fails every
 pending and later request at once (EIO), so a mount can always exit.
 
-With `early_replies` (a mount), creates, removals and setattrs may be answered before the MDS's
-journal holds them (unsafe replies, as Ceph's MDS gives): the client keeps each such
-request until a reply says the journal reached it, and replays the ones it still keeps
-to the next MDS before anything else, each create asking for the inode number it was
-given (its data objects are named after it), each removal naming the inode it removed
-(so that it removes nothing another client put under the name meanwhile). `sync()` waits for all of them (fsync,
-unmount); at most MAX_UNSAFE are kept, and a sync follows SYNC_AFTER_S after the last.
+With `early_replies` (a mount), creates, removals and setattrs may be answered before
+the MDS's journal holds them (unsafe replies, as Ceph's MDS gives): the client keeps each
+such request until a reply says the journal reached it, and replays the ones it still
+keeps to the next MDS before anything else, each create asking for the inode number it
+was given (its data objects are named after it), each removal naming the inode it
+removed (so that it removes nothing another client put under the name meanwhile).
+`sync()` waits for all of them (fsync, unmount); at most MAX_UNSAFE are kept, and a sync
+follows SYNC_AFTER_S after the last.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ On-disk layout under `path/`:
     A store of another FORMAT (1: before checksums) or one LMDB cannot open refuses to
     start, naming the file and what to do (REBUILD_HINT).
 
-Object data is cut into BLOCK (16 KiB) blocks keyed by (object, block index); each block record is
-either inline (0x00, crc32c u32, bytes) or a pointer into an extent (0x01, extent id u64,
-offset u64, length u32, crc32c u32). Every block's CRC32C is verified on every read (and
+Object data is cut into BLOCK (16 KiB) blocks keyed by (object, block index); each block
+record is either inline (0x00, crc32c u32, bytes) or a pointer into an extent (0x01,
+extent id u64, offset u64, length u32, crc32c u32). Every block's CRC32C is verified on every read (and
 before a partial write merges into it); a missing block is a hole (zeros). A write touches
 only the blocks it covers, so a 4 KiB write into a 4 MiB object rewrites one 16 KiB block
 (inline), not the object. Why 16 KiB and not 64 (format 2): a 4 KiB read reads and
