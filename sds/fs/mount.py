@@ -151,10 +151,11 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
     import pyfuse3
     import pyfuse3.asyncio
 
-    from sds.fs import fallocate
+    from sds.fs import fallocate, fusewait
     from sds.fs.fuse_ops import SdsOperations
 
     pyfuse3.asyncio.enable()
+    fusewait.install()
     clients: dict = {}  # the client instance and MDS session in use (new after an eviction)
     mounted = False
     try:
@@ -221,6 +222,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         clients["mds"].abort()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # no terminate() on a
             loop.remove_signal_handler(sig)                         # closed session
+        fusewait.stop_all()
         pyfuse3.close(unmount=True)
         await _close(clients["mds"], clients["rados"])
     return 0
