@@ -47,7 +47,7 @@ class Inode:
     pending: mds_pb2.InodeAttr = field(default_factory=mds_pb2.InodeAttr)
     pending_caller: mds_pb2.Caller | None = None
     absent_xattrs: set[bytes] = field(default_factory=set)
-    absent_key: tuple[int, float] = (-1, 0.0)  # (attr version, expiry) they were seen at
+    absent_key: tuple[int, float] = (-1, 0.0)  # (xattr version, expiry) they were seen at
     quota_end: int | None = None   # a byte quota lets the file grow to here (None: no quota)
     fetched_at: float = field(default_factory=time.monotonic)  # attr as of an MDS reply then
 
@@ -62,15 +62,17 @@ class Inode:
         self.fetched_at = float("-inf")
 
     def xattr_absent(self, name: bytes) -> bool:
-        """Known not to exist: the kernel asks for security.capability on every write."""
+        """Known not to exist: the kernel asks for security.capability on every write.
+        Keyed on the xattr version, not the inode's: an fsync'd write's size report
+        changes the inode and would otherwise cost the next write an MDS round trip."""
         version, expiry = self.absent_key
-        return name in self.absent_xattrs and version == self.attr.version \
+        return name in self.absent_xattrs and version == self.attr.xattr_version \
             and time.monotonic() < expiry
 
     def remember_absent_xattr(self, name: bytes, ttl: float) -> None:
-        if self.absent_key[0] != self.attr.version:
+        if self.absent_key[0] != self.attr.xattr_version:
             self.absent_xattrs.clear()
-        self.absent_key = (self.attr.version, time.monotonic() + ttl)
+        self.absent_key = (self.attr.xattr_version, time.monotonic() + ttl)
         self.absent_xattrs.add(name)
 
     @property

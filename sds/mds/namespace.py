@@ -1037,6 +1037,7 @@ class Namespace:
                 del rec.xattrs[req.name]
             else:
                 rec.xattrs[req.name] = req.value
+            rec.attr.xattr_version += 1  # what mounts' caches of absent names are keyed on
             touch(rec, mtime=False)
             return self._save(tx, req, rec)
 

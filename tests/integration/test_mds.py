@@ -364,7 +364,18 @@ async def test_listing_and_rmdir_right_after_removals(cluster_module):
 async def test_xattrs(cluster_module):
     async with mds(cluster_module) as m:
         f = await create(m, ROOT, "xattrs")
+
+        async def xattr_version() -> int:
+            return (await call(m, Req.GETATTR, ino=f)).attr.xattr_version
+
         await call(m, Req.SETXATTR, ino=f, name="user.a", value=b"1")
+        # what mounts key their cached "no such attribute" answers on: a set or removal
+        # moves it, a size report or chmod does not
+        assert await xattr_version() == 1
+        await call(m, Req.WRITE_DONE, ino=f, attr=mds_pb2.InodeAttr(size=5))
+        await call(m, Req.SETATTR, ino=f, attr=mds_pb2.InodeAttr(mode=0o600),
+                   set_mask=mds_pb2.SET_MODE)
+        assert await xattr_version() == 1
         assert await code_of(call(m, Req.SETXATTR, ino=f, name="user.a", value=b"2",
                                   flags=1)) == errno.EEXIST
         assert await code_of(call(m, Req.SETXATTR, ino=f, name="user.b", value=b"2",
@@ -375,6 +386,7 @@ async def test_xattrs(cluster_module):
         assert await code_of(call(m, Req.SETXATTR, ino=f, name="trusted.x", value=b"",
                                   caller=USER)) == errno.EPERM
         await call(m, Req.REMOVEXATTR, ino=f, name="user.a")
+        assert await xattr_version() == 3
         assert await code_of(call(m, Req.GETXATTR, ino=f, name="user.a")) == errno.ENODATA
         assert await code_of(call(m, Req.REMOVEXATTR, ino=f,
                                   name="user.a")) == errno.ENODATA

@@ -74,6 +74,22 @@ def test_attributes_are_fresh_after_a_reply_until_stale_or_old():
     assert not i.attr_fresh(0.0)  # the bound is the caller's
 
 
+def test_a_known_absent_xattr_outlives_size_reports_but_not_xattr_changes(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("sds.fs.inodes.time.monotonic", lambda: now[0])
+    cap = b"security.capability"
+    i = inode()
+    i.remember_absent_xattr(cap, 1.0)
+    assert i.xattr_absent(cap) and not i.xattr_absent(b"user.other")
+    i.update(A(ino=7, mode=0o100644, size=4096, version=4))  # an fsync's size report
+    assert i.xattr_absent(cap)  # the next write need not ask the MDS again
+    i.update(A(ino=7, mode=0o100644, size=4096, version=5, xattr_version=1))
+    assert not i.xattr_absent(cap)  # set (or removed) somewhere since: ask
+    i.remember_absent_xattr(cap, 1.0)
+    now[0] += 1.5
+    assert not i.xattr_absent(cap)  # and never for longer than the kernel caches attrs
+
+
 async def test_a_failed_write_behind_stays_known_after_its_error_is_reported():
     class FailingStriper:
         async def write(self, ino, offset, data):
