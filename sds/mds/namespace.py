@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -50,6 +51,7 @@ from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal
 from sds.mds.leases import DentryLeases
 from sds.mds.locks import FileLocks
+from sds.mds.purge import PurgeQueue
 from sds.mds.quota import quota_of, quota_statfs
 from sds.mds.store import MetaStore
 from sds.mds.tx import Tx, new_record, now_ns, touch
@@ -113,6 +115,10 @@ class Namespace:
         self.leases = DentryLeases(lease_s)
         self._pushes: set[asyncio.Task] = set()
         self.replayed = 0
+        self.last_request = 0.0  # monotonic time of the latest request handled
+        self.purges = PurgeQueue(store.meta, lambda ino, size: store.cut_data(ino, 0, size),
+                                 lambda: self.last_request)
+        store.purge_queue = self.purges  # replayed removals are queued too
         self.handlers = {
             Req.LOOKUP: self.lookup, Req.GETATTR: self.getattr, Req.SETATTR: self.setattr,
             Req.CREATE: self.create, Req.MKNOD: self.mknod, Req.MKDIR: self.mkdir,
@@ -141,6 +147,7 @@ class Namespace:
                 self.replayed += 1
         await self.journal.replayed()
         failed = self.journal.start(self.store.apply)
+        self.purges.start()
         # staged changes stay cached until RADOS has them: applied, and none set aside
         self.store.pinned = lambda: self.journal.applied_seq < self.journal.last_seq or \
             bool(self.journal.aside.events)
@@ -166,6 +173,7 @@ class Namespace:
         await self.store.apply(ops, replay=True)
 
     async def stop(self) -> None:
+        await self.purges.stop()
         await self.journal.stop()
 
     def health(self) -> list[dict]:
@@ -198,6 +206,7 @@ class Namespace:
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(self, req: Req) -> mds_pb2.MdsReply:
+        self.last_request = time.monotonic()  # the purge queue slows down meanwhile
         if req.session_id in self.caps.evicted:
             raise StaleSession(f"session {req.session_id} was evicted")
         key = (req.client_name, req.tid) if req.client_name and req.tid else None

@@ -18,6 +18,7 @@ from sds.client.rados import IoCtx
 from sds.client.striper import Striper
 from sds.common.errors import NotFound, SdsError
 from sds.mds import layout
+from sds.mds.purge import PurgeQueue
 from sds.proto import mds_pb2
 
 MetaOp = mds_pb2.MetaOp
@@ -41,6 +42,7 @@ class MetaStore:
         # data objects copied at once across every apply: bounds memory to PARALLEL stripes
         self._copies = asyncio.Semaphore(PARALLEL)
         self.inject_failure = ""  # testing (mds_inject_apply_failure): applies naming it fail
+        self.purge_queue: PurgeQueue | None = None  # removed files' data goes there
 
     # -- reads -----------------------------------------------------------------------
     def _remember(self, table: dict, key, value) -> None:
@@ -190,15 +192,22 @@ class MetaStore:
     async def apply(self, ops: list[MetaOp], replay: bool = False) -> None:
         """Apply changes (of one or more events, in order); each op is absolute, so
         replaying one is harmless. Objects are written in parallel, each once: the last
-        inode record, the final state of each dentry."""
+        inode record, the final state of each dentry. Removed files' data is queued for
+        the purge queue last, so a snapshot copy applied with it is taken first."""
         if self.inject_failure and any(op.name == self.inject_failure for op in ops):
             raise SdsError(f"injected apply failure (dentry '{self.inject_failure}')")
         by_object: dict[str, list[MetaOp]] = {}
+        purges: dict[int, int] = {}
         for op in ops:
             if op.kind == MetaOp.CUT_DATA and not replay:
                 continue
+            if op.kind == MetaOp.PURGE_DATA and self.purge_queue is not None:
+                purges[op.ino] = op.old_size
+                continue
             by_object.setdefault(_object_of(op), []).append(op)
         await self._bounded([self._apply_object(group) for group in by_object.values()])
+        if purges:
+            await self.purge_queue.add(purges)
 
     async def _apply_object(self, ops: list[MetaOp]) -> None:
         first = ops[0]

@@ -6,6 +6,7 @@ acknowledged names present)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import pytest
 from mdsrequests import active_mds, listdir, table_record
 
 from sds.client.mdsclient import MdsClient
-from sds.common.errors import Unavailable
+from sds.common.errors import SdsError, Unavailable
 from sds.mds import layout
 from sds.proto import mds_pb2
 from sds.proto import messenger_pb2 as mpb
@@ -183,3 +184,67 @@ async def test_standby_replays_events_the_dead_mds_journaled_but_never_applied(c
         report = json.loads((await client.request(Req(op=Req.CHECK))).report)
         assert report["ok"], report
         await client.close()
+
+
+async def test_removed_files_are_purged_slowly_while_busy_and_by_the_next_mds(cluster):
+    """Unlinks return before the data goes: the purge queue deletes it, a few files a
+    second while requests keep coming, and the MDS taking over after a kill -9 purges
+    what the dead one left queued (the queue is in RADOS, not in its memory)."""
+    from sds.mds import purge
+
+    files = 60
+    async with cluster.rados() as rados:
+        client = await MdsClient(rados, timeout=90).open()
+        data, meta = rados.ioctx("sdsfs_data"), rados.ioctx("sdsfs_metadata")
+        top = (await client.request(Req(op=Req.MKDIR, ino=layout.ROOT_INO, name="purged",
+                                        mode=0o755))).attr.ino
+        inos = []
+        for i in range(files):
+            ino = (await client.request(Req(op=Req.CREATE, ino=top, name=f"f{i}",
+                                            mode=0o644))).attr.ino
+            await data.write_full(layout.data_oid(ino, 0), b"x" * 5000)
+            await client.request(Req(op=Req.WRITE_DONE, ino=ino,
+                                     attr=mds_pb2.InodeAttr(size=5000)))
+            await client.request(Req(op=Req.RELEASE, ino=ino))
+            inos.append(ino)
+
+        async def with_data() -> set[int]:
+            return {ino for ino in inos if await data.exists(layout.data_oid(ino, 0))}
+
+        async def backlog() -> list:
+            try:
+                return (await meta.omap_list(purge.QUEUE_OID, max_entries=1000))[0]
+            except SdsError:
+                return []
+
+        stop = asyncio.Event()
+
+        async def busy() -> None:  # requests keep coming: the MDS purges slowly
+            while not stop.is_set():
+                with contextlib.suppress(SdsError):
+                    await client.request(Req(op=Req.GETATTR, ino=top))
+                await asyncio.sleep(0.01)
+
+        keep_busy = asyncio.create_task(busy())
+        try:
+            for i in range(files):
+                await client.request(Req(op=Req.UNLINK, ino=top, name=f"f{i}"))
+            deadline = time.monotonic() + 10
+            while not await backlog():
+                assert time.monotonic() < deadline, "the removals never reached the queue"
+                await asyncio.sleep(0.05)
+            assert len(await with_data()) > files // 2  # 20 files/s while busy
+            victim = await active_mds(rados)
+            assert cluster.kill(f"mds.{victim}")
+        finally:
+            stop.set()
+            await keep_busy
+        assert await listdir(client, top) == set()  # served again: the standby is active
+        deadline = time.monotonic() + 60
+        while await with_data() or await backlog():
+            assert time.monotonic() < deadline, "the new MDS did not finish the purge"
+            await asyncio.sleep(0.2)
+        report = json.loads((await client.request(Req(op=Req.CHECK))).report)
+        assert report["ok"], report
+        await client.close()
+        cluster.start(f"mds.{victim}")
