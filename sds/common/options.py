@@ -103,6 +103,9 @@ OPTIONS: dict[str, Option] = {
         Option("client_inject_unlink_delay", float, 0.0,
                "testing: seconds a mount holds an unlink answered under a directory cap "
                "before sending it to the MDS"),
+        Option("client_inject_create_delay", float, 0.0,
+               "testing: seconds a mount holds a create it answered itself (an async "
+               "create) before sending it to the MDS"),
         Option("client_mount_timeout", float, 30.0,
                "seconds a mount's request waits for an active MDS before it fails (ETIMEDOUT)"),
         Option("client_op_timeout", float, 60.0, "seconds a client waits for an object op"),

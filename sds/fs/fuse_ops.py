@@ -61,6 +61,7 @@ from sds.common.errors import (
     TimedOut,
     Unavailable,
 )
+from sds.fs.asynccreate import SpareInos, made_or_raise, new_file_attr
 from sds.fs.errnos import to_errno
 from sds.fs.inodes import Inode, InodeTable
 from sds.fs.writebehind import WriteBehind
@@ -82,6 +83,8 @@ UNREACHABLE = (TimedOut, Unavailable, ConnectionLost, ShuttingDown)  # no MDS an
 DEFERRED_CLOSE_BYTES = 1 << 20  # close(2) waits for the data when more is in flight
 DEFERRED_CLOSES = 64          # closes whose report may wait for release() at once
 ASYNC_UNLINKS = 64            # unlinks answered here and not yet at the MDS, at most
+ASYNC_CREATES = 256           # creates likewise
+NAME_MAX = 255
 # requests that change no attributes but those their reply carries
 ATTR_KEEPING_OPS = {Req.LOOKUP, Req.GETATTR, Req.READLINK, Req.READDIR, Req.GETXATTR,
                     Req.LISTXATTR, Req.STATFS, Req.OPEN, Req.RELEASE, Req.FLOCK,
@@ -218,17 +221,22 @@ class SdsOperations(pyfuse3.Operations):
         self.deferred: set[int] = set()  # handles closed whose report release() makes
         self.mds_unreachable = False     # the last MDS request failed to reach an MDS
         self.unlink_delay = 0.0          # client_inject_unlink_delay (testing)
+        self.create_delay = 0.0          # client_inject_create_delay (testing)
         self.dir_caps: set[int] = set()  # directories this mount holds exclusively ...
         self._dir_cap_session = 0        # ... in this MDS session
         self._dir_revokes: Counter[int] = Counter()  # REVOKE_DIRs seen, per directory ...
         self._revokes_seen = 0                       # ... and in all
         # directories this mount made and holds the exclusive cap of: (session, the names
-        # that may be in it: every name this mount added or tried to add there)
-        self.own_dirs: dict[int, tuple[int, set[str]]] = {}
+        # that may be in it: every name this mount added or tried to add there, whether
+        # no quota applies to it)
+        self.own_dirs: dict[int, tuple[int, set[str], bool]] = {}
         # unlinks answered here, not yet at the MDS: (directory, name) each
         self.unlinking: dict[asyncio.Future, tuple[int, str]] = {}
-        # the last failure of such an unlink, per directory, for its next fsyncdir
-        self.unlink_errors: dict[int, Exception] = {}
+        # creates answered here, not yet at the MDS: (directory, name, inode) each
+        self.creating: dict[asyncio.Future, tuple[int, str, int]] = {}
+        self.spare_inos = SpareInos(self._alloc_inos)
+        # the last failure of such an unlink or create, per directory, for its next fsyncdir
+        self.dirop_errors: dict[int, Exception] = {}
 
     on_init: Callable[[], None] = staticmethod(lambda: None)
 
@@ -249,6 +257,8 @@ class SdsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO)
         if barrier and self.unlinking and not self._unaffected(op, fields):
             await self.settle_unlinks()
+        if barrier and self.creating:
+            await self._creates_before(op, fields)
         req = Req(op=op, caller=caller or caller_of(ctx), **fields)
         t0 = time.perf_counter()
         try:
@@ -278,6 +288,21 @@ class SdsOperations(pyfuse3.Operations):
             if known is not None:
                 note_quota_room(known, reply)
         return reply
+
+    async def _creates_before(self, op: int, fields: dict[str, Any]) -> None:
+        """Creates answered here before this request, of the files or in the directories
+        it names, reach the MDS before it (creates answered later need not: the wait
+        ends); a lookup waits only for its name, a request naming no inode for all."""
+        named = {fields.get("ino", 0), fields.get("ino2", 0)} - {0}
+        if op == Req.LOOKUP:
+            ahead = [f for f, (d, n, _) in self.creating.items()
+                     if (d, n) == (fields["ino"], fields["name"])]
+        elif named:
+            ahead = [f for f, (d, _, ino) in self.creating.items() if d in named or ino in named]
+        else:
+            ahead = list(self.creating)
+        if ahead:
+            await asyncio.wait(ahead)
 
     def _unaffected(self, op: int, fields: dict[str, Any]) -> bool:
         """A lookup of another name, or a listing of another directory, shows nothing
@@ -484,7 +509,9 @@ class SdsOperations(pyfuse3.Operations):
         reply = await self.call(op, ctx, ino=dir_ino, name=name, **fields)
         if reply.dir_cap and self._revokes_seen == revokes:  # not revoked meanwhile
             self._hold_dir(reply.attr.ino)
-            self.own_dirs[reply.attr.ino] = (self.session_id, set())
+            self.own_dirs[reply.attr.ino] = (self.session_id, set(), reply.creates_unlimited)
+            if reply.creates_unlimited:
+                self.spare_inos.prefetch(self.session_id)
         return self.new_entry(reply)
 
     @handler
@@ -543,6 +570,9 @@ class SdsOperations(pyfuse3.Operations):
     def _unlink_later(self, dir_ino: int, name: str, caller: mds_pb2.Caller) -> None:
         async def send() -> None:
             try:
+                made = [f for f, (d, n, _) in self.creating.items() if (d, n) == (dir_ino, name)]
+                if made:  # created here and not yet at the MDS either
+                    await asyncio.wait(made)
                 if self.unlink_delay:  # testing: a window for another mount to look in
                     await asyncio.sleep(self.unlink_delay)
                 await self.call(Req.UNLINK, caller=caller, ino=dir_ino, name=name,
@@ -550,7 +580,7 @@ class SdsOperations(pyfuse3.Operations):
             except Exception as e:  # noqa: BLE001 - answered already: the log must tell
                 log.warning("unlink of %r in directory %d, answered already, failed at the "
                             "MDS: %s", name, dir_ino, e)
-                self.unlink_errors[dir_ino] = e
+                self.dirop_errors[dir_ino] = e
 
         task = asyncio.ensure_future(send())
         self.unlinking[task] = (dir_ino, name)
@@ -561,11 +591,21 @@ class SdsOperations(pyfuse3.Operations):
         while self.unlinking:
             await asyncio.wait(list(self.unlinking))
 
+    async def settle_dirops(self, dir_ino: int | None = None) -> None:
+        """Wait until every unlink answered here, and every create (in `dir_ino`), has
+        reached the MDS."""
+        while True:
+            ahead = [f for f, (d, _, _) in self.creating.items() if dir_ino in (None, d)]
+            if not ahead and not self.unlinking:
+                return
+            await asyncio.wait(ahead + list(self.unlinking))
+
     @handler
     async def rmdir(self, parent, name, ctx):
         self.check_writable()
         reply = await self.call(Req.RMDIR, ctx, ino=self.mds_ino(parent), name=fsname(name))
         self.dir_caps.discard(reply.attr.ino)
+        self.own_dirs.pop(reply.attr.ino, None)
 
     @handler
     async def rename(self, old_parent, old_name, new_parent, new_name, flags, ctx):
@@ -630,12 +670,12 @@ class SdsOperations(pyfuse3.Operations):
 
     @handler
     async def fsyncdir(self, fh, datasync):
-        """Unlinks answered here and changes the MDS answered early are made durable,
-        and one that failed fails this fsync, as the kernel CephFS client reports a
-        failed async dirop."""
-        await self.settle_unlinks()
+        """Creates and unlinks answered here and changes the MDS answered early are made
+        durable, and one that failed fails this fsync, as the kernel CephFS client reports
+        a failed async dirop."""
         d = self.dirs.get(fh)
-        failed = self.unlink_errors.pop(d.ino, None) if d is not None else None
+        await self.settle_dirops(d.ino if d is not None else None)
+        failed = self.dirop_errors.pop(d.ino, None) if d is not None else None
         if failed is not None:
             raise failed if isinstance(failed, SdsError) else pyfuse3.FUSEError(errno.EIO)
         await self._sync_namespace()
@@ -683,6 +723,9 @@ class SdsOperations(pyfuse3.Operations):
         self.check_writable()
         caller = caller_of(ctx)
         dir_ino, name = self.mds_ino(parent), fsname(name)
+        here = self._create_here(dir_ino, name, mode, flags, caller)
+        if here is not None:
+            return here
         self._may_add(dir_ino, name)
         reply = await self.call(Req.CREATE, caller=caller, ino=dir_ino, name=name, mode=mode,
                                 flags=flags)
@@ -694,6 +737,55 @@ class SdsOperations(pyfuse3.Operations):
         # write (cached as a miss would be; a setxattr here forgets it)
         inode.remember_absent_xattr(CAPABILITY_XATTR, ATTR_TIMEOUT_S)
         return self._file_info(inode, flags, caller, keep_cache=False), entry
+
+    def _create_here(self, dir_ino: int, name: str, mode: int, flags: int,
+                     caller: mds_pb2.Caller) -> tuple[pyfuse3.FileInfo, Any] | None:
+        """Answered here, the MDS told later (an async create, as CephFS clients make
+        them), sparing untar a round trip per file: in a directory this mount made and
+        holds the exclusive cap of, with no quota above it, for a name surely absent
+        there, under a number the MDS gave this session (sds.mds.delegations). The kernel
+        has checked the permissions: nothing is left for the MDS to refuse. Until the MDS
+        has it, requests about the file wait for it and its data for the OSDs waits too
+        (no data without an inode); if it fails anyway, fsync and close fail with its
+        error, as does the directory's fsync."""
+        own = self.own_dirs.get(dir_ino)
+        if own is None or not own[2] or len(self.creating) >= ASYNC_CREATES or \
+                len(os.fsencode(name)) > NAME_MAX or not self._surely_absent(dir_ino, name):
+            return None
+        parent = self.inodes.known(dir_ino)
+        ino = self.spare_inos.take(self.session_id) if parent is not None else None
+        if ino is None:
+            return None
+        attr = new_file_attr(ino, mode, caller, parent.attr)
+        self._may_add(dir_ino, name)
+        # the directory's new times, as the MDS will set them (its reply brings the rest)
+        parent.attr.mtime_ns = parent.attr.ctime_ns = attr.ctime_ns
+        inode = self.inodes.learn(attr, lookups=1)
+        made = asyncio.ensure_future(self._create_later(
+            caller, ino=dir_ino, name=name, mode=mode, flags=flags | os.O_EXCL, new_ino=ino,
+            attr=mds_pb2.InodeAttr(ctime_ns=attr.ctime_ns)))
+        self.creating[made] = (dir_ino, name, ino)
+        made.add_done_callback(lambda f: self._created(f, dir_ino, name))
+        inode.made = made
+        inode.remember_absent_xattr(CAPABILITY_XATTR, ATTR_TIMEOUT_S)
+        return self._file_info(inode, flags, caller, keep_cache=False), self.entry(inode)
+
+    async def _create_later(self, caller: mds_pb2.Caller, **fields: Any) -> mds_pb2.MdsReply:
+        if self.create_delay:  # testing: a window in which only this mount knows the file
+            await asyncio.sleep(self.create_delay)
+        return await self.call(Req.CREATE, caller=caller, barrier=False, **fields)
+
+    def _created(self, made: asyncio.Future, dir_ino: int, name: str) -> None:
+        self.creating.pop(made, None)
+        e = None if made.cancelled() else made.exception()
+        if made.cancelled() or e is not None:
+            log.warning("create of %r in directory %d, answered already, failed at the MDS: "
+                        "%s", name, dir_ino, e or "cancelled")
+            self.dirop_errors[dir_ino] = e or pyfuse3.FUSEError(errno.EIO)
+
+    async def _alloc_inos(self, want: int) -> tuple[int, int]:
+        reply = await self.call(Req.ALLOC_INOS, want_inos=want, barrier=False)
+        return reply.ino_start, reply.ino_count
 
     @handler
     async def read(self, fh, off, size):
@@ -716,7 +808,7 @@ class SdsOperations(pyfuse3.Operations):
             if inode.quota_end is not None and off + len(buf) > max(inode.quota_end, inode.size):
                 buf = await self._within_quota(inode, h, off, buf)
             if inode.writes is None:
-                inode.writes = WriteBehind(self.striper, inode.ino)
+                inode.writes = WriteBehind(self.striper, inode.ino, made=inode.made)
             await inode.writes.write(off, buf)
             inode.note_write(off + len(buf))
             return len(buf)
@@ -803,6 +895,8 @@ class SdsOperations(pyfuse3.Operations):
         if grow:
             self.check_size(end)
         async with inode.lock:
+            if inode.made is not None:  # no data ops before the MDS has the inode
+                await made_or_raise(inode.made)
             await self._report_writes(inode, h.caller)  # what is in flight lands first
             zeroed = mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) and off < inode.size
             if zeroed:  # past the size it is a hole already
@@ -840,11 +934,15 @@ class SdsOperations(pyfuse3.Operations):
     @handler
     async def fsync(self, fh, datasync):
         await self._flush(fh, datasync)
-        await self._sync_namespace()
+        h = self.handles.get(fh)
+        await self._sync_namespace(h.inode if h is not None else None)
 
-    async def _sync_namespace(self) -> None:
-        """fsync makes the file's name durable too: creates the MDS answered early are
-        waited for, and one a new MDS refused to replay fails it (EIO, once)."""
+    async def _sync_namespace(self, inode: Inode | None = None) -> None:
+        """fsync makes the file's name durable too: its create answered here reaches the
+        MDS, creates the MDS answered early are waited for, and one a new MDS refused to
+        replay fails it (EIO, once)."""
+        if inode is not None and inode.made is not None:
+            await made_or_raise(inode.made)
         await self.mds.sync()
         if self.mds.replay_errors:
             self.mds.replay_errors.clear()
@@ -1008,7 +1106,7 @@ class SdsOperations(pyfuse3.Operations):
                 self._revokes_seen += 1
                 self.dir_caps.discard(msg.ino)
                 self.own_dirs.pop(msg.ino, None)
-                await self.settle_unlinks()
+                await self.settle_dirops(msg.ino)
                 await self.call(Req.CAPS_ACK, ino=msg.ino)
             elif msg.kind == K.INVALIDATE_DENTRY:
                 changed = self.inodes.known(msg.ino)
@@ -1087,7 +1185,8 @@ class SdsOperations(pyfuse3.Operations):
         """Send pending unlinks, report unreported writes and close handles left open at
         unmount."""
         with contextlib.suppress(Exception):
-            await self.settle_unlinks()
+            await self.settle_dirops()
+        self.spare_inos.close()
         for fh in list(self.handles):
             try:
                 await self._release(fh)

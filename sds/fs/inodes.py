@@ -40,6 +40,7 @@ class Inode:
     # this mount's appenders queue here before asking the MDS for its (per-mount) lock
     append_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writes: WriteBehind | None = None  # data on its way to the OSDs (created on first write)
+    made: asyncio.Future | None = None  # its create, answered here, on its way to the MDS
     write_handles: int = 0         # handles of this mount open for writing
     # attribute write-back: mode/owner/time changes made here while open for writing,
     # not yet sent to the MDS (they go with the next WRITE_DONE), and by whom

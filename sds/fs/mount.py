@@ -164,6 +164,7 @@ async def serve(opts: MountOptions, ready=lambda error, info=None: None) -> int:
         root = await _resolve_root(mds, opts.root)
         ops = SdsOperations(mds, striper, root, read_only=opts.read_only)
         ops.unlink_delay = float(rados.config.get("client_inject_unlink_delay"))
+        ops.create_delay = float(rados.config.get("client_inject_create_delay"))
         ops.spawn(_remember_statfs(ops, mds, root))
         mds.on_message = ops.on_mds_message
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 
 from sds.client.striper import Striper
+from sds.fs.asynccreate import made_or_raise
 
 WRITE_BEHIND_BYTES = 32 << 20
 COALESCE_BYTES = 1 << 20
@@ -29,9 +30,11 @@ COALESCE_DELAY_S = 0.02
 
 
 class WriteBehind:
-    def __init__(self, striper: Striper, ino: int, limit: int = WRITE_BEHIND_BYTES):
+    def __init__(self, striper: Striper, ino: int, limit: int = WRITE_BEHIND_BYTES,
+                 made: asyncio.Future | None = None):
         self.striper = striper
         self.ino = ino
+        self.made = made  # an async create still on its way: no data before the inode
         self.limit = limit
         self.pending: dict[asyncio.Future, tuple[int, int]] = {}
         self.bytes = 0  # in flight or buffered
@@ -89,6 +92,8 @@ class WriteBehind:
     async def _write_after(self, after: list[asyncio.Future], offset: int, data: bytes) -> None:
         if after:
             await asyncio.wait(after)
+        if self.made is not None:
+            await made_or_raise(self.made)
         await self.striper.write(self.ino, offset, data)
 
     def _done(self, future: asyncio.Future) -> None:

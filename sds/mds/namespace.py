@@ -47,6 +47,7 @@ from sds.fsrules.early import UNSAFE_OPS
 from sds.fsrules.layout import SNAPDIR
 from sds.mds import layout, quota, snapshots
 from sds.mds.caps import Caps
+from sds.mds.delegations import InoDelegations
 from sds.mds.fsck import check_namespace
 from sds.mds.journal import Journal
 from sds.mds.leases import DentryLeases
@@ -67,6 +68,7 @@ XATTR_VALUE_MAX = 64 * 1024
 READDIR_MAX = 1000
 COMPLETED_KEEP = 20_000
 MAX_DEPTH = 4096
+STAMP_SLACK_NS = 2_000_000_000  # an async create's own time is kept within this of ours
 # reads whose answer shows only the inodes (and directory entries) the request names
 NARROW_READS = {Req.LOOKUP, Req.GETATTR, Req.GETXATTR, Req.LISTXATTR, Req.READLINK,
                 Req.READDIR}
@@ -115,6 +117,7 @@ class Namespace:
         self.leases = DentryLeases(lease_s)
         self._pushes: set[asyncio.Task] = set()
         self.replayed = 0
+        self.delegations = InoDelegations()
         self.last_request = 0.0  # monotonic time of the latest request handled
         self.purges = PurgeQueue(store.meta, lambda ino, size: store.cut_data(ino, 0, size),
                                  lambda: self.last_request)
@@ -132,6 +135,7 @@ class Namespace:
             Req.QUOTA_GET: self.quota_get, Req.SNAP_CREATE: self.snap_create,
             Req.SNAP_LIST: self.snap_list, Req.SNAP_REMOVE: self.snap_remove,
             Req.CHECK: self.check, Req.FLOCK: self.flock, Req.SYNC: self.sync,
+            Req.ALLOC_INOS: self.alloc_inos,
         }
 
     # -- start-up --------------------------------------------------------------------------
@@ -471,7 +475,8 @@ class Namespace:
             raise AlreadyExists(f"'{req.name}' exists")
         await self._charge(tx, req.ino, 1, 0)
         rec = new_record(await self._new_ino(req), mode & ~(req.caller.umask & 0o777)
-                         if not stat.S_ISLNK(mode) else mode, req.caller, req.ino, parent.attr)
+                         if not stat.S_ISLNK(mode) else mode, req.caller, req.ino, parent.attr,
+                         at=self._client_stamp(req))
         rec.attr.rdev = rdev
         if target:
             rec.symlink = target
@@ -486,19 +491,42 @@ class Namespace:
         return rec, parent
 
     async def _new_ino(self, req: Req) -> int:
-        """A fresh inode number, or for a replayed make the one its unsafe reply gave
-        (the client named its data objects after it)."""
-        if not req.replay_ino:
+        """A fresh inode number; for an async create the one given to this client for it
+        (sds.mds.delegations); for a replayed make the one its unsafe reply gave, as for
+        an async create sent again to a new MDS: a number an earlier MDS handed out that
+        names no inode (the client named its data objects after it)."""
+        if req.new_ino and not req.replay_ino and \
+                self.delegations.take(req.client_name, req.new_ino):
+            return req.new_ino
+        ino = req.replay_ino or req.new_ino
+        if not ino:
             return await self.store.alloc_ino()
-        if not await self.store.reusable_ino(req.replay_ino):
-            raise Busy(f"a replayed create asks for inode {req.replay_ino:#x}, which is not free")
-        return req.replay_ino
+        if not await self.store.reusable_ino(ino):
+            raise Busy(f"a create asks for inode {ino:#x}, which is not free for this client")
+        return ino
+
+    @staticmethod
+    def _client_stamp(req: Req) -> int | None:
+        """An async create's time as its client answered it, if near this MDS's clock."""
+        if not req.new_ino or not req.attr.ctime_ns:
+            return None
+        return req.attr.ctime_ns if abs(req.attr.ctime_ns - now_ns()) < STAMP_SLACK_NS else None
+
+    async def alloc_inos(self, req: Req) -> mds_pb2.MdsReply:
+        want = min(req.want_inos, self.delegations.room(req.client_name))
+        if not req.client_name or want <= 0:
+            return mds_pb2.MdsReply()  # none now: the client's creates ask the MDS
+        async with self.lock:
+            first, count = await self.store.alloc_range(want)
+        self.delegations.give(req.client_name, first, count)
+        return mds_pb2.MdsReply(ino_start=first, ino_count=count)
 
     async def _made_already(self, req: Req) -> mds_pb2.MdsReply | None:
         """A replayed make the journal has already (the MDS failed after journaling it
         but before the client learnt so): answered as it was then."""
-        found = await self.store.lookup(req.ino, req.name) if req.replay_ino else None
-        if found is None or found[0] != req.replay_ino:
+        ino = req.replay_ino or req.new_ino
+        found = await self.store.lookup(req.ino, req.name) if ino else None
+        if found is None or found[0] != ino:
             return None
         return self._reply(await self.store.inode(found[0]), await self.store.inode(req.ino))
 
@@ -655,6 +683,9 @@ class Namespace:
             return await self._snap_create(parent.parent, req.name)
         reply = await self._make_one(req, stat.S_IFDIR | stat.S_IMODE(req.mode))
         self._grant_dir_cap(req, reply, reply.attr.ino)  # nobody else knows it yet
+        if reply.dir_cap:
+            reply.creates_unlimited = not any(
+                a.has_quota for a in await self._ancestors(Tx(self.store), reply.attr.ino))
         return reply
 
     async def symlink(self, req: Req) -> mds_pb2.MdsReply:

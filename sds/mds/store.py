@@ -149,6 +149,16 @@ class MetaStore:
         self._next_ino += 1
         return ino
 
+    async def alloc_range(self, want: int) -> tuple[int, int]:
+        """Up to `want` consecutive fresh numbers (fewer at the end of a reserved batch):
+        (first, count), for a client to give new files itself."""
+        if self._next_ino >= self._ino_limit:
+            await self._reserve()
+        first = self._next_ino
+        count = min(want, self._ino_limit - first)
+        self._next_ino += count
+        return first, count
+
     async def _reserve(self, batch: int = 1024) -> None:
         try:
             start = int(await self.meta.read(layout.INOTABLE) or b"0")

@@ -31,8 +31,8 @@ def touch(rec: Rec, mtime: bool = True, ctime: bool = True, at: int | None = Non
 
 
 def new_record(ino: int, mode: int, caller: mds_pb2.Caller, parent: int,
-               parent_attr: mds_pb2.InodeAttr | None = None) -> Rec:
-    at = now_ns()
+               parent_attr: mds_pb2.InodeAttr | None = None, at: int | None = None) -> Rec:
+    at = at or now_ns()
     gid = caller.gid
     if parent_attr is not None and parent_attr.mode & stat.S_ISGID:
         gid = parent_attr.gid  # setgid directory: new entries inherit its group

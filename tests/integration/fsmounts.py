@@ -133,3 +133,12 @@ def mounted(cluster, path: Path, *args: str) -> Iterator[Mount]:
         yield m.start()
     finally:
         m.stop()
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync(2) of a directory: the creates and unlinks a mount answered in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

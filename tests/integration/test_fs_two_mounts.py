@@ -8,6 +8,7 @@ is atomic across mounts, so concurrent appenders lose nothing.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import errno
@@ -21,7 +22,7 @@ import threading
 import time
 
 import pytest
-from fsmounts import FS_CLUSTER, mounted, requires_mds, sds
+from fsmounts import FS_CLUSTER, fsync_dir, mounted, requires_mds, sds
 
 from sds.fs.fuse_ops import ATTR_TIMEOUT_S
 from sds.fs.mount import state_file
@@ -147,11 +148,7 @@ def test_fsync_of_a_directory_makes_its_answered_unlinks_durable(cluster, tmp_pa
         names = filled_dir(a.path, "durable")
         for n in names:
             os.unlink(a.path / "durable" / n)
-        fd = os.open(a.path / "durable", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(a.path / "durable")
         a.kill()
     with mounted(cluster, tmp_path / "b") as b:  # its listing evicts the dead holder
         assert os.listdir(b.path / "durable") == []
@@ -347,3 +344,95 @@ def test_an_evicted_mount_recovers_with_a_new_session(cluster, tmp_path, recover
         listed = sds("--conf", str(cluster.conf), "osd", "blocklist", "ls", "--format", "json")
         fenced = [e["addr"] for e in json.loads(listed.stdout)["blocklist"]]
         assert fenced == [old_client]
+
+
+def _own_dir(path) -> None:
+    """A directory the mount makes (and holds the cap of): its creates are answered there,
+    once the mount's first inode numbers (ALLOC_INOS, asked for at the mkdir) arrived."""
+    path.mkdir()
+    time.sleep(0.5)
+
+
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_create_delay": 1.0})
+def test_creates_held_back_by_the_mount_land_before_the_other_mount_looks(cluster, tmp_path):
+    """A mount answers creates in a directory it made before the MDS has them (held back
+    a second each here): the other mount's listing, stat and read right after see every
+    file whole, with the attributes the creating mount answered (owner, mode after the
+    umask, the group of a setgid directory, the creation time)."""
+    with mounted(cluster, tmp_path / "a") as a, mounted(cluster, tmp_path / "b") as b:
+        made = {f"f{i}": os.urandom(100 + 37 * i) for i in range(6)}
+        made.update({f"e{i}": b"" for i in range(4)})  # not written: times as created
+        _own_dir(a.path / "plain")
+        (a.path / "setgid").mkdir()
+        os.chown(a.path / "setgid", 0, 4242)
+        os.chmod(a.path / "setgid", 0o2777)
+        time.sleep(0.5)
+        answered = {}
+        old_umask = os.umask(0o027)
+        try:
+            for d in ("plain", "setgid"):
+                for name, data in made.items():
+                    if data:
+                        (a.path / d / name).write_bytes(data)
+                    else:
+                        os.close(os.open(a.path / d / name, os.O_CREAT | os.O_WRONLY, 0o666))
+                    answered[d, name] = os.stat(a.path / d / name)
+        finally:
+            os.umask(old_umask)
+        for d in ("plain", "setgid"):
+            assert sorted(os.listdir(b.path / d)) == sorted(made)
+            for name, data in made.items():
+                seen, mine = os.stat(b.path / d / name), answered[d, name]
+                assert (seen.st_ino, seen.st_mode, seen.st_uid, seen.st_gid, seen.st_size) \
+                    == (mine.st_ino, mine.st_mode, mine.st_uid, mine.st_gid, mine.st_size)
+                if not data:
+                    assert (seen.st_mtime_ns, seen.st_ctime_ns) == (mine.st_mtime_ns,
+                                                                    mine.st_ctime_ns)
+                assert seen.st_mode & 0o777 == 0o640
+                assert seen.st_gid == (4242 if d == "setgid" else 0)
+                assert (b.path / d / name).read_bytes() == data
+
+
+@pytest.mark.cluster_opts(mds=1, extra_conf={"client_inject_create_delay": 1.0,
+                                             "mds_revoke_timeout": 2})
+async def test_creates_answered_by_a_mount_die_with_it_unless_fsynced(cluster, tmp_path):
+    """Created and written, not fsync'd, in a directory the mount made: kill -9 of the
+    mount before its creates reach the MDS (held back a second here) loses the files,
+    as a crash loses unsynced creates on any filesystem, and leaves no data objects
+    behind (a file's data waits for its create). fsync(2) of the directory, or of a
+    file, makes the creates durable first: those files survive the kill."""
+    from sds.mds import layout
+
+    def write(path, data: bytes, fsync: bool = False) -> int:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            if fsync:
+                os.fsync(fd)
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def work(a) -> dict[str, int]:
+        inos = {}
+        for d in ("lost", "kept"):
+            _own_dir(a / d)
+        for i in range(10):
+            inos[f"kept/f{i}"] = write(a / "kept" / f"f{i}", b"k" * 5000)
+        fsync_dir(a / "kept")
+        inos["lost/synced"] = write(a / "lost" / "synced", b"s" * 5000, fsync=True)
+        for i in range(10):  # killed right after: these creates are still held back
+            inos[f"lost/f{i}"] = write(a / "lost" / f"f{i}", b"x" * 5000)
+        return inos
+
+    with mounted(cluster, tmp_path / "a") as a:
+        inos = await asyncio.to_thread(work, a.path)
+        a.kill()
+    async with cluster.rados() as rados:
+        data = rados.ioctx("sdsfs_data")
+        lost = [ino for name, ino in inos.items() if name.startswith("lost/f")]
+        assert not [ino for ino in lost if await data.exists(layout.data_oid(ino, 0))]
+    with mounted(cluster, tmp_path / "b") as b:  # its listings evict the dead holder
+        assert os.listdir(b.path / "lost") == ["synced"]
+        assert (b.path / "lost" / "synced").read_bytes() == b"s" * 5000
+        assert sorted(os.listdir(b.path / "kept")) == sorted(f"f{i}" for i in range(10))

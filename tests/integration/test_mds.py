@@ -714,3 +714,40 @@ async def test_a_client_that_reconnects_keeps_its_opens_and_is_not_evicted(clust
         await writer.request(Req(op=Req.RELEASE, ino=f))
         assert await code_of(getattr_(m, f)) == errno.ENOENT
         await writer.close()
+
+
+async def test_numbers_for_async_creates_are_the_clients_own(cluster_module):
+    """ALLOC_INOS gives a client numbers for the creates it answers itself: a CREATE
+    under one of them makes the file with that number, once; a number used already,
+    given to another client or never given is refused (EBUSY) and nothing is made; no
+    client holds more than PER_CLIENT of them."""
+    from sds.mds.delegations import PER_CLIENT
+
+    async with cluster_module.rados() as ra, cluster_module.rados() as rb:
+        a, b = await MdsClient(ra, timeout=60).open(), await MdsClient(rb, timeout=60).open()
+        try:
+            d = await mkdir(a, ROOT, "delegated")
+            got = await call(a, Req.ALLOC_INOS, want_inos=8)
+            assert got.ino_count == 8
+            first = got.ino_start
+            made = await call(a, Req.CREATE, ino=d, name="mine", mode=0o644, new_ino=first)
+            assert made.attr.ino == first
+            await call(a, Req.RELEASE, ino=first)
+            assert await lookup(b, d, "mine") == first
+            refused = {"again": (a, first), "theirs": (b, first + 1),
+                       "made-up": (a, first + (1 << 40))}
+            for name, (client, ino) in refused.items():
+                assert await code_of(call(client, Req.CREATE, ino=d, name=name, mode=0o644,
+                                          new_ino=ino)) == errno.EBUSY, name
+                assert await code_of(lookup(a, d, name)) == errno.ENOENT
+            held = 7
+            for _ in range(4):
+                held += (await call(a, Req.ALLOC_INOS, want_inos=100_000)).ino_count
+            assert held == PER_CLIENT
+            assert (await call(a, Req.ALLOC_INOS, want_inos=1)).ino_count == 0
+            # the numbers are a's: b's own creates never get one of them
+            theirs = await create(b, d, "b-made")
+            assert not first <= theirs < first + 8
+        finally:
+            await b.close()
+            await a.close()
