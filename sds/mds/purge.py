@@ -61,12 +61,24 @@ class PurgeQueue:
             self._wake.set()
 
     async def backlog(self, limit: int = BATCH) -> list[tuple[int, int]]:
-        """Up to `limit` queued (ino, size), oldest inode first."""
+        """Up to `limit` queued (ino, size), oldest inode first. An entry that does not
+        decode (rot, or a writer that is not this code) is dropped from the queue, logged:
+        it names no file this MDS could purge, and kept it would stop the queue for good."""
         try:
             kvs, _more = await self.meta.omap_list(QUEUE_OID, max_entries=limit)
         except NotFound:
             return []
-        return [decode(k, v) for k, v in kvs]
+        good, bad = [], []
+        for k, v in kvs:
+            try:
+                good.append(decode(k, v))
+            except struct.error:
+                bad.append(k)
+        if bad:
+            log.error("purge queue: dropping %d malformed entries (first key %r)",
+                      len(bad), bad[0][:32])
+            await self.meta.omap_rm(QUEUE_OID, bad)
+        return good
 
     def start(self) -> None:
         self._wake.set()  # what an earlier MDS left queued
@@ -90,6 +102,10 @@ class PurgeQueue:
                 raise
             except (SdsError, OSError) as e:
                 log.warning("purge queue: %s; retrying in %gs", e, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
+            except Exception:  # noqa: BLE001 - a bug must not end purging for good
+                log.exception("purge queue failed; retrying in %gs", RETRY_S)
                 await asyncio.sleep(RETRY_S)
                 self._wake.set()
 
