@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from sds.fsrules.attrs import new_attr
 from sds.proto import mds_pb2
 
 log = logging.getLogger("sds.fuse.asynccreate")
@@ -65,13 +66,10 @@ class SpareInos:
 
 def new_file_attr(ino: int, mode: int, caller: mds_pb2.Caller,
                   parent: mds_pb2.InodeAttr) -> mds_pb2.InodeAttr:
-    """A new regular file's attributes, computed as the MDS computes them (sds.mds.tx):
-    the umask applied, the group of a setgid directory inherited."""
-    at = time.time_ns()
-    gid = parent.gid if parent.mode & stat.S_ISGID else caller.gid
-    return mds_pb2.InodeAttr(
-        ino=ino, mode=stat.S_IFREG | (stat.S_IMODE(mode) & ~(caller.umask & 0o777)),
-        nlink=1, uid=caller.uid, gid=gid, atime_ns=at, mtime_ns=at, ctime_ns=at, version=1)
+    """A new regular file's attributes, as the MDS's create makes them (umask, then
+    sds.fsrules.attrs.new_attr)."""
+    mode = (stat.S_IFREG | stat.S_IMODE(mode)) & ~(caller.umask & 0o777)
+    return new_attr(ino, mode, caller, parent, time.time_ns())
 
 
 async def made_or_raise(made: asyncio.Future) -> None:

@@ -20,6 +20,19 @@ TIME_BITS = (mds_pb2.SET_ATIME | mds_pb2.SET_MTIME | mds_pb2.SET_ATIME_NOW
 WRITE_BACK_BITS = mds_pb2.SET_MODE | OWNER_BITS | TIME_BITS  # all but size (and ctime)
 
 
+def new_attr(ino: int, mode: int, caller: mds_pb2.Caller,
+             parent: mds_pb2.InodeAttr | None, at: int) -> mds_pb2.InodeAttr:
+    """A new inode's attributes (the umask already applied to `mode`): the MDS records
+    them, and a mount answering a create itself (sds.fs.asynccreate) answers with them."""
+    gid = caller.gid
+    if parent is not None and parent.mode & stat.S_ISGID:
+        gid = parent.gid  # setgid directory: new entries inherit its group
+        if stat.S_ISDIR(mode):
+            mode |= stat.S_ISGID
+    return mds_pb2.InodeAttr(ino=ino, mode=mode, nlink=1, uid=caller.uid, gid=gid,
+                             atime_ns=at, mtime_ns=at, ctime_ns=at, version=1)
+
+
 def set_attrs(attr: mds_pb2.InodeAttr, new: mds_pb2.InodeAttr, mask: int,
               caller: mds_pb2.Caller, now_ns: int | None = None) -> None:
     """Apply the mode, owner and time bits of `mask` to `attr`, or raise EPERM/EACCES."""

@@ -10,6 +10,7 @@ import stat
 import time
 
 from sds.common.errors import NotFound
+from sds.fsrules.attrs import new_attr
 from sds.mds.store import MetaStore
 from sds.proto import mds_pb2
 
@@ -32,15 +33,7 @@ def touch(rec: Rec, mtime: bool = True, ctime: bool = True, at: int | None = Non
 
 def new_record(ino: int, mode: int, caller: mds_pb2.Caller, parent: int,
                parent_attr: mds_pb2.InodeAttr | None = None, at: int | None = None) -> Rec:
-    at = at or now_ns()
-    gid = caller.gid
-    if parent_attr is not None and parent_attr.mode & stat.S_ISGID:
-        gid = parent_attr.gid  # setgid directory: new entries inherit its group
-        if stat.S_ISDIR(mode):
-            mode |= stat.S_ISGID
-    attr = mds_pb2.InodeAttr(ino=ino, mode=mode, nlink=1, uid=caller.uid, gid=gid,
-                             atime_ns=at, mtime_ns=at, ctime_ns=at, version=1)
-    return Rec(attr=attr, parent=parent)
+    return Rec(attr=new_attr(ino, mode, caller, parent_attr, at or now_ns()), parent=parent)
 
 
 class Tx:
